@@ -1,0 +1,52 @@
+//! `hatchery`: the control plane's single binary. Today it carries the provider registry
+//! tools; the server and the operator client join it as their issues land.
+
+mod commands;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit codes with a meaning scripts can rely on.
+pub(crate) mod exit {
+    /// The input (a flag, a file, a manifest, a derivation) was refused.
+    pub const USER_ERROR: u8 = 1;
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hatchery",
+    version,
+    about = "Control plane that provisions and supervises teams of AI agents",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Inspect provider manifests and derive providers for (runtime, model) pairs.
+    #[command(subcommand)]
+    Providers(commands::providers::ProvidersCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            // Help and version are successes; every other parse failure is the user's input.
+            return if err.use_stderr() {
+                ExitCode::from(exit::USER_ERROR)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match cli.command {
+        Command::Providers(command) => commands::providers::run(command),
+    }
+}

@@ -1,0 +1,380 @@
+//! The manifest as written: fields decoded from the strict YAML tree, not yet validated.
+//!
+//! Decoding follows the format's reading rules: unknown keys are ignored, `null` and an
+//! absent key both mean empty, a string field takes any scalar's literal text, and a
+//! boolean accepts YAML 1.1's `yes/no/on/off/y/n`. A value of the wrong shape (a mapping
+//! where a list belongs) is a `parse` error naming the field's path.
+
+use crate::error::ManifestError;
+use crate::yaml::{self, Document, NodeId, NodeKind, Resolved, ScalarForm};
+
+/// `schema_version` as written.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SchemaVersion {
+    /// The key is absent or null.
+    Absent,
+    /// An integer.
+    Int(i128),
+    /// A float (refused: the version must be an integer).
+    Float(String),
+}
+
+/// The whole document, fields in document order.
+#[derive(Debug, Clone)]
+pub struct RawManifest {
+    /// `schema_version`.
+    pub schema_version: SchemaVersion,
+    /// `providers`, in list order.
+    pub providers: Vec<RawProvider>,
+    /// `runtimes`, in document order.
+    pub runtimes: Vec<RawRuntime>,
+}
+
+/// One `providers[]` entry as written.
+#[derive(Debug, Clone, Default)]
+#[allow(missing_docs)] // field names are the manifest's keys; the spec documents them
+pub struct RawProvider {
+    pub name: String,
+    pub display_name: String,
+    pub vendor_logo: String,
+    pub protocol: String,
+    pub auth_mode: String,
+    pub base_url_template: String,
+    pub base_url_anthropic: String,
+    pub auth_env: Vec<String>,
+    pub auth_token_env: String,
+    pub model_prefix_match: String,
+    pub model_aliases: Vec<String>,
+    pub deprecated: bool,
+    pub upstream_vendor: String,
+    /// hatchery extension: model ids that must derive to this provider (used by tests and docs).
+    pub example_models: Vec<String>,
+}
+
+/// One `runtimes.<name>` entry as written.
+#[derive(Debug, Clone, Default)]
+pub struct RawRuntime {
+    /// The mapping key.
+    pub name: String,
+    /// `display_name` (SDK copy of the format).
+    pub display_name: String,
+    /// `providers`, in priority order.
+    pub providers: Vec<RawProviderRef>,
+}
+
+/// One `runtimes.<name>.providers[]` reference as written.
+#[derive(Debug, Clone, Default)]
+pub struct RawProviderRef {
+    /// The catalog provider it names.
+    pub name: String,
+    /// Exact model ids; empty for a name-only arm.
+    pub models: Vec<String>,
+    /// `models: null` was written out (a hygiene warning, not an error).
+    pub models_explicit_null: bool,
+}
+
+/// Decode a parsed document into the manifest's fields.
+pub fn decode(doc: &Document) -> Result<RawManifest, ManifestError> {
+    let decoder = Decoder { doc };
+    let mut manifest = RawManifest {
+        schema_version: SchemaVersion::Absent,
+        providers: Vec::new(),
+        runtimes: Vec::new(),
+    };
+    let Some(root) = doc.root() else {
+        return Ok(manifest);
+    };
+    let Some(top) = decoder.mapping(root, "manifest")? else {
+        return Ok(manifest);
+    };
+    if let Some(node) = lookup(doc, &top, "schema_version") {
+        manifest.schema_version = decoder.schema_version(node)?;
+    }
+    if let Some(node) = lookup(doc, &top, "providers") {
+        for (index, item) in decoder.sequence(node, "providers")?.into_iter().enumerate() {
+            let path = format!("providers[{index}]");
+            manifest.providers.push(decoder.provider(item, &path)?);
+        }
+    }
+    if let Some(node) = lookup(doc, &top, "runtimes")
+        && let Some(entries) = decoder.mapping(node, "runtimes")?
+    {
+        for (key, value) in entries {
+            let name = decoder.string(key, "runtimes (key)")?;
+            let path = format!("runtimes.{name}");
+            manifest.runtimes.push(decoder.runtime(name, value, &path)?);
+        }
+    }
+    Ok(manifest)
+}
+
+/// Find `key` among flattened mapping entries; the first (most direct) wins.
+fn lookup(doc: &Document, entries: &[(NodeId, NodeId)], key: &str) -> Option<NodeId> {
+    entries.iter().find_map(|&(k, v)| match &doc.node(k).kind {
+        NodeKind::Scalar { text, .. } if text == key => Some(v),
+        _ => None,
+    })
+}
+
+struct Decoder<'a> {
+    doc: &'a Document,
+}
+
+impl Decoder<'_> {
+    fn error(&self, node: NodeId, path: &str, problem: impl Into<String>) -> ManifestError {
+        ManifestError::Decode {
+            path: path.to_owned(),
+            problem: problem.into(),
+            position: self.doc.node(node).position,
+        }
+    }
+
+    fn is_null(&self, node: NodeId) -> bool {
+        match &self.doc.node(node).kind {
+            NodeKind::Scalar {
+                text,
+                form,
+                core_tag,
+            } => yaml::resolve(text, *form, core_tag.as_deref()) == Resolved::Null,
+            _ => false,
+        }
+    }
+
+    fn shape(&self, node: NodeId) -> &'static str {
+        match &self.doc.node(node).kind {
+            NodeKind::Scalar { .. } => "a scalar",
+            NodeKind::Sequence(_) => "a list",
+            NodeKind::Mapping(_) => "a mapping",
+        }
+    }
+
+    /// A mapping's entries with YAML merge keys (`<<`) flattened in after the direct
+    /// entries, so direct keys win. `None` for null.
+    fn mapping(
+        &self,
+        node: NodeId,
+        path: &str,
+    ) -> Result<Option<Vec<(NodeId, NodeId)>>, ManifestError> {
+        match &self.doc.node(node).kind {
+            NodeKind::Mapping(entries) => {
+                let mut direct = Vec::with_capacity(entries.len());
+                let mut merged = Vec::new();
+                for &(key, value) in entries {
+                    if self.is_merge_key(key) {
+                        merged.extend(self.merge_source(value, path)?);
+                    } else {
+                        direct.push((key, value));
+                    }
+                }
+                direct.extend(
+                    merged
+                        .into_iter()
+                        .filter(|&(k, _)| !entries.iter().any(|&(d, _)| self.same_key(d, k))),
+                );
+                Ok(Some(direct))
+            }
+            _ if self.is_null(node) => Ok(None),
+            _ => Err(self.error(
+                node,
+                path,
+                format!("expected a mapping, found {}", self.shape(node)),
+            )),
+        }
+    }
+
+    fn is_merge_key(&self, key: NodeId) -> bool {
+        matches!(&self.doc.node(key).kind,
+            NodeKind::Scalar { text, form: ScalarForm::Plain, core_tag: None } if text == "<<")
+    }
+
+    fn same_key(&self, a: NodeId, b: NodeId) -> bool {
+        match (&self.doc.node(a).kind, &self.doc.node(b).kind) {
+            (NodeKind::Scalar { text: x, .. }, NodeKind::Scalar { text: y, .. }) => x == y,
+            _ => false,
+        }
+    }
+
+    /// The entries a `<<` value contributes: one mapping, or a list of them (earlier wins).
+    fn merge_source(
+        &self,
+        value: NodeId,
+        path: &str,
+    ) -> Result<Vec<(NodeId, NodeId)>, ManifestError> {
+        let sources = match &self.doc.node(value).kind {
+            NodeKind::Mapping(_) => vec![value],
+            NodeKind::Sequence(items) => items.clone(),
+            NodeKind::Scalar { .. } => Vec::new(),
+        };
+        let mut out = Vec::new();
+        for source in sources {
+            if !matches!(self.doc.node(source).kind, NodeKind::Mapping(_)) {
+                return Err(self.error(
+                    source,
+                    path,
+                    "merge key `<<` expects a mapping or a list of mappings",
+                ));
+            }
+            for entry in self.mapping(source, path)?.unwrap_or_default() {
+                if !out.iter().any(|&(k, _)| self.same_key(k, entry.0)) {
+                    out.push(entry);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A list's items; empty for null.
+    fn sequence(&self, node: NodeId, path: &str) -> Result<Vec<NodeId>, ManifestError> {
+        match &self.doc.node(node).kind {
+            NodeKind::Sequence(items) => Ok(items.clone()),
+            _ if self.is_null(node) => Ok(Vec::new()),
+            _ => Err(self.error(
+                node,
+                path,
+                format!("expected a list, found {}", self.shape(node)),
+            )),
+        }
+    }
+
+    /// Any scalar's literal text; null is the empty string.
+    fn string(&self, node: NodeId, path: &str) -> Result<String, ManifestError> {
+        match &self.doc.node(node).kind {
+            NodeKind::Scalar { .. } if self.is_null(node) => Ok(String::new()),
+            NodeKind::Scalar { text, .. } => Ok(text.clone()),
+            _ => Err(self.error(
+                node,
+                path,
+                format!("expected a string, found {}", self.shape(node)),
+            )),
+        }
+    }
+
+    fn strings(&self, node: NodeId, path: &str) -> Result<Vec<String>, ManifestError> {
+        self.sequence(node, path)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| self.string(item, &format!("{path}[{i}]")))
+            .collect()
+    }
+
+    fn boolean(&self, node: NodeId, path: &str) -> Result<bool, ManifestError> {
+        if self.is_null(node) {
+            return Ok(false);
+        }
+        if let NodeKind::Scalar {
+            text,
+            form: ScalarForm::Plain,
+            ..
+        } = &self.doc.node(node).kind
+        {
+            match text.as_str() {
+                "true" | "True" | "TRUE" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" | "y"
+                | "Y" => return Ok(true),
+                "false" | "False" | "FALSE" | "no" | "No" | "NO" | "off" | "Off" | "OFF" | "n"
+                | "N" => return Ok(false),
+                _ => {}
+            }
+        }
+        Err(self.error(node, path, "expected a boolean (true or false)"))
+    }
+
+    fn schema_version(&self, node: NodeId) -> Result<SchemaVersion, ManifestError> {
+        let path = "schema_version";
+        let NodeKind::Scalar {
+            text,
+            form,
+            core_tag,
+        } = &self.doc.node(node).kind
+        else {
+            return Err(self.error(
+                node,
+                path,
+                format!("expected an integer, found {}", self.shape(node)),
+            ));
+        };
+        match yaml::resolve(text, *form, core_tag.as_deref()) {
+            Resolved::Null => Ok(SchemaVersion::Absent),
+            Resolved::Int(v) => Ok(SchemaVersion::Int(v)),
+            Resolved::Float => Ok(SchemaVersion::Float(text.clone())),
+            Resolved::Bool(_) | Resolved::Str => Err(self.error(
+                node,
+                path,
+                format!("expected an integer, found the string {text:?}"),
+            )),
+        }
+    }
+
+    fn provider(&self, node: NodeId, path: &str) -> Result<RawProvider, ManifestError> {
+        let mut p = RawProvider::default();
+        let Some(entries) = self.mapping(node, path)? else {
+            return Ok(p);
+        };
+        let field = |key: &str| lookup(self.doc, &entries, key);
+        let sub = |key: &str| format!("{path}.{key}");
+        for (key, slot) in [
+            ("name", &mut p.name),
+            ("display_name", &mut p.display_name),
+            ("vendor_logo", &mut p.vendor_logo),
+            ("protocol", &mut p.protocol),
+            ("auth_mode", &mut p.auth_mode),
+            ("base_url_template", &mut p.base_url_template),
+            ("base_url_anthropic", &mut p.base_url_anthropic),
+            ("auth_token_env", &mut p.auth_token_env),
+            ("model_prefix_match", &mut p.model_prefix_match),
+            ("upstream_vendor", &mut p.upstream_vendor),
+        ] {
+            if let Some(value) = field(key) {
+                *slot = self.string(value, &sub(key))?;
+            }
+        }
+        for (key, slot) in [
+            ("auth_env", &mut p.auth_env),
+            ("model_aliases", &mut p.model_aliases),
+            ("example_models", &mut p.example_models),
+        ] {
+            if let Some(value) = field(key) {
+                *slot = self.strings(value, &sub(key))?;
+            }
+        }
+        if let Some(value) = field("deprecated") {
+            p.deprecated = self.boolean(value, &sub("deprecated"))?;
+        }
+        Ok(p)
+    }
+
+    fn runtime(&self, name: String, node: NodeId, path: &str) -> Result<RawRuntime, ManifestError> {
+        let mut runtime = RawRuntime {
+            name,
+            ..RawRuntime::default()
+        };
+        let Some(entries) = self.mapping(node, path)? else {
+            return Ok(runtime);
+        };
+        if let Some(value) = lookup(self.doc, &entries, "display_name") {
+            runtime.display_name = self.string(value, &format!("{path}.display_name"))?;
+        }
+        if let Some(value) = lookup(self.doc, &entries, "providers") {
+            let list_path = format!("{path}.providers");
+            for (index, item) in self.sequence(value, &list_path)?.into_iter().enumerate() {
+                let ref_path = format!("{list_path}[{index}]");
+                runtime.providers.push(self.provider_ref(item, &ref_path)?);
+            }
+        }
+        Ok(runtime)
+    }
+
+    fn provider_ref(&self, node: NodeId, path: &str) -> Result<RawProviderRef, ManifestError> {
+        let mut reference = RawProviderRef::default();
+        let Some(entries) = self.mapping(node, path)? else {
+            return Ok(reference);
+        };
+        if let Some(value) = lookup(self.doc, &entries, "name") {
+            reference.name = self.string(value, &format!("{path}.name"))?;
+        }
+        if let Some(value) = lookup(self.doc, &entries, "models") {
+            reference.models_explicit_null = self.is_null(value);
+            reference.models = self.strings(value, &format!("{path}.models"))?;
+        }
+        Ok(reference)
+    }
+}

@@ -1,0 +1,597 @@
+//! Strict YAML reading: one document, unique keys, bounded nesting and alias expansion.
+//!
+//! The event stream of `saphyr-parser` is folded into a small arena of nodes. Aliases
+//! become shared references to the anchored node, so expansion is never performed: the
+//! size each alias *would* expand to is known from the arena and counted against a budget.
+//! Every limit applies to the whole document, including keys the manifest ignores.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+use saphyr_parser::{Event, Parser, ScalarStyle, Span};
+
+/// Limits that bound the time and memory spent on one document.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest accepted input, in bytes.
+    pub max_bytes: usize,
+    /// Deepest accepted nesting of sequences and mappings.
+    pub max_depth: usize,
+    /// Most nodes that all aliases together may stand for.
+    pub max_alias_nodes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_bytes: 8 * 1024 * 1024,
+            max_depth: 64,
+            max_alias_nodes: 100_000,
+        }
+    }
+}
+
+/// Where in the input a node or a problem is (1-based line and column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Position {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+}
+
+impl Position {
+    fn from_span(span: &Span) -> Self {
+        Self {
+            line: span.start.line(),
+            column: span.start.col() + 1,
+        }
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}, column {}", self.line, self.column)
+    }
+}
+
+/// Why a document was refused before any field was read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum YamlError {
+    /// The input is larger than [`Limits::max_bytes`].
+    #[error("input is {size} bytes, more than the limit of {limit} bytes")]
+    TooLarge {
+        /// Size of the input.
+        size: usize,
+        /// The limit in force.
+        limit: usize,
+    },
+    /// The input is not UTF-8.
+    #[error("input is not valid UTF-8 (first bad byte at offset {offset})")]
+    NotUtf8 {
+        /// Byte offset of the first invalid sequence.
+        offset: usize,
+    },
+    /// The YAML syntax is broken.
+    #[error("{message} at {position}")]
+    Syntax {
+        /// The parser's description.
+        message: String,
+        /// Where it stopped.
+        position: Position,
+    },
+    /// A second document follows the first.
+    #[error("a second YAML document starts at {position}; exactly one is allowed")]
+    MultipleDocuments {
+        /// Where the second document starts.
+        position: Position,
+    },
+    /// A mapping repeats a key.
+    #[error("duplicate key `{key}` at {position}")]
+    DuplicateKey {
+        /// The repeated key's text.
+        key: String,
+        /// Where the repetition is.
+        position: Position,
+    },
+    /// A mapping key is itself a sequence or mapping.
+    #[error("a mapping key at {position} is a sequence or mapping; only scalar keys are allowed")]
+    ComplexKey {
+        /// Where the key is.
+        position: Position,
+    },
+    /// Nesting goes deeper than [`Limits::max_depth`].
+    #[error("nesting deeper than {limit} levels at {position}")]
+    TooDeep {
+        /// The limit in force.
+        limit: usize,
+        /// Where the limit was crossed.
+        position: Position,
+    },
+    /// Aliases stand for more nodes than [`Limits::max_alias_nodes`].
+    #[error("aliases expand to more than {limit} nodes (at {position}); refusing an alias bomb")]
+    AliasBudget {
+        /// The limit in force.
+        limit: u64,
+        /// The alias that crossed the limit.
+        position: Position,
+    },
+    /// An alias points into the node that carries its own anchor.
+    #[error("alias at {position} refers to a node that contains it")]
+    RecursiveAlias {
+        /// Where the alias is.
+        position: Position,
+    },
+}
+
+/// Index of a node in its [`Document`].
+pub type NodeId = usize;
+
+/// How a scalar was written, which decides how it resolves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScalarForm {
+    /// Plain (unquoted): resolves to null, bool, int, float or string.
+    Plain,
+    /// Quoted or block: always a string.
+    Quoted,
+}
+
+/// One node of the arena.
+#[derive(Debug)]
+pub enum NodeKind {
+    /// A scalar with its literal text.
+    Scalar {
+        /// The scalar's text as written (after YAML unescaping).
+        text: String,
+        /// Plain or quoted.
+        form: ScalarForm,
+        /// Suffix of a core-schema tag (`str`, `int`, …), when one was given.
+        core_tag: Option<String>,
+    },
+    /// A sequence of nodes.
+    Sequence(Vec<NodeId>),
+    /// A mapping, entries in document order.
+    Mapping(Vec<(NodeId, NodeId)>),
+}
+
+/// A node and where it starts.
+#[derive(Debug)]
+pub struct Node {
+    /// What the node is.
+    pub kind: NodeKind,
+    /// Where it starts.
+    pub position: Position,
+    /// How many nodes it stands for once every alias inside is expanded.
+    expanded_size: u64,
+}
+
+/// A parsed document. `root` is `None` for an empty stream.
+#[derive(Debug)]
+pub struct Document {
+    nodes: Vec<Node>,
+    root: Option<NodeId>,
+}
+
+impl Document {
+    /// The root node, if the input held a document at all.
+    #[must_use]
+    pub fn root(&self) -> Option<NodeId> {
+        self.root
+    }
+
+    /// The node behind an id.
+    #[must_use]
+    pub fn node(&self, id: NodeId) -> &Node {
+        &self.nodes[id]
+    }
+}
+
+/// A collection being built while its events arrive.
+struct OpenCollection {
+    anchor: usize,
+    position: Position,
+    kind: OpenKind,
+}
+
+enum OpenKind {
+    Sequence(Vec<NodeId>),
+    Mapping {
+        entries: Vec<(NodeId, NodeId)>,
+        pending_key: Option<NodeId>,
+        seen_keys: HashSet<String>,
+    },
+}
+
+/// Parse `input` as exactly one strict YAML document.
+pub fn parse(input: &[u8], limits: Limits) -> Result<Document, YamlError> {
+    if input.len() > limits.max_bytes {
+        return Err(YamlError::TooLarge {
+            size: input.len(),
+            limit: limits.max_bytes,
+        });
+    }
+    let text = std::str::from_utf8(input).map_err(|e| YamlError::NotUtf8 {
+        offset: e.valid_up_to(),
+    })?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    Builder::new(limits).run(text)
+}
+
+struct Builder {
+    limits: Limits,
+    nodes: Vec<Node>,
+    stack: Vec<OpenCollection>,
+    /// Anchors whose node is complete.
+    anchors: HashMap<usize, NodeId>,
+    alias_nodes: u64,
+    documents: usize,
+    root: Option<NodeId>,
+}
+
+impl Builder {
+    fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            nodes: Vec::new(),
+            stack: Vec::new(),
+            anchors: HashMap::new(),
+            alias_nodes: 0,
+            documents: 0,
+            root: None,
+        }
+    }
+
+    fn run(mut self, text: &str) -> Result<Document, YamlError> {
+        for item in Parser::new_from_str(text) {
+            let (event, span) = item.map_err(|e| YamlError::Syntax {
+                message: e.info().to_owned(),
+                position: Position {
+                    line: e.marker().line(),
+                    column: e.marker().col() + 1,
+                },
+            })?;
+            let position = Position::from_span(&span);
+            match event {
+                Event::DocumentStart(_) => {
+                    self.documents += 1;
+                    if self.documents > 1 {
+                        return Err(YamlError::MultipleDocuments { position });
+                    }
+                }
+                Event::Scalar(value, style, anchor, tag) => {
+                    let form = match style {
+                        ScalarStyle::Plain => ScalarForm::Plain,
+                        _ => ScalarForm::Quoted,
+                    };
+                    let core_tag = tag
+                        .filter(|t| t.is_yaml_core_schema())
+                        .map(|t| t.suffix.clone());
+                    let kind = NodeKind::Scalar {
+                        text: value.into_owned(),
+                        form,
+                        core_tag,
+                    };
+                    let id = self.push_node(kind, position, 1);
+                    self.finish_node(id, anchor, position)?;
+                }
+                Event::SequenceStart(anchor, _) => {
+                    self.open(anchor, position, OpenKind::Sequence(Vec::new()))?;
+                }
+                Event::MappingStart(anchor, _) => {
+                    let kind = OpenKind::Mapping {
+                        entries: Vec::new(),
+                        pending_key: None,
+                        seen_keys: HashSet::new(),
+                    };
+                    self.open(anchor, position, kind)?;
+                }
+                Event::SequenceEnd | Event::MappingEnd => self.close()?,
+                Event::Alias(anchor) => self.alias(anchor, position)?,
+                Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {}
+            }
+        }
+        Ok(Document {
+            nodes: self.nodes,
+            root: self.root,
+        })
+    }
+
+    fn push_node(&mut self, kind: NodeKind, position: Position, expanded_size: u64) -> NodeId {
+        self.nodes.push(Node {
+            kind,
+            position,
+            expanded_size,
+        });
+        self.nodes.len() - 1
+    }
+
+    fn open(&mut self, anchor: usize, position: Position, kind: OpenKind) -> Result<(), YamlError> {
+        if self.stack.len() >= self.limits.max_depth {
+            return Err(YamlError::TooDeep {
+                limit: self.limits.max_depth,
+                position,
+            });
+        }
+        self.stack.push(OpenCollection {
+            anchor,
+            position,
+            kind,
+        });
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<(), YamlError> {
+        let Some(open) = self.stack.pop() else {
+            return Ok(());
+        };
+        let (kind, size) = match open.kind {
+            OpenKind::Sequence(items) => {
+                let size = self.expanded_size_of(items.iter().copied());
+                (NodeKind::Sequence(items), size)
+            }
+            OpenKind::Mapping { entries, .. } => {
+                let size = self.expanded_size_of(entries.iter().flat_map(|&(k, v)| [k, v]));
+                (NodeKind::Mapping(entries), size)
+            }
+        };
+        let id = self.push_node(kind, open.position, size);
+        self.finish_node(id, open.anchor, open.position)
+    }
+
+    /// One for the collection itself plus what each child stands for.
+    fn expanded_size_of(&self, children: impl Iterator<Item = NodeId>) -> u64 {
+        children.fold(1u64, |acc, c| {
+            acc.saturating_add(self.nodes[c].expanded_size)
+        })
+    }
+
+    fn alias(&mut self, anchor: usize, position: Position) -> Result<(), YamlError> {
+        let Some(&target) = self.anchors.get(&anchor) else {
+            // The parser resolved the name, so the anchor is open: the alias sits inside it.
+            return Err(YamlError::RecursiveAlias { position });
+        };
+        self.alias_nodes = self
+            .alias_nodes
+            .saturating_add(self.nodes[target].expanded_size);
+        if self.alias_nodes > self.limits.max_alias_nodes {
+            return Err(YamlError::AliasBudget {
+                limit: self.limits.max_alias_nodes,
+                position,
+            });
+        }
+        self.attach(target, position)
+    }
+
+    fn finish_node(
+        &mut self,
+        id: NodeId,
+        anchor: usize,
+        position: Position,
+    ) -> Result<(), YamlError> {
+        if anchor != 0 {
+            self.anchors.insert(anchor, id);
+        }
+        self.attach(id, position)
+    }
+
+    /// Hang a finished node on the collection being built, or make it the root.
+    fn attach(&mut self, id: NodeId, position: Position) -> Result<(), YamlError> {
+        let Some(parent) = self.stack.last_mut() else {
+            self.root = Some(id);
+            return Ok(());
+        };
+        match &mut parent.kind {
+            OpenKind::Sequence(items) => items.push(id),
+            OpenKind::Mapping {
+                entries,
+                pending_key,
+                seen_keys,
+            } => match pending_key.take() {
+                None => {
+                    let identity =
+                        key_identity(&self.nodes[id]).ok_or(YamlError::ComplexKey { position })?;
+                    if !seen_keys.insert(identity) {
+                        let key = scalar_text(&self.nodes[id]).unwrap_or_default().to_owned();
+                        return Err(YamlError::DuplicateKey { key, position });
+                    }
+                    *pending_key = Some(id);
+                }
+                Some(key) => entries.push((key, id)),
+            },
+        }
+        Ok(())
+    }
+}
+
+fn scalar_text(node: &Node) -> Option<&str> {
+    match &node.kind {
+        NodeKind::Scalar { text, .. } => Some(text),
+        _ => None,
+    }
+}
+
+/// What makes two keys the same key: their resolved value, not their spelling
+/// (`0x1` and `1` are one key; `"1"` and `1` are not).
+fn key_identity(node: &Node) -> Option<String> {
+    let NodeKind::Scalar {
+        text,
+        form,
+        core_tag,
+    } = &node.kind
+    else {
+        return None;
+    };
+    let value = resolve(text, *form, core_tag.as_deref());
+    Some(match value {
+        Resolved::Null => "null".to_owned(),
+        Resolved::Bool(b) => format!("bool:{b}"),
+        Resolved::Int(i) => format!("int:{i}"),
+        Resolved::Float => format!("float:{text}"),
+        Resolved::Str => format!("str:{text}"),
+    })
+}
+
+/// The core-schema type a scalar resolves to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Resolved {
+    /// `~`, `null`, empty.
+    Null,
+    /// `true` / `false`.
+    Bool(bool),
+    /// An integer in decimal, hex (`0x`), octal (`0o`, leading `0`) or binary (`0b`).
+    Int(i128),
+    /// A floating-point number, `.inf` or `.nan`.
+    Float,
+    /// Anything else.
+    Str,
+}
+
+/// Resolve a scalar the way Go's yaml.v3 does for untyped values.
+#[must_use]
+pub fn resolve(text: &str, form: ScalarForm, core_tag: Option<&str>) -> Resolved {
+    match core_tag {
+        Some("str") => return Resolved::Str,
+        Some("null") => return Resolved::Null,
+        _ => {}
+    }
+    if form == ScalarForm::Quoted && core_tag.is_none() {
+        return Resolved::Str;
+    }
+    match text {
+        "" | "~" | "null" | "Null" | "NULL" => return Resolved::Null,
+        "true" | "True" | "TRUE" => return Resolved::Bool(true),
+        "false" | "False" | "FALSE" => return Resolved::Bool(false),
+        _ => {}
+    }
+    if let Some(i) = parse_int(text) {
+        return Resolved::Int(i);
+    }
+    if is_float(text) {
+        return Resolved::Float;
+    }
+    Resolved::Str
+}
+
+fn parse_int(text: &str) -> Option<i128> {
+    let (negative, digits) = match text.as_bytes().first()? {
+        b'-' => (true, &text[1..]),
+        b'+' => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let (radix, body) = if let Some(rest) = digits.strip_prefix("0x") {
+        (16, rest)
+    } else if let Some(rest) = digits.strip_prefix("0o") {
+        (8, rest)
+    } else if let Some(rest) = digits.strip_prefix("0b") {
+        (2, rest)
+    } else if digits.len() > 1 && digits.starts_with('0') {
+        (8, &digits[1..])
+    } else {
+        (10, digits)
+    };
+    if body.is_empty() || !body.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    let magnitude = i128::from_str_radix(body, radix).ok()?;
+    Some(if negative { -magnitude } else { magnitude })
+}
+
+fn is_float(text: &str) -> bool {
+    let unsigned = text.strip_prefix(['-', '+']).unwrap_or(text);
+    if matches!(unsigned, ".inf" | ".Inf" | ".INF") || matches!(text, ".nan" | ".NaN" | ".NAN") {
+        return true;
+    }
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(at) => (&unsigned[..at], Some(&unsigned[at + 1..])),
+        None => (unsigned, None),
+    };
+    let mut parts = mantissa.splitn(2, '.');
+    let whole = parts.next().unwrap_or("");
+    let fraction = parts.next();
+    let digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
+    let mantissa_ok = match fraction {
+        Some(f) => digits(whole) && digits(f) && !(whole.is_empty() && f.is_empty()),
+        None => !whole.is_empty() && digits(whole),
+    };
+    let exponent_ok = exponent.is_none_or(|e| {
+        let e = e.strip_prefix(['-', '+']).unwrap_or(e);
+        !e.is_empty() && digits(e)
+    });
+    mantissa_ok && exponent_ok && (fraction.is_some() || exponent.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(s: &str) -> Result<Document, YamlError> {
+        parse(s.as_bytes(), Limits::default())
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_even_under_ignored_keys() {
+        let err = parse_str("a:\n  ignored:\n    x: 1\n    x: 2\n").unwrap_err();
+        assert!(
+            matches!(err, YamlError::DuplicateKey { ref key, .. } if key == "x"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn keys_compare_by_resolved_value() {
+        assert!(matches!(
+            parse_str("1: a\n0x1: b\n"),
+            Err(YamlError::DuplicateKey { .. })
+        ));
+        assert!(parse_str("1: a\n'1': b\n").is_ok());
+    }
+
+    #[test]
+    fn second_document_is_refused() {
+        let err = parse_str("a: 1\n---\nb: 2\n").unwrap_err();
+        assert!(matches!(err, YamlError::MultipleDocuments { .. }), "{err}");
+    }
+
+    #[test]
+    fn depth_limit_counts_collections() {
+        let ok = "[".repeat(64) + &"]".repeat(64);
+        assert!(parse_str(&ok).is_ok());
+        let deep = "[".repeat(65) + &"]".repeat(65);
+        assert!(matches!(parse_str(&deep), Err(YamlError::TooDeep { .. })));
+    }
+
+    #[test]
+    fn alias_budget_counts_expanded_size_without_expanding() {
+        let mut doc = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..9 {
+            let prev = i - 1;
+            doc.push_str(&format!(
+                "a{i}: &a{i} [*a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}]\n"
+            ));
+        }
+        assert!(matches!(
+            parse_str(&doc),
+            Err(YamlError::AliasBudget { .. })
+        ));
+        assert!(parse_str("a: &x [1, 2]\nb: *x\nc: *x\n").is_ok());
+    }
+
+    #[test]
+    fn resolution_follows_the_core_schema() {
+        use ScalarForm::{Plain, Quoted};
+        assert_eq!(resolve("1", Plain, None), Resolved::Int(1));
+        assert_eq!(resolve("0x1F", Plain, None), Resolved::Int(31));
+        assert_eq!(resolve("010", Plain, None), Resolved::Int(8));
+        assert_eq!(resolve("-3", Plain, None), Resolved::Int(-3));
+        assert_eq!(resolve("1", Quoted, None), Resolved::Str);
+        assert_eq!(resolve("1", Plain, Some("str")), Resolved::Str);
+        assert_eq!(resolve("1.5", Plain, None), Resolved::Float);
+        assert_eq!(resolve("1e3", Plain, None), Resolved::Float);
+        assert_eq!(resolve(".inf", Plain, None), Resolved::Float);
+        assert_eq!(resolve("1.2.3", Plain, None), Resolved::Str);
+        assert_eq!(resolve("~", Plain, None), Resolved::Null);
+        assert_eq!(resolve("", Plain, None), Resolved::Null);
+        assert_eq!(resolve("True", Plain, None), Resolved::Bool(true));
+        assert_eq!(resolve("yes", Plain, None), Resolved::Str);
+    }
+}
