@@ -243,12 +243,23 @@ impl Builder {
 
     fn run(mut self, text: &str) -> Result<Document, YamlError> {
         for item in Parser::new_from_str(text) {
-            let (event, span) = item.map_err(|e| YamlError::Syntax {
-                message: e.info().to_owned(),
-                position: Position {
+            let (event, span) = item.map_err(|e| {
+                let position = Position {
                     line: e.marker().line(),
                     column: e.marker().col() + 1,
-                },
+                };
+                // The scanner has its own, earlier guard for flow nesting; same failure.
+                if e.info().contains("recursion limit") {
+                    YamlError::TooDeep {
+                        limit: self.limits.max_depth,
+                        position,
+                    }
+                } else {
+                    YamlError::Syntax {
+                        message: e.info().to_owned(),
+                        position,
+                    }
+                }
             })?;
             let position = Position::from_span(&span);
             match event {
