@@ -9,6 +9,7 @@ use std::fmt;
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
+use crate::prefix_index::{PrefixIndex, ProviderMask};
 use crate::registry::{Provider, Registry, Runtime};
 
 /// How a derived provider was found.
@@ -276,25 +277,35 @@ impl Trace for Vec<ExplainStep> {
     }
 }
 
+/// What the algorithm found, before it becomes a public outcome or error. Borrowed, so the
+/// pass-through outcomes of [`Registry::derive`] allocate nothing.
+enum Found<'r> {
+    Provider(Derivation<'r>),
+    EmptyModel,
+    UnknownRuntime,
+    NoMatch(&'r Runtime),
+    Ambiguous(&'r Runtime, Vec<&'r Provider>),
+}
+
 impl Registry {
     /// Provisioning's derivation (spec §6.2): no auth env, so any prefix overlap is
     /// ambiguous and an id listed twice goes to the first-declared reference.
     #[must_use]
     pub fn derive(&self, runtime: &str, model: &str) -> DeriveOutcome<'_> {
-        outcome_of(self.derive_traced(runtime, model, &[], &mut ()))
+        outcome_of(self.find(runtime, model, &[], &mut ()), model)
     }
 
     /// [`Registry::derive`] with every rule it tried.
     #[must_use]
     pub fn explain(&self, runtime: &str, model: &str) -> Explanation<'_> {
         let mut steps = Vec::new();
-        let result = self.derive_traced(runtime, model, &[], &mut steps);
+        let found = self.find(runtime, model, &[], &mut steps);
         Explanation {
             runtime: runtime.to_owned(),
             model: model.to_owned(),
             registry_hash: self.hash(),
             steps,
-            outcome: outcome_of(result),
+            outcome: outcome_of(found, model),
         }
     }
 
@@ -306,16 +317,33 @@ impl Registry {
         model: &str,
         available_auth_env: &[&str],
     ) -> Result<Derivation<'_>, DeriveError> {
-        self.derive_traced(runtime, model, available_auth_env, &mut ())
+        let trimmed = model.trim().to_owned();
+        match self.find(runtime, model, available_auth_env, &mut ()) {
+            Found::Provider(derivation) => Ok(derivation),
+            Found::EmptyModel => Err(DeriveError::EmptyModel {
+                runtime: runtime.to_owned(),
+            }),
+            Found::UnknownRuntime => Err(DeriveError::UnknownRuntime {
+                runtime: runtime.to_owned(),
+                model: trimmed,
+            }),
+            Found::NoMatch(rt) => Err(DeriveError::NoMatch {
+                runtime: rt.name.clone(),
+                model: trimmed,
+            }),
+            Found::Ambiguous(rt, candidates) => {
+                Err(DeriveError::Ambiguous(ambiguity(rt, &trimmed, &candidates)))
+            }
+        }
     }
 
-    fn derive_traced(
+    fn find(
         &self,
         runtime_name: &str,
         model_given: &str,
         available_auth_env: &[&str],
         trace: &mut impl Trace,
-    ) -> Result<Derivation<'_>, DeriveError> {
+    ) -> Found<'_> {
         let model = model_given.trim();
         if trace.enabled() && model.len() != model_given.len() {
             trace.push(ExplainStep::TrimmedModel {
@@ -325,18 +353,15 @@ impl Registry {
         }
         if model.is_empty() {
             trace.push(ExplainStep::EmptyModel);
-            return Err(DeriveError::EmptyModel {
-                runtime: runtime_name.to_owned(),
-            });
+            return Found::EmptyModel;
         }
         let Some(runtime) = self.find_runtime(runtime_name) else {
-            trace.push(ExplainStep::RuntimeNotFound {
-                runtime: runtime_name.to_owned(),
-            });
-            return Err(DeriveError::UnknownRuntime {
-                runtime: runtime_name.to_owned(),
-                model: model.to_owned(),
-            });
+            if trace.enabled() {
+                trace.push(ExplainStep::RuntimeNotFound {
+                    runtime: runtime_name.to_owned(),
+                });
+            }
+            return Found::UnknownRuntime;
         };
         if trace.enabled() {
             trace.push(ExplainStep::RuntimeFound {
@@ -345,7 +370,7 @@ impl Registry {
             });
         }
         if let Some(derivation) = self.exact_step(runtime, model, available_auth_env, trace) {
-            return Ok(derivation);
+            return Found::Provider(derivation);
         }
         self.prefix_step(runtime, model, available_auth_env, trace)
     }
@@ -378,21 +403,17 @@ impl Registry {
             .iter()
             .map(|&i| self.provider_at(runtime.refs[i].provider))
             .collect();
-        let (provider, tie_broken) = match candidates.as_slice() {
-            [only] => (*only, false),
-            [first, ..] => {
-                match narrow_by_auth_env(&candidates, available_auth_env, trace).as_slice() {
-                    [only] => (*only, true),
-                    _ => {
-                        trace.push(ExplainStep::FirstDeclaredWins {
-                            provider: first.name.clone(),
-                        });
-                        (*first, false)
-                    }
+        let first = *candidates.first()?;
+        let (provider, tie_broken) =
+            match narrow_by_auth_env(&candidates, available_auth_env, trace).as_slice() {
+                [only] => (*only, true),
+                _ => {
+                    trace.push(ExplainStep::FirstDeclaredWins {
+                        provider: first.name.clone(),
+                    });
+                    (first, false)
                 }
-            }
-            [] => return None,
-        };
+            };
         Some(Derivation {
             provider,
             via: MatchedBy::ExactModel,
@@ -400,58 +421,98 @@ impl Registry {
         })
     }
 
-    fn prefix_step(
-        &self,
-        runtime: &Runtime,
+    fn prefix_step<'r>(
+        &'r self,
+        runtime: &'r Runtime,
         model: &str,
         available_auth_env: &[&str],
         trace: &mut impl Trace,
-    ) -> Result<Derivation<'_>, DeriveError> {
-        let mut first: Option<&Provider> = None;
-        let mut more: Vec<&Provider> = Vec::new();
-        for reference in &runtime.refs {
-            let provider = self.provider_at(reference.provider);
-            let matched = provider.matches(model);
+    ) -> Found<'r> {
+        let matched = match &self.prefix_index {
+            // An explanation lists every native provider it tried, so it scans.
+            Some(index) if !trace.enabled() => {
+                let mask = self.indexed_matches(runtime, index, model);
+                if mask.count_ones() == 1 {
+                    return Found::Provider(Derivation {
+                        provider: self.provider_at(mask.trailing_zeros() as usize),
+                        via: MatchedBy::PrefixMatch,
+                        tie_broken_by_auth_env: false,
+                    });
+                }
+                runtime
+                    .refs
+                    .iter()
+                    .filter(|r| mask & (1 << r.provider) != 0)
+                    .map(|r| self.provider_at(r.provider))
+                    .collect()
+            }
+            _ => self.scan_matches(runtime, model, trace),
+        };
+        match matched.as_slice() {
+            [] => Found::NoMatch(runtime),
+            [only] => Found::Provider(Derivation {
+                provider: only,
+                via: MatchedBy::PrefixMatch,
+                tie_broken_by_auth_env: false,
+            }),
+            [_, _, ..] => {
+                match narrow_by_auth_env(&matched, available_auth_env, trace).as_slice() {
+                    [only] => Found::Provider(Derivation {
+                        provider: only,
+                        via: MatchedBy::PrefixMatch,
+                        tie_broken_by_auth_env: true,
+                    }),
+                    // The auth env narrowed the set but not to one: name the narrowed set.
+                    narrowed @ [_, _, ..] => Found::Ambiguous(runtime, narrowed.to_vec()),
+                    _ => Found::Ambiguous(runtime, matched),
+                }
+            }
+        }
+    }
+
+    /// The native providers whose matcher matches, as a mask, from one trie walk plus
+    /// the general matchers that can match an id starting with its first byte.
+    fn indexed_matches(&self, runtime: &Runtime, index: &PrefixIndex, model: &str) -> ProviderMask {
+        let hits = index.walk(model.as_bytes());
+        let mut matched = hits.matched & runtime.native_mask;
+        let mut to_run = hits.to_run & runtime.native_mask;
+        while to_run != 0 {
+            let i = to_run.trailing_zeros() as usize;
+            to_run &= to_run - 1;
+            if self.provider_at(i).matches(model) {
+                matched |= 1 << i;
+            }
+        }
+        matched
+    }
+
+    /// Every native matcher in declared order, recording each in the trace.
+    fn scan_matches<'r>(
+        &'r self,
+        runtime: &Runtime,
+        model: &str,
+        trace: &mut impl Trace,
+    ) -> Vec<&'r Provider> {
+        let mut matched = Vec::new();
+        for index in 0..runtime.refs.len() {
+            let provider = self.ref_provider(runtime, index);
+            let is_match = provider.matches(model);
             if trace.enabled() {
                 trace.push(ExplainStep::PrefixTried {
                     provider: provider.name.clone(),
                     pattern: provider.model_prefix_match.clone(),
-                    matched,
+                    matched: is_match,
                 });
             }
-            if matched {
-                if first.is_none() {
-                    first = Some(provider);
-                } else {
-                    more.push(provider);
-                }
+            if is_match {
+                matched.push(provider);
             }
         }
-        let Some(first) = first else {
-            return Err(DeriveError::NoMatch {
-                runtime: runtime.name.clone(),
-                model: model.to_owned(),
-            });
-        };
-        if more.is_empty() {
-            return Ok(Derivation {
-                provider: first,
-                via: MatchedBy::PrefixMatch,
-                tie_broken_by_auth_env: false,
-            });
-        }
-        more.insert(0, first);
-        let narrowed = narrow_by_auth_env(&more, available_auth_env, trace);
-        match narrowed.as_slice() {
-            [only] => Ok(Derivation {
-                provider: only,
-                via: MatchedBy::PrefixMatch,
-                tie_broken_by_auth_env: true,
-            }),
-            // The auth env narrowed the set but not to one: name the narrowed set.
-            [_, _, ..] => Err(ambiguous(runtime, model, &narrowed)),
-            [] => Err(ambiguous(runtime, model, &more)),
-        }
+        matched
+    }
+
+    fn ref_provider(&self, runtime: &Runtime, index: usize) -> &Provider {
+        self.provider_at(runtime.refs[index].provider)
     }
 }
 
@@ -478,26 +539,24 @@ fn narrow_by_auth_env<'r>(
     kept
 }
 
-fn ambiguous(runtime: &Runtime, model: &str, candidates: &[&Provider]) -> DeriveError {
+fn ambiguity(runtime: &Runtime, model: &str, candidates: &[&Provider]) -> Ambiguity {
     let mut names: Vec<String> = candidates.iter().map(|p| p.name.clone()).collect();
     names.sort();
-    DeriveError::Ambiguous(Ambiguity {
+    Ambiguity {
         runtime: runtime.name.clone(),
         model: model.to_owned(),
         candidates: names,
-    })
+    }
 }
 
-fn outcome_of(result: Result<Derivation<'_>, DeriveError>) -> DeriveOutcome<'_> {
-    match result {
-        Ok(derivation) => DeriveOutcome::Derived(derivation),
-        Err(DeriveError::EmptyModel { .. }) => {
-            DeriveOutcome::PassThrough(PassThroughReason::EmptyModel)
+fn outcome_of<'r>(found: Found<'r>, model: &str) -> DeriveOutcome<'r> {
+    match found {
+        Found::Provider(derivation) => DeriveOutcome::Derived(derivation),
+        Found::EmptyModel => DeriveOutcome::PassThrough(PassThroughReason::EmptyModel),
+        Found::UnknownRuntime => DeriveOutcome::PassThrough(PassThroughReason::UnknownRuntime),
+        Found::NoMatch(_) => DeriveOutcome::PassThrough(PassThroughReason::NoMatch),
+        Found::Ambiguous(runtime, candidates) => {
+            DeriveOutcome::Ambiguous(ambiguity(runtime, model.trim(), &candidates))
         }
-        Err(DeriveError::UnknownRuntime { .. }) => {
-            DeriveOutcome::PassThrough(PassThroughReason::UnknownRuntime)
-        }
-        Err(DeriveError::NoMatch { .. }) => DeriveOutcome::PassThrough(PassThroughReason::NoMatch),
-        Err(DeriveError::Ambiguous(a)) => DeriveOutcome::Ambiguous(a),
     }
 }

@@ -22,6 +22,7 @@ mod lint;
 mod load;
 mod manifest;
 mod matcher;
+mod prefix_index;
 mod registry;
 pub mod yaml;
 

@@ -9,7 +9,8 @@ use sha2::{Digest, Sha256};
 use crate::error::{ManifestError, ProviderProblem};
 use crate::manifest::{self, RawManifest, RawProvider, RawRuntime, SchemaVersion};
 use crate::matcher::Matcher;
-use crate::registry::{NativeRef, Protocol, Provider, Registry, Runtime};
+use crate::prefix_index::PrefixIndex;
+use crate::registry::{FastMap, NativeRef, Protocol, Provider, Registry, Runtime};
 use crate::yaml::{self, Limits};
 
 impl Registry {
@@ -48,7 +49,7 @@ fn validate(raw: RawManifest, hash: String) -> Result<Registry, ManifestError> {
     }
     let mut hygiene = Vec::new();
     let mut providers = Vec::with_capacity(raw.providers.len());
-    let mut provider_by_name = HashMap::with_capacity(raw.providers.len());
+    let mut provider_by_name = FastMap::default();
     for (index, entry) in raw.providers.into_iter().enumerate() {
         let provider = validate_provider(index, entry, &provider_by_name)?;
         provider_by_name.insert(provider.name.clone(), index);
@@ -60,13 +61,15 @@ fn validate(raw: RawManifest, hash: String) -> Result<Registry, ManifestError> {
         return Err(ManifestError::NoRuntimes);
     }
     let mut runtimes = Vec::with_capacity(raw.runtimes.len());
-    let mut runtime_by_name = HashMap::with_capacity(raw.runtimes.len());
+    let mut runtime_by_name = FastMap::default();
     for entry in raw.runtimes {
         let runtime = validate_runtime(entry, &provider_by_name, &mut hygiene)?;
         runtime_by_name.insert(runtime.name.clone(), runtimes.len());
         runtimes.push(runtime);
     }
+    let prefix_index = PrefixIndex::build(&providers);
     Ok(Registry {
+        prefix_index,
         hash,
         providers,
         provider_by_name,
@@ -87,7 +90,7 @@ fn schema_version(found: &str) -> ManifestError {
 fn validate_provider(
     index: usize,
     raw: RawProvider,
-    seen: &HashMap<String, usize>,
+    seen: &FastMap<String, usize>,
 ) -> Result<Provider, ManifestError> {
     let invalid = |problem| ManifestError::InvalidProvider {
         index,
@@ -164,7 +167,7 @@ fn check_upstream_vendors(providers: &[Provider]) -> Result<(), ManifestError> {
 /// Steps 9–11 for one runtime, references in declared order.
 fn validate_runtime(
     raw: RawRuntime,
-    provider_by_name: &HashMap<String, usize>,
+    provider_by_name: &FastMap<String, usize>,
     hygiene: &mut Vec<String>,
 ) -> Result<Runtime, ManifestError> {
     if raw.providers.is_empty() {
@@ -174,7 +177,7 @@ fn validate_runtime(
         hygiene.push("a runtime has an empty name".to_owned());
     }
     let mut refs: Vec<NativeRef> = Vec::with_capacity(raw.providers.len());
-    let mut exact: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut exact: FastMap<String, Vec<usize>> = FastMap::default();
     for (index, reference) in raw.providers.into_iter().enumerate() {
         let Some(&provider) = provider_by_name.get(&reference.name) else {
             return Err(ManifestError::UnknownProviderRef {
@@ -217,10 +220,15 @@ fn validate_runtime(
             models: reference.models,
         });
     }
+    let native_mask = refs
+        .iter()
+        .filter_map(|r| 1u128.checked_shl(u32::try_from(r.provider).ok()?))
+        .fold(0, |mask, bit| mask | bit);
     Ok(Runtime {
         name: raw.name,
         display_name: raw.display_name,
         refs,
         exact,
+        native_mask,
     })
 }

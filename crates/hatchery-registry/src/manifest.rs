@@ -5,6 +5,9 @@
 //! boolean accepts YAML 1.1's `yes/no/on/off/y/n`. A value of the wrong shape (a mapping
 //! where a list belongs) is a `parse` error naming the field's path.
 
+use std::borrow::Cow;
+use std::fmt;
+
 use crate::error::ManifestError;
 use crate::yaml::{self, Document, NodeId, NodeKind, Resolved, ScalarForm};
 
@@ -73,6 +76,24 @@ pub struct RawProviderRef {
     pub models_explicit_null: bool,
 }
 
+/// Where a field is, built without allocating; formatted only for an error message.
+#[derive(Clone, Copy)]
+enum Path<'a> {
+    Root(&'static str),
+    Field(&'a Path<'a>, &'a str),
+    Index(&'a Path<'a>, usize),
+}
+
+impl fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Root(name) => f.write_str(name),
+            Self::Field(parent, key) => write!(f, "{parent}.{key}"),
+            Self::Index(parent, index) => write!(f, "{parent}[{index}]"),
+        }
+    }
+}
+
 /// Decode a parsed document into the manifest's fields.
 pub fn decode(doc: &Document) -> Result<RawManifest, ManifestError> {
     let decoder = Decoder { doc };
@@ -84,25 +105,33 @@ pub fn decode(doc: &Document) -> Result<RawManifest, ManifestError> {
     let Some(root) = doc.root() else {
         return Ok(manifest);
     };
-    let Some(top) = decoder.mapping(root, "manifest")? else {
+    let Some(top) = decoder.mapping(root, Path::Root("manifest"))? else {
         return Ok(manifest);
     };
     if let Some(node) = lookup(doc, &top, "schema_version") {
         manifest.schema_version = decoder.schema_version(node)?;
     }
     if let Some(node) = lookup(doc, &top, "providers") {
-        for (index, item) in decoder.sequence(node, "providers")?.into_iter().enumerate() {
-            let path = format!("providers[{index}]");
-            manifest.providers.push(decoder.provider(item, &path)?);
+        let list = Path::Root("providers");
+        let items = decoder.sequence(node, list)?;
+        manifest.providers.reserve(items.len());
+        for (index, &item) in items.iter().enumerate() {
+            manifest
+                .providers
+                .push(decoder.provider(item, Path::Index(&list, index))?);
         }
     }
-    if let Some(node) = lookup(doc, &top, "runtimes")
-        && let Some(entries) = decoder.mapping(node, "runtimes")?
-    {
-        for (key, value) in entries {
-            let name = decoder.string(key, "runtimes (key)")?;
-            let path = format!("runtimes.{name}");
-            manifest.runtimes.push(decoder.runtime(name, value, &path)?);
+    if let Some(node) = lookup(doc, &top, "runtimes") {
+        let map = Path::Root("runtimes");
+        for (key, value) in decoder
+            .mapping(node, map)?
+            .unwrap_or_default()
+            .iter()
+            .copied()
+        {
+            let name = decoder.string(key, Path::Root("runtimes (key)"))?;
+            let runtime = decoder.runtime(value, Path::Field(&map, &name))?;
+            manifest.runtimes.push(RawRuntime { name, ..runtime });
         }
     }
     Ok(manifest)
@@ -120,10 +149,10 @@ struct Decoder<'a> {
     doc: &'a Document,
 }
 
-impl Decoder<'_> {
-    fn error(&self, node: NodeId, path: &str, problem: impl Into<String>) -> ManifestError {
+impl<'a> Decoder<'a> {
+    fn error(&self, node: NodeId, path: Path<'_>, problem: impl Into<String>) -> ManifestError {
         ManifestError::Decode {
-            path: path.to_owned(),
+            path: path.to_string(),
             problem: problem.into(),
             position: self.doc.node(node).position,
         }
@@ -149,37 +178,41 @@ impl Decoder<'_> {
     }
 
     /// A mapping's entries with YAML merge keys (`<<`) flattened in after the direct
-    /// entries, so direct keys win. `None` for null.
+    /// entries, so direct keys win. `None` for null. Borrowed when nothing is merged.
     fn mapping(
         &self,
         node: NodeId,
-        path: &str,
-    ) -> Result<Option<Vec<(NodeId, NodeId)>>, ManifestError> {
-        match &self.doc.node(node).kind {
-            NodeKind::Mapping(entries) => {
-                let mut direct = Vec::with_capacity(entries.len());
-                let mut merged = Vec::new();
-                for &(key, value) in entries {
-                    if self.is_merge_key(key) {
-                        merged.extend(self.merge_source(value, path)?);
-                    } else {
-                        direct.push((key, value));
-                    }
-                }
-                direct.extend(
-                    merged
-                        .into_iter()
-                        .filter(|&(k, _)| !entries.iter().any(|&(d, _)| self.same_key(d, k))),
-                );
-                Ok(Some(direct))
+        path: Path<'_>,
+    ) -> Result<Option<Cow<'a, [(NodeId, NodeId)]>>, ManifestError> {
+        let entries: &'a [(NodeId, NodeId)] = match &self.doc.node(node).kind {
+            NodeKind::Mapping(entries) => entries,
+            _ if self.is_null(node) => return Ok(None),
+            _ => {
+                return Err(self.error(
+                    node,
+                    path,
+                    format!("expected a mapping, found {}", self.shape(node)),
+                ));
             }
-            _ if self.is_null(node) => Ok(None),
-            _ => Err(self.error(
-                node,
-                path,
-                format!("expected a mapping, found {}", self.shape(node)),
-            )),
+        };
+        if !entries.iter().any(|&(key, _)| self.is_merge_key(key)) {
+            return Ok(Some(Cow::Borrowed(entries)));
         }
+        let mut direct = Vec::with_capacity(entries.len());
+        let mut merged = Vec::new();
+        for &(key, value) in entries {
+            if self.is_merge_key(key) {
+                merged.extend(self.merge_source(value, path)?);
+            } else {
+                direct.push((key, value));
+            }
+        }
+        direct.extend(
+            merged
+                .into_iter()
+                .filter(|&(k, _)| !entries.iter().any(|&(d, _)| self.same_key(d, k))),
+        );
+        Ok(Some(Cow::Owned(direct)))
     }
 
     fn is_merge_key(&self, key: NodeId) -> bool {
@@ -198,15 +231,15 @@ impl Decoder<'_> {
     fn merge_source(
         &self,
         value: NodeId,
-        path: &str,
+        path: Path<'_>,
     ) -> Result<Vec<(NodeId, NodeId)>, ManifestError> {
-        let sources = match &self.doc.node(value).kind {
-            NodeKind::Mapping(_) => vec![value],
-            NodeKind::Sequence(items) => items.clone(),
-            NodeKind::Scalar { .. } => Vec::new(),
+        let sources: &[NodeId] = match &self.doc.node(value).kind {
+            NodeKind::Mapping(_) => std::slice::from_ref(&value),
+            NodeKind::Sequence(items) => items,
+            NodeKind::Scalar { .. } => &[],
         };
-        let mut out = Vec::new();
-        for source in sources {
+        let mut out: Vec<(NodeId, NodeId)> = Vec::new();
+        for &source in sources {
             if !matches!(self.doc.node(source).kind, NodeKind::Mapping(_)) {
                 return Err(self.error(
                     source,
@@ -214,7 +247,7 @@ impl Decoder<'_> {
                     "merge key `<<` expects a mapping or a list of mappings",
                 ));
             }
-            for entry in self.mapping(source, path)?.unwrap_or_default() {
+            for &entry in self.mapping(source, path)?.unwrap_or_default().iter() {
                 if !out.iter().any(|&(k, _)| self.same_key(k, entry.0)) {
                     out.push(entry);
                 }
@@ -224,10 +257,10 @@ impl Decoder<'_> {
     }
 
     /// A list's items; empty for null.
-    fn sequence(&self, node: NodeId, path: &str) -> Result<Vec<NodeId>, ManifestError> {
+    fn sequence(&self, node: NodeId, path: Path<'_>) -> Result<&'a [NodeId], ManifestError> {
         match &self.doc.node(node).kind {
-            NodeKind::Sequence(items) => Ok(items.clone()),
-            _ if self.is_null(node) => Ok(Vec::new()),
+            NodeKind::Sequence(items) => Ok(items),
+            _ if self.is_null(node) => Ok(&[]),
             _ => Err(self.error(
                 node,
                 path,
@@ -237,7 +270,7 @@ impl Decoder<'_> {
     }
 
     /// Any scalar's literal text; null is the empty string.
-    fn string(&self, node: NodeId, path: &str) -> Result<String, ManifestError> {
+    fn string(&self, node: NodeId, path: Path<'_>) -> Result<String, ManifestError> {
         match &self.doc.node(node).kind {
             NodeKind::Scalar { .. } if self.is_null(node) => Ok(String::new()),
             NodeKind::Scalar { text, .. } => Ok(text.clone()),
@@ -249,15 +282,15 @@ impl Decoder<'_> {
         }
     }
 
-    fn strings(&self, node: NodeId, path: &str) -> Result<Vec<String>, ManifestError> {
+    fn strings(&self, node: NodeId, path: Path<'_>) -> Result<Vec<String>, ManifestError> {
         self.sequence(node, path)?
-            .into_iter()
+            .iter()
             .enumerate()
-            .map(|(i, item)| self.string(item, &format!("{path}[{i}]")))
+            .map(|(i, &item)| self.string(item, Path::Index(&path, i)))
             .collect()
     }
 
-    fn boolean(&self, node: NodeId, path: &str) -> Result<bool, ManifestError> {
+    fn boolean(&self, node: NodeId, path: Path<'_>) -> Result<bool, ManifestError> {
         if self.is_null(node) {
             return Ok(false);
         }
@@ -279,7 +312,7 @@ impl Decoder<'_> {
     }
 
     fn schema_version(&self, node: NodeId) -> Result<SchemaVersion, ManifestError> {
-        let path = "schema_version";
+        let path = Path::Root("schema_version");
         let NodeKind::Scalar {
             text,
             form,
@@ -304,76 +337,70 @@ impl Decoder<'_> {
         }
     }
 
-    fn provider(&self, node: NodeId, path: &str) -> Result<RawProvider, ManifestError> {
+    fn provider(&self, node: NodeId, path: Path<'_>) -> Result<RawProvider, ManifestError> {
         let mut p = RawProvider::default();
         let Some(entries) = self.mapping(node, path)? else {
             return Ok(p);
         };
-        let field = |key: &str| lookup(self.doc, &entries, key);
-        let sub = |key: &str| format!("{path}.{key}");
-        for (key, slot) in [
-            ("name", &mut p.name),
-            ("display_name", &mut p.display_name),
-            ("vendor_logo", &mut p.vendor_logo),
-            ("protocol", &mut p.protocol),
-            ("auth_mode", &mut p.auth_mode),
-            ("base_url_template", &mut p.base_url_template),
-            ("base_url_anthropic", &mut p.base_url_anthropic),
-            ("auth_token_env", &mut p.auth_token_env),
-            ("model_prefix_match", &mut p.model_prefix_match),
-            ("upstream_vendor", &mut p.upstream_vendor),
-        ] {
-            if let Some(value) = field(key) {
-                *slot = self.string(value, &sub(key))?;
+        for &(key_node, value) in entries.iter() {
+            let NodeKind::Scalar { text: key, .. } = &self.doc.node(key_node).kind else {
+                continue;
+            };
+            // Merged entries come after direct ones and never repeat a key (see `mapping`).
+            let at = Path::Field(&path, key);
+            match key.as_str() {
+                "name" => p.name = self.string(value, at)?,
+                "display_name" => p.display_name = self.string(value, at)?,
+                "vendor_logo" => p.vendor_logo = self.string(value, at)?,
+                "protocol" => p.protocol = self.string(value, at)?,
+                "auth_mode" => p.auth_mode = self.string(value, at)?,
+                "base_url_template" => p.base_url_template = self.string(value, at)?,
+                "base_url_anthropic" => p.base_url_anthropic = self.string(value, at)?,
+                "auth_token_env" => p.auth_token_env = self.string(value, at)?,
+                "model_prefix_match" => p.model_prefix_match = self.string(value, at)?,
+                "upstream_vendor" => p.upstream_vendor = self.string(value, at)?,
+                "auth_env" => p.auth_env = self.strings(value, at)?,
+                "model_aliases" => p.model_aliases = self.strings(value, at)?,
+                "example_models" => p.example_models = self.strings(value, at)?,
+                "deprecated" => p.deprecated = self.boolean(value, at)?,
+                _ => {}
             }
-        }
-        for (key, slot) in [
-            ("auth_env", &mut p.auth_env),
-            ("model_aliases", &mut p.model_aliases),
-            ("example_models", &mut p.example_models),
-        ] {
-            if let Some(value) = field(key) {
-                *slot = self.strings(value, &sub(key))?;
-            }
-        }
-        if let Some(value) = field("deprecated") {
-            p.deprecated = self.boolean(value, &sub("deprecated"))?;
         }
         Ok(p)
     }
 
-    fn runtime(&self, name: String, node: NodeId, path: &str) -> Result<RawRuntime, ManifestError> {
-        let mut runtime = RawRuntime {
-            name,
-            ..RawRuntime::default()
-        };
+    fn runtime(&self, node: NodeId, path: Path<'_>) -> Result<RawRuntime, ManifestError> {
+        let mut runtime = RawRuntime::default();
         let Some(entries) = self.mapping(node, path)? else {
             return Ok(runtime);
         };
         if let Some(value) = lookup(self.doc, &entries, "display_name") {
-            runtime.display_name = self.string(value, &format!("{path}.display_name"))?;
+            runtime.display_name = self.string(value, Path::Field(&path, "display_name"))?;
         }
         if let Some(value) = lookup(self.doc, &entries, "providers") {
-            let list_path = format!("{path}.providers");
-            for (index, item) in self.sequence(value, &list_path)?.into_iter().enumerate() {
-                let ref_path = format!("{list_path}[{index}]");
-                runtime.providers.push(self.provider_ref(item, &ref_path)?);
+            let list = Path::Field(&path, "providers");
+            let items = self.sequence(value, list)?;
+            runtime.providers.reserve(items.len());
+            for (index, &item) in items.iter().enumerate() {
+                runtime
+                    .providers
+                    .push(self.provider_ref(item, Path::Index(&list, index))?);
             }
         }
         Ok(runtime)
     }
 
-    fn provider_ref(&self, node: NodeId, path: &str) -> Result<RawProviderRef, ManifestError> {
+    fn provider_ref(&self, node: NodeId, path: Path<'_>) -> Result<RawProviderRef, ManifestError> {
         let mut reference = RawProviderRef::default();
         let Some(entries) = self.mapping(node, path)? else {
             return Ok(reference);
         };
         if let Some(value) = lookup(self.doc, &entries, "name") {
-            reference.name = self.string(value, &format!("{path}.name"))?;
+            reference.name = self.string(value, Path::Field(&path, "name"))?;
         }
         if let Some(value) = lookup(self.doc, &entries, "models") {
             reference.models_explicit_null = self.is_null(value);
-            reference.models = self.strings(value, &format!("{path}.models"))?;
+            reference.models = self.strings(value, Path::Field(&path, "models"))?;
         }
         Ok(reference)
     }

@@ -5,21 +5,73 @@
 //! valid RE2 *and* means the same thing to both (spec §9, S6). Everything else is refused
 //! at load time rather than silently matching differently.
 
+use std::sync::OnceLock;
+
 use regex::Regex;
+use regex_automata::nfa::thompson::pikevm::PikeVM;
+use regex_automata::nfa::thompson::{self, NFA};
 use regex_syntax::ast::{self, Ast, Visitor};
-use regex_syntax::hir::Look;
-use regex_syntax::hir::literal::{ExtractKind, Extractor};
+use regex_syntax::hir::literal::{ExtractKind, Extractor, Seq};
+use regex_syntax::hir::{Hir, Look, LookSet};
 
 /// Go's regexp refuses repetition counts above this.
 const RE2_MAX_REPEAT: u32 = 1000;
 
+/// The `regex` crate's default size limit; a pattern whose NFA fits will also compile.
+const NFA_SIZE_LIMIT: usize = 10 * (1 << 20);
+
+/// Most literal prefixes worth checking one by one before running a general regex.
+const MAX_REQUIRED_PREFIXES: usize = 32;
+
 /// A compiled `model_prefix_match`.
+///
+/// Building a full `Regex` costs tens of microseconds per pattern, which would dominate
+/// loading a catalog. Most matchers are anchored literal alternations (`^(claude-|anthropic:)`),
+/// so those are answered by comparing literals; the rest build their regex on first use.
+/// Either way the pattern is fully validated at load: parsed, translated, and (for the
+/// general case) compiled to an NFA within the regex crate's size limit.
 #[derive(Debug, Clone)]
 pub struct Matcher {
-    regex: Regex,
-    /// When the pattern is anchored at the start and every match begins with one of these
-    /// literals, an id starting with none of them cannot match: the regex is skipped.
-    required_prefixes: Option<Vec<Box<[u8]>>>,
+    strategy: Strategy,
+    /// Bytes a matching id can start with; `None` when a match can start anywhere.
+    first_bytes: Option<ByteSet>,
+    /// The pattern's full regex, for the general strategy and as the reference semantics.
+    regex: LazyRegex,
+}
+
+#[derive(Debug, Clone)]
+enum Strategy {
+    /// `^(a|b)`: the id starts with one of these literals.
+    StartsWith(Vec<Box<[u8]>>),
+    /// `^(a|b)$`: the id is one of these literals.
+    OneOf(Vec<Box<[u8]>>),
+    /// Anything else: run the regex, unless the id lacks every literal prefix a match
+    /// must start with (when the pattern has a small such set).
+    General(Option<Vec<Box<[u8]>>>),
+}
+
+/// A literal-alternation matcher's literals.
+pub(crate) enum Literals<'m> {
+    /// `^(a|b)`: matches ids starting with one of them.
+    Prefixes(&'m [Box<[u8]>]),
+    /// `^(a|b)$`: matches ids equal to one of them.
+    Whole(&'m [Box<[u8]>]),
+}
+
+/// 256-bit set of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSet([u64; 4]);
+
+impl ByteSet {
+    fn insert(&mut self, byte: u8) {
+        self.0[usize::from(byte >> 6)] |= 1 << (byte & 63);
+    }
+
+    /// Whether `byte` is in the set.
+    #[must_use]
+    pub fn contains(&self, byte: u8) -> bool {
+        self.0[usize::from(byte >> 6)] & (1 << (byte & 63)) != 0
+    }
 }
 
 impl Matcher {
@@ -32,52 +84,189 @@ impl Matcher {
         let hir = regex_syntax::hir::translate::Translator::new()
             .translate(pattern, &ast)
             .map_err(|e| format!("not valid RE2: {}", e.kind()))?;
-        let regex = Regex::new(pattern).map_err(|e| format!("does not compile: {e}"))?;
+        // Every match of a pattern anchored at `^` starts with one of these literals (when
+        // the set is finite); one extraction serves all three uses below.
+        let prefixes = hir
+            .properties()
+            .look_set_prefix()
+            .contains(Look::Start)
+            .then(|| Extractor::new().kind(ExtractKind::Prefix).extract(&hir));
+        let (strategy, fallback) = match literal_strategy(&hir, prefixes.as_ref()) {
+            // Literal alternations are small by construction: no size limit to check.
+            Some(strategy) => (strategy, None),
+            None => {
+                let nfa = NFA::compiler()
+                    .configure(thompson::Config::new().nfa_size_limit(Some(NFA_SIZE_LIMIT)))
+                    .build_from_hir(&hir)
+                    .map_err(|e| format!("does not compile: {e}"))?;
+                let vm = PikeVM::new_from_nfa(nfa).map_err(|e| format!("does not compile: {e}"))?;
+                (
+                    Strategy::General(required_prefixes(prefixes.as_ref())),
+                    Some(vm),
+                )
+            }
+        };
         Ok(Self {
-            regex,
-            required_prefixes: required_prefixes(&hir),
+            strategy,
+            first_bytes: first_bytes(&hir, prefixes.as_ref()),
+            regex: LazyRegex::new(pattern, fallback),
         })
     }
 
     /// Unanchored search, as Go's `MatchString`.
     #[must_use]
     pub fn is_match(&self, model: &str) -> bool {
-        if let Some(prefixes) = &self.required_prefixes
-            && !prefixes.iter().any(|p| model.as_bytes().starts_with(p))
+        let bytes = model.as_bytes();
+        if let Some(set) = &self.first_bytes
+            && !bytes.first().is_some_and(|&b| set.contains(b))
         {
             return false;
         }
-        self.regex.is_match(model)
+        match &self.strategy {
+            Strategy::StartsWith(literals) => literals.iter().any(|l| bytes.starts_with(l)),
+            Strategy::OneOf(literals) => literals.iter().any(|l| **l == *bytes),
+            Strategy::General(Some(prefixes)) if !prefixes.iter().any(|p| bytes.starts_with(p)) => {
+                false
+            }
+            Strategy::General(_) => self.regex.is_match(model).unwrap_or(false),
+        }
     }
 
-    /// The same search without the prefilter: what a naive matcher does.
+    /// The regex alone, with no literal shortcut or prefilter: the reference semantics,
+    /// and the naive baseline of the benchmarks.
     #[must_use]
     pub fn is_match_unfiltered(&self, model: &str) -> bool {
-        self.regex.is_match(model)
+        self.regex
+            .is_match(model)
+            .unwrap_or_else(|| self.is_match(model))
     }
 
-    /// The literal prefixes every match starts with, when the pattern guarantees some.
-    #[cfg(test)]
-    pub fn required_prefixes(&self) -> Option<Vec<String>> {
-        self.required_prefixes.as_ref().map(|ps| {
-            ps.iter()
-                .map(|p| String::from_utf8_lossy(p).into_owned())
-                .collect()
-        })
+    /// Which evaluation strategy the pattern got (for diagnostics).
+    #[must_use]
+    pub fn strategy_name(&self) -> &'static str {
+        match &self.strategy {
+            Strategy::StartsWith(_) => "starts_with",
+            Strategy::OneOf(_) => "one_of",
+            Strategy::General(_) => "regex",
+        }
+    }
+
+    /// The literals that decide this matcher, when it is a literal alternation.
+    pub(crate) fn literals(&self) -> Option<Literals<'_>> {
+        match &self.strategy {
+            Strategy::StartsWith(literals) => Some(Literals::Prefixes(literals)),
+            Strategy::OneOf(literals) => Some(Literals::Whole(literals)),
+            Strategy::General(_) => None,
+        }
+    }
+
+    /// Bytes a matching id can start with, when the pattern restricts them.
+    #[must_use]
+    pub fn first_bytes(&self) -> Option<&ByteSet> {
+        self.first_bytes.as_ref()
     }
 }
 
-fn required_prefixes(hir: &regex_syntax::hir::Hir) -> Option<Vec<Box<[u8]>>> {
-    if !hir.properties().look_set_prefix().contains(Look::Start) {
+/// The full regex, built on first use. Should building fail (it cannot once the NFA
+/// was built within the same size limit, but nothing here may panic or match wrongly),
+/// the PikeVM built at load over the same NFA answers instead. Literal strategies carry
+/// no PikeVM; for them `None` means "ask the literals".
+#[derive(Debug)]
+struct LazyRegex {
+    pattern: Box<str>,
+    fallback: Option<PikeVM>,
+    built: OnceLock<Option<Regex>>,
+}
+
+impl Clone for LazyRegex {
+    fn clone(&self) -> Self {
+        Self::new(&self.pattern, self.fallback.clone())
+    }
+}
+
+impl LazyRegex {
+    fn new(pattern: &str, fallback: Option<PikeVM>) -> Self {
+        Self {
+            pattern: pattern.into(),
+            fallback,
+            built: OnceLock::new(),
+        }
+    }
+
+    fn is_match(&self, haystack: &str) -> Option<bool> {
+        match self.built.get_or_init(|| Regex::new(&self.pattern).ok()) {
+            Some(regex) => Some(regex.is_match(haystack)),
+            None => self
+                .fallback
+                .as_ref()
+                .map(|vm| vm.is_match(&mut vm.create_cache(), haystack)),
+        }
+    }
+}
+
+/// Anchored, assertion-free literal alternations can be answered without a regex:
+/// with `^` only, a match is "starts with one of the literals"; with `^…$`, "is one of them".
+fn literal_strategy(hir: &Hir, prefixes: Option<&Seq>) -> Option<Strategy> {
+    let props = hir.properties();
+    let start_only = LookSet::singleton(Look::Start);
+    let whole = start_only.insert(Look::End);
+    let looks = props.look_set();
+    let anchored_at_end = if looks == start_only {
+        false
+    } else if looks == whole && props.look_set_suffix().contains(Look::End) {
+        true
+    } else {
+        return None;
+    };
+    let literals = exact_literals(prefixes?)?;
+    Some(if anchored_at_end {
+        Strategy::OneOf(literals)
+    } else {
+        Strategy::StartsWith(literals)
+    })
+}
+
+fn exact_literals(seq: &Seq) -> Option<Vec<Box<[u8]>>> {
+    let literals = seq.literals()?;
+    if literals.is_empty()
+        || !literals
+            .iter()
+            .all(regex_syntax::hir::literal::Literal::is_exact)
+    {
         return None;
     }
-    let mut extractor = Extractor::new();
-    extractor.kind(ExtractKind::Prefix);
-    let literals = extractor.extract(hir).literals()?.to_vec();
-    if literals.is_empty() || literals.iter().any(|l| l.as_bytes().is_empty()) {
-        return None;
+    Some(literals.iter().map(|l| l.as_bytes().into()).collect())
+}
+
+/// For an anchored pattern, the small finite set of literals every match starts with.
+fn required_prefixes(prefixes: Option<&Seq>) -> Option<Vec<Box<[u8]>>> {
+    let literals = prefixes?.literals()?;
+    let usable = !literals.is_empty()
+        && literals.len() <= MAX_REQUIRED_PREFIXES
+        && literals.iter().all(|l| !l.as_bytes().is_empty());
+    usable.then(|| literals.iter().map(|l| l.as_bytes().into()).collect())
+}
+
+fn first_bytes(hir: &Hir, prefixes: Option<&Seq>) -> Option<ByteSet> {
+    let prefixes = prefixes?;
+    let narrowed;
+    // A finite prefix set gives the first bytes directly; an infinite one (say, a
+    // case-insensitive word) may still be finite when cut to its first byte.
+    let literals = match prefixes.literals() {
+        Some(literals) => literals,
+        None => {
+            narrowed = Extractor::new()
+                .kind(ExtractKind::Prefix)
+                .limit_literal_len(1)
+                .extract(hir);
+            narrowed.literals()?
+        }
+    };
+    let mut set = ByteSet([0; 4]);
+    for literal in literals {
+        set.insert(*literal.as_bytes().first()?);
     }
-    Some(literals.into_iter().map(|l| l.as_bytes().into()).collect())
+    (!literals.is_empty()).then_some(set)
 }
 
 /// Refuses the constructs whose meaning differs between RE2 and the `regex` crate, and
@@ -266,24 +455,67 @@ mod tests {
     }
 
     #[test]
-    fn prefilter_never_changes_the_answer() {
-        let m = Matcher::compile("^(claude-|anthropic/)").unwrap();
-        assert!(m.required_prefixes().is_some());
-        for id in [
-            "claude-opus-4",
-            "anthropic/x",
-            "xclaude-",
-            "",
-            "claude",
-            "openai/claude-",
-        ] {
-            assert_eq!(m.is_match(id), m.is_match_unfiltered(id), "{id}");
+    fn literal_shortcuts_agree_with_the_regex() {
+        let cases = [
+            (
+                "^(claude-|anthropic/)",
+                &[
+                    "claude-opus-4",
+                    "anthropic/x",
+                    "xclaude-",
+                    "",
+                    "claude",
+                    "openai/claude-",
+                ][..],
+            ),
+            (
+                "^(sonnet|opus)$",
+                &["sonnet", "sonnet-4", "opus", "xopus", ""][..],
+            ),
+            (
+                "(?i)^(glm-|zai:)",
+                &["GLM-4.6", "gLm-", "zai:x", "ZAI:", "glm", "xglm-"][..],
+            ),
+            ("^o[1-9]", &["o1", "o9-mini", "o0", "oo1"][..]),
+            ("^a|b", &["a", "b", "xb", "x"][..]),
+            ("^(a|)", &["", "x", "a"][..]),
+            ("kimi", &["moonshot/kimi-k2", "kim"][..]),
+            ("(?m)^kimi", &["x\nkimi", "kimi", "xkimi"][..]),
+            ("^gpt-5$|^o3", &["gpt-5", "gpt-5x", "o3-mini"][..]),
+        ];
+        for (pattern, ids) in cases {
+            let m = Matcher::compile(pattern).unwrap();
+            for id in ids {
+                assert_eq!(
+                    m.is_match(id),
+                    m.is_match_unfiltered(id),
+                    "{pattern} on {id:?}"
+                );
+            }
         }
-        let unanchored = Matcher::compile("kimi").unwrap();
-        assert!(unanchored.required_prefixes().is_none());
-        assert!(unanchored.is_match("moonshot/kimi-k2"));
-        let multiline = Matcher::compile("(?m)^kimi").unwrap();
-        assert!(multiline.required_prefixes().is_none());
-        assert!(multiline.is_match("x\nkimi"));
+    }
+
+    #[test]
+    fn anchored_literal_patterns_take_the_literal_path() {
+        let m = Matcher::compile("^(claude-|anthropic/)").unwrap();
+        assert!(matches!(m.strategy, Strategy::StartsWith(_)));
+        let m = Matcher::compile("^(sonnet|opus)$").unwrap();
+        assert!(matches!(m.strategy, Strategy::OneOf(_)));
+        assert!(matches!(
+            Matcher::compile("kimi").unwrap().strategy,
+            Strategy::General(None)
+        ));
+        assert!(matches!(
+            Matcher::compile("(?m)^kimi").unwrap().strategy,
+            Strategy::General(None)
+        ));
+        assert!(matches!(
+            Matcher::compile("^a.*b$").unwrap().strategy,
+            Strategy::General(Some(_))
+        ));
+        let first = Matcher::compile("(?i)^minimax").unwrap();
+        let set = first.first_bytes().unwrap();
+        assert!(set.contains(b'm') && set.contains(b'M') && !set.contains(b'x'));
+        assert!(Matcher::compile("^a|b").unwrap().first_bytes().is_none());
     }
 }

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::error::{CatalogError, UpstreamError};
 use crate::matcher::Matcher;
+use crate::prefix_index::{PrefixIndex, ProviderMask};
 
 /// Wire format of a provider's upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -86,6 +87,13 @@ impl Provider {
         self.matcher.is_match(model)
     }
 
+    /// How the matcher is evaluated: `starts_with`, `one_of` or `regex` (diagnostics).
+    #[doc(hidden)]
+    #[must_use]
+    pub fn matcher_strategy(&self) -> &'static str {
+        self.matcher.strategy_name()
+    }
+
     /// The same search with the literal prefilter off: a naive matcher, kept public as
     /// the baseline for benchmarks and for tests that check the prefilter changes nothing.
     #[must_use]
@@ -116,18 +124,26 @@ pub struct Runtime {
     /// Native references in priority order.
     pub refs: Vec<NativeRef>,
     /// Exact model id → indices into `refs` that list it, in declared order.
-    pub(crate) exact: HashMap<String, Vec<usize>>,
+    pub(crate) exact: FastMap<String, Vec<usize>>,
+    /// The native providers as a mask over the catalog (see [`PrefixIndex`]).
+    pub(crate) native_mask: ProviderMask,
 }
+
+/// Lookups on the derive path hash short strings; foldhash is several times faster than
+/// SipHash there, and these maps hold manifest data, not attacker-chosen keys at scale.
+pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// A loaded, validated manifest. Immutable; share it behind an `Arc`.
 #[derive(Debug, Clone)]
 pub struct Registry {
     pub(crate) hash: String,
     pub(crate) providers: Vec<Provider>,
-    pub(crate) provider_by_name: HashMap<String, usize>,
+    pub(crate) provider_by_name: FastMap<String, usize>,
     pub(crate) runtimes: Vec<Runtime>,
-    pub(crate) runtime_by_name: HashMap<String, usize>,
+    pub(crate) runtime_by_name: FastMap<String, usize>,
     pub(crate) hygiene: Vec<String>,
+    /// The prefix step's one-pass index (`None` beyond 128 providers).
+    pub(crate) prefix_index: Option<PrefixIndex>,
 }
 
 /// Result of [`Registry::resolve_upstream`].

@@ -198,8 +198,54 @@ enum OpenKind {
     Mapping {
         entries: Vec<(NodeId, NodeId)>,
         pending_key: Option<NodeId>,
-        seen_keys: HashSet<String>,
+        seen_keys: KeySet,
     },
+}
+
+/// The keys of one mapping, for duplicate detection. Small mappings (nearly all) compare
+/// resolved keys in place; past [`KeySet::SMALL`] keys it switches to a hash set, so a
+/// mapping with many keys stays linear.
+#[derive(Default)]
+struct KeySet {
+    small: Vec<(Resolved, NodeId)>,
+    large: Option<HashSet<String>>,
+}
+
+impl KeySet {
+    const SMALL: usize = 16;
+
+    /// `Ok(false)` when the key was already present; `Err` for a non-scalar key.
+    fn insert(&mut self, id: NodeId, nodes: &[Node]) -> Result<bool, ()> {
+        let NodeKind::Scalar {
+            text,
+            form,
+            core_tag,
+        } = &nodes[id].kind
+        else {
+            return Err(());
+        };
+        let resolved = resolve(text, *form, core_tag.as_deref());
+        if let Some(large) = &mut self.large {
+            return Ok(large.insert(key_identity(resolved, text)));
+        }
+        let same = |&(r, other): &(Resolved, NodeId)| {
+            r == resolved
+                && (!matches!(r, Resolved::Float | Resolved::Str)
+                    || scalar_text(&nodes[other]) == Some(text.as_str()))
+        };
+        if self.small.iter().any(same) {
+            return Ok(false);
+        }
+        self.small.push((resolved, id));
+        if self.small.len() > Self::SMALL {
+            let identities = self
+                .small
+                .drain(..)
+                .map(|(r, other)| key_identity(r, scalar_text(&nodes[other]).unwrap_or_default()));
+            self.large = Some(identities.collect());
+        }
+        Ok(true)
+    }
 }
 
 /// Parse `input` as exactly one strict YAML document.
@@ -214,7 +260,7 @@ pub fn parse(input: &[u8], limits: Limits) -> Result<Document, YamlError> {
         offset: e.valid_up_to(),
     })?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    Builder::new(limits).run(text)
+    Builder::new(limits, text.len()).run(text)
 }
 
 struct Builder {
@@ -229,10 +275,11 @@ struct Builder {
 }
 
 impl Builder {
-    fn new(limits: Limits) -> Self {
+    fn new(limits: Limits, input_len: usize) -> Self {
         Self {
             limits,
-            nodes: Vec::new(),
+            // Real manifests hold about one node per 16 bytes; this avoids most regrowth.
+            nodes: Vec::with_capacity(input_len / 16),
             stack: Vec::new(),
             anchors: HashMap::new(),
             alias_nodes: 0,
@@ -292,7 +339,7 @@ impl Builder {
                     let kind = OpenKind::Mapping {
                         entries: Vec::new(),
                         pending_key: None,
-                        seen_keys: HashSet::new(),
+                        seen_keys: KeySet::default(),
                     };
                     self.open(anchor, position, kind)?;
                 }
@@ -399,9 +446,10 @@ impl Builder {
                 seen_keys,
             } => match pending_key.take() {
                 None => {
-                    let identity =
-                        key_identity(&self.nodes[id]).ok_or(YamlError::ComplexKey { position })?;
-                    if !seen_keys.insert(identity) {
+                    let fresh = seen_keys
+                        .insert(id, &self.nodes)
+                        .map_err(|()| YamlError::ComplexKey { position })?;
+                    if !fresh {
                         let key = scalar_text(&self.nodes[id]).unwrap_or_default().to_owned();
                         return Err(YamlError::DuplicateKey { key, position });
                     }
@@ -423,23 +471,14 @@ fn scalar_text(node: &Node) -> Option<&str> {
 
 /// What makes two keys the same key: their resolved value, not their spelling
 /// (`0x1` and `1` are one key; `"1"` and `1` are not).
-fn key_identity(node: &Node) -> Option<String> {
-    let NodeKind::Scalar {
-        text,
-        form,
-        core_tag,
-    } = &node.kind
-    else {
-        return None;
-    };
-    let value = resolve(text, *form, core_tag.as_deref());
-    Some(match value {
+fn key_identity(resolved: Resolved, text: &str) -> String {
+    match resolved {
         Resolved::Null => "null".to_owned(),
         Resolved::Bool(b) => format!("bool:{b}"),
         Resolved::Int(i) => format!("int:{i}"),
         Resolved::Float => format!("float:{text}"),
         Resolved::Str => format!("str:{text}"),
-    })
+    }
 }
 
 /// The core-schema type a scalar resolves to.
@@ -555,6 +594,21 @@ mod tests {
             Err(YamlError::DuplicateKey { .. })
         ));
         assert!(parse_str("1: a\n'1': b\n").is_ok());
+    }
+
+    #[test]
+    fn duplicates_are_found_in_large_mappings_too() {
+        let mut doc: String = (0..40).map(|i| format!("k{i}: {i}\n")).collect();
+        assert!(parse_str(&doc).is_ok());
+        doc.push_str("k3: again\n");
+        assert!(
+            matches!(parse_str(&doc), Err(YamlError::DuplicateKey { ref key, .. }) if key == "k3")
+        );
+        let ints: String = (0..40).map(|i| format!("{i}: x\n")).collect::<String>() + "0x1F: dup\n";
+        assert!(matches!(
+            parse_str(&ints),
+            Err(YamlError::DuplicateKey { .. })
+        ));
     }
 
     #[test]

@@ -463,3 +463,25 @@ fn resolve_upstream_cuts_at_slash_then_colon() {
     // Untrimmed: a leading space is part of the vendor.
     assert!(r.resolve_upstream(" anthropic/x").is_err());
 }
+
+#[test]
+fn catalogs_too_large_for_the_prefix_index_derive_the_same() {
+    let mut yaml = String::from("schema_version: 1\nproviders:\n");
+    for i in 0..140 {
+        yaml.push_str(&format!(
+            "  - {{name: p{i:03}, display_name: P, protocol: openai, auth_mode: k, auth_env: [K{i}], model_prefix_match: '^p{i:03}/'}}\n"
+        ));
+    }
+    yaml.push_str("  - {name: twin, display_name: T, protocol: openai, auth_mode: k, auth_env: [T], model_prefix_match: '^p139/'}\n");
+    yaml.push_str("runtimes:\n  rt:\n    providers: [{name: p000}, {name: p139}, {name: twin}]\n");
+    let r = Registry::from_bytes(yaml.as_bytes()).unwrap();
+    assert_eq!(derive(&r, "rt", "p000/x"), Ok("p000".into()));
+    assert_eq!(
+        derive(&r, "rt", "p139/x"),
+        Err("ambiguous:p139,twin".into())
+    );
+    assert_eq!(
+        derive(&r, "rt", "p001/x"),
+        Err("passthrough:no_match".into())
+    );
+}

@@ -65,6 +65,16 @@ proptest! {
     }
 
     #[test]
+    fn the_first_byte_index_never_changes_an_outcome(runtime in runtime_name(), model in model_id()) {
+        // explain() tries every native provider; derive() only the indexed candidates.
+        for r in [fixture(), Registry::builtin()] {
+            let fast = serde_json::to_value(r.derive(&runtime, &model)).unwrap();
+            let full = serde_json::to_value(r.explain(&runtime, &model).outcome).unwrap();
+            prop_assert_eq!(fast, full);
+        }
+    }
+
+    #[test]
     fn derive_on_arbitrary_strings_never_panics(runtime in ".{0,20}", model in ".{0,40}") {
         let r = fixture();
         let _ = r.derive(&runtime, &model);

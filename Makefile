@@ -1,0 +1,30 @@
+# The two commands of the README's quick start, plus the pieces they are made of.
+# `make run` and `make test` do all set-up themselves (scripts/setup is idempotent).
+
+CARGO ?= cargo
+
+.PHONY: run test setup build lint bench
+
+## Set up, build, and run hatchery's main job on its embedded defaults.
+run: setup
+	$(CARGO) build --release --locked -p hatchery-cli
+	./target/release/hatchery providers check --lint
+	./target/release/hatchery providers list
+
+## Set up, then run the whole test suite (what CI runs).
+test: setup
+	./scripts/test
+
+setup:
+	./scripts/setup
+
+build:
+	$(CARGO) build --release --locked
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+
+## Benchmarks (criterion); figures go to docs/benchmarks.md.
+bench:
+	$(CARGO) bench --locked -p hatchery-registry --bench derive
