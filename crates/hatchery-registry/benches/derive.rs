@@ -5,6 +5,10 @@
 
 use std::hint::black_box;
 
+/// The allocator the `hatchery` binary ships with, so figures match what users run.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use hatchery_registry::{BUILTIN_MANIFEST, DeriveOutcome, Registry};
 
@@ -131,6 +135,15 @@ fn load_benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("load");
     group.bench_function("builtin_catalog", |b| {
         b.iter(|| Registry::from_bytes(black_box(BUILTIN_MANIFEST)));
+    });
+    // Baseline: only tokenizing the same bytes with the YAML parser hatchery builds on.
+    let text = std::str::from_utf8(BUILTIN_MANIFEST).unwrap_or_default();
+    group.bench_function("yaml_events_only", |b| {
+        b.iter(|| {
+            saphyr_parser::Parser::new_from_str(black_box(text))
+                .flatten()
+                .count()
+        });
     });
     group.finish();
 }

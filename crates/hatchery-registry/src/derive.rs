@@ -404,16 +404,15 @@ impl Registry {
             .map(|&i| self.provider_at(runtime.refs[i].provider))
             .collect();
         let first = *candidates.first()?;
-        let (provider, tie_broken) =
-            match narrow_by_auth_env(&candidates, available_auth_env, trace).as_slice() {
-                [only] => (*only, true),
-                _ => {
-                    trace.push(ExplainStep::FirstDeclaredWins {
-                        provider: first.name.clone(),
-                    });
-                    (first, false)
-                }
-            };
+        let narrowed = narrow_by_auth_env(&candidates, available_auth_env, trace);
+        let (provider, tie_broken) = if let [only] = narrowed.as_slice() {
+            (*only, true)
+        } else {
+            trace.push(ExplainStep::FirstDeclaredWins {
+                provider: first.name.clone(),
+            });
+            (first, false)
+        };
         Some(Derivation {
             provider,
             via: MatchedBy::ExactModel,
@@ -432,7 +431,7 @@ impl Registry {
             // An explanation lists every native provider it tried, so it scans.
             Some(index) if !trace.enabled() => {
                 let mask = self.indexed_matches(runtime, index, model);
-                if mask.count_ones() == 1 {
+                if mask.is_power_of_two() {
                     return Found::Provider(Derivation {
                         provider: self.provider_at(mask.trailing_zeros() as usize),
                         via: MatchedBy::PrefixMatch,

@@ -15,6 +15,9 @@
 //! }
 //! ```
 
+// Product code never unwraps what input can influence; tests may.
+#![warn(clippy::unwrap_used)]
+
 mod builtin;
 mod derive;
 mod error;

@@ -150,6 +150,12 @@ enum Side {
     Matched,
 }
 
+/// A state of the product automaton.
+type Pair = (Side, Side);
+
+/// Each visited state, with the state and byte it was first reached from (`None` at the start).
+type Visited = HashMap<Pair, Option<(Pair, u8)>>;
+
 struct ProductSearch<'d> {
     a: &'d dense::DFA<Vec<u32>>,
     b: &'d dense::DFA<Vec<u32>>,
@@ -158,8 +164,7 @@ struct ProductSearch<'d> {
 impl ProductSearch<'_> {
     fn run(&self, start_a: StateID, start_b: StateID) -> Option<Overlap> {
         let start = (Side::Running(start_a), Side::Running(start_b));
-        // state -> (parent state, byte that led here)
-        let mut seen: HashMap<(Side, Side), Option<((Side, Side), u8)>> = HashMap::new();
+        let mut seen: Visited = HashMap::new();
         seen.insert(start, None);
         let mut queue = VecDeque::from([start]);
         // Printable ASCII first, so witnesses read like model ids.
@@ -185,7 +190,7 @@ impl ProductSearch<'_> {
         None
     }
 
-    fn accepts_at_end(&self, (a, b): (Side, Side)) -> bool {
+    fn accepts_at_end(&self, (a, b): Pair) -> bool {
         let done = |dfa: &dense::DFA<Vec<u32>>, side: Side| match side {
             Side::Matched => true,
             Side::Running(id) => dfa.is_match_state(dfa.next_eoi_state(id)),
@@ -193,7 +198,7 @@ impl ProductSearch<'_> {
         done(self.a, a) && done(self.b, b)
     }
 
-    fn is_dead(&self, (a, b): (Side, Side)) -> bool {
+    fn is_dead(&self, (a, b): Pair) -> bool {
         matches!(a, Side::Running(id) if self.a.is_dead_state(id))
             || matches!(b, Side::Running(id) if self.b.is_dead_state(id))
     }
@@ -215,10 +220,7 @@ fn step(dfa: &dense::DFA<Vec<u32>>, side: Side, byte: u8) -> Side {
     }
 }
 
-fn witness(
-    seen: &HashMap<(Side, Side), Option<((Side, Side), u8)>>,
-    mut state: (Side, Side),
-) -> String {
+fn witness(seen: &Visited, mut state: Pair) -> String {
     let mut bytes = Vec::new();
     while let Some(Some((parent, byte))) = seen.get(&state) {
         bytes.push(*byte);

@@ -31,7 +31,7 @@ fn content_hash(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
     let mut hash = String::with_capacity(7 + 64);
     hash.push_str("sha256:");
-    for byte in digest.iter() {
+    for byte in &digest {
         let _ = write!(hash, "{byte:02x}");
     }
     hash
@@ -69,13 +69,13 @@ fn validate(raw: RawManifest, hash: String) -> Result<Registry, ManifestError> {
     }
     let prefix_index = PrefixIndex::build(&providers);
     Ok(Registry {
-        prefix_index,
         hash,
         providers,
         provider_by_name,
         runtimes,
         runtime_by_name,
         hygiene,
+        prefix_index,
     })
 }
 

@@ -145,6 +145,9 @@ fn lookup(doc: &Document, entries: &[(NodeId, NodeId)], key: &str) -> Option<Nod
     })
 }
 
+/// A mapping's entries, borrowed from the document unless merge keys had to be flattened.
+type Entries<'a> = Cow<'a, [(NodeId, NodeId)]>;
+
 struct Decoder<'a> {
     doc: &'a Document,
 }
@@ -179,11 +182,7 @@ impl<'a> Decoder<'a> {
 
     /// A mapping's entries with YAML merge keys (`<<`) flattened in after the direct
     /// entries, so direct keys win. `None` for null. Borrowed when nothing is merged.
-    fn mapping(
-        &self,
-        node: NodeId,
-        path: Path<'_>,
-    ) -> Result<Option<Cow<'a, [(NodeId, NodeId)]>>, ManifestError> {
+    fn mapping(&self, node: NodeId, path: Path<'_>) -> Result<Option<Entries<'a>>, ManifestError> {
         let entries: &'a [(NodeId, NodeId)] = match &self.doc.node(node).kind {
             NodeKind::Mapping(entries) => entries,
             _ if self.is_null(node) => return Ok(None),

@@ -91,20 +91,20 @@ impl Matcher {
             .look_set_prefix()
             .contains(Look::Start)
             .then(|| Extractor::new().kind(ExtractKind::Prefix).extract(&hir));
-        let (strategy, fallback) = match literal_strategy(&hir, prefixes.as_ref()) {
-            // Literal alternations are small by construction: no size limit to check.
-            Some(strategy) => (strategy, None),
-            None => {
-                let nfa = NFA::compiler()
-                    .configure(thompson::Config::new().nfa_size_limit(Some(NFA_SIZE_LIMIT)))
-                    .build_from_hir(&hir)
-                    .map_err(|e| format!("does not compile: {e}"))?;
-                let vm = PikeVM::new_from_nfa(nfa).map_err(|e| format!("does not compile: {e}"))?;
-                (
-                    Strategy::General(required_prefixes(prefixes.as_ref())),
-                    Some(vm),
-                )
-            }
+        // Literal alternations are small by construction: no size limit to check.
+        let (strategy, fallback) = if let Some(strategy) = literal_strategy(&hir, prefixes.as_ref())
+        {
+            (strategy, None)
+        } else {
+            let nfa = NFA::compiler()
+                .configure(thompson::Config::new().nfa_size_limit(Some(NFA_SIZE_LIMIT)))
+                .build_from_hir(&hir)
+                .map_err(|e| format!("does not compile: {e}"))?;
+            let vm = PikeVM::new_from_nfa(nfa).map_err(|e| format!("does not compile: {e}"))?;
+            (
+                Strategy::General(required_prefixes(prefixes.as_ref())),
+                Some(vm),
+            )
         };
         Ok(Self {
             strategy,
@@ -169,8 +169,8 @@ impl Matcher {
 
 /// The full regex, built on first use. Should building fail (it cannot once the NFA
 /// was built within the same size limit, but nothing here may panic or match wrongly),
-/// the PikeVM built at load over the same NFA answers instead. Literal strategies carry
-/// no PikeVM; for them `None` means "ask the literals".
+/// the `PikeVM` built at load over the same NFA answers instead. Literal strategies carry
+/// no `PikeVM`; for them `None` means "ask the literals".
 #[derive(Debug)]
 struct LazyRegex {
     pattern: Box<str>,
@@ -252,15 +252,14 @@ fn first_bytes(hir: &Hir, prefixes: Option<&Seq>) -> Option<ByteSet> {
     let narrowed;
     // A finite prefix set gives the first bytes directly; an infinite one (say, a
     // case-insensitive word) may still be finite when cut to its first byte.
-    let literals = match prefixes.literals() {
-        Some(literals) => literals,
-        None => {
-            narrowed = Extractor::new()
-                .kind(ExtractKind::Prefix)
-                .limit_literal_len(1)
-                .extract(hir);
-            narrowed.literals()?
-        }
+    let literals = if let Some(literals) = prefixes.literals() {
+        literals
+    } else {
+        narrowed = Extractor::new()
+            .kind(ExtractKind::Prefix)
+            .limit_literal_len(1)
+            .extract(hir);
+        narrowed.literals()?
     };
     let mut set = ByteSet([0; 4]);
     for literal in literals {

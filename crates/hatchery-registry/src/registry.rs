@@ -130,7 +130,7 @@ pub struct Runtime {
 }
 
 /// Lookups on the derive path hash short strings; foldhash is several times faster than
-/// SipHash there, and these maps hold manifest data, not attacker-chosen keys at scale.
+/// `SipHash` there, and these maps hold manifest data, not attacker-chosen keys at scale.
 pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// A loaded, validated manifest. Immutable; share it behind an `Arc`.
