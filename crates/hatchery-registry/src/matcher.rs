@@ -56,6 +56,9 @@ pub(crate) enum Literals<'m> {
     Prefixes(&'m [Box<[u8]>]),
     /// `^(a|b)$`: matches ids equal to one of them.
     Whole(&'m [Box<[u8]>]),
+    /// A general pattern whose matches all start with one of these: the regex decides,
+    /// but only for ids with such a prefix.
+    Required(&'m [Box<[u8]>]),
 }
 
 /// 256-bit set of bytes.
@@ -156,7 +159,8 @@ impl Matcher {
         match &self.strategy {
             Strategy::StartsWith(literals) => Some(Literals::Prefixes(literals)),
             Strategy::OneOf(literals) => Some(Literals::Whole(literals)),
-            Strategy::General(_) => None,
+            Strategy::General(Some(prefixes)) => Some(Literals::Required(prefixes)),
+            Strategy::General(None) => None,
         }
     }
 

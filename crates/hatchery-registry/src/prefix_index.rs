@@ -25,6 +25,8 @@ struct Node {
     prefix_ends: ProviderMask,
     /// Providers with a `^lit$` literal ending here: matched if the id ends here too.
     whole_ends: ProviderMask,
+    /// Providers whose general matcher must be run once the walk gets here.
+    candidate_ends: ProviderMask,
 }
 
 /// See the module documentation.
@@ -34,7 +36,7 @@ pub(crate) struct PrefixIndex {
     root_children: Box<[u32; 256]>,
     root: Node,
     nodes: Vec<Node>,
-    /// By first byte: providers whose matcher must be run.
+    /// By first byte: providers whose matcher must be run (those with no literal prefixes).
     general: Box<[ProviderMask; 256]>,
 }
 
@@ -70,6 +72,11 @@ impl PrefixIndex {
                 Some(Literals::Whole(literals)) => {
                     for literal in literals {
                         index.insert(literal).whole_ends |= bit;
+                    }
+                }
+                Some(Literals::Required(prefixes)) => {
+                    for prefix in prefixes {
+                        index.insert(prefix).candidate_ends |= bit;
                     }
                 }
                 None => {
@@ -118,15 +125,16 @@ impl PrefixIndex {
         let Some((&first, rest)) = model.split_first() else {
             return PrefixHits {
                 matched: matched | self.root.whole_ends,
-                to_run: 0,
+                to_run: self.root.candidate_ends,
             };
         };
-        let to_run = self.general[usize::from(first)];
+        let mut to_run = self.root.candidate_ends | self.general[usize::from(first)];
         let mut at = self.root_children[usize::from(first)];
         let mut remaining = rest;
         while at != NO_CHILD {
             let node = &self.nodes[at as usize];
             matched |= node.prefix_ends;
+            to_run |= node.candidate_ends;
             let Some((&byte, tail)) = remaining.split_first() else {
                 matched |= node.whole_ends;
                 break;
