@@ -30,6 +30,14 @@ fn model_id() -> impl Strategy<Value = String> {
         "moonshot/kimi-k2.6",
         "platform/",
         "moonshot-",
+        "qwen",
+        "qwen3-",
+        "qwq-",
+        "dashscope:",
+        "deepseek-",
+        "gemini-",
+        "google_vertexai:",
+        "grok-",
     ]);
     (
         prop::sample::select(vec!["", " ", "\t", "\u{3000}"]),
