@@ -139,10 +139,12 @@ impl PrefixIndex {
                 matched |= node.whole_ends;
                 break;
             };
-            at = match node.edges.binary_search_by_key(&byte, |&(b, _)| b) {
-                Ok(found) => node.edges[found].1,
-                Err(_) => NO_CHILD,
-            };
+            // Fan-out below the root is one or two edges: a scan beats a binary search.
+            at = node
+                .edges
+                .iter()
+                .find(|&&(b, _)| b == byte)
+                .map_or(NO_CHILD, |&(_, child)| child);
             remaining = tail;
         }
         PrefixHits { matched, to_run }
