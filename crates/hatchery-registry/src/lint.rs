@@ -9,13 +9,16 @@ use std::collections::{HashMap, VecDeque};
 use regex_automata::Anchored;
 use regex_automata::dfa::{Automaton, StartKind, dense};
 use regex_automata::util::primitives::StateID;
-use regex_automata::util::start;
+use regex_automata::util::{start, syntax};
 use serde::Serialize;
 
 use crate::registry::{Provider, Registry};
 
 /// Product states explored before giving up on one pair.
 const SEARCH_BUDGET: usize = 200_000;
+
+/// Bytes one matcher's DFA may take before the overlap is reported undecided.
+const DFA_SIZE_LIMIT: usize = 4 << 20;
 
 /// Whether two matchers can match one id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -130,9 +133,17 @@ fn overlap(a: &Provider, b: &Provider) -> Option<Overlap> {
     .run(start_a, start_b)
 }
 
+/// A DFA for one matcher, or `None` (reported as undecided) when determinizing it would
+/// take more than [`DFA_SIZE_LIMIT`]: `a[ab]{30}$` alone needs about 2^31 states.
 fn build(pattern: &str) -> Option<dense::DFA<Vec<u32>>> {
     dense::Builder::new()
-        .configure(dense::Config::new().start_kind(StartKind::Unanchored))
+        .syntax(syntax::Config::new().octal(true))
+        .configure(
+            dense::Config::new()
+                .start_kind(StartKind::Unanchored)
+                .dfa_size_limit(Some(DFA_SIZE_LIMIT))
+                .determinize_size_limit(Some(DFA_SIZE_LIMIT)),
+        )
         .build(pattern)
         .ok()
 }
@@ -287,6 +298,21 @@ runtimes:
     #[test]
     fn unanchored_matchers_overlap_anywhere_in_the_id() {
         assert!(witness_of("kimi", "^moonshot/").contains("kimi"));
+    }
+
+    #[test]
+    fn a_matcher_too_large_to_determinize_is_undecided_not_a_hang() {
+        let warnings = overlaps("a[ab]{30}$", "^x");
+        assert!(
+            matches!(
+                warnings.as_slice(),
+                [LintWarning::NativeOverlap {
+                    overlap: Overlap::Undecided,
+                    ..
+                }]
+            ),
+            "{warnings:?}"
+        );
     }
 
     #[test]

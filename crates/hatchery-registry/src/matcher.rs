@@ -7,12 +7,12 @@
 
 use std::sync::OnceLock;
 
-use regex::Regex;
+use regex::{Regex, RegexBuilder};
 use regex_automata::nfa::thompson::pikevm::PikeVM;
 use regex_automata::nfa::thompson::{self, NFA};
 use regex_syntax::ast::{self, Ast, Visitor};
 use regex_syntax::hir::literal::{ExtractKind, Extractor, Seq};
-use regex_syntax::hir::{Hir, Look, LookSet};
+use regex_syntax::hir::{Hir, HirKind, Look};
 
 /// Go's regexp refuses repetition counts above this.
 const RE2_MAX_REPEAT: u32 = 1000;
@@ -80,11 +80,22 @@ impl ByteSet {
 impl Matcher {
     /// Check the dialect and compile. The error says what is refused and why.
     pub fn compile(pattern: &str) -> Result<Self, String> {
-        let ast = ast::parse::Parser::new()
+        // Octal escapes (`\141`) are RE2; the dialect check refuses `\1`…`\7` alone,
+        // which RE2 reads as (unsupported) backreferences.
+        let ast = ast::parse::ParserBuilder::new()
+            .octal(true)
+            .build()
             .parse(pattern)
             .map_err(|e| format!("not valid RE2: {}", e.kind()))?;
-        ast::visit(&ast, DialectCheck { pattern })?;
-        let hir = regex_syntax::hir::translate::Translator::new()
+        ast::visit(
+            &ast,
+            DialectCheck {
+                pattern,
+                repeat_budgets: Vec::new(),
+            },
+        )?;
+        let hir = regex_syntax::hir::translate::TranslatorBuilder::new()
+            .build()
             .translate(pattern, &ast)
             .map_err(|e| format!("not valid RE2: {}", e.kind()))?;
         // Every match of a pattern anchored at `^` starts with one of these literals (when
@@ -198,7 +209,8 @@ impl LazyRegex {
     }
 
     fn is_match(&self, haystack: &str) -> Option<bool> {
-        match self.built.get_or_init(|| Regex::new(&self.pattern).ok()) {
+        let build = || RegexBuilder::new(&self.pattern).octal(true).build().ok();
+        match self.built.get_or_init(build) {
             Some(regex) => Some(regex.is_match(haystack)),
             None => self
                 .fallback
@@ -211,17 +223,23 @@ impl LazyRegex {
 /// Anchored, assertion-free literal alternations can be answered without a regex:
 /// with `^` only, a match is "starts with one of the literals"; with `^…$`, "is one of them".
 fn literal_strategy(hir: &Hir, prefixes: Option<&Seq>) -> Option<Strategy> {
-    let props = hir.properties();
-    let start_only = LookSet::singleton(Look::Start);
-    let whole = start_only.insert(Look::End);
-    let looks = props.look_set();
-    let anchored_at_end = if looks == start_only {
-        false
-    } else if looks == whole && props.look_set_suffix().contains(Look::End) {
-        true
-    } else {
+    // Literal extraction reads every assertion as "matches the empty string", so the
+    // shortcut holds only when `^` (and `$`) stand at the edges and nowhere else:
+    // `^a^b` or `^a$b$` must go to the regex.
+    let HirKind::Concat(parts) = hir.kind() else {
         return None;
     };
+    let is_look = |h: &Hir, look| matches!(h.kind(), HirKind::Look(l) if *l == look);
+    let (anchored_at_end, body) = match parts.as_slice() {
+        [start, body @ .., end] if is_look(start, Look::Start) && is_look(end, Look::End) => {
+            (true, body)
+        }
+        [start, body @ ..] if is_look(start, Look::Start) => (false, body),
+        _ => return None,
+    };
+    if body.iter().any(|h| !h.properties().look_set().is_empty()) {
+        return None;
+    }
     let literals = exact_literals(prefixes?)?;
     Some(if anchored_at_end {
         Strategy::OneOf(literals)
@@ -276,6 +294,9 @@ fn first_bytes(hir: &Hir, prefixes: Option<&Seq>) -> Option<ByteSet> {
 /// the Rust-only syntax RE2 would reject.
 struct DialectCheck<'p> {
     pattern: &'p str,
+    /// For each enclosing counted repetition, how large a count its body may still use:
+    /// RE2 bounds the product of nested counts by 1000.
+    repeat_budgets: Vec<u32>,
 }
 
 impl Visitor for DialectCheck<'_> {
@@ -295,13 +316,24 @@ impl Visitor for DialectCheck<'_> {
             Ast::Assertion(assertion) => check_assertion(assertion, self.snippet(&assertion.span)),
             Ast::Literal(literal) => check_literal(literal, self.snippet(&literal.span)),
             Ast::Flags(flags) => check_flags(&flags.flags),
+            Ast::Repetition(rep) => self.check_repetition(rep),
+            Ast::ClassUnicode(class) => check_unicode_class(class, self.snippet(&class.span)),
             Ast::Group(group) => match &group.kind {
                 ast::GroupKind::NonCapturing(flags) => check_flags(flags),
-                _ => Ok(()),
+                ast::GroupKind::CaptureName { name, .. } => check_capture_name(&name.name),
+                ast::GroupKind::CaptureIndex(_) => Ok(()),
             },
-            Ast::Repetition(rep) => self.check_repetition(rep),
             _ => Ok(()),
         }
+    }
+
+    fn visit_post(&mut self, node: &Ast) -> Result<(), String> {
+        if let Ast::Repetition(rep) = node
+            && matches!(rep.op.kind, ast::RepetitionKind::Range(_))
+        {
+            self.repeat_budgets.pop();
+        }
+        Ok(())
     }
 
     fn visit_class_set_item_pre(&mut self, item: &ast::ClassSetItem) -> Result<(), String> {
@@ -316,6 +348,9 @@ impl Visitor for DialectCheck<'_> {
             )),
             ast::ClassSetItem::Literal(literal) => {
                 check_literal(literal, self.snippet(&literal.span))
+            }
+            ast::ClassSetItem::Unicode(class) => {
+                check_unicode_class(class, self.snippet(&class.span))
             }
             _ => Ok(()),
         }
@@ -336,7 +371,7 @@ impl DialectCheck<'_> {
             .unwrap_or(self.pattern)
     }
 
-    fn check_repetition(&self, rep: &ast::Repetition) -> Result<(), String> {
+    fn check_repetition(&mut self, rep: &ast::Repetition) -> Result<(), String> {
         if matches!(*rep.ast, Ast::Repetition(_)) {
             return Err(format!(
                 "`{}`: a repetition of a repetition (possessive or nested quantifier) is invalid in RE2; use a group",
@@ -347,12 +382,19 @@ impl DialectCheck<'_> {
             let (ast::RepetitionRange::Exactly(n)
             | ast::RepetitionRange::AtLeast(n)
             | ast::RepetitionRange::Bounded(_, n)) = *range;
-            if n > RE2_MAX_REPEAT {
+            let budget = self
+                .repeat_budgets
+                .last()
+                .copied()
+                .unwrap_or(RE2_MAX_REPEAT);
+            if n > budget {
                 return Err(format!(
-                    "`{}`: repetition count {n} exceeds RE2's limit of {RE2_MAX_REPEAT}",
+                    "`{}`: repetition count {n} exceeds RE2's limit of {RE2_MAX_REPEAT} (nested counts multiply)",
                     self.snippet(&rep.op.span)
                 ));
             }
+            self.repeat_budgets
+                .push(if n == 0 { budget } else { budget / n });
         }
         Ok(())
     }
@@ -378,12 +420,225 @@ fn check_literal(literal: &ast::Literal, snippet: &str) -> Result<(), String> {
         ) => Err(format!(
             "`{snippet}`: \\u and \\U escapes are not RE2; use \\x{{…}}"
         )),
-        ast::LiteralKind::Octal => Err(format!(
-            "`{snippet}`: octal escapes are not accepted; use \\x{{…}}"
+        // RE2 reads a lone `\1`…`\7` as a backreference, which it does not support.
+        ast::LiteralKind::Octal if snippet.len() == 2 && snippet != "\\0" => Err(format!(
+            "`{snippet}`: backreferences are not supported by RE2"
         )),
         _ => Ok(()),
     }
 }
+
+/// Go's capture names are ASCII letters, digits and underscores.
+fn check_capture_name(name: &str) -> Result<(), String> {
+    if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        Ok(())
+    } else {
+        Err(format!(
+            "capture name {name:?} is not RE2; use ASCII letters, digits and `_`"
+        ))
+    }
+}
+
+/// `\p{…}` names RE2 knows: `Any`, the general categories and the scripts of Unicode 15
+/// (Go's tables), spelled exactly. The `regex` crate also takes binary properties
+/// (`Alphabetic`, `Emoji`), `name=value` forms and loose spellings; RE2 refuses them.
+fn check_unicode_class(class: &ast::ClassUnicode, snippet: &str) -> Result<(), String> {
+    let name = match &class.kind {
+        ast::ClassUnicodeKind::OneLetter(letter) => {
+            return if "CLMNPSZ".contains(*letter) {
+                Ok(())
+            } else {
+                Err(format!("`{snippet}`: RE2 has no one-letter class {letter}"))
+            };
+        }
+        ast::ClassUnicodeKind::Named(name) => name.strip_prefix('^').unwrap_or(name),
+        ast::ClassUnicodeKind::NamedValue { .. } => {
+            return Err(format!(
+                "`{snippet}`: RE2 has no `name=value` Unicode classes"
+            ));
+        }
+    };
+    if name == "Any" || RE2_CATEGORIES.contains(&name) || RE2_SCRIPTS.contains(&name) {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{snippet}`: RE2 knows no Unicode class {name:?} (it takes general categories and scripts, spelled exactly)"
+        ))
+    }
+}
+
+const RE2_CATEGORIES: &[&str] = &[
+    "C", "Cc", "Cf", "Co", "Cs", "L", "Ll", "Lm", "Lo", "Lt", "Lu", "M", "Mc", "Me", "Mn", "N",
+    "Nd", "Nl", "No", "P", "Pc", "Pd", "Pe", "Pf", "Pi", "Po", "Ps", "S", "Sc", "Sk", "Sm", "So",
+    "Z", "Zl", "Zp", "Zs",
+];
+
+/// Unicode 15 script names, as Go's `unicode.Scripts` spells them.
+const RE2_SCRIPTS: &[&str] = &[
+    "Adlam",
+    "Ahom",
+    "Anatolian_Hieroglyphs",
+    "Arabic",
+    "Armenian",
+    "Avestan",
+    "Balinese",
+    "Bamum",
+    "Bassa_Vah",
+    "Batak",
+    "Bengali",
+    "Bhaiksuki",
+    "Bopomofo",
+    "Brahmi",
+    "Braille",
+    "Buginese",
+    "Buhid",
+    "Canadian_Aboriginal",
+    "Carian",
+    "Caucasian_Albanian",
+    "Chakma",
+    "Cham",
+    "Cherokee",
+    "Chorasmian",
+    "Common",
+    "Coptic",
+    "Cuneiform",
+    "Cypriot",
+    "Cypro_Minoan",
+    "Cyrillic",
+    "Deseret",
+    "Devanagari",
+    "Dives_Akuru",
+    "Dogra",
+    "Duployan",
+    "Egyptian_Hieroglyphs",
+    "Elbasan",
+    "Elymaic",
+    "Ethiopic",
+    "Georgian",
+    "Glagolitic",
+    "Gothic",
+    "Grantha",
+    "Greek",
+    "Gujarati",
+    "Gunjala_Gondi",
+    "Gurmukhi",
+    "Han",
+    "Hangul",
+    "Hanifi_Rohingya",
+    "Hanunoo",
+    "Hatran",
+    "Hebrew",
+    "Hiragana",
+    "Imperial_Aramaic",
+    "Inherited",
+    "Inscriptional_Pahlavi",
+    "Inscriptional_Parthian",
+    "Javanese",
+    "Kaithi",
+    "Kannada",
+    "Katakana",
+    "Kawi",
+    "Kayah_Li",
+    "Kharoshthi",
+    "Khitan_Small_Script",
+    "Khmer",
+    "Khojki",
+    "Khudawadi",
+    "Lao",
+    "Latin",
+    "Lepcha",
+    "Limbu",
+    "Linear_A",
+    "Linear_B",
+    "Lisu",
+    "Lycian",
+    "Lydian",
+    "Mahajani",
+    "Makasar",
+    "Malayalam",
+    "Mandaic",
+    "Manichaean",
+    "Marchen",
+    "Masaram_Gondi",
+    "Medefaidrin",
+    "Meetei_Mayek",
+    "Mende_Kikakui",
+    "Meroitic_Cursive",
+    "Meroitic_Hieroglyphs",
+    "Miao",
+    "Modi",
+    "Mongolian",
+    "Mro",
+    "Multani",
+    "Myanmar",
+    "Nabataean",
+    "Nag_Mundari",
+    "Nandinagari",
+    "New_Tai_Lue",
+    "Newa",
+    "Nko",
+    "Nushu",
+    "Nyiakeng_Puachue_Hmong",
+    "Ogham",
+    "Ol_Chiki",
+    "Old_Hungarian",
+    "Old_Italic",
+    "Old_North_Arabian",
+    "Old_Permic",
+    "Old_Persian",
+    "Old_Sogdian",
+    "Old_South_Arabian",
+    "Old_Turkic",
+    "Old_Uyghur",
+    "Oriya",
+    "Osage",
+    "Osmanya",
+    "Pahawh_Hmong",
+    "Palmyrene",
+    "Pau_Cin_Hau",
+    "Phags_Pa",
+    "Phoenician",
+    "Psalter_Pahlavi",
+    "Rejang",
+    "Runic",
+    "Samaritan",
+    "Saurashtra",
+    "Sharada",
+    "Shavian",
+    "Siddham",
+    "SignWriting",
+    "Sinhala",
+    "Sogdian",
+    "Sora_Sompeng",
+    "Soyombo",
+    "Sundanese",
+    "Syloti_Nagri",
+    "Syriac",
+    "Tagalog",
+    "Tagbanwa",
+    "Tai_Le",
+    "Tai_Tham",
+    "Tai_Viet",
+    "Takri",
+    "Tamil",
+    "Tangsa",
+    "Tangut",
+    "Telugu",
+    "Thaana",
+    "Thai",
+    "Tibetan",
+    "Tifinagh",
+    "Tirhuta",
+    "Toto",
+    "Ugaritic",
+    "Vai",
+    "Vithkuqi",
+    "Wancho",
+    "Warang_Citi",
+    "Yezidi",
+    "Yi",
+    "Zanabazar_Square",
+];
 
 fn check_flags(flags: &ast::Flags) -> Result<(), String> {
     for item in &flags.items {
@@ -431,6 +686,14 @@ mod tests {
             "(?!a)",
             r"(a)\1",
             r"\<gpt",
+            r"^\1",
+            r"^(?:a{32}){32}",
+            r"^(a{2}){501}",
+            r"^\p{Alphabetic}",
+            r"^\p{Emoji}",
+            r"^\p{sc=Greek}",
+            r"^\p{greek}",
+            r"^(?P<a.b>x)",
         ] {
             assert!(
                 Matcher::compile(pattern).is_err(),
@@ -452,6 +715,10 @@ mod tests {
             "(?i:abc)",
             "(?P<v>x)(?<w>y)",
             "(a*)*",
+            r"^\141\0",
+            r"^\p{Greek}\pL\p{Lu}\p{Any}\P{Han}",
+            r"^(?:a{10}){100}",
+            "^(?P<model_1>x)",
         ] {
             assert!(Matcher::compile(pattern).is_ok(), "{pattern} should load");
         }
@@ -485,6 +752,10 @@ mod tests {
             ("kimi", &["moonshot/kimi-k2", "kim"][..]),
             ("(?m)^kimi", &["x\nkimi", "kimi", "xkimi"][..]),
             ("^gpt-5$|^o3", &["gpt-5", "gpt-5x", "o3-mini"][..]),
+            ("^a^b", &["ab", "abc", "a"][..]),
+            ("^a$b$", &["ab", "a"][..]),
+            ("^(?:a|b^c)", &["bcx", "a", "b"][..]),
+            (r"^\141b", &["ab", "abc", "b"][..]),
         ];
         for (pattern, ids) in cases {
             let m = Matcher::compile(pattern).unwrap();

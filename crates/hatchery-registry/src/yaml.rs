@@ -87,17 +87,11 @@ pub enum YamlError {
         position: Position,
     },
     /// A mapping repeats a key.
-    #[error("duplicate key `{key}` at {position}")]
+    #[error("duplicate key `{}` at {position}", key.escape_debug())]
     DuplicateKey {
         /// The repeated key's text.
         key: String,
         /// Where the repetition is.
-        position: Position,
-    },
-    /// A mapping key is itself a sequence or mapping.
-    #[error("a mapping key at {position} is a sequence or mapping; only scalar keys are allowed")]
-    ComplexKey {
-        /// Where the key is.
         position: Position,
     },
     /// Nesting goes deeper than [`Limits::max_depth`].
@@ -202,49 +196,51 @@ enum OpenKind {
     },
 }
 
-/// The keys of one mapping, for duplicate detection. Small mappings (nearly all) compare
-/// resolved keys in place; past [`KeySet::SMALL`] keys it switches to a hash set, so a
-/// mapping with many keys stays linear.
+/// The keys of one mapping, for duplicate detection. Two keys are the same key when they
+/// are the same kind of node with the same literal text, as in Go's yaml.v3: `1` and `'1'`
+/// collide, `1` and `0x1` do not, and two sequence or mapping keys always collide. Small
+/// mappings (nearly all) compare in place; past [`KeySet::SMALL`] keys a hash set keeps a
+/// mapping with many keys linear.
 #[derive(Default)]
 struct KeySet {
-    small: Vec<(Resolved, NodeId)>,
-    large: Option<HashSet<String>>,
+    small: Vec<NodeId>,
+    large: Option<HashSet<(u8, String)>>,
 }
 
 impl KeySet {
     const SMALL: usize = 16;
 
-    /// `Ok(false)` when the key was already present; `Err` for a non-scalar key.
-    fn insert(&mut self, id: NodeId, nodes: &[Node]) -> Result<bool, ()> {
-        let NodeKind::Scalar {
-            text,
-            form,
-            core_tag,
-        } = &nodes[id].kind
-        else {
-            return Err(());
-        };
-        let resolved = resolve(text, *form, core_tag.as_deref());
+    /// `false` when the key was already present.
+    fn insert(&mut self, id: NodeId, nodes: &[Node]) -> bool {
+        let identity = key_identity(&nodes[id]);
         if let Some(large) = &mut self.large {
-            return Ok(large.insert(key_identity(resolved, text)));
+            return large.insert((identity.0, identity.1.to_owned()));
         }
-        let same = |&(r, other): &(Resolved, NodeId)| {
-            r == resolved
-                && (!matches!(r, Resolved::Float | Resolved::Str)
-                    || scalar_text(&nodes[other]) == Some(text.as_str()))
-        };
-        if self.small.iter().any(same) {
-            return Ok(false);
+        if self
+            .small
+            .iter()
+            .any(|&other| key_identity(&nodes[other]) == identity)
+        {
+            return false;
         }
-        self.small.push((resolved, id));
+        self.small.push(id);
         if self.small.len() > Self::SMALL {
-            let identities = self
-                .small
-                .drain(..)
-                .map(|(r, other)| key_identity(r, scalar_text(&nodes[other]).unwrap_or_default()));
+            let identities = self.small.drain(..).map(|other| {
+                let (kind, text) = key_identity(&nodes[other]);
+                (kind, text.to_owned())
+            });
             self.large = Some(identities.collect());
         }
-        Ok(true)
+        true
+    }
+}
+
+/// A key's kind and literal text (empty for collections).
+fn key_identity(node: &Node) -> (u8, &str) {
+    match &node.kind {
+        NodeKind::Scalar { text, .. } => (0, text),
+        NodeKind::Sequence(_) => (1, ""),
+        NodeKind::Mapping(_) => (2, ""),
     }
 }
 
@@ -446,11 +442,12 @@ impl Builder {
                 seen_keys,
             } => match pending_key.take() {
                 None => {
-                    let fresh = seen_keys
-                        .insert(id, &self.nodes)
-                        .map_err(|()| YamlError::ComplexKey { position })?;
-                    if !fresh {
-                        let key = scalar_text(&self.nodes[id]).unwrap_or_default().to_owned();
+                    if !seen_keys.insert(id, &self.nodes) {
+                        let key = match &self.nodes[id].kind {
+                            NodeKind::Scalar { text, .. } => text.clone(),
+                            NodeKind::Sequence(_) => "(a sequence)".to_owned(),
+                            NodeKind::Mapping(_) => "(a mapping)".to_owned(),
+                        };
                         return Err(YamlError::DuplicateKey { key, position });
                     }
                     *pending_key = Some(id);
@@ -459,25 +456,6 @@ impl Builder {
             },
         }
         Ok(())
-    }
-}
-
-fn scalar_text(node: &Node) -> Option<&str> {
-    match &node.kind {
-        NodeKind::Scalar { text, .. } => Some(text),
-        _ => None,
-    }
-}
-
-/// What makes two keys the same key: their resolved value, not their spelling
-/// (`0x1` and `1` are one key; `"1"` and `1` are not).
-fn key_identity(resolved: Resolved, text: &str) -> String {
-    match resolved {
-        Resolved::Null => "null".to_owned(),
-        Resolved::Bool(b) => format!("bool:{b}"),
-        Resolved::Int(i) => format!("int:{i}"),
-        Resolved::Float => format!("float:{text}"),
-        Resolved::Str => format!("str:{text}"),
     }
 }
 
@@ -588,12 +566,13 @@ mod tests {
     }
 
     #[test]
-    fn keys_compare_by_resolved_value() {
-        assert!(matches!(
-            parse_str("1: a\n0x1: b\n"),
-            Err(YamlError::DuplicateKey { .. })
-        ));
-        assert!(parse_str("1: a\n'1': b\n").is_ok());
+    fn keys_compare_by_kind_and_literal_text_as_in_go() {
+        let dup = |doc: &str| matches!(parse_str(doc), Err(YamlError::DuplicateKey { .. }));
+        assert!(dup("1: a\n'1': b\n"));
+        assert!(dup("true: a\n\"true\": b\n"));
+        assert!(!dup("1: a\n0x1: b\n"));
+        assert!(parse_str("? [a]\n: 1\nk: 2\n").is_ok());
+        assert!(dup("? [a]\n: 1\n? [b]\n: 2\n"));
     }
 
     #[test]
@@ -604,7 +583,7 @@ mod tests {
         assert!(
             matches!(parse_str(&doc), Err(YamlError::DuplicateKey { ref key, .. }) if key == "k3")
         );
-        let ints: String = (0..40).map(|i| format!("{i}: x\n")).collect::<String>() + "0x1F: dup\n";
+        let ints: String = (0..40).map(|i| format!("{i}: x\n")).collect::<String>() + "'31': dup\n";
         assert!(matches!(
             parse_str(&ints),
             Err(YamlError::DuplicateKey { .. })
