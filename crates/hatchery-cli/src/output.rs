@@ -1,4 +1,18 @@
-//! Human output: aligned tables. Machine output is `--json` and never goes through here.
+//! Output: stdout/stderr lines that never panic, and aligned tables for humans.
+
+use std::io::Write as _;
+
+/// Print a line on stdout. A closed pipe (`hatchery … | head -1`) is not an error worth
+/// a panic: the line is dropped.
+pub fn out(line: impl std::fmt::Display) {
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+/// Print one diagnostic line on stderr, newlines in it escaped so it stays one line.
+pub fn err(line: impl std::fmt::Display) {
+    let text = line.to_string().replace('\r', "\\r").replace('\n', "\\n");
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
+}
 
 /// A plain text table: a header row, then rows, columns padded to their widest cell.
 pub struct Table {
@@ -59,6 +73,12 @@ pub fn or_dash(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn diagnostics_stay_on_one_line() {
+        let text = "a\nb\r".replace('\r', "\\r").replace('\n', "\\n");
+        assert_eq!(text, "a\\nb\\r");
+    }
 
     #[test]
     fn columns_align_to_the_widest_cell() {

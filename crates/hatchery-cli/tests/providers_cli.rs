@@ -389,3 +389,43 @@ fn usage_errors_exit_one_and_help_exits_zero() {
     assert_eq!(help.status.code(), Some(0));
     assert!(stdout(&help).contains("derive"));
 }
+
+#[test]
+fn check_refuses_an_endless_file_without_reading_it_all() {
+    let out = hatchery(&["providers", "check", "/dev/zero"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("is larger than"), "{}", stderr(&out));
+}
+
+#[test]
+fn errors_stay_on_one_line_even_when_the_input_has_newlines() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_manifest(
+        dir.path(),
+        "nl.yaml",
+        "schema_version: 1\n\"a\\nb\": 1\n\"a\\nb\": 2\n",
+    );
+    let out = hatchery(&["providers", "check", &path]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr(&out).lines().count(), 1, "{:?}", stderr(&out));
+}
+
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hatchery"))
+        .args(["providers", "list"])
+        .stdout(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    // A reader that hangs up early: the write fails, the process still exits normally.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hatchery"))
+        .args(["providers", "builtin"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let status = child.wait().unwrap();
+    assert_ne!(status.code(), Some(101), "panicked");
+}

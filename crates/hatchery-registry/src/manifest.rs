@@ -6,6 +6,7 @@
 //! where a list belongs) is a `parse` error naming the field's path.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
 
 use crate::error::ManifestError;
@@ -206,24 +207,28 @@ impl<'a> Decoder<'a> {
                 direct.push((key, value));
             }
         }
+        let mut seen: HashSet<&str> = direct
+            .iter()
+            .filter_map(|&(k, _)| self.key_text(k))
+            .collect();
         direct.extend(
             merged
                 .into_iter()
-                .filter(|&(k, _)| !entries.iter().any(|&(d, _)| self.same_key(d, k))),
+                .filter(|&(k, _)| self.key_text(k).is_none_or(|text| seen.insert(text))),
         );
         Ok(Some(Cow::Owned(direct)))
+    }
+
+    fn key_text(&self, key: NodeId) -> Option<&'a str> {
+        match &self.doc.node(key).kind {
+            NodeKind::Scalar { text, .. } => Some(text),
+            _ => None,
+        }
     }
 
     fn is_merge_key(&self, key: NodeId) -> bool {
         matches!(&self.doc.node(key).kind,
             NodeKind::Scalar { text, form: ScalarForm::Plain, core_tag: None } if text == "<<")
-    }
-
-    fn same_key(&self, a: NodeId, b: NodeId) -> bool {
-        match (&self.doc.node(a).kind, &self.doc.node(b).kind) {
-            (NodeKind::Scalar { text: x, .. }, NodeKind::Scalar { text: y, .. }) => x == y,
-            _ => false,
-        }
     }
 
     /// The entries a `<<` value contributes: one mapping, or a list of them (earlier wins).
@@ -233,11 +238,12 @@ impl<'a> Decoder<'a> {
         path: Path<'_>,
     ) -> Result<Vec<(NodeId, NodeId)>, ManifestError> {
         let sources: &[NodeId] = match &self.doc.node(value).kind {
-            NodeKind::Mapping(_) => std::slice::from_ref(&value),
             NodeKind::Sequence(items) => items,
-            NodeKind::Scalar { .. } => &[],
+            // A scalar is refused below, like any non-mapping source.
+            NodeKind::Mapping(_) | NodeKind::Scalar { .. } => std::slice::from_ref(&value),
         };
         let mut out: Vec<(NodeId, NodeId)> = Vec::new();
+        let mut seen: HashSet<&str> = HashSet::new();
         for &source in sources {
             if !matches!(self.doc.node(source).kind, NodeKind::Mapping(_)) {
                 return Err(self.error(
@@ -247,7 +253,7 @@ impl<'a> Decoder<'a> {
                 ));
             }
             for &entry in self.mapping(source, path)?.unwrap_or_default().iter() {
-                if !out.iter().any(|&(k, _)| self.same_key(k, entry.0)) {
+                if self.key_text(entry.0).is_none_or(|text| seen.insert(text)) {
                     out.push(entry);
                 }
             }
@@ -289,21 +295,24 @@ impl<'a> Decoder<'a> {
             .collect()
     }
 
+    /// A bool as Go's yaml.v3 decodes one into a typed field: plain `true`/`false` in
+    /// their three spellings, and — plain or quoted — YAML 1.1's `y/yes/on`, `n/no/off`.
     fn boolean(&self, node: NodeId, path: Path<'_>) -> Result<bool, ManifestError> {
         if self.is_null(node) {
             return Ok(false);
         }
         if let NodeKind::Scalar {
             text,
-            form: ScalarForm::Plain,
-            ..
+            form,
+            core_tag,
         } = &self.doc.node(node).kind
         {
+            if let Resolved::Bool(value) = yaml::resolve(text, *form, core_tag.as_deref()) {
+                return Ok(value);
+            }
             match text.as_str() {
-                "true" | "True" | "TRUE" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" | "y"
-                | "Y" => return Ok(true),
-                "false" | "False" | "FALSE" | "no" | "No" | "NO" | "off" | "Off" | "OFF" | "n"
-                | "N" => return Ok(false),
+                "y" | "Y" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" => return Ok(true),
+                "n" | "N" | "no" | "No" | "NO" | "off" | "Off" | "OFF" => return Ok(false),
                 _ => {}
             }
         }
@@ -360,7 +369,8 @@ impl<'a> Decoder<'a> {
                 "upstream_vendor" => p.upstream_vendor = self.string(value, at)?,
                 "auth_env" => p.auth_env = self.strings(value, at)?,
                 "model_aliases" => p.model_aliases = self.strings(value, at)?,
-                "example_models" => p.example_models = self.strings(value, at)?,
+                // Molecule never reads this key; a value of another shape is ignored, not an error.
+                "example_models" => p.example_models = self.strings(value, at).unwrap_or_default(),
                 "deprecated" => p.deprecated = self.boolean(value, at)?,
                 _ => {}
             }
@@ -373,8 +383,12 @@ impl<'a> Decoder<'a> {
         let Some(entries) = self.mapping(node, path)? else {
             return Ok(runtime);
         };
+        // Go's loader never reads a runtime's display_name: a value of another shape is
+        // ignored, as Molecule would, rather than refused.
         if let Some(value) = lookup(self.doc, &entries, "display_name") {
-            runtime.display_name = self.string(value, Path::Field(&path, "display_name"))?;
+            runtime.display_name = self
+                .string(value, Path::Field(&path, "display_name"))
+                .unwrap_or_default();
         }
         if let Some(value) = lookup(self.doc, &entries, "providers") {
             let list = Path::Field(&path, "providers");

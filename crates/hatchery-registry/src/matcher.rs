@@ -394,7 +394,7 @@ impl DialectCheck<'_> {
                 ));
             }
             self.repeat_budgets
-                .push(if n == 0 { budget } else { budget / n });
+                .push(budget.checked_div(n).unwrap_or(budget));
         }
         Ok(())
     }

@@ -652,3 +652,58 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
     let out = f();
     (out, start.elapsed())
 }
+
+#[test]
+fn booleans_follow_yaml_v3_for_typed_fields() {
+    let deprecated = |value: &str| {
+        let yaml = with(
+            "    auth_env: [ALPHA_KEY]\n",
+            &format!("    auth_env: [ALPHA_KEY]\n    deprecated: {value}\n"),
+        );
+        load(&yaml).map(|r| r.provider("alpha").unwrap().deprecated)
+    };
+    assert_eq!(deprecated("\"yes\""), Ok(true));
+    assert_eq!(deprecated("'off'"), Ok(false));
+    assert_eq!(deprecated("true"), Ok(true));
+    assert_eq!(deprecated("\"true\"").unwrap_err().category(), "parse");
+}
+
+#[test]
+fn a_scalar_merge_value_is_refused() {
+    let yaml = with(
+        "  - name: alpha\n",
+        "  - <<: not-a-mapping\n    name: alpha\n",
+    );
+    let err = refused(&yaml);
+    assert!(err.to_string().contains("merge key"), "{err}");
+}
+
+#[test]
+fn keys_the_format_never_reads_are_not_refused_for_their_shape() {
+    let yaml = with(
+        "  rt-one:\n",
+        "  rt-one:\n    display_name: {en: Runtime One}\n",
+    )
+    .replacen(
+        "    auth_env: [ALPHA_KEY]\n",
+        "    auth_env: [ALPHA_KEY]\n    example_models: {not: a list}\n",
+        1,
+    );
+    let registry = load(&yaml).unwrap();
+    assert_eq!(registry.runtime("rt-one").unwrap().display_name, "");
+    assert!(
+        registry
+            .provider("alpha")
+            .unwrap()
+            .example_models
+            .is_empty()
+    );
+}
+
+#[test]
+fn runtime_keys_with_the_same_text_collide_however_quoted() {
+    let err = refused(&format!(
+        "{VALID}  'rt-one':\n    providers: [{{name: beta}}]\n"
+    ));
+    assert!(err.to_string().contains("duplicate key `rt-one`"), "{err}");
+}

@@ -3,16 +3,16 @@
 //! Output contract (other tools and tests rely on it): `derive` prints exactly one JSON
 //! object on stdout; `check` prints a one-line summary, or one error line on stderr.
 
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use hatchery_registry::{BUILTIN_MANIFEST, DeriveOutcome, ManifestError, Registry};
+use hatchery_registry::{BUILTIN_MANIFEST, DeriveOutcome, Limits, ManifestError, Registry};
 use serde_json::json;
 
 use crate::exit;
-use crate::output::{Table, or_dash};
+use crate::output::{Table, err, or_dash, out};
 
 #[derive(Debug, Subcommand)]
 pub enum ProvidersCommand {
@@ -79,6 +79,8 @@ enum LoadError {
         path: String,
         source: std::io::Error,
     },
+    #[error("{path} is larger than {limit} bytes, the most a provider manifest may be")]
+    TooLarge { path: String, limit: usize },
     #[error("invalid provider manifest {path}: [{category}] {source}", category = source.category())]
     Invalid { path: String, source: ManifestError },
 }
@@ -95,15 +97,34 @@ fn load(path: Option<&Path>) -> Result<Registry, LoadError> {
     let source = describe(path);
     let bytes = match path {
         None => BUILTIN_MANIFEST.to_vec(),
-        Some(p) => std::fs::read(p).map_err(|source| LoadError::Read {
-            path: p.display().to_string(),
-            source,
-        })?,
+        Some(p) => read_bounded(p)?,
     };
     Registry::from_bytes(&bytes).map_err(|err| LoadError::Invalid {
         path: source,
         source: err,
     })
+}
+
+/// Read a manifest, but never more than the loader accepts: `/dev/zero` or a huge file is
+/// refused after `max_bytes + 1` bytes instead of filling memory.
+fn read_bounded(path: &Path) -> Result<Vec<u8>, LoadError> {
+    let limit = Limits::default().max_bytes;
+    let read_error = |source| LoadError::Read {
+        path: path.display().to_string(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let mut bytes = Vec::new();
+    file.take(u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() > limit {
+        return Err(LoadError::TooLarge {
+            path: path.display().to_string(),
+            limit,
+        });
+    }
+    Ok(bytes)
 }
 
 pub fn run(command: ProvidersCommand) -> ExitCode {
@@ -135,7 +156,7 @@ pub fn run(command: ProvidersCommand) -> ExitCode {
 }
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {message}");
+    err(format_args!("error: {message}"));
     ExitCode::from(exit::USER_ERROR)
 }
 
@@ -149,7 +170,7 @@ fn with_registry(
     };
     match action(&registry) {
         Ok(text) => {
-            println!("{text}");
+            out(text);
             ExitCode::SUCCESS
         }
         Err(message) => fail(message),
@@ -161,16 +182,16 @@ fn check(path: Option<&Path>, lint: bool) -> ExitCode {
         Ok(registry) => registry,
         Err(err) => return fail(err),
     };
-    println!(
+    out(format_args!(
         "ok: {} providers, {} runtimes, {} {}",
         registry.providers().len(),
         registry.runtimes().len(),
         registry.hash(),
         describe(path)
-    );
+    ));
     if lint {
         for warning in registry.lint() {
-            eprintln!("warning: {warning}");
+            err(format_args!("warning: {warning}"));
         }
     }
     ExitCode::SUCCESS
@@ -183,10 +204,7 @@ fn derive(path: Option<&Path>, runtime: &str, model: &str, explain: bool) -> Exi
             let message = format!(
                 "provider registry unavailable: deriving provider for runtime `{runtime}`, model `{model}`: {err}"
             );
-            println!(
-                "{}",
-                json!({"outcome": "error", "kind": "registry_unavailable", "message": message})
-            );
+            out(json!({"outcome": "error", "kind": "registry_unavailable", "message": message}));
             return ExitCode::from(exit::USER_ERROR);
         }
     };
@@ -200,7 +218,7 @@ fn derive(path: Option<&Path>, runtime: &str, model: &str, explain: bool) -> Exi
             fields.insert("explain".into(), json!(explanation.steps));
         }
     }
-    println!("{body}");
+    out(body);
     if matches!(explanation.outcome, DeriveOutcome::Ambiguous(_)) {
         ExitCode::from(exit::USER_ERROR)
     } else {
