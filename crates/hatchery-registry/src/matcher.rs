@@ -155,16 +155,6 @@ impl Matcher {
             .unwrap_or_else(|| self.is_match(model))
     }
 
-    /// Which evaluation strategy the pattern got (for diagnostics).
-    #[must_use]
-    pub fn strategy_name(&self) -> &'static str {
-        match &self.strategy {
-            Strategy::StartsWith(_) => "starts_with",
-            Strategy::OneOf(_) => "one_of",
-            Strategy::General(_) => "regex",
-        }
-    }
-
     /// The literals that decide this matcher, when it is a literal alternation.
     pub(crate) fn literals(&self) -> Option<Literals<'_>> {
         match &self.strategy {

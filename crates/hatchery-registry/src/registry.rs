@@ -87,13 +87,6 @@ impl Provider {
         self.matcher.is_match(model)
     }
 
-    /// How the matcher is evaluated: `starts_with`, `one_of` or `regex` (diagnostics).
-    #[doc(hidden)]
-    #[must_use]
-    pub fn matcher_strategy(&self) -> &'static str {
-        self.matcher.strategy_name()
-    }
-
     /// The same search with the literal prefilter off: a naive matcher, kept public as
     /// the baseline for benchmarks and for tests that check the prefilter changes nothing.
     #[must_use]
