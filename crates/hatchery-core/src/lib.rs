@@ -1,0 +1,21 @@
+//! hatchery's domain rules, pure and shared by every path that creates a workspace
+//! (single create, org import, bundle import): field validation, the fail-closed
+//! provider and billing decision, and the generated default config.
+//!
+//! No IO, no async, no database: callers hand in the registry snapshot and the names of
+//! the secrets available, and get a decision or a typed error they map to HTTP.
+
+// Product code never unwraps what input can influence; tests may.
+#![warn(clippy::unwrap_used)]
+
+pub mod config;
+pub mod fields;
+pub mod provider;
+
+pub use config::{WorkspaceConfig, render_config_yaml};
+pub use fields::{
+    FieldError, TextFields, WorkspaceAccess, check_text_fields, check_tier, check_workspace_access,
+};
+pub use provider::{
+    BillingMode, ProviderDecision, ProviderError, ProviderRequest, ProviderSource, decide_provider,
+};
