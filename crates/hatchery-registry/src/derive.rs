@@ -317,7 +317,7 @@ impl Registry {
         model: &str,
         available_auth_env: &[&str],
     ) -> Result<Derivation<'_>, DeriveError> {
-        let trimmed = model.trim().to_owned();
+        let trimmed = || model.trim().to_owned();
         match self.find(runtime, model, available_auth_env, &mut ()) {
             Found::Provider(derivation) => Ok(derivation),
             Found::EmptyModel => Err(DeriveError::EmptyModel {
@@ -325,15 +325,17 @@ impl Registry {
             }),
             Found::UnknownRuntime => Err(DeriveError::UnknownRuntime {
                 runtime: runtime.to_owned(),
-                model: trimmed,
+                model: trimmed(),
             }),
             Found::NoMatch(rt) => Err(DeriveError::NoMatch {
                 runtime: rt.name.clone(),
-                model: trimmed,
+                model: trimmed(),
             }),
-            Found::Ambiguous(rt, candidates) => {
-                Err(DeriveError::Ambiguous(ambiguity(rt, &trimmed, &candidates)))
-            }
+            Found::Ambiguous(rt, candidates) => Err(DeriveError::Ambiguous(ambiguity(
+                rt,
+                &trimmed(),
+                &candidates,
+            ))),
         }
     }
 
@@ -408,9 +410,11 @@ impl Registry {
         let (provider, tie_broken) = if let [only] = narrowed.as_slice() {
             (*only, true)
         } else {
-            trace.push(ExplainStep::FirstDeclaredWins {
-                provider: first.name.clone(),
-            });
+            if trace.enabled() {
+                trace.push(ExplainStep::FirstDeclaredWins {
+                    provider: first.name.clone(),
+                });
+            }
             (first, false)
         };
         Some(Derivation {
@@ -469,8 +473,8 @@ impl Registry {
         }
     }
 
-    /// The native providers whose matcher matches, as a mask, from one trie walk plus
-    /// the general matchers that can match an id starting with its first byte.
+    /// The native providers whose matcher matches, as a mask: one trie walk, then only the
+    /// general matchers whose literal prefix (or, lacking one, first byte) the id has.
     fn indexed_matches(&self, runtime: &Runtime, index: &PrefixIndex, model: &str) -> ProviderMask {
         let hits = index.walk(model.as_bytes());
         let mut matched = hits.matched & runtime.native_mask;
