@@ -5,11 +5,11 @@ CARGO ?= cargo
 
 .PHONY: run test setup build lint bench
 
-## Set up, build, and run hatchery's main job on its embedded defaults.
+## Set up, build, and run the control plane on its embedded defaults (Ctrl-C stops it).
 run: setup
 	$(CARGO) build --release --locked -p hatchery-cli
-	./target/release/hatchery providers check --lint
-	./target/release/hatchery providers list
+	./target/release/hatchery providers check
+	./target/release/hatchery serve
 
 ## Set up, then run the whole test suite (what CI runs).
 test: setup

@@ -1,5 +1,5 @@
-//! `hatchery`: the control plane's single binary. Today it carries the provider registry
-//! tools; the server and the operator client join it as their issues land.
+//! `hatchery`: the control plane's single binary: `serve`, the provider registry tools,
+//! and admin tasks. The operator client joins it as its issue lands.
 
 // Product code never unwraps what input can influence; tests may.
 #![warn(clippy::unwrap_used)]
@@ -20,6 +20,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub(crate) mod exit {
     /// The input (a flag, a file, a manifest, a derivation) was refused.
     pub const USER_ERROR: u8 = 1;
+    /// The server could not start or stopped on an error.
+    pub const SERVER_ERROR: u8 = 2;
 }
 
 #[derive(Debug, Parser)]
@@ -36,6 +38,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the control plane: the HTTP API, by default on 127.0.0.1:8080.
+    Serve(commands::serve::ServeArgs),
+    /// Manage the admin token.
+    #[command(subcommand)]
+    AdminToken(commands::admin_token::AdminTokenCommand),
     /// Inspect provider manifests and derive providers for (runtime, model) pairs.
     #[command(subcommand)]
     Providers(commands::providers::ProvidersCommand),
@@ -56,5 +63,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Providers(command) => commands::providers::run(command),
+        Command::Serve(args) => commands::serve::run(args),
+        Command::AdminToken(command) => commands::admin_token::run(command),
     }
 }

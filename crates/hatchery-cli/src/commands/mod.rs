@@ -1,3 +1,5 @@
 //! One module per noun of the command line.
 
+pub mod admin_token;
 pub mod providers;
+pub mod serve;

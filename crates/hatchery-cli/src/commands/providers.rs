@@ -3,12 +3,13 @@
 //! Output contract (other tools and tests rely on it): `derive` prints exactly one JSON
 //! object on stdout; `check` prints a one-line summary, or one error line on stderr.
 
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use hatchery_registry::{BUILTIN_MANIFEST, DeriveOutcome, Limits, ManifestError, Registry};
+use hatchery_registry::{BUILTIN_MANIFEST, DeriveOutcome, Registry};
+use hatchery_server::registry_source::{LoadError, RegistrySource};
 use serde_json::json;
 
 use crate::exit;
@@ -71,20 +72,6 @@ pub struct ManifestArg {
     manifest: Option<PathBuf>,
 }
 
-/// Why a registry could not be had: the file or its content.
-#[derive(Debug, thiserror::Error)]
-enum LoadError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("{path} is larger than {limit} bytes, the most a provider manifest may be")]
-    TooLarge { path: String, limit: usize },
-    #[error("invalid provider manifest {path}: [{category}] {source}", category = source.category())]
-    Invalid { path: String, source: ManifestError },
-}
-
 /// Where a registry came from, for messages.
 fn describe(path: Option<&Path>) -> String {
     path.map_or_else(
@@ -94,37 +81,10 @@ fn describe(path: Option<&Path>) -> String {
 }
 
 fn load(path: Option<&Path>) -> Result<Registry, LoadError> {
-    let source = describe(path);
-    let bytes = match path {
-        None => BUILTIN_MANIFEST.to_vec(),
-        Some(p) => read_bounded(p)?,
-    };
-    Registry::from_bytes(&bytes).map_err(|err| LoadError::Invalid {
-        path: source,
-        source: err,
+    path.map_or(RegistrySource::Builtin, |p| {
+        RegistrySource::File(p.to_owned())
     })
-}
-
-/// Read a manifest, but never more than the loader accepts: `/dev/zero` or a huge file is
-/// refused after `max_bytes + 1` bytes instead of filling memory.
-fn read_bounded(path: &Path) -> Result<Vec<u8>, LoadError> {
-    let limit = Limits::default().max_bytes;
-    let read_error = |source| LoadError::Read {
-        path: path.display().to_string(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(read_error)?;
-    let mut bytes = Vec::new();
-    file.take(u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(read_error)?;
-    if bytes.len() > limit {
-        return Err(LoadError::TooLarge {
-            path: path.display().to_string(),
-            limit,
-        });
-    }
-    Ok(bytes)
+    .load()
 }
 
 pub fn run(command: ProvidersCommand) -> ExitCode {

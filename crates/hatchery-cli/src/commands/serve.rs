@@ -1,0 +1,80 @@
+//! `hatchery serve`: run the control plane.
+
+use std::io::IsTerminal as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use hatchery_server::{Application, ServerConfig};
+
+use crate::exit;
+use crate::output::err;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "HATCHERY_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Directory for hatchery's state.
+    #[arg(long, env = "HATCHERY_DATA_DIR", default_value = "./.hatchery")]
+    data_dir: PathBuf,
+    /// Provider manifest; the built-in catalog when omitted.
+    #[arg(long, env = "HATCHERY_PROVIDERS", value_name = "FILE")]
+    providers: Option<PathBuf>,
+    /// Admin token; when omitted, the one minted at first start (its hash is in the data dir).
+    #[arg(long, env = "HATCHERY_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Development mode: loopback only, admin routes open. Never in production.
+    #[arg(long, env = "HATCHERY_DEV", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false")]
+    dev: bool,
+}
+
+pub fn run(args: ServeArgs) -> ExitCode {
+    init_logging();
+    let config = ServerConfig {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        providers: args.providers,
+        admin_token: args.admin_token.filter(|t| !t.is_empty()),
+        dev: args.dev,
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            err(format_args!("error: cannot start the async runtime: {e}"));
+            return ExitCode::from(exit::SERVER_ERROR);
+        }
+    };
+    runtime.block_on(async {
+        let app = match Application::build(config).await {
+            Ok(app) => app,
+            Err(e) => {
+                err(format_args!("error: {e}"));
+                return ExitCode::from(exit::SERVER_ERROR);
+            }
+        };
+        if let Some(token) = &app.new_admin_token {
+            err(format_args!(
+                "admin token (shown once; only its hash is stored): {token}"
+            ));
+        }
+        match app.run_until_stopped().await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                err(format_args!("error: server stopped: {e}"));
+                ExitCode::from(exit::SERVER_ERROR)
+            }
+        }
+    })
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HATCHERY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}

@@ -1,0 +1,206 @@
+//! Where the provider registry comes from, and the live snapshot the server derives with.
+//!
+//! The snapshot is swapped whole on a successful reload; a reload that fails validation
+//! leaves the last good snapshot in force and is remembered, so it can be shown. There is
+//! never an empty registry: without a good manifest the server does not start.
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use hatchery_registry::{BUILTIN_MANIFEST, Limits, ManifestError, Registry};
+
+/// Where manifests are read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistrySource {
+    /// The catalog compiled into the binary.
+    Builtin,
+    /// A manifest file, read again on every reload.
+    File(PathBuf),
+}
+
+impl RegistrySource {
+    /// How the source is shown to people.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Builtin => "builtin".to_owned(),
+            Self::File(path) => path.display().to_string(),
+        }
+    }
+
+    /// Read and validate a registry from this source.
+    pub fn load(&self) -> Result<Registry, LoadError> {
+        let bytes = match self {
+            Self::Builtin => {
+                return Registry::from_bytes(BUILTIN_MANIFEST).map_err(LoadError::invalid(self));
+            }
+            Self::File(path) => read_manifest_file(path)?,
+        };
+        Registry::from_bytes(&bytes).map_err(LoadError::invalid(self))
+    }
+}
+
+/// Why a registry could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// The file is larger than any manifest may be.
+    #[error("{path} is larger than {limit} bytes, the most a provider manifest may be")]
+    TooLarge {
+        /// The file.
+        path: String,
+        /// The limit.
+        limit: usize,
+    },
+    /// The manifest did not validate.
+    #[error("invalid provider manifest {source_name}: [{category}] {error}", category = error.category())]
+    Invalid {
+        /// Where it came from.
+        source_name: String,
+        /// The first validation failure.
+        error: ManifestError,
+    },
+}
+
+impl LoadError {
+    fn invalid(source: &RegistrySource) -> impl FnOnce(ManifestError) -> Self + '_ {
+        move |error| Self::Invalid {
+            source_name: source.describe(),
+            error,
+        }
+    }
+}
+
+/// Read a manifest file, but never more than the loader accepts: `/dev/zero` or a huge
+/// file is refused after `max_bytes + 1` bytes instead of filling memory.
+pub fn read_manifest_file(path: &Path) -> Result<Vec<u8>, LoadError> {
+    let limit = Limits::default().max_bytes;
+    let read_error = |source| LoadError::Read {
+        path: path.display().to_string(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let mut bytes = Vec::new();
+    file.take(u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() > limit {
+        return Err(LoadError::TooLarge {
+            path: path.display().to_string(),
+            limit,
+        });
+    }
+    Ok(bytes)
+}
+
+/// One loaded registry and where and when it came from.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The registry.
+    pub registry: Registry,
+    /// Its source, as shown to people.
+    pub source: String,
+    /// When it was loaded.
+    pub loaded_at: SystemTime,
+}
+
+/// A reload that was refused.
+#[derive(Debug, Clone)]
+pub struct ReloadFailure {
+    /// Why.
+    pub error: String,
+    /// When.
+    pub at: SystemTime,
+}
+
+/// The registry in force, swapped atomically on reload.
+#[derive(Debug)]
+pub struct LiveRegistry {
+    source: RegistrySource,
+    current: RwLock<Arc<Snapshot>>,
+    last_failure: RwLock<Option<ReloadFailure>>,
+}
+
+impl LiveRegistry {
+    /// Load the first snapshot; an error here means the server must not start.
+    pub fn load(source: RegistrySource) -> Result<Self, LoadError> {
+        let registry = source.load()?;
+        let snapshot = Snapshot {
+            registry,
+            source: source.describe(),
+            loaded_at: SystemTime::now(),
+        };
+        Ok(Self {
+            source,
+            current: RwLock::new(Arc::new(snapshot)),
+            last_failure: RwLock::new(None),
+        })
+    }
+
+    /// The snapshot in force. Cheap: an `Arc` clone under a read lock.
+    #[must_use]
+    pub fn current(&self) -> Arc<Snapshot> {
+        match self.current.read() {
+            Ok(guard) => Arc::clone(&guard),
+            // A writer never panics while holding the lock; if one did, the value is whole.
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// The last refused reload, if the last attempt failed.
+    #[must_use]
+    pub fn last_failure(&self) -> Option<ReloadFailure> {
+        match self.last_failure.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Read the source again. On success the new snapshot is in force and the failure is
+    /// cleared; on failure the old snapshot stays and the failure is remembered.
+    pub fn reload(&self) -> Result<Arc<Snapshot>, String> {
+        match self.source.load() {
+            Ok(registry) => {
+                let snapshot = Arc::new(Snapshot {
+                    registry,
+                    source: self.source.describe(),
+                    loaded_at: SystemTime::now(),
+                });
+                *self
+                    .current
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::clone(&snapshot);
+                *self
+                    .last_failure
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+                tracing::info!(
+                    hash = snapshot.registry.hash(),
+                    "provider registry reloaded"
+                );
+                Ok(snapshot)
+            }
+            Err(err) => {
+                let error = err.to_string();
+                tracing::warn!(%error, "provider registry reload refused; the last good snapshot stays in force");
+                *self
+                    .last_failure
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(ReloadFailure {
+                    error: error.clone(),
+                    at: SystemTime::now(),
+                });
+                Err(error)
+            }
+        }
+    }
+}
