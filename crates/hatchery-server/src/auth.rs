@@ -1,6 +1,6 @@
 //! Admin authentication. Never open by default: without a configured token, the first
 //! start generates one, stores only its SHA-256 in the data directory and prints the
-//! token once. `HATCHERY_DEV=1` is the only way to run without one, and it says so.
+//! token once. `HATCHERY_DEV=1` is the only way to open admin routes, and it says so.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -60,11 +60,13 @@ pub fn setup(
     configured_token: Option<&str>,
     dev: bool,
 ) -> Result<(AdminAuth, Option<String>), AuthSetupError> {
-    if let Some(token) = configured_token {
-        return Ok((AdminAuth::TokenHash(hash(token)), None));
-    }
+    // Dev mode opens admin routes to any request, bearer or not (Molecule's scripts rely
+    // on it); it is loud about it and never listens beyond loopback.
     if dev {
         return Ok((AdminAuth::Dev, None));
+    }
+    if let Some(token) = configured_token {
+        return Ok((AdminAuth::TokenHash(hash(token)), None));
     }
     let path = data_dir.join(ADMIN_TOKEN_HASH_FILE);
     match std::fs::read_to_string(&path) {
@@ -186,17 +188,19 @@ mod tests {
     }
 
     #[test]
-    fn a_configured_token_wins_and_dev_mode_is_open_only_without_one() {
+    fn a_configured_token_is_required_and_dev_mode_opens_admin_routes() {
         let dir = tempfile::tempdir().unwrap();
-        let (auth, shown) = setup(dir.path(), Some("s3cret"), true).unwrap();
+        let (auth, shown) = setup(dir.path(), Some("s3cret"), false).unwrap();
         assert!(shown.is_none());
         assert!(auth.allows(Some("Bearer s3cret")));
+        assert!(!auth.allows(Some("Bearer other")));
         assert!(!auth.allows(None));
-        let (dev, _) = setup(dir.path(), None, true).unwrap();
+        let (dev, _) = setup(dir.path(), Some("s3cret"), true).unwrap();
         assert!(dev.allows(None));
+        assert!(dev.allows(Some("Bearer anything")));
         assert!(
             !dir.path().join(ADMIN_TOKEN_HASH_FILE).exists(),
-            "dev mode mints nothing"
+            "nothing minted"
         );
     }
 
