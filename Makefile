@@ -7,9 +7,8 @@ CARGO ?= cargo
 
 ## Set up, build, and run the control plane on its embedded defaults (Ctrl-C stops it).
 run: setup
-	$(CARGO) build --release --locked -p hatchery-cli
-	./target/release/hatchery providers check
-	./target/release/hatchery serve
+	$(CARGO) run --release --locked -p hatchery-cli -- providers check
+	$(CARGO) run --release --locked -p hatchery-cli -- serve
 
 ## Set up, then run the whole test suite (what CI runs).
 test: setup
