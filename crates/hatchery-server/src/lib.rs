@@ -12,6 +12,7 @@ pub mod auth;
 pub mod error;
 pub mod registry_source;
 pub mod routes;
+pub mod secrets;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
