@@ -2,7 +2,6 @@
 //! start generates one, stores only its SHA-256 in the data directory and prints the
 //! token once. `HATCHERY_DEV=1` is the only way to open admin routes, and it says so.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -98,27 +97,12 @@ pub fn reset(data_dir: &Path) -> Result<String, AuthSetupError> {
     })?;
     let path = data_dir.join(ADMIN_TOKEN_HASH_FILE);
     let hex: String = hash(&token).iter().map(|b| format!("{b:02x}")).collect();
-    write_private(&path, hex.as_bytes()).map_err(|source| AuthSetupError::Io {
+    crate::private_file::write(&path, hex.as_bytes()).map_err(|source| AuthSetupError::Io {
         action: "writing",
         path,
         source,
     })?;
     Ok(token)
-}
-
-/// Write a file readable by its owner only, replacing it atomically.
-fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let temporary = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temporary)?;
-    file.write_all(contents)?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path)
 }
 
 fn hash(token: &str) -> [u8; 32] {

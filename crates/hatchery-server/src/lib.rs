@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod error;
+mod private_file;
 pub mod registry_source;
 pub mod routes;
 pub mod secrets;

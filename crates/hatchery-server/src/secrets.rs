@@ -4,7 +4,6 @@
 //!
 //! Stored form: `[format version = 1][nonce: 12 bytes][ciphertext + 16-byte tag]`.
 
-use std::io::Write as _;
 use std::path::Path;
 
 use aes_gcm::aead::{Aead, Generate, KeyInit, Payload};
@@ -101,18 +100,9 @@ impl SecretsKey {
         match std::fs::read_to_string(&path) {
             Ok(text) => Self::from_base64(&text),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                use std::os::unix::fs::OpenOptionsExt as _;
                 let (key, text) = Self::generate();
                 std::fs::create_dir_all(data_dir).map_err(io)?;
-                let mut file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&path)
-                    .map_err(io)?;
-                file.write_all(text.as_bytes())
-                    .and_then(|()| file.sync_all())
-                    .map_err(io)?;
+                crate::private_file::write(&path, text.as_bytes()).map_err(io)?;
                 Ok(key)
             }
             Err(err) => Err(io(err)),
