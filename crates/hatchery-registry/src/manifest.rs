@@ -113,14 +113,9 @@ pub fn decode(doc: &Document) -> Result<RawManifest, ManifestError> {
         manifest.schema_version = decoder.schema_version(node)?;
     }
     if let Some(node) = lookup(doc, &top, "providers") {
-        let list = Path::Root("providers");
-        let items = decoder.sequence(node, list)?;
-        manifest.providers.reserve(items.len());
-        for (index, &item) in items.iter().enumerate() {
-            manifest
-                .providers
-                .push(decoder.provider(item, Path::Index(&list, index))?);
-        }
+        manifest.providers = decoder.list(node, Path::Root("providers"), |item, at| {
+            decoder.provider(item, at)
+        })?;
     }
     if let Some(node) = lookup(doc, &top, "runtimes") {
         let map = Path::Root("runtimes");
@@ -287,12 +282,22 @@ impl<'a> Decoder<'a> {
         }
     }
 
-    fn strings(&self, node: NodeId, path: Path<'_>) -> Result<Vec<String>, ManifestError> {
+    /// A list decoded item by item, each item's path carrying its index; empty for null.
+    fn list<T>(
+        &self,
+        node: NodeId,
+        path: Path<'_>,
+        mut decode: impl FnMut(NodeId, Path<'_>) -> Result<T, ManifestError>,
+    ) -> Result<Vec<T>, ManifestError> {
         self.sequence(node, path)?
             .iter()
             .enumerate()
-            .map(|(i, &item)| self.string(item, Path::Index(&path, i)))
+            .map(|(i, &item)| decode(item, Path::Index(&path, i)))
             .collect()
+    }
+
+    fn strings(&self, node: NodeId, path: Path<'_>) -> Result<Vec<String>, ManifestError> {
+        self.list(node, path, |item, at| self.string(item, at))
     }
 
     /// A bool as Go's yaml.v3 decodes one into a typed field: plain `true`/`false` in
@@ -391,14 +396,9 @@ impl<'a> Decoder<'a> {
                 .unwrap_or_default();
         }
         if let Some(value) = lookup(self.doc, &entries, "providers") {
-            let list = Path::Field(&path, "providers");
-            let items = self.sequence(value, list)?;
-            runtime.providers.reserve(items.len());
-            for (index, &item) in items.iter().enumerate() {
-                runtime
-                    .providers
-                    .push(self.provider_ref(item, Path::Index(&list, index))?);
-            }
+            runtime.providers = self.list(value, Path::Field(&path, "providers"), |item, at| {
+                self.provider_ref(item, at)
+            })?;
         }
         Ok(runtime)
     }
