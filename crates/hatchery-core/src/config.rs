@@ -8,7 +8,11 @@
 
 use std::fmt::Write as _;
 
-use crate::provider::{BillingMode, ProviderDecision};
+use hatchery_registry::Registry;
+
+use crate::provider::{
+    BillingMode, ProviderDecision, ProviderError, ProviderRequest, ProviderSource, decide_provider,
+};
 
 /// What goes into a workspace's `config.yaml`.
 #[derive(Debug, Clone, Copy)]
@@ -69,4 +73,59 @@ pub fn render_config_yaml(config: &WorkspaceConfig<'_>) -> String {
     );
     line("registry_hash", text(decision.registry_hash));
     out
+}
+
+/// Everything a create persists about its provider: the decision, the generated
+/// `config.yaml`, and the derivation trace behind it. Built by [`prepare_config`], the one
+/// function every create path (single create, org import, bundle import) goes through.
+#[derive(Debug, Clone)]
+pub struct PreparedConfig {
+    /// The provider stamped, or `None` for a pass-through.
+    pub provider: Option<String>,
+    /// How it was obtained.
+    pub source: ProviderSource,
+    /// Who pays; `None` exactly when there is no provider.
+    pub billing: Option<BillingMode>,
+    /// The registry snapshot that decided.
+    pub registry_hash: String,
+    /// The variables the provider's key may travel in (handed over as environment).
+    pub auth_env: Vec<String>,
+    /// The generated `config.yaml`.
+    pub config_yaml: String,
+    /// The derivation's explain trace, as `GET /workspaces/:id/derivation` shows it.
+    pub derivation: serde_json::Value,
+}
+
+/// Decide the provider and billing (failing closed) and generate the config files.
+pub fn prepare_config(
+    registry: &Registry,
+    request: &ProviderRequest<'_>,
+) -> Result<PreparedConfig, ProviderError> {
+    let decision = decide_provider(registry, request)?;
+    let model = request.model.trim();
+    let config_yaml = render_config_yaml(&WorkspaceConfig {
+        runtime: request.runtime,
+        model,
+        decision: &decision,
+    });
+    let explanation = registry.explain(request.runtime, request.model);
+    let derivation = serde_json::json!({
+        "provider": decision.provider.map(|p| p.name.as_str()),
+        "provider_source": decision.source.as_str(),
+        "llm_billing_mode": decision.billing.map(BillingMode::as_str),
+        "explicit_provider": request.provider,
+        "explain": explanation,
+    });
+    Ok(PreparedConfig {
+        provider: decision.provider.map(|p| p.name.clone()),
+        source: decision.source,
+        billing: decision.billing,
+        registry_hash: decision.registry_hash.to_owned(),
+        auth_env: decision
+            .provider
+            .map(|p| p.auth_env.clone())
+            .unwrap_or_default(),
+        config_yaml,
+        derivation,
+    })
 }

@@ -163,6 +163,18 @@ pub fn check_workspace_access(
     Ok(access)
 }
 
+/// Secret and environment variable names: `^[A-Z][A-Z0-9_]{0,127}$`, so a name can
+/// always be exported as an environment variable and never smuggles shell syntax.
+#[must_use]
+pub fn is_valid_env_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    (1..=128).contains(&bytes.len())
+        && bytes[0].is_ascii_uppercase()
+        && bytes[1..]
+            .iter()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'_')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,5 +331,15 @@ mod tests {
                 .message,
             "invalid workspace access"
         );
+    }
+
+    #[test]
+    fn env_names_follow_the_pattern() {
+        for good in ["A", "OPENAI_API_KEY", "X9_", &"K".repeat(128)] {
+            assert!(is_valid_env_name(good), "{good}");
+        }
+        for bad in ["", "a", "9A", "A-B", "A B", "ÄB", &"K".repeat(129), "A\n"] {
+            assert!(!is_valid_env_name(bad), "{bad:?}");
+        }
     }
 }

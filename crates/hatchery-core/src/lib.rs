@@ -12,9 +12,10 @@ pub mod config;
 pub mod fields;
 pub mod provider;
 
-pub use config::{WorkspaceConfig, render_config_yaml};
+pub use config::{PreparedConfig, WorkspaceConfig, prepare_config, render_config_yaml};
 pub use fields::{
     FieldError, TextFields, WorkspaceAccess, check_text_fields, check_tier, check_workspace_access,
+    is_valid_env_name,
 };
 pub use provider::{
     BillingMode, ProviderDecision, ProviderError, ProviderRequest, ProviderSource, decide_provider,

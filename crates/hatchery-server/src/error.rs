@@ -1,12 +1,16 @@
 //! The one error type of the HTTP layer and its one mapping to status codes and bodies.
+//!
+//! `error` carries the exact strings of the platform API (clients match on them); `code`
+//! is hatchery's stable machine-readable name; extra keys name the field or the cause.
+//! Internal detail (a database error, say) goes to the log, never to the client.
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use hatchery_core::ProviderError;
+use serde_json::{Value, json};
 
-/// What a handler can fail with. The message is what clients see; internal detail goes
-/// to the log.
+/// What a request can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// No admin credential.
@@ -15,14 +19,120 @@ pub enum ApiError {
     /// A wrong admin credential.
     #[error("invalid admin auth token")]
     InvalidAdminToken,
+    /// A path `:id` that is not a UUID.
+    #[error("invalid workspace ID")]
+    InvalidWorkspaceId,
+    /// A request the spec answers with 400 and a fixed message.
+    #[error("{message}")]
+    BadRequest {
+        /// The exact message of the spec (`invalid workspace fields`, …).
+        message: String,
+        /// The stable code.
+        code: &'static str,
+        /// The offending field, when one is to blame.
+        field: Option<&'static str>,
+        /// The specific reason, naming the field.
+        detail: Option<String>,
+    },
+    /// The body is larger than the server accepts.
+    #[error("request body too large (limit {limit} bytes)")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// Nothing by that id or name.
+    #[error("{message}")]
+    NotFound {
+        /// The exact message (`workspace not found`, `secret not found`).
+        message: &'static str,
+        /// The stable code.
+        code: &'static str,
+    },
+    /// The workspace is removed; it can be read but not changed.
+    #[error("workspace is removed")]
+    WorkspaceRemoved,
+    /// A delete of a workspace with live children, without `confirm=true`.
+    #[error("This workspace has sub-workspaces. Delete with ?confirm=true to cascade delete.")]
+    ConfirmationRequired {
+        /// The live children: `(id, name)`.
+        children: Vec<(String, String)>,
+    },
+    /// No registry snapshot is in force: nothing that needs a provider may proceed.
+    #[error("{0}")]
+    RegistryUnavailable(String),
     /// A registry reload was refused; the last good snapshot stays in force.
     #[error("{error}")]
     RegistryReloadRefused {
         /// Why the new manifest was refused.
         error: String,
-        /// The hash still in force.
-        hash_in_force: String,
+        /// The hash still in force, if any.
+        hash_in_force: Option<String>,
     },
+    /// The provider or billing decision failed closed.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    /// Secrets cannot be stored or read: the server has no secrets key.
+    #[error(
+        "secrets are disabled on this server: set HATCHERY_SECRETS_KEY (32 random bytes in base64) and restart"
+    )]
+    SecretsDisabled,
+    /// Stored secrets did not decrypt.
+    #[error("one or more secrets failed to decrypt; refusing to return partial bundle")]
+    SecretsUndecryptable {
+        /// The keys that failed.
+        failed_keys: Vec<String>,
+    },
+    /// Something failed inside; `message` is what the client sees, `context` goes to the log.
+    #[error("{message}")]
+    Internal {
+        /// The client-facing message (`failed to create workspace`, …).
+        message: &'static str,
+        /// What went wrong, for the log.
+        context: String,
+    },
+}
+
+impl ApiError {
+    /// A 400 with the spec's message and a detail naming the field.
+    pub(crate) fn bad_request(
+        message: &'static str,
+        code: &'static str,
+        field: Option<&'static str>,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self::BadRequest {
+            message: message.to_owned(),
+            code,
+            field,
+            detail: Some(detail.into()),
+        }
+    }
+
+    /// A 400 whose message is itself the specific reason (PATCH answers this way).
+    pub(crate) fn invalid_field(code: &'static str, field: &'static str, message: String) -> Self {
+        Self::BadRequest {
+            message,
+            code,
+            field: Some(field),
+            detail: None,
+        }
+    }
+
+    /// `workspace not found`.
+    pub(crate) fn workspace_not_found() -> Self {
+        Self::NotFound {
+            message: "workspace not found",
+            code: "workspace_not_found",
+        }
+    }
+
+    /// A 500 whose detail only the log sees.
+    pub(crate) fn internal(message: &'static str, context: impl std::fmt::Display) -> Self {
+        Self::Internal {
+            message,
+            context: context.to_string(),
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -37,11 +147,117 @@ impl IntoResponse for ApiError {
                 StatusCode::UNAUTHORIZED,
                 json!({"error": message, "code": "invalid_admin_token"}),
             ),
+            Self::InvalidWorkspaceId => (
+                StatusCode::BAD_REQUEST,
+                json!({"error": message, "code": "invalid_workspace_id"}),
+            ),
+            Self::BadRequest {
+                code,
+                field,
+                detail,
+                ..
+            } => {
+                let mut body = json!({"error": message, "code": code});
+                if let Some(field) = field {
+                    body["field"] = json!(field);
+                }
+                if let Some(detail) = detail {
+                    body["detail"] = json!(detail);
+                }
+                (StatusCode::BAD_REQUEST, body)
+            }
+            Self::PayloadTooLarge { limit } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                json!({"error": message, "code": "payload_too_large", "limit_bytes": limit}),
+            ),
+            Self::NotFound { code, .. } => (
+                StatusCode::NOT_FOUND,
+                json!({"error": message, "code": code}),
+            ),
+            Self::WorkspaceRemoved => (
+                StatusCode::GONE,
+                json!({"error": message, "code": "workspace_removed"}),
+            ),
+            Self::ConfirmationRequired { children } => (
+                StatusCode::CONFLICT,
+                json!({
+                    "status": "confirmation_required",
+                    "message": message,
+                    "children": children
+                        .iter()
+                        .map(|(id, name)| json!({"id": id, "name": name}))
+                        .collect::<Vec<_>>(),
+                    "children_count": children.len(),
+                    "code": "confirmation_required",
+                }),
+            ),
+            Self::RegistryUnavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": message, "code": "registry_unavailable"}),
+            ),
             Self::RegistryReloadRefused { hash_in_force, .. } => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 json!({"error": message, "code": "registry_invalid", "hash_in_force": hash_in_force}),
             ),
+            Self::Provider(error) => (StatusCode::UNPROCESSABLE_ENTITY, provider_body(&error)),
+            Self::SecretsDisabled => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": message, "code": "secrets_key_missing"}),
+            ),
+            Self::SecretsUndecryptable { failed_keys } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({"error": message, "code": "secrets_undecryptable", "failed_keys": failed_keys}),
+            ),
+            Self::Internal { context, .. } => {
+                tracing::error!(error = %context, "{message}");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"error": message, "code": "internal"}),
+                )
+            }
         };
         (status, Json(body)).into_response()
     }
+}
+
+/// The 422 body of a provider decision that failed closed.
+fn provider_body(error: &ProviderError) -> Value {
+    let mut body = json!({"error": error.to_string(), "code": error.code()});
+    match error {
+        ProviderError::DerivationFailed {
+            runtime,
+            model,
+            candidates,
+            ..
+        } => {
+            body["runtime"] = json!(runtime);
+            body["model"] = json!(model);
+            body["candidates"] = json!(candidates);
+        }
+        ProviderError::NotAllowed {
+            provider,
+            runtime,
+            allowed,
+        } => {
+            body["provider"] = json!(provider);
+            body["runtime"] = json!(runtime);
+            body["allowed"] = json!(allowed);
+        }
+        ProviderError::ByokKeyMissing {
+            provider,
+            variables,
+        } => {
+            body["provider"] = json!(provider);
+            body["variables"] = json!(variables);
+        }
+        ProviderError::PlatformKeyMissing => {}
+        ProviderError::BillingModeConflict {
+            requested,
+            provider,
+        } => {
+            body["requested"] = json!(requested.as_str());
+            body["provider"] = json!(provider);
+        }
+    }
+    body
 }

@@ -8,33 +8,47 @@
 // Product code never unwraps what input can influence; tests may.
 #![warn(clippy::unwrap_used)]
 
+pub mod app;
 pub mod auth;
 pub mod error;
+pub mod http;
+pub mod metrics;
 mod private_file;
 pub mod registry_source;
-pub mod routes;
 pub mod secrets;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use hatchery_store::{Store, StoreError, default_sqlite_url};
 use tokio::net::TcpListener;
 
+use crate::app::App;
+use crate::app::secrets::{SecretsSetupError, check_key};
+use crate::http::AppState;
+use crate::metrics::Metrics;
 use crate::registry_source::{LiveRegistry, LoadError, RegistrySource};
-use crate::routes::AppState;
+use crate::secrets::SecretsKey;
 
 /// Server configuration; the CLI fills it from flags and `HATCHERY_*` variables.
 #[derive(Clone)]
 pub struct ServerConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// Directory for state (the admin token's hash today; the database next).
+    /// Directory for state: the SQLite database, the admin token's hash, the dev key.
     pub data_dir: PathBuf,
+    /// Database URL; `None` for the SQLite file in the data directory.
+    pub database_url: Option<String>,
     /// Provider manifest; `None` for the built-in catalog.
     pub providers: Option<PathBuf>,
     /// Admin token; `None` to use (or mint) the one whose hash is in the data directory.
     pub admin_token: Option<String>,
+    /// The key secrets are sealed with (base64 of 32 bytes). In dev mode a key file in
+    /// the data directory is used when this is `None`.
+    pub secrets_key: Option<String>,
+    /// The platform gateway credential; without it platform-billed workspaces are refused.
+    pub platform_key: Option<String>,
     /// Development mode: loopback only, admin routes open.
     pub dev: bool,
 }
@@ -44,10 +58,22 @@ impl std::fmt::Debug for ServerConfig {
         f.debug_struct("ServerConfig")
             .field("listen", &self.listen)
             .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &self.database_url.as_ref().map(|_| "<redacted>"),
+            )
             .field("providers", &self.providers)
             .field(
                 "admin_token",
                 &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "secrets_key",
+                &self.secrets_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "platform_key",
+                &self.platform_key.as_ref().map(|_| "<redacted>"),
             )
             .field("dev", &self.dev)
             .finish()
@@ -68,6 +94,20 @@ pub enum StartError {
     /// Admin auth could not be set up.
     #[error(transparent)]
     Auth(#[from] auth::AuthSetupError),
+    /// The data directory could not be created.
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// The database could not be opened or migrated.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The secrets key is malformed, wrong, or missing while secrets are stored.
+    #[error(transparent)]
+    Secrets(#[from] SecretsSetupError),
     /// The listen address could not be bound.
     #[error("cannot listen on {address}: {source}")]
     Bind {
@@ -89,16 +129,50 @@ pub struct Application {
 impl Application {
     /// Check everything that can refuse a start, then bind.
     pub async fn build(config: ServerConfig) -> Result<Self, StartError> {
-        if config.dev && !config.listen.ip().is_loopback() {
-            return Err(StartError::DevNotLoopback(config.listen));
-        }
         let source = config
             .providers
             .clone()
             .map_or(RegistrySource::Builtin, RegistrySource::File);
         let registry = Arc::new(LiveRegistry::load(source)?);
+        Self::build_with_registry(config, registry).await
+    }
+
+    /// [`Application::build`] with the registry handed in (tests inject an unavailable
+    /// one to check that creates fail closed).
+    pub async fn build_with_registry(
+        config: ServerConfig,
+        registry: Arc<LiveRegistry>,
+    ) -> Result<Self, StartError> {
+        if config.dev && !config.listen.ip().is_loopback() {
+            return Err(StartError::DevNotLoopback(config.listen));
+        }
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
         let (admin, new_admin_token) =
             auth::setup(&config.data_dir, config.admin_token.as_deref(), config.dev)?;
+        let database_url = config
+            .database_url
+            .clone()
+            .unwrap_or_else(|| default_sqlite_url(&config.data_dir));
+        let store = Store::connect(&database_url).await?;
+        let secrets_key = match (&config.secrets_key, config.dev) {
+            (Some(text), _) => {
+                Some(SecretsKey::from_base64(text).map_err(SecretsSetupError::from)?)
+            }
+            (None, true) => Some(
+                SecretsKey::load_or_create_dev_key(&config.data_dir)
+                    .map_err(SecretsSetupError::from)?,
+            ),
+            (None, false) => None,
+        };
+        check_key(&store, secrets_key.as_ref()).await?;
+        if secrets_key.is_none() {
+            tracing::warn!(
+                "no HATCHERY_SECRETS_KEY: secrets are disabled, so bring-your-own-key workspaces cannot be created"
+            );
+        }
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -109,9 +183,15 @@ impl Application {
         Ok(Self {
             listener,
             state: AppState {
-                registry,
+                app: App {
+                    registry,
+                    store,
+                    secrets_key: secrets_key.map(Arc::new),
+                    platform_key_configured: config.platform_key.is_some_and(|k| !k.is_empty()),
+                },
                 admin,
                 dev: config.dev,
+                metrics: Arc::new(Metrics::default()),
             },
             new_admin_token,
         })
@@ -125,7 +205,13 @@ impl Application {
     /// The registry in force (for tests and the reload signal).
     #[must_use]
     pub fn registry(&self) -> Arc<LiveRegistry> {
-        Arc::clone(&self.state.registry)
+        Arc::clone(&self.state.app.registry)
+    }
+
+    /// The database (for tests and tools that inspect what was written).
+    #[must_use]
+    pub fn store(&self) -> Store {
+        self.state.app.store.clone()
     }
 
     /// Serve until `shutdown` resolves, finishing requests in flight.
@@ -133,11 +219,14 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let snapshot = self.state.registry.current();
+        let registry_hash = self.state.app.registry.snapshot().map_or_else(
+            |_| "unavailable".to_owned(),
+            |s| s.registry.hash().to_owned(),
+        );
         tracing::info!(
             address = %self.listener.local_addr()?,
-            registry = snapshot.registry.hash(),
-            source = snapshot.source,
+            registry = registry_hash,
+            database = self.state.app.store.backend().as_str(),
             "hatchery listening"
         );
         if self.state.dev {
@@ -145,9 +234,12 @@ impl Application {
                 "DEVELOPMENT MODE: admin routes are open to anyone who can reach this address"
             );
         }
-        axum::serve(self.listener, routes::router(self.state))
+        let store = self.state.app.store.clone();
+        let served = axum::serve(self.listener, http::router(self.state))
             .with_graceful_shutdown(shutdown)
-            .await
+            .await;
+        store.close().await;
+        served
     }
 
     /// Serve until SIGTERM or SIGINT; reload the registry on SIGHUP.

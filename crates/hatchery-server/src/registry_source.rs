@@ -6,6 +6,7 @@
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
@@ -126,8 +127,20 @@ pub struct ReloadFailure {
 #[derive(Debug)]
 pub struct LiveRegistry {
     source: RegistrySource,
-    current: RwLock<Arc<Snapshot>>,
+    /// `None` only for a registry built unavailable (tests of the 503 path); a server
+    /// never starts without a snapshot and a reload never drops one.
+    current: RwLock<Option<Arc<Snapshot>>>,
     last_failure: RwLock<Option<ReloadFailure>>,
+    reloads: AtomicU64,
+    reload_failures: AtomicU64,
+}
+
+/// No registry snapshot is in force; nothing that needs a provider may proceed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("provider registry unavailable: {reason}")]
+pub struct RegistryUnavailable {
+    /// Why.
+    pub reason: String,
 }
 
 impl LiveRegistry {
@@ -141,19 +154,54 @@ impl LiveRegistry {
         };
         Ok(Self {
             source,
-            current: RwLock::new(Arc::new(snapshot)),
+            current: RwLock::new(Some(Arc::new(snapshot))),
             last_failure: RwLock::new(None),
+            reloads: AtomicU64::new(0),
+            reload_failures: AtomicU64::new(0),
         })
     }
 
-    /// The snapshot in force. Cheap: an `Arc` clone under a read lock.
+    /// A registry with no snapshot in force, whose reloads read `source`. For tests of
+    /// the fail-closed path and for embedders that load later; `hatchery serve` never
+    /// starts this way.
     #[must_use]
-    pub fn current(&self) -> Arc<Snapshot> {
-        match self.current.read() {
-            Ok(guard) => Arc::clone(&guard),
-            // A writer never panics while holding the lock; if one did, the value is whole.
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+    pub fn unavailable(source: RegistrySource, reason: &str) -> Self {
+        Self {
+            source,
+            current: RwLock::new(None),
+            last_failure: RwLock::new(Some(ReloadFailure {
+                error: reason.to_owned(),
+                at: SystemTime::now(),
+            })),
+            reloads: AtomicU64::new(0),
+            reload_failures: AtomicU64::new(0),
         }
+    }
+
+    /// The snapshot in force. Cheap: an `Arc` clone under a read lock.
+    pub fn snapshot(&self) -> Result<Arc<Snapshot>, RegistryUnavailable> {
+        // A writer never panics while holding the lock; if one did, the value is whole.
+        let guard = self
+            .current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        guard
+            .as_ref()
+            .map(Arc::clone)
+            .ok_or_else(|| RegistryUnavailable {
+                reason: self
+                    .last_failure()
+                    .map_or_else(|| "no snapshot loaded".to_owned(), |f| f.error),
+            })
+    }
+
+    /// Reloads attempted and refused since start: `(attempted, refused)`.
+    #[must_use]
+    pub fn reload_counts(&self) -> (u64, u64) {
+        (
+            self.reloads.load(Ordering::Relaxed),
+            self.reload_failures.load(Ordering::Relaxed),
+        )
     }
 
     /// The last refused reload, if the last attempt failed.
@@ -168,6 +216,7 @@ impl LiveRegistry {
     /// Read the source again. On success the new snapshot is in force and the failure is
     /// cleared; on failure the old snapshot stays and the failure is remembered.
     pub fn reload(&self) -> Result<Arc<Snapshot>, String> {
+        self.reloads.fetch_add(1, Ordering::Relaxed);
         match self.source.load() {
             Ok(registry) => {
                 let snapshot = Arc::new(Snapshot {
@@ -178,7 +227,8 @@ impl LiveRegistry {
                 *self
                     .current
                     .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::clone(&snapshot);
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some(Arc::clone(&snapshot));
                 *self
                     .last_failure
                     .write()
@@ -190,6 +240,7 @@ impl LiveRegistry {
                 Ok(snapshot)
             }
             Err(err) => {
+                self.reload_failures.fetch_add(1, Ordering::Relaxed);
                 let error = err.to_string();
                 tracing::warn!(%error, "provider registry reload refused; the last good snapshot stays in force");
                 *self

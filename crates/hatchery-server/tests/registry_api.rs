@@ -1,12 +1,11 @@
-//! The server in-process on an ephemeral port: health, admin auth, and registry reloads
-//! that keep the last good snapshot.
+//! Health, admin auth, and registry reloads that keep the last good snapshot (creates
+//! go on deriving from it, and each workspace records the hash that derived it).
 
-use std::path::Path;
+mod common;
 
-use hatchery_server::{Application, ServerConfig, StartError};
-use serde_json::Value;
-
-const TOKEN: &str = "test-admin-token";
+use common::{Db, Env, TOKEN, spawn, write_manifest};
+use hatchery_server::{Application, StartError};
+use serde_json::{Value, json};
 
 const MANIFEST_A: &str = "schema_version: 1
 providers:
@@ -15,107 +14,60 @@ runtimes:
   rt: {providers: [{name: a}]}
 ";
 
-fn config(data_dir: &Path, providers: Option<&Path>) -> ServerConfig {
-    ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: data_dir.to_owned(),
-        providers: providers.map(Path::to_owned),
-        admin_token: Some(TOKEN.to_owned()),
-        dev: false,
-    }
-}
+hatchery_testkit::both_databases!(
+    health_answers_without_credentials,
+    dev_mode_says_so_in_health_and_opens_admin_routes,
+    admin_routes_need_the_admin_token,
+    a_refused_reload_keeps_the_last_good_snapshot_and_is_reported,
+    start_is_refused_with_a_bad_manifest_or_an_open_dev_mode,
+);
 
-struct Running {
-    base: String,
-    client: reqwest::Client,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    app: std::sync::Arc<hatchery_server::registry_source::LiveRegistry>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
-async fn spawn(config: ServerConfig) -> Running {
-    let app = Application::build(config).await.expect("server starts");
-    let address = app.local_addr().unwrap();
-    let registry = app.registry();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.run_until(async move {
-        let _ = stopped.await;
-    }));
-    Running {
-        base: format!("http://{address}"),
-        client: reqwest::Client::new(),
-        stop: Some(stop),
-        app: registry,
-    }
-}
-
-impl Running {
-    async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
-        let mut request = self.client.get(format!("{}{path}", self.base));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.unwrap();
-        (response.status().as_u16(), response.json().await.unwrap())
-    }
-
-    async fn reload(&self) -> (u16, Value) {
-        let response = self
-            .client
-            .post(format!("{}/admin/registry/reload", self.base))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap();
-        (response.status().as_u16(), response.json().await.unwrap())
-    }
-}
-
-#[tokio::test]
-async fn health_answers_without_credentials() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = spawn(config(dir.path(), None)).await;
+async fn health_answers_without_credentials(db: Db) {
+    let env = Env::new(db).await;
+    let server = env.spawn().await;
     assert_eq!(
-        server.get("/health", None).await,
-        (200, serde_json::json!({"status": "ok"}))
+        server.get_as("/health", None).await,
+        (200, json!({"status": "ok"}))
     );
 }
 
-#[tokio::test]
-async fn dev_mode_says_so_in_health_and_opens_admin_routes() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = config(dir.path(), None);
+async fn dev_mode_says_so_in_health_and_opens_admin_routes(db: Db) {
+    let env = Env::new(db).await;
+    let mut config = env.config();
     config.dev = true;
     config.admin_token = None;
     let server = spawn(config).await;
-    let (_, health) = server.get("/health", None).await;
+    let (_, health) = server.get_as("/health", None).await;
     assert_eq!(health["dev_mode"], true);
-    assert_eq!(server.get("/admin/registry", None).await.0, 200);
+    assert_eq!(server.get_as("/admin/registry", None).await.0, 200);
+    assert_eq!(server.get_as("/workspaces", Some("anything")).await.0, 200);
 }
 
-#[tokio::test]
-async fn admin_routes_need_the_admin_token() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = spawn(config(dir.path(), None)).await;
-    let (status, body) = server.get("/admin/registry", None).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (401, Some("admin_auth_required"))
-    );
-    assert_eq!(body["error"], "admin auth required");
-    let (status, body) = server.get("/admin/registry", Some("wrong")).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (401, Some("invalid_admin_token"))
-    );
-    let (status, body) = server.get("/admin/registry", Some(TOKEN)).await;
+async fn admin_routes_need_the_admin_token(db: Db) {
+    let env = Env::new(db).await;
+    let server = env.spawn().await;
+    for path in [
+        "/admin/registry",
+        "/workspaces",
+        "/settings/secrets",
+        "/events",
+        "/metrics",
+    ] {
+        let (status, body) = server.get_as(path, None).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (401, Some("admin_auth_required")),
+            "{path}"
+        );
+        assert_eq!(body["error"], "admin auth required");
+        let (status, body) = server.get_as(path, Some("wrong")).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (401, Some("invalid_admin_token")),
+            "{path}"
+        );
+    }
+    let (status, body) = server.get_as("/admin/registry", Some(TOKEN)).await;
     assert_eq!(status, 200);
     assert_eq!(body["source"], "builtin");
     assert!(body["hash"].as_str().unwrap().starts_with("sha256:"));
@@ -123,17 +75,17 @@ async fn admin_routes_need_the_admin_token() {
     assert_eq!(body["last_reload_error"], Value::Null);
 }
 
-#[tokio::test]
-async fn a_refused_reload_keeps_the_last_good_snapshot_and_is_reported() {
-    let dir = tempfile::tempdir().unwrap();
-    let manifest = dir.path().join("providers.yaml");
-    std::fs::write(&manifest, MANIFEST_A).unwrap();
-    let server = spawn(config(dir.path(), Some(&manifest))).await;
-    let (_, first) = server.get("/admin/registry", Some(TOKEN)).await;
+async fn a_refused_reload_keeps_the_last_good_snapshot_and_is_reported(db: Db) {
+    let env = Env::new(db).await;
+    let manifest = write_manifest(env.dir.path(), "providers.yaml", MANIFEST_A);
+    let mut config = env.config();
+    config.providers = Some(manifest.clone());
+    let server = spawn(config).await;
+    let (_, first) = server.get("/admin/registry").await;
     let good_hash = first["hash"].as_str().unwrap().to_owned();
 
     std::fs::write(&manifest, "schema_version: 2\n").unwrap();
-    let (status, body) = server.reload().await;
+    let (status, body) = server.post("/admin/registry/reload", &json!({})).await;
     assert_eq!(status, 422);
     assert_eq!(body["code"], "registry_invalid");
     assert_eq!(body["hash_in_force"], good_hash.as_str());
@@ -142,42 +94,61 @@ async fn a_refused_reload_keeps_the_last_good_snapshot_and_is_reported() {
         "{body}"
     );
 
-    let (_, shown) = server.get("/admin/registry", Some(TOKEN)).await;
+    let (_, shown) = server.get("/admin/registry").await;
     assert_eq!(shown["hash"], good_hash.as_str());
+    assert_eq!(shown["reload_failures"], 1);
     assert!(
         shown["last_reload_error"]["error"]
             .as_str()
             .unwrap()
             .contains("schema_version")
     );
-    // Derivation keeps working on the last good snapshot.
-    let snapshot = server.app.current();
-    assert!(matches!(
-        snapshot.registry.derive("rt", "a-1"),
-        hatchery_registry::DeriveOutcome::Derived(_)
-    ));
+    let (_, metrics) = server.get("/metrics").await;
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("hatchery_registry_reload_failures_total 1"),
+        "{metrics}"
+    );
+
+    // Creates keep deriving from the last good snapshot, and record its hash.
+    let created = server
+        .create(&json!({"name": "w", "runtime": "rt", "model": "a-1", "secrets": {"A_KEY": "k"}}))
+        .await;
+    assert_eq!(created["provider"], "a");
+    assert_eq!(created["registry_hash"], good_hash.as_str());
+    let id = created["id"].as_str().unwrap();
+    let (_, record) = server.get(&format!("/workspaces/{id}")).await;
+    assert_eq!(record["registry_hash"], good_hash.as_str());
 
     std::fs::write(&manifest, MANIFEST_A.replace("'^a-'", "'^a-|^b-'")).unwrap();
-    let (status, body) = server.reload().await;
+    let (status, body) = server.post("/admin/registry/reload", &json!({})).await;
     assert_eq!((status, body["status"].as_str()), (200, Some("reloaded")));
-    assert_ne!(body["hash"], good_hash.as_str());
-    let (_, shown) = server.get("/admin/registry", Some(TOKEN)).await;
+    let new_hash = body["hash"].as_str().unwrap().to_owned();
+    assert_ne!(new_hash, good_hash);
+    let (_, shown) = server.get("/admin/registry").await;
     assert_eq!(
         shown["last_reload_error"],
         Value::Null,
         "a good reload clears the failure"
     );
+    let created = server
+        .create(&json!({"name": "w2", "runtime": "rt", "model": "b-1", "secrets": {"A_KEY": "k"}}))
+        .await;
+    assert_eq!(created["provider"], "a");
+    assert_eq!(created["registry_hash"], new_hash.as_str());
 }
 
-#[tokio::test]
-async fn start_is_refused_with_a_bad_manifest_or_an_open_dev_mode() {
-    let dir = tempfile::tempdir().unwrap();
-    let manifest = dir.path().join("providers.yaml");
-    std::fs::write(&manifest, "providers: []\n").unwrap();
-    let refused = Application::build(config(dir.path(), Some(&manifest))).await;
+async fn start_is_refused_with_a_bad_manifest_or_an_open_dev_mode(db: Db) {
+    let env = Env::new(db).await;
+    let manifest = write_manifest(env.dir.path(), "providers.yaml", "providers: []\n");
+    let mut config = env.config();
+    config.providers = Some(manifest);
+    let refused = Application::build(config).await;
     assert!(matches!(refused, Err(StartError::Registry(_))));
 
-    let mut dev = config(dir.path(), None);
+    let mut dev = env.config();
     dev.dev = true;
     dev.listen = "0.0.0.0:0".parse().unwrap();
     let refused = Application::build(dev).await;

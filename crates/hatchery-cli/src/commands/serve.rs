@@ -19,12 +19,21 @@ pub struct ServeArgs {
     /// Directory for hatchery's state.
     #[arg(long, env = "HATCHERY_DATA_DIR", default_value = "./.hatchery")]
     data_dir: PathBuf,
+    /// Database URL (`sqlite://PATH` or `postgres://…`); a SQLite file in the data dir when omitted.
+    #[arg(long, env = "HATCHERY_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     /// Provider manifest; the built-in catalog when omitted.
     #[arg(long, env = "HATCHERY_PROVIDERS", value_name = "FILE")]
     providers: Option<PathBuf>,
     /// Admin token; when omitted, the one minted at first start (its hash is in the data dir).
     #[arg(long, env = "HATCHERY_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Key secrets are sealed with: 32 random bytes in base64 (`openssl rand -base64 32`).
+    #[arg(long, env = "HATCHERY_SECRETS_KEY", hide_env_values = true)]
+    secrets_key: Option<String>,
+    /// The platform gateway credential; needed to create platform-billed workspaces.
+    #[arg(long, env = "HATCHERY_PLATFORM_KEY", hide_env_values = true)]
+    platform_key: Option<String>,
     /// Development mode: loopback only, admin routes open. Never in production.
     #[arg(long, env = "HATCHERY_DEV", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false")]
     dev: bool,
@@ -35,8 +44,11 @@ pub fn run(args: ServeArgs) -> ExitCode {
     let config = ServerConfig {
         listen: args.listen,
         data_dir: args.data_dir,
+        database_url: args.database_url.filter(|u| !u.is_empty()),
         providers: args.providers,
         admin_token: args.admin_token.filter(|t| !t.is_empty()),
+        secrets_key: args.secrets_key.filter(|k| !k.is_empty()),
+        platform_key: args.platform_key.filter(|k| !k.is_empty()),
         dev: args.dev,
     };
     let runtime = match tokio::runtime::Runtime::new() {

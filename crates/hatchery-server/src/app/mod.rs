@@ -1,0 +1,39 @@
+//! The application layer: the rules of each resource, between the HTTP handlers and the
+//! store. Functions here take parsed input, decide, and write through the store in one
+//! transaction; handlers only extract and convert.
+
+pub mod secrets;
+pub mod workspaces;
+
+use std::sync::Arc;
+
+use hatchery_store::{Store, StoreError};
+
+use crate::error::ApiError;
+use crate::registry_source::LiveRegistry;
+use crate::secrets::SecretsKey;
+
+/// What the application layer works with.
+#[derive(Debug, Clone)]
+pub struct App {
+    /// The provider registry in force.
+    pub registry: Arc<LiveRegistry>,
+    /// The database.
+    pub store: Store,
+    /// The key secrets are sealed with; `None` when secrets are disabled.
+    pub secrets_key: Option<Arc<SecretsKey>>,
+    /// Whether the platform gateway credential is configured (platform billing possible).
+    pub platform_key_configured: bool,
+}
+
+impl App {
+    /// The secrets key, or the error that says secrets are disabled.
+    pub(crate) fn key(&self) -> Result<&SecretsKey, ApiError> {
+        self.secrets_key.as_deref().ok_or(ApiError::SecretsDisabled)
+    }
+}
+
+/// A store failure as a 500 with `message`; the cause goes to the log.
+pub(crate) fn store_error(message: &'static str) -> impl Fn(StoreError) -> ApiError {
+    move |error| ApiError::internal(message, error)
+}

@@ -1,0 +1,549 @@
+//! Workspaces: create (validate → registry snapshot → fail-closed provider and billing
+//! decision → generated config → one transaction), read, update, remove.
+
+use std::collections::BTreeMap;
+
+use hatchery_core::{
+    BillingMode, FieldError, PreparedConfig, ProviderRequest, TextFields, check_text_fields,
+    check_tier, check_workspace_access, prepare_config,
+};
+use hatchery_store::{
+    CreateRefusal, GLOBAL_SCOPE, NewEvent, NewWorkspace, WorkspaceFile, WorkspacePatch,
+    WorkspaceRow, workspace_scope,
+};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::secrets::{check_secret, seal};
+use super::{App, store_error};
+use crate::error::ApiError;
+
+/// The runtime recorded when a create names none (Molecule's default). A runtime the
+/// caller names is never rewritten.
+pub const DEFAULT_RUNTIME: &str = "langgraph";
+/// The tier of a create that names none: standard, never privileged.
+pub const DEFAULT_TIER: u8 = 2;
+/// How far up a parent chain is followed (cycle checks, reachability).
+const MAX_DEPTH: usize = 32;
+
+/// The body of `POST /workspaces`. Unknown fields are ignored; wrong types are refused.
+#[derive(Debug, Default, Deserialize)]
+pub struct CreateWorkspace {
+    /// Required, non-empty.
+    pub name: Option<String>,
+    /// Free text; `""` is stored as null.
+    pub role: Option<String>,
+    /// A template directory name (templates arrive with org import).
+    pub template: Option<String>,
+    /// 1–4; omitted or 0 means the default tier.
+    pub tier: Option<i64>,
+    /// The model id.
+    pub model: Option<String>,
+    /// The runtime.
+    pub runtime: Option<String>,
+    /// An agent hatchery does not start.
+    pub external: Option<bool>,
+    /// The external agent's URL.
+    pub url: Option<String>,
+    /// A host directory to mount.
+    pub workspace_dir: Option<String>,
+    /// `none`, `read_only` or `read_write`.
+    pub workspace_access: Option<String>,
+    /// The parent workspace.
+    pub parent_id: Option<String>,
+    /// Monthly budget in cents.
+    pub budget_limit: Option<i64>,
+    /// The workspace's own secrets, saved in the same transaction.
+    pub secrets: Option<BTreeMap<String, String>>,
+    /// ≤ 0 means 1.
+    pub max_concurrent_tasks: Option<i64>,
+    /// Canvas position.
+    pub canvas: Option<Canvas>,
+    /// An explicit provider (validated against the registry, never overridden).
+    pub provider: Option<String>,
+    /// An explicit billing mode (must agree with the provider).
+    pub llm_billing_mode: Option<BillingMode>,
+}
+
+/// A canvas position.
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+pub struct Canvas {
+    /// Horizontal.
+    #[serde(default)]
+    pub x: f64,
+    /// Vertical.
+    #[serde(default)]
+    pub y: f64,
+}
+
+/// What a successful create returns.
+#[derive(Debug, Clone)]
+pub struct Created {
+    /// The new id.
+    pub id: String,
+    /// Its status.
+    pub status: &'static str,
+    /// Its workspace access.
+    pub workspace_access: &'static str,
+    /// The provider decision.
+    pub config: PreparedConfig,
+}
+
+const INVALID_FIELDS: &str = "invalid workspace fields";
+const INVALID_PAYLOAD: &str = "invalid workspace payload";
+
+fn invalid_fields(error: FieldError) -> ApiError {
+    ApiError::bad_request(
+        INVALID_FIELDS,
+        "invalid_workspace_fields",
+        Some(error.field),
+        error.message,
+    )
+}
+
+/// Parse a path id: a hyphenated UUID, returned lower-case.
+pub fn parse_workspace_id(text: &str) -> Result<String, ApiError> {
+    if text.len() != 36 {
+        return Err(ApiError::InvalidWorkspaceId);
+    }
+    uuid::Uuid::try_parse(text)
+        .map(|id| id.hyphenated().to_string())
+        .map_err(|_| ApiError::InvalidWorkspaceId)
+}
+
+impl App {
+    /// Create a workspace, failing closed: on any refusal nothing is written.
+    #[tracing::instrument(skip_all, fields(name = request.name.as_deref().unwrap_or("")))]
+    pub async fn workspace_create(&self, request: CreateWorkspace) -> Result<Created, ApiError> {
+        let Some(name) = request.name.as_deref().filter(|n| !n.is_empty()) else {
+            return Err(ApiError::bad_request(
+                INVALID_PAYLOAD,
+                "invalid_workspace_payload",
+                Some("name"),
+                "name is required",
+            ));
+        };
+        check_text_fields(
+            &TextFields {
+                name: Some(name),
+                role: request.role.as_deref(),
+                model: request.model.as_deref(),
+                runtime: request.runtime.as_deref(),
+            },
+            true,
+        )
+        .map_err(invalid_fields)?;
+        if request.template.as_deref().is_some_and(|t| !t.is_empty()) {
+            // No templates root is configured yet: a named template cannot be found.
+            return Err(ApiError::bad_request(
+                "invalid template",
+                "invalid_template",
+                Some("template"),
+                "no templates are installed on this server",
+            ));
+        }
+        if request.external == Some(true) {
+            return Err(ApiError::bad_request(
+                INVALID_PAYLOAD,
+                "external_not_supported",
+                Some("external"),
+                "external workspaces are not supported yet: they need agent registration",
+            ));
+        }
+        let tier = match request.tier {
+            None | Some(0) => DEFAULT_TIER,
+            Some(tier) => check_tier(tier).map_err(invalid_fields)?,
+        };
+        let access = check_workspace_access(
+            request.workspace_dir.as_deref(),
+            request.workspace_access.as_deref(),
+        )
+        .map_err(|e| {
+            let message = if e.field == "workspace_dir" {
+                "invalid workspace directory"
+            } else {
+                "invalid workspace access"
+            };
+            ApiError::bad_request(
+                message,
+                "invalid_workspace_fields",
+                Some(e.field),
+                e.message,
+            )
+        })?;
+        let parent_id = match request.parent_id.as_deref() {
+            None | Some("") => None,
+            Some(parent) => Some(parse_workspace_id(parent).map_err(|_| {
+                ApiError::bad_request(
+                    INVALID_PAYLOAD,
+                    "invalid_parent",
+                    Some("parent_id"),
+                    "parent_id must be a workspace UUID",
+                )
+            })?),
+        };
+        let own_secrets = request.secrets.unwrap_or_default();
+        for (key, value) in &own_secrets {
+            check_secret(key, value)?;
+        }
+        let key = if own_secrets.is_empty() {
+            None
+        } else {
+            Some(self.key()?)
+        };
+
+        let snapshot = self
+            .registry
+            .snapshot()
+            .map_err(|e| ApiError::RegistryUnavailable(e.to_string()))?;
+        let runtime = match request.runtime.as_deref() {
+            None | Some("") => DEFAULT_RUNTIME,
+            Some(runtime) => runtime,
+        };
+        let model = request.model.as_deref().unwrap_or("");
+        let globals = self
+            .store
+            .secret_list(GLOBAL_SCOPE)
+            .await
+            .map_err(store_error("failed to create workspace"))?;
+        let secret_names: Vec<&str> = own_secrets
+            .keys()
+            .map(String::as_str)
+            .chain(globals.iter().map(|g| g.name.as_str()))
+            .collect();
+        let config = prepare_config(
+            &snapshot.registry,
+            &ProviderRequest {
+                runtime,
+                model,
+                provider: request.provider.as_deref().filter(|p| !p.is_empty()),
+                billing_mode: request.llm_billing_mode,
+                secret_names: &secret_names,
+                platform_key_configured: self.platform_key_configured,
+            },
+        )?;
+
+        let id = uuid::Uuid::new_v4().hyphenated().to_string();
+        let sealed = match key {
+            Some(key) => own_secrets
+                .iter()
+                .map(|(name, value)| seal(key, workspace_scope(&id), name, value))
+                .collect::<Result<Vec<_>, _>>()?,
+            None => Vec::new(),
+        };
+        let canvas = request.canvas.unwrap_or_default();
+        let workspace = NewWorkspace {
+            id: id.clone(),
+            name: name.to_owned(),
+            role: request.role.filter(|r| !r.is_empty()),
+            tier: i64::from(tier),
+            status: "provisioning",
+            url: String::new(),
+            parent_id,
+            max_concurrent_tasks: request.max_concurrent_tasks.filter(|m| *m > 0).unwrap_or(1),
+            runtime: runtime.to_owned(),
+            model: model.trim().to_owned(),
+            workspace_dir: request.workspace_dir,
+            workspace_access: access.as_str(),
+            x: canvas.x,
+            y: canvas.y,
+            external: false,
+            budget_limit: request.budget_limit,
+            provider: config.provider.clone(),
+            provider_source: config.source.as_str(),
+            llm_billing_mode: config.billing.map(BillingMode::as_str),
+            registry_hash: config.registry_hash.clone(),
+            derivation: config.derivation.to_string(),
+        };
+        let files = [WorkspaceFile {
+            path: "config.yaml".to_owned(),
+            content: config.config_yaml.clone(),
+        }];
+        let event = NewEvent::about(
+            "WORKSPACE_PROVISIONING",
+            &id,
+            json!({"name": name, "tier": tier, "runtime": runtime}).to_string(),
+        );
+        match self
+            .store
+            .workspace_create(&workspace, &files, &sealed, &[event], true)
+            .await
+            .map_err(store_error("failed to create workspace"))?
+        {
+            Ok(()) => {}
+            Err(CreateRefusal::ParentNotLive) => {
+                return Err(ApiError::bad_request(
+                    INVALID_PAYLOAD,
+                    "invalid_parent",
+                    Some("parent_id"),
+                    "parent workspace not found or removed",
+                ));
+            }
+        }
+        tracing::info!(
+            workspace_id = %id,
+            provider = config.provider.as_deref().unwrap_or("-"),
+            provider_source = config.source.as_str(),
+            "workspace created"
+        );
+        Ok(Created {
+            id,
+            status: "provisioning",
+            workspace_access: access.as_str(),
+            config,
+        })
+    }
+
+    /// One workspace (removed ones included); 404 when it never existed.
+    pub async fn workspace_get(&self, id: &str) -> Result<WorkspaceRow, ApiError> {
+        self.store
+            .workspace_get(id)
+            .await
+            .map_err(store_error("failed to read workspace"))?
+            .ok_or_else(ApiError::workspace_not_found)
+    }
+
+    /// 404 unless the workspace exists (removed or not).
+    pub(crate) async fn workspace_exists(&self, id: &str) -> Result<WorkspaceRow, ApiError> {
+        self.workspace_get(id).await
+    }
+
+    /// 404 unless the workspace exists, 410 when it is removed.
+    pub(crate) async fn workspace_live(&self, id: &str) -> Result<WorkspaceRow, ApiError> {
+        let row = self.workspace_get(id).await?;
+        if row.status == "removed" {
+            return Err(ApiError::WorkspaceRemoved);
+        }
+        Ok(row)
+    }
+
+    /// Every workspace that is not removed, oldest first.
+    pub async fn workspace_list(&self) -> Result<Vec<WorkspaceRow>, ApiError> {
+        self.store
+            .workspace_list()
+            .await
+            .map_err(store_error("failed to list workspaces"))
+    }
+
+    /// The generated files of a workspace.
+    pub async fn workspace_files(&self, id: &str) -> Result<Vec<WorkspaceFile>, ApiError> {
+        self.workspace_exists(id).await?;
+        self.store
+            .workspace_files(id)
+            .await
+            .map_err(store_error("failed to read workspace config"))
+    }
+
+    /// Apply a PATCH body. Returns whether the change needs a restart.
+    #[tracing::instrument(skip(self, body))]
+    pub async fn workspace_update(
+        &self,
+        id: &str,
+        body: &Map<String, Value>,
+    ) -> Result<bool, ApiError> {
+        // A concurrent update moves the version on; re-read and re-apply a few times.
+        for _ in 0..5 {
+            let row = self.workspace_live(id).await?;
+            let (patch, needs_restart) = patch_from_body(&row, body)?;
+            let mut events = Vec::new();
+            if patch.parent_id != row.parent_id {
+                self.check_new_parent(id, patch.parent_id.as_deref())
+                    .await?;
+                events.push(NewEvent::about(
+                    "WORKSPACE_MOVED",
+                    id,
+                    json!({"old_parent_id": row.parent_id, "new_parent_id": patch.parent_id})
+                        .to_string(),
+                ));
+            }
+            if self
+                .store
+                .workspace_update(id, row.version, &patch, &events)
+                .await
+                .map_err(store_error("failed to update workspace"))?
+            {
+                return Ok(needs_restart);
+            }
+        }
+        Err(ApiError::internal(
+            "failed to update workspace",
+            "the workspace kept changing under five attempts",
+        ))
+    }
+
+    /// A new parent must be live and must not be the workspace or one of its descendants.
+    async fn check_new_parent(&self, id: &str, parent: Option<&str>) -> Result<(), ApiError> {
+        let Some(parent) = parent else {
+            return Ok(());
+        };
+        let refuse = |detail: &str| {
+            ApiError::bad_request(
+                "invalid request body",
+                "invalid_parent",
+                Some("parent_id"),
+                detail,
+            )
+        };
+        let live = self
+            .store
+            .workspace_get(parent)
+            .await
+            .map_err(store_error("failed to update workspace"))?
+            .is_some_and(|p| p.status != "removed");
+        if !live {
+            return Err(refuse("parent workspace not found or removed"));
+        }
+        if parent == id {
+            return Err(refuse("a workspace cannot be its own parent"));
+        }
+        let ancestors = self
+            .store
+            .workspace_ancestors(parent, MAX_DEPTH)
+            .await
+            .map_err(store_error("failed to update workspace"))?;
+        if ancestors.iter().any(|a| a == id) {
+            return Err(refuse("the new parent is a descendant of this workspace"));
+        }
+        if ancestors.len() >= MAX_DEPTH {
+            return Err(refuse("the org tree would be deeper than 32 levels"));
+        }
+        Ok(())
+    }
+
+    /// Remove a workspace (and, with `confirm`, its descendants). Returns how many
+    /// descendants were removed.
+    #[tracing::instrument(skip(self))]
+    pub async fn workspace_delete(
+        &self,
+        id: &str,
+        confirm: bool,
+        purge: bool,
+    ) -> Result<usize, ApiError> {
+        self.workspace_exists(id).await?;
+        if !confirm {
+            let children = self
+                .store
+                .workspace_live_children(id)
+                .await
+                .map_err(store_error("failed to delete workspace"))?;
+            if !children.is_empty() {
+                return Err(ApiError::ConfirmationRequired { children });
+            }
+        }
+        let removed = self
+            .store
+            .workspace_remove(id, purge)
+            .await
+            .map_err(store_error("failed to delete workspace"))?;
+        Ok(removed.descendants.len())
+    }
+}
+
+/// The new values of a PATCH, type-checked field by field; unknown fields are ignored.
+fn patch_from_body(
+    row: &WorkspaceRow,
+    body: &Map<String, Value>,
+) -> Result<(WorkspacePatch, bool), ApiError> {
+    let mut patch = WorkspacePatch {
+        name: row.name.clone(),
+        role: row.role.clone(),
+        tier: row.tier,
+        parent_id: row.parent_id.clone(),
+        collapsed: row.collapsed != 0,
+        runtime: row.runtime.clone(),
+        workspace_dir: row.workspace_dir.clone(),
+        x: row.x,
+        y: row.y,
+    };
+    let wrong_type = |field: &'static str, expected: &str| {
+        ApiError::bad_request(
+            "invalid request body",
+            "invalid_field_type",
+            Some(field),
+            format!("{field} must be {expected}"),
+        )
+    };
+    let field_error =
+        |e: FieldError| ApiError::invalid_field("invalid_workspace_fields", e.field, e.message);
+    let string = |field: &'static str| -> Result<Option<&str>, ApiError> {
+        match body.get(field) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.as_str())),
+            Some(_) => Err(wrong_type(field, "a string")),
+        }
+    };
+    let nullable_string = |field: &'static str| -> Result<Option<Option<&str>>, ApiError> {
+        match body.get(field) {
+            None => Ok(None),
+            Some(Value::Null) => Ok(Some(None)),
+            Some(Value::String(s)) => Ok(Some(Some(s.as_str()))),
+            Some(_) => Err(wrong_type(field, "a string or null")),
+        }
+    };
+    let name = string("name")?;
+    let role = nullable_string("role")?;
+    let runtime = string("runtime")?;
+    check_text_fields(
+        &TextFields {
+            name,
+            role: role.flatten(),
+            model: None,
+            runtime,
+        },
+        false,
+    )
+    .map_err(field_error)?;
+    if let Some(name) = name {
+        if name.trim().is_empty() {
+            return Err(field_error(FieldError {
+                field: "name",
+                message: "name must not be empty".to_owned(),
+            }));
+        }
+        patch.name = name.to_owned();
+    }
+    if let Some(role) = role {
+        patch.role = role.filter(|r| !r.is_empty()).map(str::to_owned);
+    }
+    if let Some(runtime) = runtime {
+        patch.runtime = runtime.to_owned();
+    }
+    if let Some(tier) = body.get("tier") {
+        let tier = tier
+            .as_i64()
+            .ok_or_else(|| wrong_type("tier", "an integer"))?;
+        patch.tier = i64::from(check_tier(tier).map_err(field_error)?);
+    }
+    if let Some(parent) = nullable_string("parent_id")? {
+        patch.parent_id = match parent {
+            None | Some("") => None,
+            Some(p) => Some(
+                parse_workspace_id(p).map_err(|_| wrong_type("parent_id", "a workspace UUID"))?,
+            ),
+        };
+    }
+    if let Some(collapsed) = body.get("collapsed") {
+        patch.collapsed = collapsed
+            .as_bool()
+            .ok_or_else(|| wrong_type("collapsed", "a boolean"))?;
+    }
+    let mut needs_restart = false;
+    if let Some(dir) = nullable_string("workspace_dir")? {
+        check_workspace_access(dir, None).map_err(|e| {
+            ApiError::bad_request(
+                "invalid workspace directory",
+                "invalid_workspace_fields",
+                Some(e.field),
+                e.message,
+            )
+        })?;
+        patch.workspace_dir = dir.map(str::to_owned);
+        needs_restart = true;
+    }
+    // x and y move together: one without the other is ignored, as Molecule does.
+    if let (Some(x), Some(y)) = (body.get("x"), body.get("y")) {
+        patch.x = x.as_f64().ok_or_else(|| wrong_type("x", "a number"))?;
+        patch.y = y.as_f64().ok_or_else(|| wrong_type("y", "a number"))?;
+    }
+    Ok((patch, needs_restart))
+}

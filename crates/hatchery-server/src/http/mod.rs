@@ -1,0 +1,137 @@
+//! HTTP: the router, shared extractors and gates. One resource per module; handlers
+//! extract, call one application function, convert the result.
+
+mod events;
+mod registry;
+mod secrets;
+mod views;
+mod workspaces;
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::app::App;
+use crate::auth::AdminAuth;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+
+/// The largest request body accepted; larger ones get 413.
+pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The application layer.
+    pub app: App,
+    /// How admin requests are checked.
+    pub admin: AdminAuth,
+    /// Development mode is on.
+    pub dev: bool,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+}
+
+/// The router with every route.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/admin/registry", get(registry::show))
+        .route("/admin/registry/reload", post(registry::reload))
+        .merge(workspaces::routes())
+        .merge(secrets::routes())
+        .merge(events::routes())
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .with_state(state)
+}
+
+async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> Json<Value> {
+    if state.dev {
+        Json(json!({"status": "ok", "dev_mode": true}))
+    } else {
+        Json(json!({"status": "ok"}))
+    }
+}
+
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    headers: HeaderMap,
+) -> Result<(StatusCode, [(&'static str, &'static str); 1], String), ApiError> {
+    require_admin(&state, &headers)?;
+    let text = state.metrics.render(&state.app.registry);
+    Ok((
+        StatusCode::OK,
+        [("content-type", "text/plain; version=0.0.4")],
+        text,
+    ))
+}
+
+/// The first `Authorization` header (clients may send two; the first counts).
+fn authorization(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all("authorization")
+        .iter()
+        .next()
+        .and_then(|v| v.to_str().ok())
+}
+
+/// The ADMIN gate: the configured admin token (dev mode: open).
+pub(crate) fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let authorization = authorization(headers);
+    if state.admin.allows(authorization) {
+        Ok(())
+    } else if authorization.is_none() {
+        Err(ApiError::AdminAuthRequired)
+    } else {
+        Err(ApiError::InvalidAdminToken)
+    }
+}
+
+/// The WS gate for workspace `_id`. Workspace tokens arrive with agent registration; until
+/// then only the admin credential (or dev mode) passes, so the gate fails closed.
+pub(crate) fn require_workspace(
+    state: &AppState,
+    headers: &HeaderMap,
+    _id: &str,
+) -> Result<(), ApiError> {
+    require_admin(state, headers)
+}
+
+/// Parse a JSON body; `invalid` is the spec's message for a body that is not the expected
+/// JSON. Oversized bodies get 413.
+pub(crate) fn json_body<T: DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+    invalid: &'static str,
+) -> Result<T, ApiError> {
+    let bytes = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge {
+                limit: BODY_LIMIT_BYTES,
+            }
+        } else {
+            ApiError::bad_request(invalid, "invalid_json", None, rejection.body_text())
+        }
+    })?;
+    let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let (code, detail) = if e.inner().is_data() {
+            ("invalid_field_type", format!("{}: {}", e.path(), e.inner()))
+        } else {
+            ("invalid_json", e.inner().to_string())
+        };
+        ApiError::bad_request(invalid, code, None, detail)
+    })?;
+    // Trailing bytes after the value are malformed JSON too.
+    deserializer
+        .end()
+        .map_err(|e| ApiError::bad_request(invalid, "invalid_json", None, e.to_string()))?;
+    Ok(value)
+}

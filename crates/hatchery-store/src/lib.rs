@@ -1,0 +1,223 @@
+//! hatchery's storage: workspaces, their generated files, events, provision jobs, sealed
+//! secrets and server settings, on SQLite (the embedded default) or Postgres.
+//!
+//! One set of queries serves both databases through sqlx's `Any` driver: every column is
+//! text, a 64-bit integer, a double or bytes, and placeholders are `$n`, which both accept.
+//! On SQLite, writes go through a single connection so transactions queue in the pool
+//! instead of spinning on `SQLITE_BUSY`; reads use their own connections (WAL lets them run
+//! beside a writer). On Postgres one pool serves both.
+
+// Product code never unwraps what input can influence; tests may.
+#![warn(clippy::unwrap_used)]
+
+mod events;
+mod jobs;
+mod secrets;
+mod settings;
+mod workspaces;
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor as _};
+
+pub use events::{EventRow, NewEvent};
+pub use jobs::JobRow;
+pub use secrets::{GLOBAL_SCOPE, KEY_CHECK_SETTING, SealedSecret, SecretRow, workspace_scope};
+pub use workspaces::{
+    CreateRefusal, NewWorkspace, RemovedWorkspaces, WorkspaceFile, WorkspacePatch, WorkspaceRow,
+};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Which database is behind a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An embedded SQLite file.
+    Sqlite,
+    /// A Postgres server.
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a database URL names.
+    pub fn of_url(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres)
+        } else {
+            Err(StoreError::UnsupportedUrl)
+        }
+    }
+
+    /// The name shown to people.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+/// What the store can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL names no database hatchery supports.
+    #[error(
+        "unsupported database URL: use sqlite://PATH or postgres://USER@HOST:PORT/DB (the password, if any, is not shown here)"
+    )]
+    UnsupportedUrl,
+    /// The database could not be reached or opened.
+    #[error("cannot open the {backend} database: {source}")]
+    Connect {
+        /// Which database.
+        backend: &'static str,
+        /// Why.
+        source: sqlx::Error,
+    },
+    /// Migrations could not be applied.
+    #[error("cannot apply database migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A query failed.
+    #[error("database error: {0}")]
+    Query(#[from] sqlx::Error),
+    /// A row broke an invariant the schema cannot state (a bad JSON column, say).
+    #[error("corrupt row in {table}: {detail}")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+impl StoreError {
+    /// A unique or primary-key constraint refused the write.
+    #[must_use]
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            Self::Query(sqlx::Error::Database(e)) => e.is_unique_violation(),
+            _ => false,
+        }
+    }
+}
+
+/// The database, opened and migrated.
+#[derive(Debug, Clone)]
+pub struct Store {
+    backend: Backend,
+    writer: AnyPool,
+    reader: AnyPool,
+}
+
+/// The SQLite file `hatchery serve` uses when no database URL is given.
+pub const DEFAULT_SQLITE_FILE: &str = "hatchery.db";
+
+/// The URL of the default SQLite file in `data_dir`.
+#[must_use]
+pub fn default_sqlite_url(data_dir: &Path) -> String {
+    format!("sqlite://{}", data_dir.join(DEFAULT_SQLITE_FILE).display())
+}
+
+impl Store {
+    /// Open the database `url` names (creating a SQLite file if needed) and apply
+    /// migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        install_default_drivers();
+        let backend = Backend::of_url(url)?;
+        let connect_error = |source| StoreError::Connect {
+            backend: backend.as_str(),
+            source,
+        };
+        let store = match backend {
+            Backend::Sqlite => {
+                let url = if url.contains('?') {
+                    url.to_owned()
+                } else {
+                    format!("{url}?mode=rwc")
+                };
+                let writer = sqlite_pool(1).connect(&url).await.map_err(connect_error)?;
+                // WAL is a property of the file: set once, before readers open it.
+                writer.execute("PRAGMA journal_mode = WAL").await?;
+                let reader = sqlite_pool(4).connect(&url).await.map_err(connect_error)?;
+                Self {
+                    backend,
+                    writer,
+                    reader,
+                }
+            }
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect(url)
+                    .await
+                    .map_err(connect_error)?;
+                Self {
+                    backend,
+                    writer: pool.clone(),
+                    reader: pool,
+                }
+            }
+        };
+        let migrator = match backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&store.writer).await?;
+        Ok(store)
+    }
+
+    /// Which database this is.
+    #[must_use]
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Close every connection, waiting for those in use.
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+}
+
+fn sqlite_pool(connections: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                // NORMAL is durable across application crashes in WAL mode; only a power
+                // loss can drop the last commits, never corrupt the file.
+                conn.execute(
+                    "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000",
+                )
+                .await?;
+                Ok(())
+            })
+        })
+}
+
+/// Now, in Unix microseconds: the stored form of every time.
+#[must_use]
+pub fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// A stored time as a `SystemTime`.
+#[must_use]
+pub fn micros_to_time(micros: i64) -> SystemTime {
+    let micros = u64::try_from(micros).unwrap_or(0);
+    UNIX_EPOCH + Duration::from_micros(micros)
+}
+
+fn flag(value: bool) -> i64 {
+    i64::from(value)
+}

@@ -1,0 +1,401 @@
+//! Workspace rows: the create transaction (row, generated files, secrets, events and the
+//! provision job together or not at all), reads, compare-and-swap updates, cascading removal.
+
+use sqlx::{Any, Transaction};
+
+use crate::events::{NewEvent, insert_event};
+use crate::secrets::{SealedSecret, upsert_secret};
+use crate::{Store, StoreError, flag, now_micros};
+
+/// Columns of `workspaces`, in the order `WorkspaceRow` reads them.
+const COLUMNS: &str = "id, name, role, tier, status, url, parent_id, agent_card, active_tasks, \
+    max_concurrent_tasks, last_error_rate, last_sample_error, uptime_seconds, current_task, \
+    runtime, model, workspace_dir, workspace_access, x, y, collapsed, external, budget_limit, \
+    monthly_spend, provider, provider_source, llm_billing_mode, registry_hash, derivation, \
+    last_outbound_at, created_at, updated_at, version";
+
+/// A workspace as stored.
+#[allow(missing_docs, reason = "fields mirror the columns in migrations/")]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct WorkspaceRow {
+    pub id: String,
+    pub name: String,
+    pub role: Option<String>,
+    pub tier: i64,
+    pub status: String,
+    pub url: String,
+    pub parent_id: Option<String>,
+    /// JSON text.
+    pub agent_card: Option<String>,
+    pub active_tasks: i64,
+    pub max_concurrent_tasks: i64,
+    pub last_error_rate: f64,
+    pub last_sample_error: String,
+    pub uptime_seconds: i64,
+    pub current_task: String,
+    pub runtime: String,
+    pub model: String,
+    pub workspace_dir: Option<String>,
+    pub workspace_access: String,
+    pub x: f64,
+    pub y: f64,
+    /// 0 or 1.
+    pub collapsed: i64,
+    /// 0 or 1.
+    pub external: i64,
+    pub budget_limit: Option<i64>,
+    pub monthly_spend: i64,
+    pub provider: Option<String>,
+    pub provider_source: String,
+    pub llm_billing_mode: Option<String>,
+    pub registry_hash: String,
+    /// The derivation's explain trace, JSON text.
+    pub derivation: String,
+    pub last_outbound_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// Bumped by every update; updates compare it.
+    pub version: i64,
+}
+
+/// A workspace to insert.
+#[allow(missing_docs, reason = "fields mirror the columns in migrations/")]
+#[derive(Debug, Clone)]
+pub struct NewWorkspace {
+    pub id: String,
+    pub name: String,
+    pub role: Option<String>,
+    pub tier: i64,
+    pub status: &'static str,
+    pub url: String,
+    pub parent_id: Option<String>,
+    pub max_concurrent_tasks: i64,
+    pub runtime: String,
+    pub model: String,
+    pub workspace_dir: Option<String>,
+    pub workspace_access: &'static str,
+    pub x: f64,
+    pub y: f64,
+    pub external: bool,
+    pub budget_limit: Option<i64>,
+    pub provider: Option<String>,
+    pub provider_source: &'static str,
+    pub llm_billing_mode: Option<&'static str>,
+    pub registry_hash: String,
+    pub derivation: String,
+}
+
+/// One generated file of a workspace (`config.yaml`, …).
+#[allow(missing_docs, reason = "fields mirror the columns in migrations/")]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct WorkspaceFile {
+    pub path: String,
+    pub content: String,
+}
+
+/// The new values of an update; the caller read the row and decided them.
+#[allow(missing_docs, reason = "fields mirror the columns in migrations/")]
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkspacePatch {
+    pub name: String,
+    pub role: Option<String>,
+    pub tier: i64,
+    pub parent_id: Option<String>,
+    pub collapsed: bool,
+    pub runtime: String,
+    pub workspace_dir: Option<String>,
+    pub x: f64,
+    pub y: f64,
+}
+
+/// What a removal did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemovedWorkspaces {
+    /// Descendants newly marked removed (the target not counted).
+    pub descendants: Vec<String>,
+    /// Whether the target itself was live before.
+    pub target_was_live: bool,
+}
+
+/// Why a create was refused inside its transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateRefusal {
+    /// The parent does not exist or is removed.
+    ParentNotLive,
+}
+
+impl Store {
+    /// Insert a workspace with its generated files, its secrets, its events and (when
+    /// `provision` is set) a pending provision job, in one transaction.
+    #[tracing::instrument(skip_all, fields(workspace_id = %workspace.id))]
+    pub async fn workspace_create(
+        &self,
+        workspace: &NewWorkspace,
+        files: &[WorkspaceFile],
+        secrets: &[SealedSecret],
+        events: &[NewEvent],
+        provision: bool,
+    ) -> Result<Result<(), CreateRefusal>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        if let Some(parent) = &workspace.parent_id {
+            let status: Option<String> =
+                sqlx::query_scalar("SELECT status FROM workspaces WHERE id = $1")
+                    .bind(parent)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if status.is_none_or(|s| s == "removed") {
+                return Ok(Err(CreateRefusal::ParentNotLive));
+            }
+        }
+        let now = now_micros();
+        sqlx::query(
+            "INSERT INTO workspaces (id, name, role, tier, status, url, parent_id, \
+             max_concurrent_tasks, runtime, model, workspace_dir, workspace_access, x, y, \
+             external, budget_limit, provider, provider_source, llm_billing_mode, \
+             registry_hash, derivation, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+             $17, $18, $19, $20, $21, $22, $22)",
+        )
+        .bind(&workspace.id)
+        .bind(&workspace.name)
+        .bind(&workspace.role)
+        .bind(workspace.tier)
+        .bind(workspace.status)
+        .bind(&workspace.url)
+        .bind(&workspace.parent_id)
+        .bind(workspace.max_concurrent_tasks)
+        .bind(&workspace.runtime)
+        .bind(&workspace.model)
+        .bind(&workspace.workspace_dir)
+        .bind(workspace.workspace_access)
+        .bind(workspace.x)
+        .bind(workspace.y)
+        .bind(flag(workspace.external))
+        .bind(workspace.budget_limit)
+        .bind(&workspace.provider)
+        .bind(workspace.provider_source)
+        .bind(workspace.llm_billing_mode)
+        .bind(&workspace.registry_hash)
+        .bind(&workspace.derivation)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        for file in files {
+            sqlx::query(
+                "INSERT INTO workspace_files (workspace_id, path, content) VALUES ($1, $2, $3)",
+            )
+            .bind(&workspace.id)
+            .bind(&file.path)
+            .bind(&file.content)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for secret in secrets {
+            upsert_secret(&mut tx, secret, now).await?;
+        }
+        for event in events {
+            insert_event(&mut tx, event, now).await?;
+        }
+        if provision {
+            sqlx::query(
+                "INSERT INTO provision_jobs (id, workspace_id, kind, state, created_at, updated_at) \
+                 VALUES ($1, $2, 'start', 'pending', $3, $3)",
+            )
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(&workspace.id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Ok(()))
+    }
+
+    /// One workspace, removed ones included.
+    pub async fn workspace_get(&self, id: &str) -> Result<Option<WorkspaceRow>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM workspaces WHERE id = $1");
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?)
+    }
+
+    /// Every workspace that is not removed, oldest first.
+    pub async fn workspace_list(&self) -> Result<Vec<WorkspaceRow>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM workspaces WHERE status <> 'removed' ORDER BY created_at, id"
+        );
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.reader)
+            .await?)
+    }
+
+    /// The live (not removed) children of a workspace, oldest first: `(id, name)`.
+    pub async fn workspace_live_children(
+        &self,
+        id: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, name FROM workspaces WHERE parent_id = $1 AND status <> 'removed' \
+             ORDER BY created_at, id",
+        )
+        .bind(id)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    /// The parent chain above `id` (nearest first), at most `limit` long.
+    pub async fn workspace_ancestors(
+        &self,
+        id: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut chain = Vec::new();
+        let mut current = id.to_owned();
+        while chain.len() < limit {
+            let parent: Option<Option<String>> =
+                sqlx::query_scalar("SELECT parent_id FROM workspaces WHERE id = $1")
+                    .bind(&current)
+                    .fetch_optional(&self.reader)
+                    .await?;
+            match parent.flatten() {
+                Some(parent) => {
+                    chain.push(parent.clone());
+                    current = parent;
+                }
+                None => break,
+            }
+        }
+        Ok(chain)
+    }
+
+    /// The generated files of a workspace, by path.
+    pub async fn workspace_files(&self, id: &str) -> Result<Vec<WorkspaceFile>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT path, content FROM workspace_files WHERE workspace_id = $1 ORDER BY path",
+        )
+        .bind(id)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    /// Write `patch` if the row is still at `version`; `false` when it moved on (or went).
+    #[tracing::instrument(skip(self, patch, events))]
+    pub async fn workspace_update(
+        &self,
+        id: &str,
+        version: i64,
+        patch: &WorkspacePatch,
+        events: &[NewEvent],
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let now = now_micros();
+        let updated = sqlx::query(
+            "UPDATE workspaces SET name = $3, role = $4, tier = $5, parent_id = $6, \
+             collapsed = $7, runtime = $8, workspace_dir = $9, x = $10, y = $11, \
+             updated_at = $12, version = version + 1 WHERE id = $1 AND version = $2",
+        )
+        .bind(id)
+        .bind(version)
+        .bind(&patch.name)
+        .bind(&patch.role)
+        .bind(patch.tier)
+        .bind(&patch.parent_id)
+        .bind(flag(patch.collapsed))
+        .bind(&patch.runtime)
+        .bind(&patch.workspace_dir)
+        .bind(patch.x)
+        .bind(patch.y)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Ok(false);
+        }
+        for event in events {
+            insert_event(&mut tx, event, now).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Mark a workspace and all its descendants removed, cancel their pending jobs and
+    /// append `WORKSPACE_REMOVED` for each, in one transaction. With `purge`, the rows go
+    /// too (with their files, jobs and secrets); the events stay as history.
+    #[tracing::instrument(skip(self))]
+    pub async fn workspace_remove(
+        &self,
+        id: &str,
+        purge: bool,
+    ) -> Result<RemovedWorkspaces, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let tree: Vec<(String, String)> = sqlx::query_as(
+            "WITH RECURSIVE tree (id) AS ( \
+                 SELECT id FROM workspaces WHERE id = $1 \
+                 UNION SELECT w.id FROM workspaces w JOIN tree t ON w.parent_id = t.id) \
+             SELECT w.id, w.status FROM workspaces w JOIN tree t ON w.id = t.id",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let now = now_micros();
+        let mut removed = RemovedWorkspaces::default();
+        for (member, status) in &tree {
+            let live = status != "removed";
+            if member == id {
+                removed.target_was_live = live;
+                continue;
+            }
+            if live {
+                mark_removed(&mut tx, member, now).await?;
+                insert_event(&mut tx, &NewEvent::removed(member, "{}".to_owned()), now).await?;
+                removed.descendants.push(member.clone());
+            }
+        }
+        if removed.target_was_live {
+            mark_removed(&mut tx, id, now).await?;
+            let payload = format!("{{\"cascade_deleted\":{}}}", removed.descendants.len());
+            insert_event(&mut tx, &NewEvent::removed(id, payload), now).await?;
+        }
+        if purge {
+            // Children before parents, so no row is left pointing at a deleted parent.
+            for (member, _) in tree.iter().rev() {
+                sqlx::query("DELETE FROM secrets WHERE scope = $1")
+                    .bind(crate::workspace_scope(member))
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("UPDATE workspaces SET parent_id = NULL WHERE parent_id = $1")
+                    .bind(member)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM workspaces WHERE id = $1")
+                    .bind(member)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(removed)
+    }
+}
+
+async fn mark_removed(tx: &mut Transaction<'_, Any>, id: &str, now: i64) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE workspaces SET status = 'removed', url = '', updated_at = $2, \
+         version = version + 1 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE provision_jobs SET state = 'cancelled', updated_at = $2 \
+         WHERE workspace_id = $1 AND state = 'pending'",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
