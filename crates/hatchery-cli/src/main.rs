@@ -46,6 +46,9 @@ enum Command {
     /// Inspect provider manifests and derive providers for (runtime, model) pairs.
     #[command(subcommand)]
     Providers(commands::providers::ProvidersCommand),
+    /// Manage the key secrets are sealed with.
+    #[command(subcommand)]
+    Secrets(commands::secrets::SecretsCommand),
 }
 
 fn main() -> ExitCode {
@@ -65,5 +68,6 @@ fn main() -> ExitCode {
         Command::Providers(command) => commands::providers::run(command),
         Command::Serve(args) => commands::serve::run(args),
         Command::AdminToken(command) => commands::admin_token::run(command),
+        Command::Secrets(command) => commands::secrets::run(command),
     }
 }

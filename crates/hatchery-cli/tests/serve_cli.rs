@@ -21,6 +21,8 @@ fn serve(data_dir: &std::path::Path, providers: &std::path::Path, port: u16) -> 
         .env("HATCHERY_PROVIDERS", providers)
         .env("HATCHERY_ADMIN_TOKEN", TOKEN)
         .env_remove("HATCHERY_DEV")
+        .env_remove("HATCHERY_DATABASE_URL")
+        .env_remove("HATCHERY_SECRETS_KEY")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -96,4 +98,118 @@ fn serve_reloads_on_sighup_and_stops_cleanly_on_sigterm() {
     signal(&child, "-TERM");
     let status = child.wait().unwrap();
     assert!(status.success(), "graceful stop exits 0, got {status:?}");
+}
+
+#[test]
+fn serve_refuses_to_start_on_an_unreachable_database_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("providers.yaml");
+    std::fs::write(&manifest, hatchery_registry::BUILTIN_MANIFEST).unwrap();
+    let port = free_port();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hatchery"));
+    command
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("HATCHERY_DATA_DIR", dir.path())
+        .env("HATCHERY_ADMIN_TOKEN", TOKEN)
+        // Nothing listens on port 1: the connection is refused at once.
+        .env(
+            "HATCHERY_DATABASE_URL",
+            "postgres://nobody@127.0.0.1:1/none",
+        )
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null());
+    let out = command.output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("cannot open the postgres database"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("nobody@"),
+        "the URL is not echoed: {stderr}"
+    );
+}
+
+/// Run `hatchery` with `args` in dev mode on `data_dir`.
+fn hatchery(data_dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_hatchery"))
+        .args(args)
+        .env("HATCHERY_DATA_DIR", data_dir)
+        .env_remove("HATCHERY_DATABASE_URL")
+        .env_remove("HATCHERY_SECRETS_KEY")
+        .env_remove("HATCHERY_NEW_SECRETS_KEY")
+        .output()
+        .unwrap()
+}
+
+fn serve_dev(data_dir: &std::path::Path, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_hatchery"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("HATCHERY_DATA_DIR", data_dir)
+        .env("HATCHERY_DEV", "1")
+        .env_remove("HATCHERY_DATABASE_URL")
+        .env_remove("HATCHERY_SECRETS_KEY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn rotate_key_re_seals_secrets_and_the_dev_key_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = serve_dev(dir.path(), port);
+    assert_eq!(get(port, "/health")["dev_mode"], true);
+    let client = reqwest::blocking::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let saved = client
+        .post(format!("{base}/settings/secrets"))
+        .json(&serde_json::json!({"key": "OPENAI_API_KEY", "value": "sk-rotate-me"}))
+        .send()
+        .unwrap();
+    assert_eq!(saved.status(), 200);
+    let created: serde_json::Value = client
+        .post(format!("{base}/workspaces"))
+        .json(&serde_json::json!({"name": "w"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    signal(&child, "-TERM");
+    assert!(child.wait().unwrap().success());
+
+    let key_file = dir.path().join("secrets.key");
+    let old_key = std::fs::read_to_string(&key_file).unwrap();
+    let out = hatchery(dir.path(), &["secrets", "rotate-key"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("re-sealed 1 secret(s)"), "{stderr}");
+    let new_key = std::fs::read_to_string(&key_file).unwrap();
+    assert_ne!(old_key, new_key);
+    assert!(
+        out.stdout.is_empty(),
+        "the key went to the file, not the terminal"
+    );
+
+    // A wrong current key is refused and changes nothing.
+    let refused = Command::new(env!("CARGO_BIN_EXE_hatchery"))
+        .args(["secrets", "rotate-key"])
+        .env("HATCHERY_DATA_DIR", dir.path())
+        .env("HATCHERY_SECRETS_KEY", old_key.trim())
+        .env_remove("HATCHERY_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), new_key);
+
+    let port = free_port();
+    let mut child = serve_dev(dir.path(), port);
+    let values = get(port, &format!("/workspaces/{id}/secrets/values"));
+    assert_eq!(values["OPENAI_API_KEY"], "sk-rotate-me");
+    signal(&child, "-TERM");
+    assert!(child.wait().unwrap().success());
 }

@@ -109,6 +109,15 @@ impl SecretsKey {
         }
     }
 
+    /// Write `text` (a key in base64) as the development key file, atomically and owner-only.
+    pub fn write_dev_key(data_dir: &Path, file_name: &str, text: &str) -> Result<(), KeyError> {
+        let path = data_dir.join(file_name);
+        crate::private_file::write(&path, text.as_bytes()).map_err(|source| KeyError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
     /// Seal `plaintext` for `scope` and `name`.
     pub fn encrypt(
         &self,

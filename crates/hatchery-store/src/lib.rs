@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
-use sqlx::{AnyPool, Executor as _};
+use sqlx::{AnyConnection, AnyPool, Connection as _, Executor as _};
 
 pub use events::{EventRow, NewEvent};
 pub use jobs::JobRow;
@@ -152,6 +152,14 @@ impl Store {
                 }
             }
             Backend::Postgres => {
+                // One direct connection first: a refused or misconfigured server fails
+                // at once, instead of after the pool's retries.
+                AnyConnection::connect(url)
+                    .await
+                    .map_err(connect_error)?
+                    .close()
+                    .await
+                    .map_err(connect_error)?;
                 let pool = AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(10))

@@ -2,4 +2,5 @@
 
 pub mod admin_token;
 pub mod providers;
+pub mod secrets;
 pub mod serve;

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use hatchery_core::{
-    BillingMode, FieldError, PreparedConfig, ProviderRequest, TextFields, check_text_fields,
-    check_tier, check_workspace_access, prepare_config,
+    BillingMode, FieldError, PreparedConfig, ProviderRequest, TextFields, WorkspaceAccess,
+    check_text_fields, check_tier, check_workspace_access, prepare_config,
 };
 use hatchery_store::{
     CreateRefusal, GLOBAL_SCOPE, NewEvent, NewWorkspace, WorkspaceFile, WorkspacePatch,
@@ -111,102 +111,170 @@ pub fn parse_workspace_id(text: &str) -> Result<String, ApiError> {
         .map_err(|_| ApiError::InvalidWorkspaceId)
 }
 
+/// A create request that passed every check that needs no registry and no database.
+struct CheckedCreate {
+    name: String,
+    role: Option<String>,
+    tier: u8,
+    access: WorkspaceAccess,
+    workspace_dir: Option<String>,
+    parent_id: Option<String>,
+    secrets: BTreeMap<String, String>,
+    runtime: String,
+    model: String,
+    provider: Option<String>,
+    billing_mode: Option<BillingMode>,
+    canvas: Canvas,
+    budget_limit: Option<i64>,
+    max_concurrent_tasks: i64,
+}
+
+/// Validate a create in the spec's order; the first failure wins.
+fn check_create(request: CreateWorkspace) -> Result<CheckedCreate, ApiError> {
+    let Some(name) = request.name.as_deref().filter(|n| !n.is_empty()) else {
+        return Err(ApiError::bad_request(
+            INVALID_PAYLOAD,
+            "invalid_workspace_payload",
+            Some("name"),
+            "name is required",
+        ));
+    };
+    check_text_fields(
+        &TextFields {
+            name: Some(name),
+            role: request.role.as_deref(),
+            model: request.model.as_deref(),
+            runtime: request.runtime.as_deref(),
+        },
+        true,
+    )
+    .map_err(invalid_fields)?;
+    if request.template.as_deref().is_some_and(|t| !t.is_empty()) {
+        // No templates root is configured yet: a named template cannot be found.
+        return Err(ApiError::bad_request(
+            "invalid template",
+            "invalid_template",
+            Some("template"),
+            "no templates are installed on this server",
+        ));
+    }
+    if request.external == Some(true) {
+        return Err(ApiError::bad_request(
+            INVALID_PAYLOAD,
+            "external_not_supported",
+            Some("external"),
+            "external workspaces are not supported yet: they need agent registration",
+        ));
+    }
+    let tier = match request.tier {
+        None | Some(0) => DEFAULT_TIER,
+        Some(tier) => check_tier(tier).map_err(invalid_fields)?,
+    };
+    let access = check_workspace_access(
+        request.workspace_dir.as_deref(),
+        request.workspace_access.as_deref(),
+    )
+    .map_err(|e| {
+        let message = if e.field == "workspace_dir" {
+            "invalid workspace directory"
+        } else {
+            "invalid workspace access"
+        };
+        ApiError::bad_request(
+            message,
+            "invalid_workspace_fields",
+            Some(e.field),
+            e.message,
+        )
+    })?;
+    let parent_id = match request.parent_id.as_deref() {
+        None | Some("") => None,
+        Some(parent) => Some(parse_workspace_id(parent).map_err(|_| {
+            ApiError::bad_request(
+                INVALID_PAYLOAD,
+                "invalid_parent",
+                Some("parent_id"),
+                "parent_id must be a workspace UUID",
+            )
+        })?),
+    };
+    let own_secrets = request.secrets.unwrap_or_default();
+    for (key, value) in &own_secrets {
+        check_secret(key, value)?;
+    }
+    let runtime = match request.runtime.as_deref() {
+        None | Some("") => DEFAULT_RUNTIME,
+        Some(runtime) => runtime,
+    };
+    Ok(CheckedCreate {
+        name: name.to_owned(),
+        role: request.role.filter(|r| !r.is_empty()),
+        tier,
+        access,
+        workspace_dir: request.workspace_dir,
+        parent_id,
+        secrets: own_secrets,
+        runtime: runtime.to_owned(),
+        model: request.model.unwrap_or_default(),
+        provider: request.provider.filter(|p| !p.is_empty()),
+        billing_mode: request.llm_billing_mode,
+        canvas: request.canvas.unwrap_or_default(),
+        budget_limit: request.budget_limit,
+        max_concurrent_tasks: request.max_concurrent_tasks.filter(|m| *m > 0).unwrap_or(1),
+    })
+}
+
+impl CheckedCreate {
+    /// The row to insert, with the provider decision stamped.
+    fn into_row(self, id: String, config: &PreparedConfig) -> NewWorkspace {
+        NewWorkspace {
+            id,
+            name: self.name,
+            role: self.role,
+            tier: i64::from(self.tier),
+            status: "provisioning",
+            url: String::new(),
+            parent_id: self.parent_id,
+            max_concurrent_tasks: self.max_concurrent_tasks,
+            runtime: self.runtime,
+            model: self.model.trim().to_owned(),
+            workspace_dir: self.workspace_dir,
+            workspace_access: self.access.as_str(),
+            x: self.canvas.x,
+            y: self.canvas.y,
+            external: false,
+            budget_limit: self.budget_limit,
+            provider: config.provider.clone(),
+            provider_source: config.source.as_str(),
+            llm_billing_mode: config.billing.map(BillingMode::as_str),
+            registry_hash: config.registry_hash.clone(),
+            derivation: config.derivation.to_string(),
+        }
+    }
+}
+
 impl App {
     /// Create a workspace, failing closed: on any refusal nothing is written.
     #[tracing::instrument(skip_all, fields(name = request.name.as_deref().unwrap_or("")))]
     pub async fn workspace_create(&self, request: CreateWorkspace) -> Result<Created, ApiError> {
-        let Some(name) = request.name.as_deref().filter(|n| !n.is_empty()) else {
-            return Err(ApiError::bad_request(
-                INVALID_PAYLOAD,
-                "invalid_workspace_payload",
-                Some("name"),
-                "name is required",
-            ));
-        };
-        check_text_fields(
-            &TextFields {
-                name: Some(name),
-                role: request.role.as_deref(),
-                model: request.model.as_deref(),
-                runtime: request.runtime.as_deref(),
-            },
-            true,
-        )
-        .map_err(invalid_fields)?;
-        if request.template.as_deref().is_some_and(|t| !t.is_empty()) {
-            // No templates root is configured yet: a named template cannot be found.
-            return Err(ApiError::bad_request(
-                "invalid template",
-                "invalid_template",
-                Some("template"),
-                "no templates are installed on this server",
-            ));
-        }
-        if request.external == Some(true) {
-            return Err(ApiError::bad_request(
-                INVALID_PAYLOAD,
-                "external_not_supported",
-                Some("external"),
-                "external workspaces are not supported yet: they need agent registration",
-            ));
-        }
-        let tier = match request.tier {
-            None | Some(0) => DEFAULT_TIER,
-            Some(tier) => check_tier(tier).map_err(invalid_fields)?,
-        };
-        let access = check_workspace_access(
-            request.workspace_dir.as_deref(),
-            request.workspace_access.as_deref(),
-        )
-        .map_err(|e| {
-            let message = if e.field == "workspace_dir" {
-                "invalid workspace directory"
-            } else {
-                "invalid workspace access"
-            };
-            ApiError::bad_request(
-                message,
-                "invalid_workspace_fields",
-                Some(e.field),
-                e.message,
-            )
-        })?;
-        let parent_id = match request.parent_id.as_deref() {
-            None | Some("") => None,
-            Some(parent) => Some(parse_workspace_id(parent).map_err(|_| {
-                ApiError::bad_request(
-                    INVALID_PAYLOAD,
-                    "invalid_parent",
-                    Some("parent_id"),
-                    "parent_id must be a workspace UUID",
-                )
-            })?),
-        };
-        let own_secrets = request.secrets.unwrap_or_default();
-        for (key, value) in &own_secrets {
-            check_secret(key, value)?;
-        }
-        let key = if own_secrets.is_empty() {
+        let checked = check_create(request)?;
+        let key = if checked.secrets.is_empty() {
             None
         } else {
             Some(self.key()?)
         };
-
         let snapshot = self
             .registry
             .snapshot()
             .map_err(|e| ApiError::RegistryUnavailable(e.to_string()))?;
-        let runtime = match request.runtime.as_deref() {
-            None | Some("") => DEFAULT_RUNTIME,
-            Some(runtime) => runtime,
-        };
-        let model = request.model.as_deref().unwrap_or("");
+        let (runtime, model) = (checked.runtime.as_str(), checked.model.as_str());
         let globals = self
             .store
             .secret_list(GLOBAL_SCOPE)
             .await
             .map_err(store_error("failed to create workspace"))?;
-        let secret_names: Vec<&str> = own_secrets
+        let secret_names: Vec<&str> = checked
+            .secrets
             .keys()
             .map(String::as_str)
             .chain(globals.iter().map(|g| g.name.as_str()))
@@ -216,8 +284,8 @@ impl App {
             &ProviderRequest {
                 runtime,
                 model,
-                provider: request.provider.as_deref().filter(|p| !p.is_empty()),
-                billing_mode: request.llm_billing_mode,
+                provider: checked.provider.as_deref(),
+                billing_mode: checked.billing_mode,
                 secret_names: &secret_names,
                 platform_key_configured: self.platform_key_configured,
             },
@@ -225,36 +293,16 @@ impl App {
 
         let id = uuid::Uuid::new_v4().hyphenated().to_string();
         let sealed = match key {
-            Some(key) => own_secrets
+            Some(key) => checked
+                .secrets
                 .iter()
                 .map(|(name, value)| seal(key, workspace_scope(&id), name, value))
                 .collect::<Result<Vec<_>, _>>()?,
             None => Vec::new(),
         };
-        let canvas = request.canvas.unwrap_or_default();
-        let workspace = NewWorkspace {
-            id: id.clone(),
-            name: name.to_owned(),
-            role: request.role.filter(|r| !r.is_empty()),
-            tier: i64::from(tier),
-            status: "provisioning",
-            url: String::new(),
-            parent_id,
-            max_concurrent_tasks: request.max_concurrent_tasks.filter(|m| *m > 0).unwrap_or(1),
-            runtime: runtime.to_owned(),
-            model: model.trim().to_owned(),
-            workspace_dir: request.workspace_dir,
-            workspace_access: access.as_str(),
-            x: canvas.x,
-            y: canvas.y,
-            external: false,
-            budget_limit: request.budget_limit,
-            provider: config.provider.clone(),
-            provider_source: config.source.as_str(),
-            llm_billing_mode: config.billing.map(BillingMode::as_str),
-            registry_hash: config.registry_hash.clone(),
-            derivation: config.derivation.to_string(),
-        };
+        let access = checked.access;
+        let (name, tier) = (checked.name.clone(), checked.tier);
+        let workspace = checked.into_row(id.clone(), &config);
         let files = [WorkspaceFile {
             path: "config.yaml".to_owned(),
             content: config.config_yaml.clone(),
@@ -262,24 +310,20 @@ impl App {
         let event = NewEvent::about(
             "WORKSPACE_PROVISIONING",
             &id,
-            json!({"name": name, "tier": tier, "runtime": runtime}).to_string(),
+            json!({"name": name, "tier": tier, "runtime": workspace.runtime}).to_string(),
         );
-        match self
-            .store
+        self.store
             .workspace_create(&workspace, &files, &sealed, &[event], true)
             .await
             .map_err(store_error("failed to create workspace"))?
-        {
-            Ok(()) => {}
-            Err(CreateRefusal::ParentNotLive) => {
-                return Err(ApiError::bad_request(
+            .map_err(|CreateRefusal::ParentNotLive| {
+                ApiError::bad_request(
                     INVALID_PAYLOAD,
                     "invalid_parent",
                     Some("parent_id"),
                     "parent workspace not found or removed",
-                ));
-            }
-        }
+                )
+            })?;
         tracing::info!(
             workspace_id = %id,
             provider = config.provider.as_deref().unwrap_or("-"),
@@ -439,6 +483,45 @@ impl App {
     }
 }
 
+/// A PATCH value of the wrong JSON type.
+fn wrong_type(field: &'static str, expected: &str) -> ApiError {
+    ApiError::bad_request(
+        "invalid request body",
+        "invalid_field_type",
+        Some(field),
+        format!("{field} must be {expected}"),
+    )
+}
+
+/// A string field of a PATCH body, if present.
+fn string<'b>(
+    body: &'b Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<&'b str>, ApiError> {
+    match body.get(field) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.as_str())),
+        Some(_) => Err(wrong_type(field, "a string")),
+    }
+}
+
+/// A string-or-null field of a PATCH body, if present.
+#[allow(
+    clippy::option_option,
+    reason = "absent, null and a value are three different PATCH intents"
+)]
+fn nullable_string<'b>(
+    body: &'b Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<Option<&'b str>>, ApiError> {
+    match body.get(field) {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(Value::String(s)) => Ok(Some(Some(s.as_str()))),
+        Some(_) => Err(wrong_type(field, "a string or null")),
+    }
+}
+
 /// The new values of a PATCH, type-checked field by field; unknown fields are ignored.
 fn patch_from_body(
     row: &WorkspaceRow,
@@ -455,34 +538,11 @@ fn patch_from_body(
         x: row.x,
         y: row.y,
     };
-    let wrong_type = |field: &'static str, expected: &str| {
-        ApiError::bad_request(
-            "invalid request body",
-            "invalid_field_type",
-            Some(field),
-            format!("{field} must be {expected}"),
-        )
-    };
     let field_error =
         |e: FieldError| ApiError::invalid_field("invalid_workspace_fields", e.field, e.message);
-    let string = |field: &'static str| -> Result<Option<&str>, ApiError> {
-        match body.get(field) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.as_str())),
-            Some(_) => Err(wrong_type(field, "a string")),
-        }
-    };
-    let nullable_string = |field: &'static str| -> Result<Option<Option<&str>>, ApiError> {
-        match body.get(field) {
-            None => Ok(None),
-            Some(Value::Null) => Ok(Some(None)),
-            Some(Value::String(s)) => Ok(Some(Some(s.as_str()))),
-            Some(_) => Err(wrong_type(field, "a string or null")),
-        }
-    };
-    let name = string("name")?;
-    let role = nullable_string("role")?;
-    let runtime = string("runtime")?;
+    let name = string(body, "name")?;
+    let role = nullable_string(body, "role")?;
+    let runtime = string(body, "runtime")?;
     check_text_fields(
         &TextFields {
             name,
@@ -500,13 +560,13 @@ fn patch_from_body(
                 message: "name must not be empty".to_owned(),
             }));
         }
-        patch.name = name.to_owned();
+        name.clone_into(&mut patch.name);
     }
     if let Some(role) = role {
         patch.role = role.filter(|r| !r.is_empty()).map(str::to_owned);
     }
     if let Some(runtime) = runtime {
-        patch.runtime = runtime.to_owned();
+        runtime.clone_into(&mut patch.runtime);
     }
     if let Some(tier) = body.get("tier") {
         let tier = tier
@@ -514,7 +574,7 @@ fn patch_from_body(
             .ok_or_else(|| wrong_type("tier", "an integer"))?;
         patch.tier = i64::from(check_tier(tier).map_err(field_error)?);
     }
-    if let Some(parent) = nullable_string("parent_id")? {
+    if let Some(parent) = nullable_string(body, "parent_id")? {
         patch.parent_id = match parent {
             None | Some("") => None,
             Some(p) => Some(
@@ -528,7 +588,7 @@ fn patch_from_body(
             .ok_or_else(|| wrong_type("collapsed", "a boolean"))?;
     }
     let mut needs_restart = false;
-    if let Some(dir) = nullable_string("workspace_dir")? {
+    if let Some(dir) = nullable_string(body, "workspace_dir")? {
         check_workspace_access(dir, None).map_err(|e| {
             ApiError::bad_request(
                 "invalid workspace directory",

@@ -9,9 +9,7 @@ mod workspaces;
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::DefaultBodyLimit;
-use axum::extract::rejection::BytesRejection;
+use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -25,6 +23,9 @@ use crate::metrics::Metrics;
 
 /// The largest request body accepted; larger ones get 413.
 pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
+/// How much of an oversized body is read and thrown away before answering 413, so the
+/// client, still sending, gets the answer instead of a reset connection.
+const DRAIN_LIMIT_BYTES: usize = 16 * 1024 * 1024;
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
@@ -49,7 +50,6 @@ pub fn router(state: AppState) -> Router {
         .merge(workspaces::routes())
         .merge(secrets::routes())
         .merge(events::routes())
-        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .with_state(state)
 }
 
@@ -105,21 +105,44 @@ pub(crate) fn require_workspace(
     require_admin(state, headers)
 }
 
+/// Read a body of at most [`BODY_LIMIT_BYTES`]. A larger one is drained (up to a bound)
+/// and refused with 413.
+async fn read_body(mut body: Body, invalid: &'static str) -> Result<Bytes, ApiError> {
+    use http_body_util::BodyExt as _;
+    let mut buffer = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            ApiError::bad_request(invalid, "invalid_json", None, format!("reading body: {e}"))
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen = seen.saturating_add(data.len());
+        if seen <= BODY_LIMIT_BYTES {
+            buffer.extend_from_slice(&data);
+        } else {
+            buffer = Vec::new();
+            if seen > DRAIN_LIMIT_BYTES {
+                break;
+            }
+        }
+    }
+    if seen > BODY_LIMIT_BYTES {
+        return Err(ApiError::PayloadTooLarge {
+            limit: BODY_LIMIT_BYTES,
+        });
+    }
+    Ok(Bytes::from(buffer))
+}
+
 /// Parse a JSON body; `invalid` is the spec's message for a body that is not the expected
 /// JSON. Oversized bodies get 413.
-pub(crate) fn json_body<T: DeserializeOwned>(
-    body: Result<Bytes, BytesRejection>,
+pub(crate) async fn json_body<T: DeserializeOwned>(
+    body: Body,
     invalid: &'static str,
 ) -> Result<T, ApiError> {
-    let bytes = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge {
-                limit: BODY_LIMIT_BYTES,
-            }
-        } else {
-            ApiError::bad_request(invalid, "invalid_json", None, rejection.body_text())
-        }
-    })?;
+    let bytes = read_body(body, invalid).await?;
     let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         let (code, detail) = if e.inner().is_data() {

@@ -1,8 +1,7 @@
 //! Secrets: global (`/settings/secrets`, alias `/admin/secrets`) and per workspace.
 //! Lists show names and times, never values.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::routing::{delete, get};
@@ -70,10 +69,10 @@ async fn global_list(
 async fn global_set(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<Value>, ApiError> {
     require_admin(&state, &headers)?;
-    let body: SetSecret = json_body(body, "invalid request body")?;
+    let body: SetSecret = json_body(body, "invalid request body").await?;
     state.app.secret_set_global(&body.key, &body.value).await?;
     Ok(Json(
         json!({"status": "saved", "key": body.key, "scope": "global"}),
@@ -106,11 +105,11 @@ async fn workspace_set(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_workspace_id(&id)?;
     require_workspace(&state, &headers, &id)?;
-    let body: SetSecret = json_body(body, "invalid request body")?;
+    let body: SetSecret = json_body(body, "invalid request body").await?;
     state
         .app
         .secret_set_workspace(&id, &body.key, &body.value)

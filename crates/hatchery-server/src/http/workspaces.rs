@@ -1,8 +1,7 @@
 //! `/workspaces`: create, list, read, update, remove; the generated config and the
 //! derivation behind it.
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
@@ -26,10 +25,10 @@ pub(super) fn routes() -> Router<AppState> {
 async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     require_admin(&state, &headers)?;
-    let request: CreateWorkspace = json_body(body, "invalid workspace payload")?;
+    let request: CreateWorkspace = json_body(body, "invalid workspace payload").await?;
     let created = state.app.workspace_create(request).await?;
     state.metrics.workspace_created();
     Ok((
@@ -70,11 +69,11 @@ async fn update(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_workspace_id(&id)?;
     require_workspace(&state, &headers, &id)?;
-    let body: Map<String, Value> = json_body(body, "invalid request body")?;
+    let body: Map<String, Value> = json_body(body, "invalid request body").await?;
     let needs_restart = state.app.workspace_update(&id, &body).await?;
     Ok(Json(if needs_restart {
         json!({"status": "updated", "needs_restart": true})
