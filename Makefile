@@ -24,6 +24,7 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
-## Benchmarks (criterion); figures go to docs/benchmarks.md.
+## Benchmarks (criterion and `hatchery bench`); figures go to docs/benchmarks.md.
 bench:
 	$(CARGO) bench --locked -p hatchery-registry --bench derive
+	$(CARGO) run --release --locked -p hatchery-cli -- bench api

@@ -1,0 +1,39 @@
+//! `hatchery bench api` runs its scenarios against a real in-process server and reports
+//! every one of them; a failing request would make it exit non-zero.
+
+use std::process::Command;
+
+#[test]
+fn bench_api_reports_every_scenario_without_errors() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hatchery"))
+        .args(["bench", "api", "--duration", "300ms", "--connections", "2"])
+        .output()
+        .expect("run hatchery bench api");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+    for scenario in [
+        "GET /health (baseline)",
+        "POST /workspaces",
+        "GET /workspaces/:id",
+    ] {
+        let row = stdout
+            .lines()
+            .find(|line| line.starts_with(&format!("| {scenario} |")))
+            .unwrap_or_else(|| panic!("no row for {scenario} in:\n{stdout}"));
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let per_second: f64 = cells[2].parse().expect("requests/s is a number");
+        assert!(per_second > 0.0, "{row}");
+        assert_eq!(cells[5], "0", "errors in {row}");
+    }
+}
+
+#[test]
+fn bench_api_refuses_a_bad_duration() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hatchery"))
+        .args(["bench", "api", "--duration", "soon"])
+        .output()
+        .expect("run hatchery bench api");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--duration"));
+}
