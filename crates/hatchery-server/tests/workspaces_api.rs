@@ -31,6 +31,7 @@ hatchery_testkit::both_databases!(
     malformed_and_oversized_bodies,
     ids_that_are_not_uuids_are_refused_before_auth,
     patch_type_checks_and_moves,
+    patch_runtime_rederives_the_provider_failing_closed,
     delete_asks_for_confirmation_and_cascades,
     records_have_the_wire_shape,
 );
@@ -617,6 +618,122 @@ async fn patch_type_checks_and_moves(db: Db) {
         (status, answer["error"].as_str()),
         (400, Some("invalid request body"))
     );
+}
+
+/// `OVERLAPPING` plus a runtime where only `a` is native and one where only `b` is.
+const TWO_RUNTIMES: &str = "schema_version: 1
+providers:
+  - {name: a, display_name: A, protocol: openai, auth_mode: k, auth_env: [A_KEY], model_prefix_match: '^x-'}
+  - {name: b, display_name: B, protocol: openai, auth_mode: k, auth_env: [B_KEY], model_prefix_match: '^x-1'}
+  - {name: platform, display_name: P, protocol: openai, auth_mode: k, auth_env: [P_KEY], model_prefix_match: '^p/'}
+runtimes:
+  rt: {providers: [{name: a}, {name: b}, {name: platform}]}
+  only-a: {providers: [{name: a}]}
+  only-b: {providers: [{name: b}]}
+";
+
+async fn config_yaml(server: &Running, id: &str) -> String {
+    let (status, config) = server.get(&format!("/workspaces/{id}/config")).await;
+    assert_eq!(status, 200, "{config}");
+    config["files"]["config.yaml"].as_str().unwrap().to_owned()
+}
+
+async fn patch_runtime_rederives_the_provider_failing_closed(db: Db) {
+    let env = Env::new(db).await;
+    let server = spawn_with_manifest(&env, TWO_RUNTIMES).await;
+
+    // Derived on `only-a`; on `rt` the same model is ambiguous: refused, nothing changes.
+    let created = server
+        .create(
+            &json!({"name": "w", "runtime": "only-a", "model": "x-1", "secrets": {"A_KEY": "k"}}),
+        )
+        .await;
+    assert_eq!(created["provider"], "a");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let path = format!("/workspaces/{id}");
+    let yaml_before = config_yaml(&server, &id).await;
+    let counts_before = server.counts().await;
+    let (status, body) = server.patch(&path, &json!({"runtime": "rt"})).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["code"], "provider_derivation_failed");
+    assert_eq!(body["candidates"], json!(["a", "b"]));
+    let (_, record) = server.get(&path).await;
+    assert_eq!(record["runtime"], "only-a");
+    assert_eq!(record["provider"], "a");
+    assert_eq!(config_yaml(&server, &id).await, yaml_before);
+    assert_eq!(server.counts().await, counts_before);
+
+    // A runtime where the model derives to another BYOK provider whose key is missing.
+    let (status, body) = server.patch(&path, &json!({"runtime": "only-b"})).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["code"], "byok_key_missing");
+    assert_eq!(body["variables"], json!(["B_KEY"]));
+    // With the key among the workspace's secrets the move goes through and restamps.
+    let (status, body) = server
+        .post(
+            &format!("/workspaces/{id}/secrets"),
+            &json!({"key": "B_KEY", "value": "kb"}),
+        )
+        .await;
+    assert!(status < 300, "{body}");
+    let (status, body) = server.patch(&path, &json!({"runtime": "only-b"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["needs_restart"], true);
+    let (_, record) = server.get(&path).await;
+    assert_eq!(record["runtime"], "only-b");
+    assert_eq!(record["provider"], "b");
+    assert_eq!(record["provider_source"], "derived:prefix_match");
+    assert_eq!(record["llm_billing_mode"], "byok");
+    let yaml = config_yaml(&server, &id).await;
+    for line in [
+        "runtime: \"only-b\"",
+        "provider: \"b\"",
+        "provider_auth_env: [\"B_KEY\"]",
+    ] {
+        assert!(
+            yaml.lines().any(|l| l == line),
+            "missing {line:?} in\n{yaml}"
+        );
+    }
+
+    // From pass-through to derived: an unknown runtime moved onto a known one is stamped.
+    let passed = server
+        .create(&json!({"name": "p", "runtime": "elsewhere", "model": "p/m"}))
+        .await;
+    assert_eq!(passed["provider"], Value::Null);
+    let passed_path = format!("/workspaces/{}", passed["id"].as_str().unwrap());
+    let (status, body) = server.patch(&passed_path, &json!({"runtime": "rt"})).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, record) = server.get(&passed_path).await;
+    assert_eq!(record["provider"], "platform");
+    assert_eq!(record["llm_billing_mode"], "platform");
+
+    // An explicit provider stays explicit and must be allowed on the new runtime.
+    let explicit = server
+        .create(
+            &json!({"name": "e", "runtime": "rt", "model": "x-1", "provider": "a",
+                        "secrets": {"A_KEY": "k"}}),
+        )
+        .await;
+    assert_eq!(explicit["provider_source"], "explicit");
+    let explicit_path = format!("/workspaces/{}", explicit["id"].as_str().unwrap());
+    let (status, body) = server
+        .patch(&explicit_path, &json!({"runtime": "only-b"}))
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["code"], "provider_not_allowed");
+    let (status, body) = server
+        .patch(&explicit_path, &json!({"runtime": "only-a"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, record) = server.get(&explicit_path).await;
+    assert_eq!(record["provider"], "a");
+    assert_eq!(record["provider_source"], "explicit");
+
+    // Renaming alone re-derives nothing and needs no restart.
+    let (status, body) = server.patch(&path, &json!({"name": "renamed"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body.get("needs_restart"), None);
 }
 
 async fn delete_asks_for_confirmation_and_cascades(db: Db) {

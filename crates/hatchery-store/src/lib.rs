@@ -27,7 +27,8 @@ pub use events::{EventRow, NewEvent};
 pub use jobs::JobRow;
 pub use secrets::{GLOBAL_SCOPE, KEY_CHECK_SETTING, SealedSecret, SecretRow, workspace_scope};
 pub use workspaces::{
-    CreateRefusal, NewWorkspace, RemovedWorkspaces, WorkspaceFile, WorkspacePatch, WorkspaceRow,
+    CreateRefusal, NewWorkspace, Reconfiguration, RemovedWorkspaces, WorkspaceFile, WorkspacePatch,
+    WorkspaceRow,
 };
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");

@@ -108,6 +108,19 @@ pub struct WorkspacePatch {
     pub y: f64,
 }
 
+/// A new provider decision and the config files it generated, written with an update
+/// (a runtime change re-derives the provider: the old one may not fit the new runtime).
+#[allow(missing_docs, reason = "fields mirror the columns in migrations/")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reconfiguration {
+    pub provider: Option<String>,
+    pub provider_source: &'static str,
+    pub llm_billing_mode: Option<&'static str>,
+    pub registry_hash: String,
+    pub derivation: String,
+    pub files: Vec<WorkspaceFile>,
+}
+
 /// What a removal did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RemovedWorkspaces {
@@ -181,14 +194,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         for file in files {
-            sqlx::query(
-                "INSERT INTO workspace_files (workspace_id, path, content) VALUES ($1, $2, $3)",
-            )
-            .bind(&workspace.id)
-            .bind(&file.path)
-            .bind(&file.content)
-            .execute(&mut *tx)
-            .await?;
+            insert_file(&mut tx, &workspace.id, file).await?;
         }
         for secret in secrets {
             upsert_secret(&mut tx, secret, now).await?;
@@ -280,12 +286,13 @@ impl Store {
     }
 
     /// Write `patch` if the row is still at `version`; `false` when it moved on (or went).
-    #[tracing::instrument(skip(self, patch, events))]
+    #[tracing::instrument(skip(self, patch, reconfiguration, events))]
     pub async fn workspace_update(
         &self,
         id: &str,
         version: i64,
         patch: &WorkspacePatch,
+        reconfiguration: Option<&Reconfiguration>,
         events: &[NewEvent],
     ) -> Result<bool, StoreError> {
         let mut tx = self.writer.begin().await?;
@@ -312,6 +319,27 @@ impl Store {
         .rows_affected();
         if updated == 0 {
             return Ok(false);
+        }
+        if let Some(reconfiguration) = reconfiguration {
+            sqlx::query(
+                "UPDATE workspaces SET provider = $2, provider_source = $3, \
+                 llm_billing_mode = $4, registry_hash = $5, derivation = $6 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(&reconfiguration.provider)
+            .bind(reconfiguration.provider_source)
+            .bind(reconfiguration.llm_billing_mode)
+            .bind(&reconfiguration.registry_hash)
+            .bind(&reconfiguration.derivation)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM workspace_files WHERE workspace_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            for file in &reconfiguration.files {
+                insert_file(&mut tx, id, file).await?;
+            }
         }
         for event in events {
             insert_event(&mut tx, event, now).await?;
@@ -397,5 +425,19 @@ async fn mark_removed(tx: &mut Transaction<'_, Any>, id: &str, now: i64) -> Resu
     .bind(now)
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+async fn insert_file(
+    tx: &mut Transaction<'_, Any>,
+    workspace_id: &str,
+    file: &WorkspaceFile,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO workspace_files (workspace_id, path, content) VALUES ($1, $2, $3)")
+        .bind(workspace_id)
+        .bind(&file.path)
+        .bind(&file.content)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }

@@ -4,12 +4,12 @@
 use std::collections::BTreeMap;
 
 use hatchery_core::{
-    BillingMode, FieldError, PreparedConfig, ProviderRequest, TextFields, WorkspaceAccess,
-    check_text_fields, check_tier, check_workspace_access, prepare_config,
+    BillingMode, FieldError, PreparedConfig, ProviderRequest, ProviderSource, TextFields,
+    WorkspaceAccess, check_text_fields, check_tier, check_workspace_access, prepare_config,
 };
 use hatchery_store::{
-    CreateRefusal, GLOBAL_SCOPE, NewEvent, NewWorkspace, WorkspaceFile, WorkspacePatch,
-    WorkspaceRow, workspace_scope,
+    CreateRefusal, GLOBAL_SCOPE, NewEvent, NewWorkspace, Reconfiguration, WorkspaceFile,
+    WorkspacePatch, WorkspaceRow, workspace_scope,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -263,33 +263,15 @@ impl App {
         } else {
             Some(self.key()?)
         };
-        let snapshot = self
-            .registry
-            .snapshot()
-            .map_err(|e| ApiError::RegistryUnavailable(e.to_string()))?;
-        let (runtime, model) = (checked.runtime.as_str(), checked.model.as_str());
-        let globals = self
-            .store
-            .secret_list(GLOBAL_SCOPE)
-            .await
-            .map_err(store_error("failed to create workspace"))?;
-        let secret_names: Vec<&str> = checked
-            .secrets
-            .keys()
-            .map(String::as_str)
-            .chain(globals.iter().map(|g| g.name.as_str()))
-            .collect();
-        let config = prepare_config(
-            &snapshot.registry,
-            &ProviderRequest {
-                runtime,
-                model,
-                provider: checked.provider.as_deref(),
-                billing_mode: checked.billing_mode,
-                secret_names: &secret_names,
-                platform_key_configured: self.platform_key_configured,
-            },
-        )?;
+        let config = self
+            .prepare(
+                &checked.runtime,
+                &checked.model,
+                checked.provider.as_deref(),
+                checked.billing_mode,
+                checked.secrets.keys().cloned().collect(),
+            )
+            .await?;
 
         let id = uuid::Uuid::new_v4().hyphenated().to_string();
         let sealed = match key {
@@ -303,10 +285,7 @@ impl App {
         let access = checked.access;
         let (name, tier) = (checked.name.clone(), checked.tier);
         let workspace = checked.into_row(id.clone(), &config);
-        let files = [WorkspaceFile {
-            path: "config.yaml".to_owned(),
-            content: config.config_yaml.clone(),
-        }];
+        let files = config_files(&config);
         let event = NewEvent::about(
             "WORKSPACE_PROVISIONING",
             &id,
@@ -378,6 +357,75 @@ impl App {
             .map_err(store_error("failed to read workspace config"))
     }
 
+    /// The provider decision and config for `runtime` + `model` on the registry in force,
+    /// with the workspace's own secret names and the global ones counting as keys held.
+    async fn prepare(
+        &self,
+        runtime: &str,
+        model: &str,
+        provider: Option<&str>,
+        billing_mode: Option<BillingMode>,
+        mut secret_names: Vec<String>,
+    ) -> Result<PreparedConfig, ApiError> {
+        let snapshot = self
+            .registry
+            .snapshot()
+            .map_err(|e| ApiError::RegistryUnavailable(e.to_string()))?;
+        let globals = self
+            .store
+            .secret_list(GLOBAL_SCOPE)
+            .await
+            .map_err(store_error("failed to read global secrets"))?;
+        secret_names.extend(globals.into_iter().map(|g| g.name));
+        let secret_names: Vec<&str> = secret_names.iter().map(String::as_str).collect();
+        Ok(prepare_config(
+            &snapshot.registry,
+            &ProviderRequest {
+                runtime,
+                model,
+                provider,
+                billing_mode,
+                secret_names: &secret_names,
+                platform_key_configured: self.platform_key_configured,
+            },
+        )?)
+    }
+
+    /// A runtime change re-derives the provider, failing closed like a create: the old
+    /// provider may not be allowed for (or billed the same on) the new runtime. An explicit
+    /// provider stays explicit and must be allowed for the new runtime.
+    async fn reconfigure(
+        &self,
+        row: &WorkspaceRow,
+        runtime: &str,
+    ) -> Result<Reconfiguration, ApiError> {
+        let own_secrets = self
+            .store
+            .secret_list(&workspace_scope(&row.id))
+            .await
+            .map_err(store_error("failed to read workspace secrets"))?;
+        let explicit_provider = (row.provider_source == ProviderSource::Explicit.as_str())
+            .then_some(row.provider.as_deref())
+            .flatten();
+        let config = self
+            .prepare(
+                runtime,
+                &row.model,
+                explicit_provider,
+                None,
+                own_secrets.into_iter().map(|s| s.name).collect(),
+            )
+            .await?;
+        Ok(Reconfiguration {
+            provider: config.provider.clone(),
+            provider_source: config.source.as_str(),
+            llm_billing_mode: config.billing.map(BillingMode::as_str),
+            registry_hash: config.registry_hash.clone(),
+            derivation: config.derivation.to_string(),
+            files: config_files(&config),
+        })
+    }
+
     /// Apply a PATCH body. Returns whether the change needs a restart.
     #[tracing::instrument(skip(self, body))]
     pub async fn workspace_update(
@@ -388,7 +436,13 @@ impl App {
         // A concurrent update moves the version on; re-read and re-apply a few times.
         for _ in 0..5 {
             let row = self.workspace_live(id).await?;
-            let (patch, needs_restart) = patch_from_body(&row, body)?;
+            let (patch, mut needs_restart) = patch_from_body(&row, body)?;
+            let reconfiguration = if patch.runtime == row.runtime {
+                None
+            } else {
+                needs_restart = true;
+                Some(self.reconfigure(&row, &patch.runtime).await?)
+            };
             let mut events = Vec::new();
             if patch.parent_id != row.parent_id {
                 self.check_new_parent(id, patch.parent_id.as_deref())
@@ -402,7 +456,7 @@ impl App {
             }
             if self
                 .store
-                .workspace_update(id, row.version, &patch, &events)
+                .workspace_update(id, row.version, &patch, reconfiguration.as_ref(), &events)
                 .await
                 .map_err(store_error("failed to update workspace"))?
             {
@@ -606,4 +660,13 @@ fn patch_from_body(
         patch.y = y.as_f64().ok_or_else(|| wrong_type("y", "a number"))?;
     }
     Ok((patch, needs_restart))
+}
+
+/// The generated files of a workspace. The keys its provider needs are never among them:
+/// they reach the workspace as environment variables.
+fn config_files(config: &PreparedConfig) -> Vec<WorkspaceFile> {
+    vec![WorkspaceFile {
+        path: "config.yaml".to_owned(),
+        content: config.config_yaml.clone(),
+    }]
 }
