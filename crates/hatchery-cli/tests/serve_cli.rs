@@ -208,8 +208,18 @@ fn rotate_key_re_seals_secrets_and_the_dev_key_file() {
 
     let port = free_port();
     let mut child = serve_dev(dir.path(), port);
-    let values = get(port, &format!("/workspaces/{id}/secrets/values"));
-    assert_eq!(values["OPENAI_API_KEY"], "sk-rotate-me");
+    assert_eq!(get(port, "/health")["dev_mode"], true);
+    // A workspace route in dev mode: no bearer passes (a bearer, if sent, must be the
+    // workspace's own token).
+    let values: serde_json::Value = client
+        .get(format!(
+            "http://127.0.0.1:{port}/workspaces/{id}/secrets/values"
+        ))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(values["OPENAI_API_KEY"], "sk-rotate-me", "{values}");
     signal(&child, "-TERM");
     assert!(child.wait().unwrap().success());
 }

@@ -87,16 +87,14 @@ pub fn setup(
 
 /// Mint a new admin token, store its hash (mode 0600), return the token.
 pub fn reset(data_dir: &Path) -> Result<String, AuthSetupError> {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    let token = URL_SAFE_NO_PAD.encode(bytes);
+    let token = random_token();
     std::fs::create_dir_all(data_dir).map_err(|source| AuthSetupError::Io {
         action: "creating",
         path: data_dir.to_owned(),
         source,
     })?;
     let path = data_dir.join(ADMIN_TOKEN_HASH_FILE);
-    let hex: String = hash(&token).iter().map(|b| format!("{b:02x}")).collect();
+    let hex = hash_hex(&token);
     crate::private_file::write(&path, hex.as_bytes()).map_err(|source| AuthSetupError::Io {
         action: "writing",
         path,
@@ -107,6 +105,33 @@ pub fn reset(data_dir: &Path) -> Result<String, AuthSetupError> {
 
 fn hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
+}
+
+/// A fresh bearer token: 32 random bytes, base64url without padding (43 characters).
+pub(crate) fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// SHA-256 of a token, lower-case hex: the only form a token is stored in.
+pub(crate) fn hash_hex(token: &str) -> String {
+    use std::fmt::Write as _;
+    hash(token)
+        .iter()
+        .fold(String::with_capacity(64), |mut hex, byte| {
+            let _ = write!(hex, "{byte:02x}");
+            hex
+        })
+}
+
+/// The bearer of an `Authorization` value: exactly `Bearer ` then the token, trimmed;
+/// anything else counts as no token.
+pub(crate) fn bearer(authorization: Option<&str>) -> Option<&str> {
+    authorization
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
 }
 
 fn parse_hex(text: &str) -> Option<[u8; 32]> {
@@ -127,18 +152,14 @@ impl AdminAuth {
     pub fn allows(&self, authorization: Option<&str>) -> bool {
         match self {
             Self::Dev => true,
-            Self::TokenHash(expected) => authorization
-                .and_then(|value| value.strip_prefix("Bearer "))
-                .map(str::trim)
-                .filter(|token| !token.is_empty())
-                .is_some_and(|token| {
-                    let given = hash(token);
-                    given
-                        .iter()
-                        .zip(expected)
-                        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                        == 0
-                }),
+            Self::TokenHash(expected) => bearer(authorization).is_some_and(|token| {
+                let given = hash(token);
+                given
+                    .iter()
+                    .zip(expected)
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0
+            }),
         }
     }
 }

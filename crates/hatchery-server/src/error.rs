@@ -82,6 +82,42 @@ pub enum ApiError {
         /// The keys that failed.
         failed_keys: Vec<String>,
     },
+    /// A workspace credential is missing or wrong (the spec's two 401s).
+    #[error("{message}")]
+    Unauthorized {
+        /// `missing workspace auth token` or `invalid workspace auth token`.
+        message: &'static str,
+        /// The stable code.
+        code: &'static str,
+    },
+    /// The caller is known but may not do this.
+    #[error("{message}")]
+    Forbidden {
+        /// The spec's message.
+        message: String,
+        /// The stable code.
+        code: &'static str,
+    },
+    /// The request conflicts with the workspace's state.
+    #[error("{message}")]
+    Conflict {
+        /// What conflicts, and what to do.
+        message: String,
+        /// The stable code.
+        code: &'static str,
+    },
+    /// A workspace already holds the most live tokens allowed.
+    #[error("maximum 50 active tokens per workspace")]
+    TooManyTokens,
+    /// The target of a discovery has no URL or is not up.
+    #[error("workspace not available")]
+    WorkspaceUnavailable {
+        /// Its status.
+        status: String,
+    },
+    /// An auth lookup could not reach the database: fail closed, and say to retry.
+    #[error("platform datastore unavailable — retry shortly")]
+    PlatformUnavailable(String),
     /// Something failed inside; `message` is what the client sees, `context` goes to the log.
     #[error("{message}")]
     Internal {
@@ -119,7 +155,8 @@ impl ApiError {
     }
 
     /// `workspace not found`.
-    pub(crate) fn workspace_not_found() -> Self {
+    #[must_use]
+    pub fn workspace_not_found() -> Self {
         Self::NotFound {
             message: "workspace not found",
             code: "workspace_not_found",
@@ -135,52 +172,62 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The status and stable code of each error.
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::AdminAuthRequired => (StatusCode::UNAUTHORIZED, "admin_auth_required"),
+            Self::InvalidAdminToken => (StatusCode::UNAUTHORIZED, "invalid_admin_token"),
+            Self::InvalidWorkspaceId => (StatusCode::BAD_REQUEST, "invalid_workspace_id"),
+            Self::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
+            Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
+            Self::WorkspaceRemoved => (StatusCode::GONE, "workspace_removed"),
+            Self::ConfirmationRequired { .. } => (StatusCode::CONFLICT, "confirmation_required"),
+            Self::RegistryUnavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "registry_unavailable")
+            }
+            Self::RegistryReloadRefused { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "registry_invalid")
+            }
+            Self::Provider(error) => (StatusCode::UNPROCESSABLE_ENTITY, error.code()),
+            Self::SecretsDisabled => (StatusCode::SERVICE_UNAVAILABLE, "secrets_key_missing"),
+            Self::SecretsUndecryptable { .. } => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "secrets_undecryptable")
+            }
+            Self::Unauthorized { code, .. } => (StatusCode::UNAUTHORIZED, code),
+            Self::Forbidden { code, .. } => (StatusCode::FORBIDDEN, code),
+            Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),
+            Self::TooManyTokens => (StatusCode::TOO_MANY_REQUESTS, "too_many_tokens"),
+            Self::WorkspaceUnavailable { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "workspace_not_available")
+            }
+            Self::PlatformUnavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "platform_unavailable")
+            }
+            Self::Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let message = self.to_string();
-        let (status, body) = match self {
-            Self::AdminAuthRequired => (
-                StatusCode::UNAUTHORIZED,
-                json!({"error": message, "code": "admin_auth_required"}),
-            ),
-            Self::InvalidAdminToken => (
-                StatusCode::UNAUTHORIZED,
-                json!({"error": message, "code": "invalid_admin_token"}),
-            ),
-            Self::InvalidWorkspaceId => (
-                StatusCode::BAD_REQUEST,
-                json!({"error": message, "code": "invalid_workspace_id"}),
-            ),
-            Self::BadRequest {
-                code,
-                field,
-                detail,
-                ..
-            } => {
-                let mut body = json!({"error": message, "code": code});
+        let (status, code) = self.status_and_code();
+        let mut body = json!({"error": message, "code": code});
+        match self {
+            Self::BadRequest { field, detail, .. } => {
                 if let Some(field) = field {
                     body["field"] = json!(field);
                 }
                 if let Some(detail) = detail {
                     body["detail"] = json!(detail);
                 }
-                (StatusCode::BAD_REQUEST, body)
             }
-            Self::PayloadTooLarge { limit } => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                json!({"error": message, "code": "payload_too_large", "limit_bytes": limit}),
-            ),
-            Self::NotFound { code, .. } => (
-                StatusCode::NOT_FOUND,
-                json!({"error": message, "code": code}),
-            ),
-            Self::WorkspaceRemoved => (
-                StatusCode::GONE,
-                json!({"error": message, "code": "workspace_removed"}),
-            ),
-            Self::ConfirmationRequired { children } => (
-                StatusCode::CONFLICT,
-                json!({
+            Self::PayloadTooLarge { limit } => body["limit_bytes"] = json!(limit),
+            Self::ConfirmationRequired { children } => {
+                // The spec's shape: the text is under `message`, not `error`.
+                body = json!({
                     "status": "confirmation_required",
                     "message": message,
                     "children": children
@@ -188,34 +235,21 @@ impl IntoResponse for ApiError {
                         .map(|(id, name)| json!({"id": id, "name": name}))
                         .collect::<Vec<_>>(),
                     "children_count": children.len(),
-                    "code": "confirmation_required",
-                }),
-            ),
-            Self::RegistryUnavailable(_) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                json!({"error": message, "code": "registry_unavailable"}),
-            ),
-            Self::RegistryReloadRefused { hash_in_force, .. } => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                json!({"error": message, "code": "registry_invalid", "hash_in_force": hash_in_force}),
-            ),
-            Self::Provider(error) => (StatusCode::UNPROCESSABLE_ENTITY, provider_body(&error)),
-            Self::SecretsDisabled => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                json!({"error": message, "code": "secrets_key_missing"}),
-            ),
-            Self::SecretsUndecryptable { failed_keys } => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                json!({"error": message, "code": "secrets_undecryptable", "failed_keys": failed_keys}),
-            ),
-            Self::Internal { context, .. } => {
-                tracing::error!(error = %context, "{message}");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    json!({"error": message, "code": "internal"}),
-                )
+                    "code": code,
+                });
             }
-        };
+            Self::RegistryReloadRefused { hash_in_force, .. } => {
+                body["hash_in_force"] = json!(hash_in_force);
+            }
+            Self::Provider(error) => body = provider_body(&error),
+            Self::SecretsUndecryptable { failed_keys } => body["failed_keys"] = json!(failed_keys),
+            Self::WorkspaceUnavailable { status } => body["status"] = json!(status),
+            Self::PlatformUnavailable(context) => {
+                tracing::error!(error = %context, "auth lookup failed");
+            }
+            Self::Internal { context, .. } => tracing::error!(error = %context, "{message}"),
+            _ => {}
+        }
         (status, Json(body)).into_response()
     }
 }

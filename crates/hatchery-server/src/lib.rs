@@ -11,11 +11,13 @@
 pub mod app;
 pub mod auth;
 pub mod error;
+pub mod event_hub;
 pub mod http;
 pub mod metrics;
 mod private_file;
 pub mod registry_source;
 pub mod secrets;
+pub mod supervision;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,10 +28,12 @@ use tokio::net::TcpListener;
 
 use crate::app::App;
 use crate::app::secrets::{SecretsSetupError, check_key};
+use crate::event_hub::EventHub;
 use crate::http::AppState;
 use crate::metrics::Metrics;
 use crate::registry_source::{LiveRegistry, LoadError, RegistrySource};
 use crate::secrets::SecretsKey;
+use crate::supervision::Supervision;
 
 /// Server configuration; the CLI fills it from flags and `HATCHERY_*` variables.
 #[derive(Clone)]
@@ -51,6 +55,11 @@ pub struct ServerConfig {
     pub platform_key: Option<String>,
     /// Development mode: loopback only, admin routes open.
     pub dev: bool,
+    /// Liveness TTL, provisioning deadlines, sweep cadence, and the clock.
+    pub supervision: Supervision,
+    /// How many events a stream subscriber may fall behind before it is told it lagged
+    /// (and catches up from the log).
+    pub event_buffer: usize,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -76,6 +85,8 @@ impl std::fmt::Debug for ServerConfig {
                 &self.platform_key.as_ref().map(|_| "<redacted>"),
             )
             .field("dev", &self.dev)
+            .field("supervision", &self.supervision)
+            .field("event_buffer", &self.event_buffer)
             .finish()
     }
 }
@@ -156,7 +167,10 @@ impl Application {
             .database_url
             .clone()
             .unwrap_or_else(|| default_sqlite_url(&config.data_dir));
-        let store = Store::connect(&database_url).await?;
+        let mut store = Store::connect(&database_url).await?;
+        if let Some(clock) = config.supervision.clock.clone() {
+            store = store.with_clock(clock);
+        }
         let secrets_key = match (&config.secrets_key, config.dev) {
             (Some(text), _) => {
                 Some(SecretsKey::from_base64(text).map_err(SecretsSetupError::from)?)
@@ -173,6 +187,7 @@ impl Application {
                 "no HATCHERY_SECRETS_KEY: secrets are disabled, so bring-your-own-key workspaces cannot be created"
             );
         }
+        let hub = EventHub::new(store.event_last_seq().await?, config.event_buffer);
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -188,6 +203,10 @@ impl Application {
                     store,
                     secrets_key: secrets_key.map(Arc::new),
                     platform_key_configured: config.platform_key.is_some_and(|k| !k.is_empty()),
+                    dev: config.dev,
+                    supervision: Arc::new(config.supervision),
+                    hub,
+                    heartbeats: Arc::default(),
                 },
                 admin,
                 dev: config.dev,
@@ -214,6 +233,12 @@ impl Application {
         self.state.app.store.clone()
     }
 
+    /// The application layer (for tests that run a sweep now instead of waiting for it).
+    #[must_use]
+    pub fn app(&self) -> App {
+        self.state.app.clone()
+    }
+
     /// Serve until `shutdown` resolves, finishing requests in flight.
     pub async fn run_until(
         self,
@@ -234,11 +259,21 @@ impl Application {
                 "DEVELOPMENT MODE: admin routes are open to anyone who can reach this address"
             );
         }
-        let store = self.state.app.store.clone();
+        let app = self.state.app.clone();
+        let background = [
+            tokio::spawn(app.hub.clone().run_tailer(app.store.clone())),
+            tokio::spawn(supervise(app.clone())),
+            tokio::spawn(flush_heartbeats(app.clone())),
+        ];
         let served = axum::serve(self.listener, http::router(self.state))
             .with_graceful_shutdown(shutdown)
             .await;
-        store.close().await;
+        for task in background {
+            task.abort();
+        }
+        // Beats that arrived since the last flush are the freshest liveness there is.
+        app.flush_heartbeats().await;
+        app.store.close().await;
         served
     }
 
@@ -247,6 +282,43 @@ impl Application {
         let registry = self.registry();
         tokio::spawn(reload_on_sighup(registry));
         self.run_until(stop_signal()).await
+    }
+}
+
+/// The liveness and provisioning sweeps, and activity retention, on every replica.
+async fn supervise(app: App) {
+    // The first sweep waits one interval: agents of a server that was down get the chance
+    // to beat before their silence is judged.
+    let period = app.supervision.sweep_interval;
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_prune = None::<std::time::Instant>;
+    loop {
+        tick.tick().await;
+        if let Err(error) = app.sweep_liveness().await {
+            tracing::warn!(%error, "liveness sweep failed; retrying next tick");
+        }
+        if let Err(error) = app.sweep_provisioning().await {
+            tracing::warn!(%error, "provisioning sweep failed; retrying next tick");
+        }
+        if last_prune.is_none_or(|at| at.elapsed() >= ACTIVITY_PRUNE_EVERY) {
+            last_prune = Some(std::time::Instant::now());
+            if let Err(error) = app.prune_activity().await {
+                tracing::warn!(%error, "activity retention failed; retrying later");
+            }
+        }
+    }
+}
+
+/// Activity older than the retention is deleted this often.
+const ACTIVITY_PRUNE_EVERY: std::time::Duration = std::time::Duration::from_hours(6);
+
+async fn flush_heartbeats(app: App) {
+    let mut tick = tokio::time::interval(app.supervision.heartbeat_flush_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        app.flush_heartbeats().await;
     }
 }
 

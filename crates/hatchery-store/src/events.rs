@@ -36,8 +36,8 @@ impl NewEvent {
 #[allow(missing_docs, reason = "fields mirror the columns in migrations/")]
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct EventRow {
-    /// The cursor: strictly increasing in commit order on SQLite, in insert order on
-    /// Postgres.
+    /// The cursor: strictly increasing in commit order on both databases (one writer on
+    /// SQLite; a lock taken before the seq is drawn on Postgres).
     pub seq: i64,
     pub id: String,
     pub event_type: String,
@@ -86,6 +86,40 @@ impl Store {
             ),
         };
         Ok(query.bind(limit).fetch_all(&self.reader).await?)
+    }
+
+    /// Events after the cursor `after`, oldest first, at most `limit`; only one
+    /// workspace's when `workspace_id` is given.
+    pub async fn event_list_after(
+        &self,
+        after: i64,
+        workspace_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<EventRow>, StoreError> {
+        let query = match workspace_id {
+            Some(id) => sqlx::query_as(
+                "SELECT seq, id, event_type, workspace_id, payload, created_at FROM events \
+                 WHERE seq > $1 AND workspace_id = $3 ORDER BY seq LIMIT $2",
+            )
+            .bind(after)
+            .bind(limit)
+            .bind(id.to_owned()),
+            None => sqlx::query_as(
+                "SELECT seq, id, event_type, workspace_id, payload, created_at FROM events \
+                 WHERE seq > $1 ORDER BY seq LIMIT $2",
+            )
+            .bind(after)
+            .bind(limit),
+        };
+        Ok(query.fetch_all(&self.reader).await?)
+    }
+
+    /// The newest cursor, 0 when there are no events.
+    pub async fn event_last_seq(&self) -> Result<i64, StoreError> {
+        let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM events")
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(seq.unwrap_or(0))
     }
 
     /// How many events are stored.

@@ -1,5 +1,6 @@
 //! hatchery's storage: workspaces, their generated files, events, provision jobs, sealed
-//! secrets and server settings, on SQLite (the embedded default) or Postgres.
+//! secrets, workspace tokens, activity and server settings, on SQLite (the embedded
+//! default) or Postgres.
 //!
 //! One set of queries serves both databases through sqlx's `Any` driver: every column is
 //! text, a 64-bit integer, a double or bytes, and placeholders are `$n`, which both accept.
@@ -10,22 +11,31 @@
 // Product code never unwraps what input can influence; tests may.
 #![warn(clippy::unwrap_used)]
 
+mod activity;
+mod agents;
 mod events;
 mod jobs;
 mod secrets;
 mod settings;
+mod tokens;
 mod workspaces;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyConnection, AnyPool, Connection as _, Executor as _};
 
+pub use activity::{ActivityFilter, ActivityRow};
+pub use agents::{
+    AgentSnapshot, LifecycleRefusal, LiveState, Provisioning, Registered, Registration,
+};
 pub use events::{EventRow, NewEvent};
 pub use jobs::JobRow;
 pub use secrets::{GLOBAL_SCOPE, KEY_CHECK_SETTING, SealedSecret, SecretRow, workspace_scope};
+pub use tokens::{NewToken, TokenKind, TokenMatch, TokenRow};
 pub use workspaces::{
     CreateRefusal, NewWorkspace, Reconfiguration, RemovedWorkspaces, WorkspaceFile, WorkspacePatch,
     WorkspaceRow,
@@ -114,6 +124,37 @@ pub struct Store {
     backend: Backend,
     writer: AnyPool,
     reader: AnyPool,
+    clock: Clock,
+}
+
+/// Where the store's "now" comes from: the system clock, or one a test moves by hand
+/// (liveness and provisioning deadlines are decided on it).
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> i64 + Send + Sync>);
+
+impl Clock {
+    /// The system clock, in Unix microseconds.
+    #[must_use]
+    pub fn system() -> Self {
+        Self(Arc::new(now_micros))
+    }
+
+    /// A clock that reads `now` (Unix microseconds) from a function.
+    pub fn from_fn(now: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
+        Self(Arc::new(now))
+    }
+
+    /// Now, in Unix microseconds.
+    #[must_use]
+    pub fn now(&self) -> i64 {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Clock").field(&self.now()).finish()
+    }
 }
 
 /// The SQLite file `hatchery serve` uses when no database URL is given.
@@ -150,6 +191,7 @@ impl Store {
                     backend,
                     writer,
                     reader,
+                    clock: Clock::system(),
                 }
             }
             Backend::Postgres => {
@@ -171,6 +213,7 @@ impl Store {
                     backend,
                     writer: pool.clone(),
                     reader: pool,
+                    clock: Clock::system(),
                 }
             }
         };
@@ -180,6 +223,19 @@ impl Store {
         };
         migrator.run(&store.writer).await?;
         Ok(store)
+    }
+
+    /// The same store, reading "now" from `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Now on the store's clock, in Unix microseconds.
+    #[must_use]
+    pub fn now(&self) -> i64 {
+        self.clock.now()
     }
 
     /// Which database this is.

@@ -3,7 +3,7 @@
 
 use sqlx::{Any, Transaction};
 
-use crate::{Store, StoreError, now_micros};
+use crate::{Store, StoreError};
 
 /// The scope of global secrets.
 pub const GLOBAL_SCOPE: &str = "global";
@@ -59,7 +59,7 @@ impl Store {
     /// Set (insert or replace) one secret.
     pub async fn secret_put(&self, secret: &SealedSecret) -> Result<(), StoreError> {
         let mut tx = self.writer.begin().await?;
-        upsert_secret(&mut tx, secret, now_micros()).await?;
+        upsert_secret(&mut tx, secret, self.now()).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -5,14 +5,15 @@ use sqlx::{Any, Transaction};
 
 use crate::events::{NewEvent, insert_event};
 use crate::secrets::{SealedSecret, upsert_secret};
-use crate::{Store, StoreError, flag, now_micros};
+use crate::{Store, StoreError, flag};
 
 /// Columns of `workspaces`, in the order `WorkspaceRow` reads them.
 const COLUMNS: &str = "id, name, role, tier, status, url, parent_id, agent_card, active_tasks, \
     max_concurrent_tasks, last_error_rate, last_sample_error, uptime_seconds, current_task, \
     runtime, model, workspace_dir, workspace_access, x, y, collapsed, external, budget_limit, \
     monthly_spend, provider, provider_source, llm_billing_mode, registry_hash, derivation, \
-    last_outbound_at, created_at, updated_at, version";
+    last_outbound_at, created_at, updated_at, version, last_seen_at, provisioning_since, \
+    failure_reason, runtime_state, status_mgmt";
 
 /// A workspace as stored.
 #[allow(missing_docs, reason = "fields mirror the columns in migrations/")]
@@ -56,6 +57,16 @@ pub struct WorkspaceRow {
     pub updated_at: i64,
     /// Bumped by every update; updates compare it.
     pub version: i64,
+    /// The last register or heartbeat (liveness).
+    pub last_seen_at: Option<i64>,
+    /// When the workspace last entered `provisioning` (the provision deadline).
+    pub provisioning_since: Option<i64>,
+    /// Why the workspace is `failed`.
+    pub failure_reason: Option<String>,
+    /// `""` or `wedged`, as the agent last reported.
+    pub runtime_state: String,
+    /// 0 or 1: the agent manages its own status (error-rate rules skipped).
+    pub status_mgmt: i64,
 }
 
 /// A workspace to insert.
@@ -160,14 +171,14 @@ impl Store {
                 return Ok(Err(CreateRefusal::ParentNotLive));
             }
         }
-        let now = now_micros();
+        let now = self.now();
         sqlx::query(
             "INSERT INTO workspaces (id, name, role, tier, status, url, parent_id, \
              max_concurrent_tasks, runtime, model, workspace_dir, workspace_access, x, y, \
              external, budget_limit, provider, provider_source, llm_billing_mode, \
-             registry_hash, derivation, created_at, updated_at) \
+             registry_hash, derivation, created_at, updated_at, provisioning_since) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-             $17, $18, $19, $20, $21, $22, $22)",
+             $17, $18, $19, $20, $21, $22, $22, $22)",
         )
         .bind(&workspace.id)
         .bind(&workspace.name)
@@ -296,7 +307,7 @@ impl Store {
         events: &[NewEvent],
     ) -> Result<bool, StoreError> {
         let mut tx = self.writer.begin().await?;
-        let now = now_micros();
+        let now = self.now();
         let updated = sqlx::query(
             "UPDATE workspaces SET name = $3, role = $4, tier = $5, parent_id = $6, \
              collapsed = $7, runtime = $8, workspace_dir = $9, x = $10, y = $11, \
@@ -367,7 +378,7 @@ impl Store {
         .bind(id)
         .fetch_all(&mut *tx)
         .await?;
-        let now = now_micros();
+        let now = self.now();
         let mut removed = RemovedWorkspaces::default();
         for (member, status) in &tree {
             let live = status != "removed";
@@ -425,6 +436,7 @@ async fn mark_removed(tx: &mut Transaction<'_, Any>, id: &str, now: i64) -> Resu
     .bind(now)
     .execute(&mut **tx)
     .await?;
+    crate::tokens::revoke_all(tx, id, now).await?;
     Ok(())
 }
 

@@ -5,6 +5,11 @@
 //! Postgres test fails (it does not skip): the suite must test both databases for real.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use hatchery_store::Clock;
 
 use sqlx::{AnyConnection, Connection as _, Executor as _};
 
@@ -101,4 +106,35 @@ macro_rules! both_databases {
             )+
         }
     };
+}
+
+/// A clock the test moves by hand; starts at the real time. Clones share the same time.
+#[derive(Debug, Clone)]
+pub struct ManualClock(Arc<AtomicI64>);
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        Self(Arc::new(AtomicI64::new(hatchery_store::now_micros())))
+    }
+}
+
+impl ManualClock {
+    /// Move time forward.
+    pub fn advance(&self, by: Duration) {
+        let micros = i64::try_from(by.as_micros()).unwrap_or(i64::MAX);
+        self.0.fetch_add(micros, Ordering::SeqCst);
+    }
+
+    /// Now, in Unix microseconds.
+    #[must_use]
+    pub fn now(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// The store clock that reads this one.
+    #[must_use]
+    pub fn clock(&self) -> Clock {
+        let time = Arc::clone(&self.0);
+        Clock::from_fn(move || time.load(Ordering::SeqCst))
+    }
 }

@@ -98,6 +98,8 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         secrets_key: None,
         platform_key: Some("bench-platform-key".to_owned()),
         dev: false,
+        supervision: hatchery_server::supervision::Supervision::default(),
+        event_buffer: hatchery_server::event_hub::DEFAULT_CAPACITY,
     };
     let app = Application::build(config).await?;
     let base = format!("http://{}", app.local_addr()?);

@@ -1,11 +1,14 @@
 //! `hatchery serve`: run the control plane.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Args;
+use hatchery_server::supervision::{Supervision, parse_runtime_timeouts};
 use hatchery_server::{Application, ServerConfig};
 
 use crate::exit;
@@ -37,10 +40,39 @@ pub struct ServeArgs {
     /// Development mode: loopback only, admin routes open. Never in production.
     #[arg(long, env = "HATCHERY_DEV", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false")]
     dev: bool,
+    /// An online workspace not heard from for this long goes offline.
+    #[arg(long, env = "HATCHERY_HEARTBEAT_TTL", default_value = "60s", value_parser = humantime::parse_duration)]
+    heartbeat_ttl: Duration,
+    /// A workspace still provisioning after this long fails [default: 10m; 1h in dev mode].
+    #[arg(long, env = "HATCHERY_PROVISION_TIMEOUT", value_parser = humantime::parse_duration)]
+    provision_timeout: Option<Duration>,
+    /// Per-runtime provisioning deadlines, e.g. `hermes=30m,codex=15m` (hermes=30m built in).
+    #[arg(long, env = "HATCHERY_PROVISION_TIMEOUTS", value_parser = parse_runtime_timeouts, default_value = "")]
+    provision_timeouts: BTreeMap<String, Duration>,
+}
+
+/// Dev mode's clients create workspaces and start agents by hand: give them time.
+const DEV_PROVISION_TIMEOUT: Duration = Duration::from_hours(1);
+
+fn supervision(args: &ServeArgs) -> Supervision {
+    let mut supervision = Supervision {
+        heartbeat_ttl: args.heartbeat_ttl,
+        ..Supervision::default()
+    };
+    match (args.provision_timeout, args.dev) {
+        (Some(timeout), _) => supervision.provision_timeout = timeout,
+        (None, true) => supervision.provision_timeout = DEV_PROVISION_TIMEOUT,
+        (None, false) => {}
+    }
+    supervision
+        .provision_timeouts
+        .extend(args.provision_timeouts.clone());
+    supervision
 }
 
 pub fn run(args: ServeArgs) -> ExitCode {
     init_logging();
+    let supervision = supervision(&args);
     let config = ServerConfig {
         listen: args.listen,
         data_dir: args.data_dir,
@@ -50,6 +82,8 @@ pub fn run(args: ServeArgs) -> ExitCode {
         secrets_key: args.secrets_key.filter(|k| !k.is_empty()),
         platform_key: args.platform_key.filter(|k| !k.is_empty()),
         dev: args.dev,
+        supervision,
+        event_buffer: hatchery_server::event_hub::DEFAULT_CAPACITY,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

@@ -2,6 +2,10 @@
 //! store. Functions here take parsed input, decide, and write through the store in one
 //! transaction; handlers only extract and convert.
 
+pub mod access;
+pub mod activity;
+pub mod agents;
+pub mod lifecycle;
 pub mod secrets;
 pub mod workspaces;
 
@@ -10,8 +14,10 @@ use std::sync::Arc;
 use hatchery_store::{Store, StoreError};
 
 use crate::error::ApiError;
+use crate::event_hub::EventHub;
 use crate::registry_source::LiveRegistry;
 use crate::secrets::SecretsKey;
+use crate::supervision::Supervision;
 
 /// What the application layer works with.
 #[derive(Debug, Clone)]
@@ -24,6 +30,14 @@ pub struct App {
     pub secrets_key: Option<Arc<SecretsKey>>,
     /// Whether the platform gateway credential is configured (platform billing possible).
     pub platform_key_configured: bool,
+    /// Development mode: the dev-mode exceptions of the gates apply.
+    pub dev: bool,
+    /// Liveness and provisioning deadlines.
+    pub supervision: Arc<Supervision>,
+    /// Live event fan-out.
+    pub hub: EventHub,
+    /// Heartbeats waiting to be written.
+    pub heartbeats: Arc<agents::HeartbeatBuffer>,
 }
 
 impl App {

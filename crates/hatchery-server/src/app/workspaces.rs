@@ -303,6 +303,7 @@ impl App {
                     "parent workspace not found or removed",
                 )
             })?;
+        self.hub.poke();
         tracing::info!(
             workspace_id = %id,
             provider = config.provider.as_deref().unwrap_or("-"),
@@ -460,6 +461,9 @@ impl App {
                 .await
                 .map_err(store_error("failed to update workspace"))?
             {
+                if !events.is_empty() {
+                    self.hub.poke();
+                }
                 return Ok(needs_restart);
             }
         }
@@ -533,6 +537,7 @@ impl App {
             .workspace_remove(id, purge)
             .await
             .map_err(store_error("failed to delete workspace"))?;
+        self.hub.poke();
         Ok(removed.descendants.len())
     }
 }

@@ -1,10 +1,12 @@
 //! HTTP: the router, shared extractors and gates. One resource per module; handlers
 //! extract, call one application function, convert the result.
 
+mod activity;
+mod agents;
 mod events;
 mod registry;
 mod secrets;
-mod views;
+pub(crate) mod views;
 mod workspaces;
 
 use std::sync::Arc;
@@ -17,7 +19,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::app::App;
-use crate::auth::AdminAuth;
+use crate::app::access::Credential;
+use crate::auth::{AdminAuth, bearer};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 
@@ -50,6 +53,8 @@ pub fn router(state: AppState) -> Router {
         .merge(workspaces::routes())
         .merge(secrets::routes())
         .merge(events::routes())
+        .merge(agents::routes())
+        .merge(activity::routes())
         .with_state(state)
 }
 
@@ -95,14 +100,37 @@ pub(crate) fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(),
     }
 }
 
-/// The WS gate for workspace `_id`. Workspace tokens arrive with agent registration; until
-/// then only the admin credential (or dev mode) passes, so the gate fails closed.
-pub(crate) fn require_workspace(
+/// What the request's bearer is: the admin token (never in dev mode, which has none), a
+/// live workspace or bootstrap token, or nothing valid.
+pub(crate) async fn credential(
     state: &AppState,
     headers: &HeaderMap,
-    _id: &str,
-) -> Result<(), ApiError> {
-    require_admin(state, headers)
+) -> Result<Credential, ApiError> {
+    let authorization = authorization(headers);
+    let is_admin = !state.dev && state.admin.allows(authorization);
+    state.app.credential(bearer(authorization), is_admin).await
+}
+
+/// The WS gate for workspace `id`: the admin, or a workspace token of `id`.
+pub(crate) async fn require_workspace(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<Credential, ApiError> {
+    let credential = credential(state, headers).await?;
+    state.app.gate_workspace(&credential, id)?;
+    Ok(credential)
+}
+
+/// The BOOT gate for workspace `id` (agent calls).
+pub(crate) async fn require_boot(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<Credential, ApiError> {
+    let credential = credential(state, headers).await?;
+    state.app.gate_boot(&credential, id).await?;
+    Ok(credential)
 }
 
 /// Read a body of at most [`BODY_LIMIT_BYTES`]. A larger one is drained (up to a bound)

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::views::timestamp;
-use super::{AppState, json_body, require_admin, require_workspace};
+use super::{AppState, json_body, require_admin, require_boot, require_workspace};
 use crate::app::secrets::SecretSummary;
 use crate::app::workspaces::parse_workspace_id;
 use crate::error::ApiError;
@@ -97,7 +97,7 @@ async fn workspace_list(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_workspace_id(&id)?;
-    require_workspace(&state, &headers, &id)?;
+    require_workspace(&state, &headers, &id).await?;
     Ok(listed(state.app.secret_list_workspace(&id).await?))
 }
 
@@ -108,7 +108,7 @@ async fn workspace_set(
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_workspace_id(&id)?;
-    require_workspace(&state, &headers, &id)?;
+    require_workspace(&state, &headers, &id).await?;
     let body: SetSecret = json_body(body, "invalid request body").await?;
     state
         .app
@@ -123,7 +123,7 @@ async fn workspace_values(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_workspace_id(&id)?;
-    require_workspace(&state, &headers, &id)?;
+    require_boot(&state, &headers, &id).await?;
     let values = state.app.secret_values(&id).await?;
     Ok(Json(json!(values)))
 }
@@ -134,7 +134,7 @@ async fn workspace_delete(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_workspace_id(&id)?;
-    require_workspace(&state, &headers, &id)?;
+    require_workspace(&state, &headers, &id).await?;
     state.app.workspace_exists(&id).await?;
     state.app.secret_delete(&workspace_scope(&id), &key).await?;
     Ok(Json(json!({"status": "deleted", "key": key})))

@@ -62,6 +62,8 @@ fn common(row: &WorkspaceRow) -> Map<String, Value> {
     put("llm_billing_mode", json!(row.llm_billing_mode));
     put("registry_hash", json!(row.registry_hash));
     put("workspace_access", json!(row.workspace_access));
+    put("failure_reason", json!(row.failure_reason));
+    put("last_seen_at", json!(row.last_seen_at.map(timestamp)));
     put("created_at", json!(timestamp(row.created_at)));
     out
 }

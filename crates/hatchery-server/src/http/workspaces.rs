@@ -4,13 +4,13 @@
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::views::{workspace_full, workspace_single};
-use super::{AppState, json_body, require_admin, require_workspace};
+use super::{AppState, json_body, require_admin, require_boot, require_workspace};
 use crate::app::workspaces::{CreateWorkspace, parse_workspace_id};
 use crate::error::ApiError;
 
@@ -20,6 +20,10 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/workspaces/{id}", get(show).patch(update).delete(remove))
         .route("/workspaces/{id}/config", get(config))
         .route("/workspaces/{id}/derivation", get(derivation))
+        .route("/workspaces/{id}/state", get(state_of))
+        .route("/workspaces/{id}/restart", post(restart))
+        .route("/workspaces/{id}/pause", post(pause))
+        .route("/workspaces/{id}/resume", post(resume))
 }
 
 async fn create(
@@ -60,7 +64,7 @@ async fn show(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_workspace_id(&id)?;
-    require_workspace(&state, &headers, &id)?;
+    require_workspace(&state, &headers, &id).await?;
     let row = state.app.workspace_get(&id).await?;
     Ok(Json(workspace_single(&row)))
 }
@@ -72,7 +76,7 @@ async fn update(
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_workspace_id(&id)?;
-    require_workspace(&state, &headers, &id)?;
+    require_workspace(&state, &headers, &id).await?;
     let body: Map<String, Value> = json_body(body, "invalid request body").await?;
     let needs_restart = state.app.workspace_update(&id, &body).await?;
     Ok(Json(if needs_restart {
@@ -111,7 +115,7 @@ async fn config(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_workspace_id(&id)?;
-    require_workspace(&state, &headers, &id)?;
+    require_workspace(&state, &headers, &id).await?;
     let files = state.app.workspace_files(&id).await?;
     let files: Map<String, Value> = files
         .into_iter()
@@ -126,11 +130,85 @@ async fn derivation(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_workspace_id(&id)?;
-    require_workspace(&state, &headers, &id)?;
+    require_workspace(&state, &headers, &id).await?;
     let row = state.app.workspace_get(&id).await?;
     let mut body: Value = serde_json::from_str(&row.derivation)
         .map_err(|e| ApiError::internal("failed to read derivation", e))?;
     body["workspace_id"] = json!(id);
     body["registry_hash"] = json!(row.registry_hash);
     Ok(Json(body))
+}
+
+/// `GET /workspaces/:id/state`: what an agent polls to learn whether it should run.
+async fn state_of(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let id = parse_workspace_id(&id)?;
+    require_boot(&state, &headers, &id).await?;
+    let row = match state.app.workspace_get(&id).await {
+        Ok(row) => row,
+        Err(ApiError::NotFound { .. }) => {
+            return Ok((
+                StatusCode::NOT_FOUND,
+                Json(json!({"workspace_id": id, "deleted": true})),
+            ));
+        }
+        Err(other) => return Err(other),
+    };
+    if row.status == "removed" {
+        return Ok((
+            StatusCode::NOT_FOUND,
+            Json(json!({"workspace_id": id, "status": "removed", "deleted": true})),
+        ));
+    }
+    Ok((
+        StatusCode::OK,
+        Json(json!({
+            "workspace_id": id,
+            "status": row.status,
+            "paused": row.status == "paused",
+            "deleted": false,
+        })),
+    ))
+}
+
+async fn restart(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_workspace_id(&id)?;
+    require_workspace(&state, &headers, &id).await?;
+    state.app.restart(&id).await?;
+    Ok(Json(json!({
+        "status": "provisioning",
+        "config_dir": format!("/workspaces/{id}/config"),
+        "reset_session": false,
+    })))
+}
+
+async fn pause(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_workspace_id(&id)?;
+    require_workspace(&state, &headers, &id).await?;
+    let paused = state.app.pause(&id).await?;
+    Ok(Json(json!({"status": "paused", "paused_count": paused})))
+}
+
+async fn resume(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_workspace_id(&id)?;
+    require_workspace(&state, &headers, &id).await?;
+    let resumed = state.app.resume(&id).await?;
+    Ok(Json(
+        json!({"status": "provisioning", "resumed_count": resumed}),
+    ))
 }

@@ -9,11 +9,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use hatchery_server::app::App;
 use hatchery_server::registry_source::LiveRegistry;
+use hatchery_server::supervision::Supervision;
 use hatchery_server::{Application, ServerConfig, StartError};
 use hatchery_store::Store;
-pub use hatchery_testkit::Db;
 use hatchery_testkit::TestDb;
+pub use hatchery_testkit::{Db, ManualClock};
 use serde_json::Value;
 
 pub const TOKEN: &str = "test-admin-token";
@@ -25,13 +27,20 @@ pub const OTHER_SECRETS_KEY: &str = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub db: TestDb,
+    /// The servers' clock: liveness and provisioning deadlines move only when the test
+    /// advances it, and sweeps and heartbeat flushes run only when the test calls them.
+    pub clock: ManualClock,
 }
 
 impl Env {
     pub async fn new(db: Db) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let db = TestDb::create(db, dir.path()).await;
-        Self { dir, db }
+        Self {
+            dir,
+            db,
+            clock: ManualClock::default(),
+        }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -49,6 +58,13 @@ impl Env {
             secrets_key: Some(SECRETS_KEY.to_owned()),
             platform_key: Some("platform-gateway-key".to_owned()),
             dev: false,
+            supervision: Supervision {
+                sweep_interval: std::time::Duration::from_hours(1),
+                heartbeat_flush_interval: std::time::Duration::from_hours(1),
+                clock: Some(self.clock.clock()),
+                ..Supervision::default()
+            },
+            event_buffer: hatchery_server::event_hub::DEFAULT_CAPACITY,
         }
     }
 
@@ -66,6 +82,7 @@ pub struct Running {
     pub client: reqwest::Client,
     pub registry: Arc<LiveRegistry>,
     pub store: Store,
+    pub app: App,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -94,6 +111,7 @@ fn run(app: Application) -> Running {
     let address = app.local_addr().unwrap();
     let registry = app.registry();
     let store = app.store();
+    let handle = app.app();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until(async move {
         let _ = stopped.await;
@@ -103,6 +121,7 @@ fn run(app: Application) -> Running {
         client: reqwest::Client::new(),
         registry,
         store,
+        app: handle,
         stop: Some(stop),
         task: Some(task),
     }
@@ -125,14 +144,31 @@ impl Running {
         path: &str,
         body: Option<&Value>,
     ) -> (u16, Value) {
-        let mut request = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(TOKEN);
+        self.request_as(method, path, body, Some(TOKEN)).await
+    }
+
+    /// A request with the given bearer (or none).
+    pub async fn request_as(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        token: Option<&str>,
+    ) -> (u16, Value) {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
         if let Some(body) = body {
             request = request.json(body);
         }
         read(request.send().await.unwrap()).await
+    }
+
+    /// A POST with the given bearer (or none).
+    pub async fn post_as(&self, path: &str, body: &Value, token: Option<&str>) -> (u16, Value) {
+        self.request_as(reqwest::Method::POST, path, Some(body), token)
+            .await
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
@@ -207,4 +243,54 @@ impl Running {
         }
         read(request.send().await.unwrap()).await
     }
+}
+
+/// Every row of `table` as text (all columns cast to text), plus, on SQLite, the raw bytes
+/// of the database files: what an attacker with the disk would see.
+pub async fn dump_table(env: &Env, table: &str) -> String {
+    use sqlx::{Connection as _, Row as _};
+    sqlx::any::install_default_drivers();
+    let mut connection = sqlx::AnyConnection::connect(&env.db.url).await.unwrap();
+    let columns: Vec<String> = match env.db.db {
+        Db::Sqlite => sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT name FROM pragma_table_info('{table}')"
+        )))
+        .fetch_all(&mut connection)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get::<String, _>(0))
+        .collect(),
+        Db::Postgres => sqlx::query(
+            "SELECT column_name::text FROM information_schema.columns WHERE table_name = $1",
+        )
+        .bind(table)
+        .fetch_all(&mut connection)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get::<String, _>(0))
+        .collect(),
+    };
+    let select = columns
+        .iter()
+        .map(|c| format!("COALESCE(CAST({c} AS TEXT), '')"))
+        .collect::<Vec<_>>()
+        .join(" || '|' || ");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {select} FROM {table}")))
+        .fetch_all(&mut connection)
+        .await
+        .unwrap();
+    let mut dump: String = rows
+        .iter()
+        .map(|row| row.get::<String, _>(0) + "\n")
+        .collect();
+    if let Some(file) = &env.db.sqlite_file {
+        for path in [file.clone(), file.with_extension("db-wal")] {
+            if let Ok(bytes) = std::fs::read(&path) {
+                dump.push_str(&String::from_utf8_lossy(&bytes));
+            }
+        }
+    }
+    dump
 }

@@ -1,0 +1,250 @@
+//! Who may do what: credentials, the gates of the platform API (WS, BOOT, CALLER), workspace
+//! tokens, and reachability in the org tree. Deny is the default: a workspace token
+//! authenticates its own workspace only and is never an admin credential.
+
+use hatchery_store::{NewToken, TokenKind, TokenMatch, TokenRow};
+
+use super::{App, store_error};
+use crate::auth::{hash_hex, random_token};
+use crate::error::ApiError;
+
+/// At most this many live workspace tokens per workspace.
+pub const MAX_LIVE_TOKENS: i64 = 50;
+/// How far up the parent chain reachability looks.
+const REACH_DEPTH: usize = 32;
+
+/// What a request's bearer turned out to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// No bearer.
+    Missing,
+    /// The admin token (never in dev mode: there is none).
+    Admin,
+    /// A live token of one workspace.
+    Token(TokenMatch),
+    /// A bearer that is none of the above (unknown, revoked, expired).
+    Invalid,
+}
+
+/// Who registered: decides whether a token is issued and which bootstrap is consumed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegisterAuth {
+    /// Admin, the workspace's own token, or dev mode's first registration: a token only
+    /// if the workspace holds none.
+    Ordinary,
+    /// A freshly provisioned agent with its bootstrap token: always gets a token of its
+    /// own (the process that held the old ones is gone), and the bootstrap is consumed.
+    Bootstrap {
+        /// The bootstrap token's id.
+        token_id: String,
+    },
+}
+
+/// A token to hand out once, and what is stored of it.
+pub(crate) struct MintedToken {
+    pub plaintext: String,
+    pub stored: NewToken,
+}
+
+/// A fresh token of `kind` for `workspace_id`.
+pub(crate) fn mint(workspace_id: &str, kind: TokenKind, expires_at: Option<i64>) -> MintedToken {
+    let plaintext = random_token();
+    let stored = NewToken {
+        id: uuid::Uuid::new_v4().hyphenated().to_string(),
+        workspace_id: workspace_id.to_owned(),
+        kind,
+        hash: hash_hex(&plaintext),
+        prefix: plaintext.chars().take(8).collect(),
+        expires_at,
+    };
+    MintedToken { plaintext, stored }
+}
+
+fn missing() -> ApiError {
+    ApiError::Unauthorized {
+        message: "missing workspace auth token",
+        code: "workspace_auth_required",
+    }
+}
+
+fn invalid() -> ApiError {
+    ApiError::Unauthorized {
+        message: "invalid workspace auth token",
+        code: "invalid_workspace_token",
+    }
+}
+
+impl App {
+    /// Resolve a bearer: `is_admin` says the HTTP layer matched the admin token.
+    pub async fn credential(
+        &self,
+        bearer: Option<&str>,
+        is_admin: bool,
+    ) -> Result<Credential, ApiError> {
+        let Some(bearer) = bearer else {
+            return Ok(Credential::Missing);
+        };
+        if is_admin {
+            return Ok(Credential::Admin);
+        }
+        let found = self
+            .store
+            .token_find(&hash_hex(bearer))
+            .await
+            .map_err(|e| ApiError::PlatformUnavailable(e.to_string()))?;
+        Ok(found.map_or(Credential::Invalid, Credential::Token))
+    }
+
+    /// The WS gate: the admin, or a workspace token of `id`. In dev mode no bearer passes,
+    /// but a bearer that is present must be valid for `id`.
+    pub fn gate_workspace(&self, credential: &Credential, id: &str) -> Result<(), ApiError> {
+        match credential {
+            Credential::Admin => Ok(()),
+            Credential::Token(token)
+                if token.kind == TokenKind::Workspace && token.workspace_id == id =>
+            {
+                Ok(())
+            }
+            Credential::Missing if self.dev => Ok(()),
+            Credential::Missing => Err(missing()),
+            Credential::Token(_) | Credential::Invalid => Err(invalid()),
+        }
+    }
+
+    /// The BOOT gate for agent calls about `id` (heartbeat, update-card, peers): as WS, but
+    /// in dev mode a workspace that holds no token yet may call without one.
+    pub async fn gate_boot(&self, credential: &Credential, id: &str) -> Result<(), ApiError> {
+        if self.dev && *credential == Credential::Missing && self.holds_tokens(id).await? {
+            return Err(missing());
+        }
+        self.gate_workspace(credential, id)
+    }
+
+    /// The register gate: admin, the workspace's own token, its bootstrap token, or (dev
+    /// mode only) nothing at all while the workspace holds no token.
+    pub async fn gate_register(
+        &self,
+        credential: &Credential,
+        id: &str,
+    ) -> Result<RegisterAuth, ApiError> {
+        match credential {
+            Credential::Token(token)
+                if token.kind == TokenKind::Bootstrap && token.workspace_id == id =>
+            {
+                Ok(RegisterAuth::Bootstrap {
+                    token_id: token.token_id.clone(),
+                })
+            }
+            _ => {
+                self.gate_boot(credential, id).await?;
+                Ok(RegisterAuth::Ordinary)
+            }
+        }
+    }
+
+    async fn holds_tokens(&self, id: &str) -> Result<bool, ApiError> {
+        self.store
+            .token_any_live(id, TokenKind::Workspace)
+            .await
+            .map_err(|e| ApiError::PlatformUnavailable(e.to_string()))
+    }
+
+    /// Mint a workspace token (test-token, `POST /tokens`); 429 past the limit.
+    pub async fn token_issue(&self, id: &str) -> Result<String, ApiError> {
+        self.workspace_live(id).await?;
+        let token = mint(id, TokenKind::Workspace, None);
+        let stored = self
+            .store
+            .token_insert(&token.stored, MAX_LIVE_TOKENS)
+            .await
+            .map_err(store_error("failed to issue token"))?;
+        if !stored {
+            return Err(ApiError::TooManyTokens);
+        }
+        Ok(token.plaintext)
+    }
+
+    /// Mint the single-purpose bootstrap token a provisioned agent registers with. It
+    /// expires with the workspace's provisioning deadline.
+    pub async fn bootstrap_issue(&self, id: &str) -> Result<(String, i64), ApiError> {
+        let row = self.workspace_live(id).await?;
+        let ttl = self.supervision.provision_timeout_of(&row.runtime);
+        let expires_at = self
+            .store
+            .now()
+            .saturating_add(crate::supervision::micros(ttl));
+        let token = mint(id, TokenKind::Bootstrap, Some(expires_at));
+        let stored = self
+            .store
+            .token_insert(&token.stored, MAX_LIVE_TOKENS)
+            .await
+            .map_err(store_error("failed to issue token"))?;
+        if !stored {
+            return Err(ApiError::TooManyTokens);
+        }
+        Ok((token.plaintext, expires_at))
+    }
+
+    /// The live tokens of a workspace (never their values), and how many there are.
+    pub async fn token_list(
+        &self,
+        id: &str,
+        limit: i64,
+        offset: i64,
+    ) -> Result<(Vec<TokenRow>, i64), ApiError> {
+        self.workspace_exists(id).await?;
+        self.store
+            .token_list(id, limit, offset)
+            .await
+            .map_err(store_error("failed to list tokens"))
+    }
+
+    /// Revoke one token of a workspace.
+    pub async fn token_revoke(&self, id: &str, token_id: &str) -> Result<(), ApiError> {
+        let revoked = self
+            .store
+            .token_revoke(id, token_id)
+            .await
+            .map_err(store_error("failed to revoke token"))?;
+        if revoked {
+            Ok(())
+        } else {
+            Err(ApiError::NotFound {
+                message: "token not found or already revoked",
+                code: "token_not_found",
+            })
+        }
+    }
+
+    /// Whether `caller` may see and call `target`: the same workspace, siblings (or two
+    /// roots), or one an ancestor of the other. Unknown or removed on either side: no.
+    pub async fn reachable(&self, caller: &str, target: &str) -> Result<bool, ApiError> {
+        let read = store_error("failed to check access");
+        let (Some(c), Some(t)) = (
+            self.store.workspace_get(caller).await.map_err(&read)?,
+            self.store.workspace_get(target).await.map_err(&read)?,
+        ) else {
+            return Ok(false);
+        };
+        if c.status == "removed" || t.status == "removed" {
+            return Ok(false);
+        }
+        if c.id == t.id || c.parent_id == t.parent_id {
+            return Ok(true);
+        }
+        let caller_chain = self
+            .store
+            .workspace_ancestors(caller, REACH_DEPTH)
+            .await
+            .map_err(&read)?;
+        if caller_chain.iter().any(|a| a == target) {
+            return Ok(true);
+        }
+        let target_chain = self
+            .store
+            .workspace_ancestors(target, REACH_DEPTH)
+            .await
+            .map_err(&read)?;
+        Ok(target_chain.iter().any(|a| a == caller))
+    }
+}

@@ -1,0 +1,226 @@
+//! The activity log: what an agent reports it did. One row per report, for the reporting
+//! workspace; a broadcast-only `ACTIVITY_LOGGED` for live subscribers.
+
+use hatchery_store::{ActivityFilter, ActivityRow};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::workspaces::parse_workspace_id;
+use super::{App, store_error};
+use crate::error::ApiError;
+use crate::event_hub::StreamEvent;
+
+/// The activity types an agent may report.
+pub const ACTIVITY_TYPES: &[&str] = &[
+    "a2a_send",
+    "a2a_receive",
+    "task_update",
+    "agent_log",
+    "skill_promotion",
+    "memory_write",
+    "error",
+];
+/// Listing: the default and the most rows.
+const DEFAULT_LIMIT: i64 = 100;
+const MAX_LIMIT: i64 = 500;
+/// The longest free-text field kept, in bytes.
+const MAX_TEXT: usize = 64 * 1024;
+
+/// `POST /workspaces/:id/activity`.
+#[derive(Debug, Deserialize)]
+pub struct ReportActivity {
+    /// One of [`ACTIVITY_TYPES`].
+    pub activity_type: Option<String>,
+    /// The A2A method or tool, if any.
+    pub method: Option<String>,
+    /// One line for people.
+    pub summary: Option<String>,
+    /// The workspace called, if any.
+    pub target_id: Option<String>,
+    /// The reporting workspace; empty means `:id`, anything else is refused.
+    pub source_id: Option<String>,
+    /// `ok` (default), `error`, `timeout`, …
+    pub status: Option<String>,
+    /// What went wrong.
+    pub error_detail: Option<String>,
+    /// How long it took.
+    pub duration_ms: Option<i64>,
+    /// Any JSON.
+    pub request_body: Option<Value>,
+    /// Any JSON.
+    pub response_body: Option<Value>,
+    /// Stands in for a missing `request_body`.
+    pub metadata: Option<Value>,
+}
+
+/// Query of `GET /workspaces/:id/activity`, as given.
+#[derive(Debug, Default, Deserialize)]
+pub struct ActivityQuery {
+    /// Exact activity type.
+    #[serde(rename = "type")]
+    pub activity_type: Option<String>,
+    /// `canvas` (no source) or `agent` (has one).
+    pub source: Option<String>,
+    /// 1–500; anything else means 100.
+    pub limit: Option<String>,
+}
+
+fn invalid(field: &'static str, detail: String) -> ApiError {
+    ApiError::bad_request(
+        "invalid request body",
+        "invalid_request_body",
+        Some(field),
+        detail,
+    )
+}
+
+/// Empty strings are stored as null.
+fn non_empty(text: Option<String>, field: &'static str) -> Result<Option<String>, ApiError> {
+    let text = text.filter(|t| !t.is_empty());
+    if text.as_ref().is_some_and(|t| t.len() > MAX_TEXT) {
+        return Err(invalid(
+            field,
+            format!("{field} must be at most {MAX_TEXT} bytes"),
+        ));
+    }
+    Ok(text)
+}
+
+impl App {
+    /// Log one activity row for workspace `id`.
+    pub async fn activity_report(&self, id: &str, body: ReportActivity) -> Result<(), ApiError> {
+        let activity_type = body
+            .activity_type
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| invalid("activity_type", "activity_type is required".to_owned()))?;
+        if !ACTIVITY_TYPES.contains(&activity_type.as_str()) {
+            return Err(ApiError::BadRequest {
+                message: format!(
+                    "invalid activity_type, must be one of: {}",
+                    ACTIVITY_TYPES.join(", ")
+                ),
+                code: "invalid_activity_type",
+                field: Some("activity_type"),
+                detail: None,
+            });
+        }
+        match body.source_id.as_deref() {
+            None | Some("") => {}
+            Some(source) if source == id => {}
+            Some(_) => {
+                return Err(ApiError::Forbidden {
+                    message: "source_id must match authenticated workspace".to_owned(),
+                    code: "source_mismatch",
+                });
+            }
+        }
+        let target_id =
+            match body.target_id.as_deref() {
+                None | Some("") => None,
+                Some(target) => Some(parse_workspace_id(target).map_err(|_| {
+                    invalid("target_id", "target_id must be a workspace UUID".into())
+                })?),
+            };
+        if body.duration_ms.is_some_and(|d| d < 0) {
+            return Err(invalid(
+                "duration_ms",
+                "duration_ms must not be negative".into(),
+            ));
+        }
+        let request_body = body.request_body.or(body.metadata).filter(|v| !v.is_null());
+        let row = ActivityRow {
+            id: uuid::Uuid::new_v4().hyphenated().to_string(),
+            workspace_id: id.to_owned(),
+            activity_type,
+            source_id: Some(id.to_owned()),
+            target_id,
+            method: non_empty(body.method, "method")?,
+            summary: non_empty(body.summary, "summary")?,
+            duration_ms: body.duration_ms,
+            status: non_empty(body.status, "status")?.unwrap_or_else(|| "ok".to_owned()),
+            error_detail: non_empty(body.error_detail, "error_detail")?,
+            request_body: request_body.map(|v| v.to_string()),
+            response_body: body
+                .response_body
+                .filter(|v| !v.is_null())
+                .map(|v| v.to_string()),
+            created_at: self.store.now(),
+        };
+        let stored = self
+            .store
+            .activity_insert(&row)
+            .await
+            .map_err(store_error("failed to log activity"))?;
+        if !stored {
+            // Gone between the gate and the write.
+            return Err(ApiError::workspace_not_found());
+        }
+        self.hub.broadcast(StreamEvent::new(
+            None,
+            "ACTIVITY_LOGGED",
+            Some(id),
+            &json!({
+                "activity_type": row.activity_type,
+                "method": row.method,
+                "summary": row.summary,
+                "status": row.status,
+                "source_id": row.source_id,
+                "target_id": row.target_id,
+                "duration_ms": row.duration_ms,
+            }),
+            row.created_at,
+        ));
+        Ok(())
+    }
+
+    /// A workspace's activity, newest first.
+    pub async fn activity_list(
+        &self,
+        id: &str,
+        query: ActivityQuery,
+    ) -> Result<Vec<ActivityRow>, ApiError> {
+        let has_source = match query.source.as_deref() {
+            None | Some("") => None,
+            Some("canvas") => Some(false),
+            Some("agent") => Some(true),
+            Some(_) => {
+                return Err(ApiError::BadRequest {
+                    message: "source must be 'canvas' or 'agent'".to_owned(),
+                    code: "invalid_source",
+                    field: Some("source"),
+                    detail: None,
+                });
+            }
+        };
+        let limit = query
+            .limit
+            .and_then(|l| l.parse::<i64>().ok())
+            .filter(|l| *l > 0)
+            .map_or(DEFAULT_LIMIT, |l| l.min(MAX_LIMIT));
+        self.workspace_exists(id).await?;
+        self.store
+            .activity_list(
+                id,
+                &ActivityFilter {
+                    activity_type: query.activity_type.filter(|t| !t.is_empty()),
+                    has_source,
+                    limit,
+                },
+            )
+            .await
+            .map_err(store_error("failed to list activity"))
+    }
+}
+
+impl App {
+    /// Delete activity older than the retention; how many rows went.
+    pub async fn prune_activity(&self) -> Result<u64, ApiError> {
+        let before = self.store.now().saturating_sub(crate::supervision::micros(
+            self.supervision.activity_retention,
+        ));
+        self.store
+            .activity_prune(before)
+            .await
+            .map_err(store_error("activity retention failed"))
+    }
+}

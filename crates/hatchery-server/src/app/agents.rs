@@ -1,0 +1,691 @@
+//! Agents talking back: register, heartbeat, update-card, discovery and peers, and the
+//! sweeps that decide from silence (liveness expiry, the provisioning deadline).
+//!
+//! Heartbeats are the hot path. A beat that changes a status is written at once, with its
+//! event; a beat that changes none only replaces the workspace's entry in an in-memory
+//! buffer, and the buffer is written in one transaction every flush interval. So thousands
+//! of agents beating at once cost one write per agent per interval, not one per beat.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+
+use hatchery_store::{AgentSnapshot, LiveState, NewEvent, Registered, Registration, WorkspaceRow};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::access::{RegisterAuth, mint};
+use super::{App, store_error};
+use crate::error::ApiError;
+use crate::event_hub::StreamEvent;
+use crate::supervision::micros;
+
+/// The longest `current_task` / `sample_error` kept, in bytes.
+pub const MAX_REPORTED_TEXT: usize = 4096;
+/// The largest `monthly_spend` accepted, in cents.
+const MAX_MONTHLY_SPEND: i64 = 1_000_000_000_000;
+/// `POST /registry/register` refuses with this message whatever is wrong with the body.
+const INVALID_BODY: &str = "invalid request body";
+
+/// `POST /registry/register`.
+#[derive(Debug, Deserialize)]
+pub struct Register {
+    /// The workspace.
+    pub id: Option<String>,
+    /// Where the agent serves A2A.
+    pub url: Option<String>,
+    /// Any JSON; stored and returned as given.
+    pub agent_card: Option<Value>,
+}
+
+/// `POST /registry/heartbeat`.
+#[derive(Debug, Deserialize)]
+pub struct Heartbeat {
+    /// The workspace.
+    pub workspace_id: Option<String>,
+    /// 0–1.
+    pub error_rate: Option<f64>,
+    /// An example error.
+    pub sample_error: Option<String>,
+    /// Tasks in flight.
+    pub active_tasks: Option<i64>,
+    /// Seconds since the agent started.
+    pub uptime_seconds: Option<i64>,
+    /// What it works on; `""` when idle.
+    pub current_task: Option<String>,
+    /// Cents spent this month; 0 leaves the stored figure unchanged.
+    pub monthly_spend: Option<i64>,
+    /// `""` or `wedged`.
+    pub runtime_state: Option<String>,
+    /// `{capabilities: {name: bool}, idle_timeout_seconds}`.
+    pub runtime_metadata: Option<RuntimeMetadata>,
+}
+
+/// What an agent declares about itself in a heartbeat.
+#[derive(Debug, Deserialize)]
+pub struct RuntimeMetadata {
+    /// Named capabilities; `status_mgmt` means the agent manages its own status.
+    #[serde(default)]
+    pub capabilities: HashMap<String, bool>,
+    /// Unused by the control plane yet; accepted.
+    pub idle_timeout_seconds: Option<i64>,
+}
+
+/// `POST /registry/update-card`.
+#[derive(Debug, Deserialize)]
+pub struct UpdateCard {
+    /// The workspace.
+    pub workspace_id: Option<String>,
+    /// The new card.
+    pub agent_card: Option<Value>,
+}
+
+/// Heartbeats that changed no status, waiting to be written.
+#[derive(Debug, Default)]
+pub struct HeartbeatBuffer {
+    pending: Mutex<HashMap<String, AgentSnapshot>>,
+}
+
+impl HeartbeatBuffer {
+    fn put(&self, id: &str, snapshot: AgentSnapshot) {
+        self.lock().insert(id.to_owned(), snapshot);
+    }
+
+    pub(crate) fn forget(&self, id: &str) {
+        self.lock().remove(id);
+    }
+
+    fn current_task(&self, id: &str) -> Option<String> {
+        self.lock().get(id).map(|s| s.current_task.clone())
+    }
+
+    fn take(&self) -> Vec<(String, AgentSnapshot)> {
+        self.lock().drain().collect()
+    }
+
+    /// Put back what a failed flush took, unless a newer beat arrived meanwhile.
+    fn restore(&self, snapshots: Vec<(String, AgentSnapshot)>) {
+        let mut pending = self.lock();
+        for (id, snapshot) in snapshots {
+            pending.entry(id).or_insert(snapshot);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, AgentSnapshot>> {
+        // A panic while holding this lock cannot leave the map half-updated.
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn invalid_body(detail: impl Into<String>) -> ApiError {
+    ApiError::bad_request(INVALID_BODY, "invalid_request_body", None, detail.into())
+}
+
+fn invalid_field(field: &'static str, detail: impl Into<String>) -> ApiError {
+    ApiError::bad_request(
+        INVALID_BODY,
+        "invalid_request_body",
+        Some(field),
+        detail.into(),
+    )
+}
+
+/// A workspace id from a body: present and a UUID.
+fn body_id(id: Option<&str>, field: &'static str) -> Result<String, ApiError> {
+    let id = id
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| invalid_field(field, format!("{field} is required")))?;
+    super::workspaces::parse_workspace_id(id)
+        .map_err(|_| invalid_field(field, format!("{field} must be a workspace UUID")))
+}
+
+/// The id a register or heartbeat body names (for the gate, before the rest is checked).
+pub fn register_id(body: &Register) -> Result<String, ApiError> {
+    body_id(body.id.as_deref(), "id")
+}
+
+/// See [`register_id`].
+pub fn heartbeat_id(body: &Heartbeat) -> Result<String, ApiError> {
+    body_id(body.workspace_id.as_deref(), "workspace_id")
+}
+
+/// See [`register_id`].
+pub fn update_card_id(body: &UpdateCard) -> Result<String, ApiError> {
+    body_id(body.workspace_id.as_deref(), "workspace_id")
+}
+
+/// The register URL rules: http(s) only, and no IP literal in a reserved, link-local,
+/// documentation or (outside `SaaS` mode) private range. `localhost` is allowed by name;
+/// other names are checked by the addresses they resolve to.
+pub async fn check_agent_url(url: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("url: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err("url: only http and https are allowed".to_owned());
+    }
+    let host = parsed.host().ok_or("url: a host is required")?;
+    let addresses: Vec<IpAddr> = match host {
+        url::Host::Ipv4(ip) => vec![IpAddr::V4(ip)],
+        url::Host::Ipv6(ip) => vec![IpAddr::V6(ip)],
+        url::Host::Domain(name) if name.eq_ignore_ascii_case("localhost") => return Ok(()),
+        url::Host::Domain(name) => {
+            let port = parsed.port_or_known_default().unwrap_or(80);
+            let resolved = tokio::net::lookup_host((name, port))
+                .await
+                .map_err(|e| format!("url: {name} does not resolve: {e}"))?;
+            resolved.map(|a| a.ip()).collect()
+        }
+    };
+    if addresses.is_empty() {
+        return Err("url: the host resolves to no address".to_owned());
+    }
+    for ip in addresses {
+        if refused_ip(ip) {
+            return Err(format!("url: address {ip} is not allowed for an agent"));
+        }
+    }
+    Ok(())
+}
+
+fn refused_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(ip) => {
+            let [a, b, c, _] = ip.octets();
+            ip.is_loopback()
+                || ip.is_link_local()
+                || ip.is_private()
+                || ip.is_unspecified()
+                || ip.is_multicast()
+                || ip.is_broadcast()
+                || (a, b, c) == (192, 0, 2)
+                || (a, b, c) == (198, 51, 100)
+                || (a, b, c) == (203, 0, 113)
+                || (a == 100 && (64..128).contains(&b))
+                || a >= 240
+        }
+        IpAddr::V6(ip) => {
+            if let Some(v4) = ip.to_ipv4_mapped() {
+                return refused_ip(IpAddr::V4(v4));
+            }
+            let first = ip.segments()[0];
+            ip.is_loopback()
+                || ip.is_unspecified()
+                || ip.is_multicast()
+                || (first & 0xffc0) == 0xfe80
+                || (first & 0xfe00) == 0xfc00
+                || (first == 0x2001 && ip.segments()[1] == 0x0db8)
+        }
+    }
+}
+
+/// Check a heartbeat's numbers and texts; the snapshot to store.
+fn snapshot_of(
+    body: &Heartbeat,
+    seen_at: i64,
+    token_id: Option<String>,
+) -> Result<AgentSnapshot, ApiError> {
+    let error_rate = body.error_rate.unwrap_or(0.0);
+    if !(0.0..=1.0).contains(&error_rate) {
+        return Err(invalid_field(
+            "error_rate",
+            "error_rate must be between 0 and 1",
+        ));
+    }
+    let active_tasks = body.active_tasks.unwrap_or(0);
+    if active_tasks < 0 {
+        return Err(invalid_field(
+            "active_tasks",
+            "active_tasks must not be negative",
+        ));
+    }
+    let uptime_seconds = body.uptime_seconds.unwrap_or(0);
+    if uptime_seconds < 0 {
+        return Err(invalid_field(
+            "uptime_seconds",
+            "uptime_seconds must not be negative",
+        ));
+    }
+    let current_task = body.current_task.clone().unwrap_or_default();
+    if current_task.len() > MAX_REPORTED_TEXT {
+        return Err(invalid_field(
+            "current_task",
+            format!("current_task must be at most {MAX_REPORTED_TEXT} bytes"),
+        ));
+    }
+    let sample_error = body.sample_error.clone().unwrap_or_default();
+    if sample_error.len() > MAX_REPORTED_TEXT {
+        return Err(invalid_field(
+            "sample_error",
+            format!("sample_error must be at most {MAX_REPORTED_TEXT} bytes"),
+        ));
+    }
+    let runtime_state = body.runtime_state.clone().unwrap_or_default();
+    if !matches!(runtime_state.as_str(), "" | "wedged") {
+        return Err(invalid_field(
+            "runtime_state",
+            "runtime_state must be \"\" or \"wedged\"",
+        ));
+    }
+    let monthly_spend = body
+        .monthly_spend
+        .filter(|spend| *spend != 0)
+        .map(|spend| spend.clamp(0, MAX_MONTHLY_SPEND));
+    let status_mgmt = body
+        .runtime_metadata
+        .as_ref()
+        .map(|m| m.capabilities.get("status_mgmt").copied().unwrap_or(false));
+    Ok(AgentSnapshot {
+        error_rate,
+        sample_error,
+        active_tasks,
+        uptime_seconds,
+        current_task,
+        monthly_spend,
+        runtime_state,
+        status_mgmt,
+        seen_at,
+        token_id,
+    })
+}
+
+/// The status change a heartbeat makes, with its event payload; `None` for none.
+fn heartbeat_transition(
+    state: &LiveState,
+    beat: &AgentSnapshot,
+) -> Option<(&'static str, &'static str, Value)> {
+    let manages_itself = beat.status_mgmt.unwrap_or(state.status_mgmt != 0);
+    match state.status.as_str() {
+        "provisioning" => Some((
+            "online",
+            "WORKSPACE_ONLINE",
+            json!({"recovered_from": "provisioning"}),
+        )),
+        "offline" => Some(("online", "WORKSPACE_ONLINE", json!({}))),
+        "online" if beat.runtime_state == "wedged" => Some((
+            "degraded",
+            "WORKSPACE_DEGRADED",
+            json!({"runtime_state": beat.runtime_state, "sample_error": beat.sample_error}),
+        )),
+        "online" if !manages_itself && beat.error_rate >= 0.5 => Some((
+            "degraded",
+            "WORKSPACE_DEGRADED",
+            json!({"error_rate": crate::http::views::go_number(beat.error_rate), "sample_error": beat.sample_error}),
+        )),
+        "degraded" if !manages_itself && beat.error_rate < 0.1 && beat.runtime_state.is_empty() => {
+            Some(("online", "WORKSPACE_ONLINE", json!({})))
+        }
+        _ => None,
+    }
+}
+
+impl App {
+    /// Register an agent. Returns the workspace token when one was issued.
+    pub async fn register(
+        &self,
+        id: &str,
+        auth: RegisterAuth,
+        body: Register,
+    ) -> Result<Option<String>, ApiError> {
+        let url = body
+            .url
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| invalid_field("url", "url is required"))?;
+        let card = body
+            .agent_card
+            .filter(|c| !c.is_null())
+            .ok_or_else(|| invalid_field("agent_card", "agent_card is required"))?;
+        check_agent_url(&url).await.map_err(invalid_body)?;
+        let token = mint(id, hatchery_store::TokenKind::Workspace, None);
+        let card_text = card.to_string();
+        let bootstrap_token_id = match &auth {
+            RegisterAuth::Bootstrap { token_id } => Some(token_id.as_str()),
+            RegisterAuth::Ordinary => None,
+        };
+        let registered = self
+            .store
+            .register(&Registration {
+                id,
+                url: &url,
+                agent_card: &card_text,
+                new_token: &token.stored,
+                always_issue: bootstrap_token_id.is_some(),
+                bootstrap_token_id,
+            })
+            .await
+            .map_err(store_error("failed to register"))?;
+        match registered {
+            Registered::Online { token_issued } => {
+                self.heartbeats.forget(id);
+                self.hub.poke();
+                tracing::info!(workspace_id = id, url, "agent registered");
+                Ok(token_issued.then_some(token.plaintext))
+            }
+            Registered::NotFound => Err(ApiError::workspace_not_found()),
+            Registered::Removed => Err(ApiError::WorkspaceRemoved),
+            Registered::Refused(status) => Err(ApiError::Conflict {
+                message: format!("workspace is {status}: resume it before it registers"),
+                code: "workspace_not_registrable",
+            }),
+        }
+    }
+
+    /// Apply a heartbeat.
+    pub async fn heartbeat(
+        &self,
+        id: &str,
+        token_id: Option<String>,
+        body: &Heartbeat,
+    ) -> Result<(), ApiError> {
+        let beat = snapshot_of(body, self.store.now(), token_id)?;
+        let state = self
+            .store
+            .live_state(id)
+            .await
+            .map_err(store_error("failed to record heartbeat"))?
+            .ok_or_else(ApiError::workspace_not_found)?;
+        if state.status == "removed" {
+            return Err(ApiError::WorkspaceRemoved);
+        }
+        let previous_task = self
+            .heartbeats
+            .current_task(id)
+            .unwrap_or_else(|| state.current_task.clone());
+        let task_changed = previous_task != beat.current_task;
+        let (current_task, active_tasks, uptime) = (
+            beat.current_task.clone(),
+            beat.active_tasks,
+            beat.uptime_seconds,
+        );
+        match heartbeat_transition(&state, &beat) {
+            Some((to, event_type, payload)) => {
+                self.heartbeats.forget(id);
+                let event = NewEvent::about(event_type, id, payload.to_string());
+                let changed = self
+                    .store
+                    .heartbeat_transition(id, &state.status, to, &beat, &event)
+                    .await
+                    .map_err(store_error("failed to record heartbeat"))?;
+                if changed {
+                    self.hub.poke();
+                } else {
+                    // The status moved on meanwhile (another replica, a sweep): keep the
+                    // numbers; the next beat decides again.
+                    self.heartbeats.put(id, beat);
+                }
+            }
+            None => self.heartbeats.put(id, beat),
+        }
+        let now = self.store.now();
+        if task_changed {
+            self.hub.broadcast(StreamEvent::new(
+                None,
+                "TASK_UPDATED",
+                Some(id),
+                &json!({"current_task": current_task, "active_tasks": active_tasks}),
+                now,
+            ));
+        }
+        self.hub.broadcast(StreamEvent::new(
+            None,
+            "WORKSPACE_HEARTBEAT",
+            Some(id),
+            &json!({"active_tasks": active_tasks, "uptime_seconds": uptime}),
+            now,
+        ));
+        Ok(())
+    }
+
+    /// Write the buffered heartbeats. A failure keeps them for the next flush.
+    pub async fn flush_heartbeats(&self) {
+        let snapshots = self.heartbeats.take();
+        if snapshots.is_empty() {
+            return;
+        }
+        if let Err(error) = self.store.heartbeat_flush(&snapshots).await {
+            tracing::warn!(%error, count = snapshots.len(), "cannot write heartbeats; will retry");
+            self.heartbeats.restore(snapshots);
+        }
+    }
+
+    /// Store a new agent card.
+    pub async fn update_card(&self, id: &str, body: UpdateCard) -> Result<(), ApiError> {
+        let card = body
+            .agent_card
+            .filter(|c| !c.is_null())
+            .ok_or_else(|| invalid_field("agent_card", "agent_card is required"))?;
+        match self
+            .store
+            .update_card(id, &card.to_string())
+            .await
+            .map_err(store_error("failed to update card"))?
+        {
+            None => Err(ApiError::workspace_not_found()),
+            Some(false) => Err(ApiError::WorkspaceRemoved),
+            Some(true) => {
+                self.hub.poke();
+                Ok(())
+            }
+        }
+    }
+
+    /// `GET /registry/discover/:id` for `caller`: the target's id, URL and name.
+    pub async fn discover(&self, caller: &str, target: &str) -> Result<Value, ApiError> {
+        if !self.reachable(caller, target).await? {
+            let exists = self
+                .store
+                .workspace_get(target)
+                .await
+                .map_err(store_error("failed to discover"))?
+                .is_some_and(|row| row.status != "removed");
+            return Err(if exists {
+                ApiError::Forbidden {
+                    message: "not authorized to discover this workspace".to_owned(),
+                    code: "not_reachable",
+                }
+            } else {
+                ApiError::workspace_not_found()
+            });
+        }
+        let row = self.workspace_live(target).await?;
+        if row.url.is_empty() || !matches!(row.status.as_str(), "online" | "degraded") {
+            return Err(ApiError::WorkspaceUnavailable { status: row.status });
+        }
+        Ok(json!({"id": row.id, "url": row.url, "name": row.name}))
+    }
+
+    /// `GET /registry/:id/peers`: siblings (root siblings for a root) except itself, then
+    /// children, then the parent; never removed ones. `query` filters by name or role.
+    pub async fn peers(
+        &self,
+        id: &str,
+        query: Option<&str>,
+    ) -> Result<Vec<WorkspaceRow>, ApiError> {
+        let me = self.workspace_live(id).await?;
+        let all = self.workspace_list().await?;
+        let siblings = all
+            .iter()
+            .filter(|w| w.parent_id == me.parent_id && w.id != me.id);
+        let children = all.iter().filter(|w| w.parent_id.as_deref() == Some(id));
+        let parent = all.iter().filter(|w| Some(&w.id) == me.parent_id.as_ref());
+        let needle = query.map(str::to_lowercase).filter(|q| !q.is_empty());
+        Ok(siblings
+            .chain(children)
+            .chain(parent)
+            .filter(|w| {
+                needle.as_ref().is_none_or(|q| {
+                    w.name.to_lowercase().contains(q)
+                        || w.role
+                            .as_deref()
+                            .is_some_and(|r| r.to_lowercase().contains(q))
+                })
+            })
+            .cloned()
+            .collect())
+    }
+
+    /// Mark `offline` what has been silent past the TTL.
+    pub async fn sweep_liveness(&self) -> Result<usize, ApiError> {
+        // Our own buffered beats first: they are the freshest word on liveness.
+        self.flush_heartbeats().await;
+        let cutoff = self
+            .store
+            .now()
+            .saturating_sub(micros(self.supervision.heartbeat_ttl));
+        let expired = self
+            .store
+            .expire_silent(cutoff)
+            .await
+            .map_err(store_error("liveness sweep failed"))?;
+        for id in &expired {
+            tracing::warn!(workspace_id = %id, ttl = ?self.supervision.heartbeat_ttl, "no heartbeat within the TTL: offline");
+        }
+        if !expired.is_empty() {
+            self.hub.poke();
+        }
+        Ok(expired.len())
+    }
+
+    /// Fail what has been `provisioning` past its runtime's deadline, saying what was last
+    /// seen so a person can act on it.
+    pub async fn sweep_provisioning(&self) -> Result<usize, ApiError> {
+        let now = self.store.now();
+        let waiting = self
+            .store
+            .provisioning()
+            .await
+            .map_err(store_error("provisioning sweep failed"))?;
+        let mut failed = 0;
+        for workspace in waiting {
+            let timeout = self.supervision.provision_timeout_of(&workspace.runtime);
+            if now.saturating_sub(workspace.provisioning_since) <= micros(timeout) {
+                continue;
+            }
+            let reason = provisioning_failure(&workspace, timeout);
+            let changed = self
+                .store
+                .fail_provisioning(&workspace.id, workspace.provisioning_since, &reason)
+                .await
+                .map_err(store_error("provisioning sweep failed"))?;
+            if changed {
+                tracing::warn!(workspace_id = %workspace.id, %reason, "provisioning deadline passed: failed");
+                failed += 1;
+            }
+        }
+        if failed > 0 {
+            self.hub.poke();
+        }
+        Ok(failed)
+    }
+}
+
+/// What a person reads when a workspace never came up.
+fn provisioning_failure(
+    workspace: &hatchery_store::Provisioning,
+    timeout: std::time::Duration,
+) -> String {
+    let within = humantime::format_duration(timeout);
+    let last_seen = match (workspace.job_state.as_deref(), workspace.job_attempts) {
+        (None, _) => "no provision job was queued, so nothing was started: start its agent with a bootstrap token, or restart the workspace".to_owned(),
+        (Some("pending"), Some(0) | None) => "its provision job was never claimed: is a provisioning backend running?".to_owned(),
+        (Some("pending"), Some(attempts)) => format!("its provision job is still pending after {attempts} attempt(s): see the server log for the backend's errors"),
+        (Some(state), attempts) => format!(
+            "its provision job is {state} after {} attempt(s): the agent was started but never registered; see GET /workspaces/{}/logs",
+            attempts.unwrap_or(0),
+            workspace.id
+        ),
+    };
+    format!(
+        "no agent registered within {within} of provisioning ({} runtime); {last_seen}",
+        workspace.runtime
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_urls_follow_the_register_rules() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        for ok in [
+            "http://localhost:8000",
+            "https://93.184.215.14/a2a",
+            "http://[2606:4700::1111]:80",
+        ] {
+            assert_eq!(rt.block_on(check_agent_url(ok)), Ok(()), "{ok}");
+        }
+        for bad in [
+            "ftp://example.com",
+            "http://127.0.0.1:9",
+            "http://10.0.0.1",
+            "http://172.16.5.4",
+            "http://192.168.1.1",
+            "http://169.254.169.254/latest/meta-data",
+            "http://100.64.0.1",
+            "http://192.0.2.1",
+            "http://198.51.100.7",
+            "http://203.0.113.9",
+            "http://224.0.0.1",
+            "http://[::1]",
+            "http://[fe80::1]",
+            "http://[fd00::1]",
+            "http://[2001:db8::1]",
+            "http://[::ffff:127.0.0.1]",
+            "not a url",
+        ] {
+            assert!(rt.block_on(check_agent_url(bad)).is_err(), "{bad}");
+        }
+    }
+
+    fn beat(error_rate: f64, runtime_state: &str) -> AgentSnapshot {
+        AgentSnapshot {
+            error_rate,
+            sample_error: String::new(),
+            active_tasks: 0,
+            uptime_seconds: 0,
+            current_task: String::new(),
+            monthly_spend: None,
+            runtime_state: runtime_state.to_owned(),
+            status_mgmt: None,
+            seen_at: 0,
+            token_id: None,
+        }
+    }
+
+    fn state(status: &str, status_mgmt: i64) -> LiveState {
+        LiveState {
+            status: status.to_owned(),
+            current_task: String::new(),
+            status_mgmt,
+        }
+    }
+
+    fn to(status: &str, beat_: &AgentSnapshot) -> Option<&'static str> {
+        heartbeat_transition(&state(status, 0), beat_).map(|(to, _, _)| to)
+    }
+
+    #[test]
+    fn heartbeat_transitions_follow_the_spec() {
+        assert_eq!(to("provisioning", &beat(0.0, "")), Some("online"));
+        assert_eq!(to("offline", &beat(0.9, "")), Some("online"));
+        assert_eq!(to("online", &beat(0.5, "")), Some("degraded"));
+        assert_eq!(to("online", &beat(0.49, "")), None);
+        assert_eq!(to("online", &beat(0.0, "wedged")), Some("degraded"));
+        assert_eq!(to("degraded", &beat(0.09, "")), Some("online"));
+        // Hysteresis: between 0.1 and 0.5 a degraded workspace stays degraded.
+        assert_eq!(to("degraded", &beat(0.1, "")), None);
+        assert_eq!(to("degraded", &beat(0.0, "wedged")), None);
+        for untouched in ["failed", "paused", "hibernated", "awaiting_agent"] {
+            assert_eq!(to(untouched, &beat(0.9, "wedged")), None, "{untouched}");
+        }
+        // An agent that manages its own status is not judged by its error rate.
+        assert_eq!(
+            heartbeat_transition(&state("online", 1), &beat(0.9, "")).map(|t| t.0),
+            None
+        );
+    }
+}

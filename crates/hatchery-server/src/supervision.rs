@@ -1,0 +1,118 @@
+//! How the control plane watches its agents: the liveness TTL, the provisioning deadlines,
+//! and the background loops that apply them (every replica runs them; the store's
+//! compare-and-set writes keep transitions single).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hatchery_store::Clock;
+
+/// Supervision settings. `Default` is what `hatchery serve` runs with.
+#[derive(Debug, Clone)]
+pub struct Supervision {
+    /// An `online`/`degraded` workspace not heard from for this long goes `offline`.
+    pub heartbeat_ttl: Duration,
+    /// A workspace still `provisioning` after this long goes `failed`…
+    pub provision_timeout: Duration,
+    /// …or after its runtime's own timeout, when it has one.
+    pub provision_timeouts: BTreeMap<String, Duration>,
+    /// How often the liveness and provisioning sweeps run.
+    pub sweep_interval: Duration,
+    /// How often buffered heartbeat snapshots are written.
+    pub heartbeat_flush_interval: Duration,
+    /// Activity rows older than this are deleted.
+    pub activity_retention: Duration,
+    /// Where "now" comes from; `None` for the system clock. Tests move it by hand.
+    pub clock: Option<Clock>,
+}
+
+/// Runtimes whose agents take longer to come up (hermes installs itself on first start).
+pub const DEFAULT_RUNTIME_TIMEOUTS: &[(&str, Duration)] = &[("hermes", Duration::from_mins(30))];
+
+impl Default for Supervision {
+    fn default() -> Self {
+        Self {
+            heartbeat_ttl: Duration::from_mins(1),
+            provision_timeout: Duration::from_mins(10),
+            provision_timeouts: DEFAULT_RUNTIME_TIMEOUTS
+                .iter()
+                .map(|(runtime, timeout)| ((*runtime).to_owned(), *timeout))
+                .collect(),
+            sweep_interval: Duration::from_secs(5),
+            heartbeat_flush_interval: Duration::from_millis(500),
+            activity_retention: Duration::from_hours(7 * 24),
+            clock: None,
+        }
+    }
+}
+
+impl Supervision {
+    /// The provisioning deadline of a runtime.
+    #[must_use]
+    pub fn provision_timeout_of(&self, runtime: &str) -> Duration {
+        self.provision_timeouts
+            .get(runtime)
+            .copied()
+            .unwrap_or(self.provision_timeout)
+    }
+}
+
+/// A `runtime=duration,…` list, e.g. `hermes=30m,codex=15m`.
+pub fn parse_runtime_timeouts(text: &str) -> Result<BTreeMap<String, Duration>, String> {
+    let mut timeouts = BTreeMap::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (runtime, duration) = entry
+            .split_once('=')
+            .ok_or_else(|| format!("{entry:?}: expected runtime=duration, e.g. hermes=30m"))?;
+        let duration =
+            humantime::parse_duration(duration.trim()).map_err(|e| format!("{entry:?}: {e}"))?;
+        if duration.is_zero() {
+            return Err(format!("{entry:?}: a timeout must be longer than zero"));
+        }
+        timeouts.insert(runtime.trim().to_owned(), duration);
+    }
+    Ok(timeouts)
+}
+
+/// Microseconds of a duration, saturating.
+#[must_use]
+pub fn micros(duration: Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_timeouts_parse_and_refuse_nonsense() {
+        let parsed = parse_runtime_timeouts("hermes=30m, codex = 90s").unwrap();
+        assert_eq!(parsed["hermes"], Duration::from_mins(30));
+        assert_eq!(parsed["codex"], Duration::from_secs(90));
+        assert!(
+            parse_runtime_timeouts("hermes")
+                .unwrap_err()
+                .contains("runtime=duration")
+        );
+        assert!(parse_runtime_timeouts("hermes=soon").is_err());
+        assert!(
+            parse_runtime_timeouts("hermes=0s")
+                .unwrap_err()
+                .contains("longer than zero")
+        );
+        assert!(parse_runtime_timeouts("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_runtime_without_its_own_timeout_gets_the_default() {
+        let supervision = Supervision::default();
+        assert_eq!(
+            supervision.provision_timeout_of("hermes"),
+            Duration::from_mins(30)
+        );
+        assert_eq!(
+            supervision.provision_timeout_of("codex"),
+            Duration::from_mins(10)
+        );
+    }
+}

@@ -1,0 +1,394 @@
+//! Live event streams against the real server on SQLite and Postgres: the cursor of
+//! `/events?after=`, SSE resume with `Last-Event-ID` losing nothing, and a stalled
+//! subscriber that neither delays the others nor loses what was logged.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Db, Env, Running, TOKEN, spawn};
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt as _;
+
+hatchery_testkit::both_databases!(
+    cursor_pages_forward_without_gaps,
+    sse_resumes_from_last_event_id_without_loss,
+    a_stalled_subscriber_delays_nobody_and_catches_up,
+    workspace_stream_is_gated_and_filtered,
+);
+
+/// One SSE message.
+#[derive(Debug, Clone, Default)]
+struct Message {
+    id: Option<i64>,
+    event: Option<String>,
+    data: Value,
+}
+
+/// Reads SSE messages off a streaming response.
+struct SseReader {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl SseReader {
+    async fn open(
+        server: &Running,
+        path: &str,
+        token: Option<&str>,
+        last_event_id: Option<i64>,
+    ) -> Self {
+        let mut request = server.client.get(format!("{}{path}", server.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id.to_string());
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        Self {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next message with data (comments and keep-alives skipped); panics after 10 s.
+    async fn next(&mut self) -> Message {
+        tokio::time::timeout(Duration::from_secs(10), self.next_inner())
+            .await
+            .expect("an event within 10 s")
+    }
+
+    async fn next_inner(&mut self) -> Message {
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut message = Message::default();
+                let mut has_data = false;
+                for line in block.lines() {
+                    if let Some(id) = line
+                        .strip_prefix("id: ")
+                        .or_else(|| line.strip_prefix("id:"))
+                    {
+                        message.id = id.trim().parse().ok();
+                    } else if let Some(event) = line
+                        .strip_prefix("event: ")
+                        .or_else(|| line.strip_prefix("event:"))
+                    {
+                        message.event = Some(event.trim().to_owned());
+                    } else if let Some(data) = line
+                        .strip_prefix("data: ")
+                        .or_else(|| line.strip_prefix("data:"))
+                    {
+                        message.data = serde_json::from_str(data).unwrap();
+                        has_data = true;
+                    }
+                }
+                if has_data {
+                    return message;
+                }
+            }
+            let chunk = self
+                .response
+                .chunk()
+                .await
+                .unwrap()
+                .expect("stream still open");
+            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+
+    /// Messages until one of type `event_type` about `workspace` (inclusive).
+    async fn until(&mut self, event_type: &str, workspace: &str) -> Vec<Message> {
+        let mut seen = Vec::new();
+        loop {
+            let message = self.next().await;
+            let done =
+                message.data["type"] == event_type && message.data["workspace_id"] == workspace;
+            seen.push(message);
+            if done {
+                return seen;
+            }
+        }
+    }
+}
+
+async fn create(server: &Running, name: &str) -> String {
+    server.create(&json!({"name": name})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn cursor_pages_forward_without_gaps(db: Db) {
+    let env = Env::new(db).await;
+    let server = spawn(env.config()).await;
+    for i in 0..7 {
+        create(&server, &format!("w{i}")).await;
+    }
+    let mut after = 0;
+    let mut names = Vec::new();
+    loop {
+        let (status, page) = server.get(&format!("/events?after={after}&limit=3")).await;
+        assert_eq!(status, 200, "{page}");
+        let page = page.as_array().unwrap().clone();
+        if page.is_empty() {
+            break;
+        }
+        for event in &page {
+            let seq = event["seq"].as_i64().unwrap();
+            assert!(seq > after, "strictly increasing");
+            after = seq;
+            names.push(event["payload"]["name"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(names, ["w0", "w1", "w2", "w3", "w4", "w5", "w6"]);
+    let (status, body) = server.get("/events?after=-4").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_cursor"))
+    );
+    // Without a cursor: the spec's newest-first listing.
+    let (_, newest) = server.get("/events").await;
+    assert_eq!(newest[0]["payload"]["name"], "w6");
+}
+
+async fn sse_resumes_from_last_event_id_without_loss(db: Db) {
+    let env = Env::new(db).await;
+    let server = spawn(env.config()).await;
+    let before = create(&server, "before").await;
+    let mut stream = SseReader::open(&server, "/events/stream", Some(TOKEN), None).await;
+    let first = create(&server, "first").await;
+    let seen = stream.until("WORKSPACE_PROVISIONING", &first).await;
+    assert!(
+        seen.iter()
+            .all(|m| m.data["workspace_id"] != before.as_str()),
+        "a fresh stream starts now, not at the beginning of the log"
+    );
+    let last_id = seen
+        .last()
+        .unwrap()
+        .id
+        .expect("persisted events carry their cursor");
+    drop(stream);
+
+    // Disconnected: these happen while nobody listens.
+    let mut missed = Vec::new();
+    for name in ["m1", "m2", "m3"] {
+        missed.push(create(&server, name).await);
+    }
+    let mut resumed = SseReader::open(&server, "/events/stream", Some(TOKEN), Some(last_id)).await;
+    let mut got = Vec::new();
+    let mut ids = Vec::new();
+    while got.len() < 3 {
+        let message = resumed.next().await;
+        ids.push(message.id.unwrap());
+        got.push(message.data["workspace_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(got, missed, "exactly the missed events, in order");
+    assert!(ids.windows(2).all(|w| w[0] < w[1]) && ids[0] > last_id);
+    // And live ones keep coming after the catch-up, each once.
+    let live = create(&server, "live").await;
+    let seen = resumed.until("WORKSPACE_PROVISIONING", &live).await;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    // The SSE data format: type, workspace_id, unix-ms timestamp, payload.
+    let data = &seen[0].data;
+    assert_eq!(
+        data["data"],
+        json!({"name": "live", "tier": 2, "runtime": "langgraph"})
+    );
+    assert!(data["timestamp"].as_i64().unwrap() > 1_700_000_000_000);
+
+    // ?after= works too (clients without Last-Event-ID support).
+    let mut from_query = SseReader::open(
+        &server,
+        &format!("/events/stream?after={last_id}"),
+        Some(TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(
+        from_query.next().await.data["workspace_id"],
+        missed[0].as_str()
+    );
+
+    // Streams need the admin credential.
+    let (status, _) = server.get_as("/events/stream", None).await;
+    assert_eq!(status, 401);
+}
+
+async fn a_stalled_subscriber_delays_nobody_and_catches_up(db: Db) {
+    let env = Env::new(db).await;
+    let mut config = env.config();
+    config.event_buffer = 32;
+    let server = spawn(config).await;
+    let id = create(&server, "w").await;
+    let token = server
+        .get(&format!("/admin/workspaces/{id}/test-token"))
+        .await
+        .1["auth_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The stalled subscriber: asks for the stream and never reads a byte.
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let mut stalled = tokio::net::TcpStream::connect(&address).await.unwrap();
+    stalled
+        .write_all(
+            format!("GET /events/stream HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {TOKEN}\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut fast = SseReader::open(&server, "/events/stream", Some(TOKEN), None).await;
+    // Give the stalled request time to subscribe.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let first_marker = create(&server, "start").await;
+    fast.until("WORKSPACE_PROVISIONING", &first_marker).await;
+    // The fast subscriber reads all along, as a live client does.
+    let fast_reader = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        loop {
+            let message = fast.next().await;
+            let done = message.data["data"]["name"] == "after the flood";
+            seen.push(message);
+            if done {
+                return seen;
+            }
+        }
+    });
+
+    // Big logged events fill the stalled socket's buffers; many heartbeats then overflow
+    // its place in the channel.
+    let card = json!({"name": "big", "blob": "x".repeat(200_000)});
+    for _ in 0..60 {
+        let (status, body) = server
+            .post_as(
+                "/registry/update-card",
+                &json!({"workspace_id": id, "agent_card": card}),
+                Some(&token),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    for _ in 0..200 {
+        let (status, _) = server
+            .post_as(
+                "/registry/heartbeat",
+                &json!({"workspace_id": id, "current_task": ""}),
+                Some(&token),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    let marker = create(&server, "after the flood").await;
+    // The fast subscriber gets everything, in order, and the marker promptly (`next`
+    // fails after 10 s): the stalled one holds nobody up.
+    let seen = fast_reader.await.unwrap();
+    assert_eq!(seen.last().unwrap().data["workspace_id"], marker.as_str());
+    let cards = seen
+        .iter()
+        .filter(|m| m.data["type"] == "AGENT_CARD_UPDATED")
+        .count();
+    assert_eq!(cards, 60, "a subscriber that keeps up misses nothing");
+    assert!(seen.iter().all(|m| m.event.as_deref() != Some("lagged")));
+
+    // Now the stalled subscriber reads: it is told it lagged, then catches up from the
+    // log, so every logged event still reaches it.
+    let mut raw = String::new();
+    let mut lagged = false;
+    let mut cards_seen = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut reader = tokio::io::BufReader::new(stalled);
+    while !raw.contains(&marker) {
+        use tokio::io::AsyncReadExt as _;
+        let read = tokio::time::timeout_at(deadline, reader.read(&mut buffer))
+            .await
+            .expect("the stalled subscriber catches up within 20 s")
+            .unwrap();
+        assert!(read > 0, "stream closed early");
+        raw.push_str(&String::from_utf8_lossy(&buffer[..read]));
+        // Count whole events only, and keep the tail for the next read.
+        if let Some(end) = raw.rfind("\n\n") {
+            let complete: String = raw.drain(..end + 2).collect();
+            lagged |= complete.contains("event: lagged");
+            cards_seen += complete.matches("\"type\":\"AGENT_CARD_UPDATED\"").count();
+            if complete.contains(&marker) {
+                break;
+            }
+        }
+    }
+    assert!(lagged, "the stalled subscriber was told it fell behind");
+    assert_eq!(cards_seen, 60, "and lost none of the logged events");
+}
+
+async fn workspace_stream_is_gated_and_filtered(db: Db) {
+    let env = Env::new(db).await;
+    let server = spawn(env.config()).await;
+    let mine = create(&server, "mine").await;
+    let other = create(&server, "other").await;
+    let token = server
+        .get(&format!("/admin/workspaces/{mine}/test-token"))
+        .await
+        .1["auth_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let other_token = server
+        .get(&format!("/admin/workspaces/{other}/test-token"))
+        .await
+        .1["auth_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, _) = server
+        .get_as(
+            &format!("/workspaces/{mine}/events/stream"),
+            Some(&other_token),
+        )
+        .await;
+    assert_eq!(status, 401);
+    let mut stream = SseReader::open(
+        &server,
+        &format!("/workspaces/{mine}/events/stream"),
+        Some(&token),
+        Some(0),
+    )
+    .await;
+    // From the beginning of the log (Last-Event-ID: 0): only this workspace's events.
+    let first = stream.next().await;
+    assert_eq!(first.data["type"], "WORKSPACE_PROVISIONING");
+    assert_eq!(first.data["workspace_id"], mine.as_str());
+    server
+        .post(&format!("/workspaces/{other}/pause"), &json!({}))
+        .await;
+    server
+        .post_as(
+            "/registry/heartbeat",
+            &json!({"workspace_id": mine, "current_task": "t"}),
+            Some(&token),
+        )
+        .await;
+    // Three events, in no guaranteed order between the broadcast-only ones (sent at once)
+    // and the logged one (sent by the tailer).
+    let mut by_type = std::collections::HashMap::new();
+    for _ in 0..3 {
+        let message = stream.next().await;
+        assert_eq!(message.data["workspace_id"], mine.as_str(), "{message:?}");
+        by_type.insert(message.data["type"].as_str().unwrap().to_owned(), message);
+    }
+    // Broadcast-only events carry no cursor.
+    let task = &by_type["TASK_UPDATED"];
+    assert_eq!(task.id, None);
+    assert_eq!(
+        task.data["data"],
+        json!({"current_task": "t", "active_tasks": 0})
+    );
+    assert_eq!(by_type["WORKSPACE_HEARTBEAT"].id, None);
+    // The heartbeat moved it out of provisioning: a logged event, with its cursor.
+    assert!(by_type["WORKSPACE_ONLINE"].id.is_some());
+}

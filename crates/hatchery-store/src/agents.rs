@@ -1,0 +1,603 @@
+//! What agents report and what the control plane concludes from silence: registration,
+//! heartbeat snapshots and status transitions, liveness expiry, the provisioning deadline,
+//! and the lifecycle moves (pause, resume, restart). Every status change is a
+//! compare-and-set on the status it was decided from, with its event in the same
+//! transaction, so replicas sharing one database never double a transition.
+
+use sqlx::{Any, Transaction};
+
+use crate::events::{NewEvent, insert_event};
+use crate::tokens::{NewToken, TokenKind, insert_token, live_count};
+use crate::{Store, StoreError, flag};
+
+/// A registration, decided by the caller.
+#[derive(Debug, Clone)]
+pub struct Registration<'a> {
+    /// The workspace.
+    pub id: &'a str,
+    /// The URL the agent serves on, verbatim.
+    pub url: &'a str,
+    /// The agent card, JSON text.
+    pub agent_card: &'a str,
+    /// Stored if the workspace holds no live workspace token yet, or if `always_issue`.
+    pub new_token: &'a NewToken,
+    /// Store `new_token` even if the workspace holds live tokens.
+    pub always_issue: bool,
+    /// The bootstrap token the agent presented: consumed by this registration.
+    pub bootstrap_token_id: Option<&'a str>,
+}
+
+/// What a registration did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registered {
+    /// Now `online`; `token_issued` when `new_token` was stored.
+    Online {
+        /// Whether the new token was stored (it is shown to the agent then, and only then).
+        token_issued: bool,
+    },
+    /// No such workspace.
+    NotFound,
+    /// The workspace is `removed`.
+    Removed,
+    /// The workspace is in a status registration must not override (`paused`,
+    /// `hibernated`).
+    Refused(String),
+}
+
+/// The latest numbers an agent reported; no history is kept.
+#[allow(
+    missing_docs,
+    reason = "fields mirror the heartbeat body of the platform API"
+)]
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentSnapshot {
+    pub error_rate: f64,
+    pub sample_error: String,
+    pub active_tasks: i64,
+    pub uptime_seconds: i64,
+    pub current_task: String,
+    /// `None`: leave the stored spend unchanged.
+    pub monthly_spend: Option<i64>,
+    pub runtime_state: String,
+    /// `None`: the agent did not say.
+    pub status_mgmt: Option<bool>,
+    /// When the heartbeat arrived.
+    pub seen_at: i64,
+    /// The token that authenticated it, for `last_used_at`.
+    pub token_id: Option<String>,
+}
+
+/// What the heartbeat rules read of a workspace.
+#[allow(missing_docs, reason = "fields mirror the columns in migrations/")]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct LiveState {
+    pub status: String,
+    pub current_task: String,
+    pub status_mgmt: i64,
+}
+
+/// One member of a subtree, as the lifecycle moves need it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+struct Member {
+    id: String,
+    name: String,
+    tier: i64,
+    runtime: String,
+    status: String,
+}
+
+/// A lifecycle move refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LifecycleRefusal {
+    /// No such workspace, or not in a status the move applies to.
+    NotApplicable,
+    /// An ancestor is paused: resume it first. Carries its name.
+    AncestorPaused(String),
+}
+
+/// A workspace still `provisioning`, as the deadline sweep needs it.
+#[allow(missing_docs, reason = "fields mirror the columns in migrations/")]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Provisioning {
+    pub id: String,
+    pub runtime: String,
+    pub provisioning_since: i64,
+    /// The newest provision job's state and attempts, if there is a job.
+    pub job_state: Option<String>,
+    pub job_attempts: Option<i64>,
+}
+
+const SNAPSHOT_SET: &str = "last_error_rate = $2, last_sample_error = $3, active_tasks = $4, \
+    uptime_seconds = $5, current_task = $6, monthly_spend = COALESCE($7, monthly_spend), \
+    runtime_state = $8, status_mgmt = COALESCE($9, status_mgmt), last_seen_at = $10";
+
+async fn write_snapshot(
+    tx: &mut Transaction<'_, Any>,
+    id: &str,
+    snapshot: &AgentSnapshot,
+) -> Result<u64, StoreError> {
+    let sql = format!("UPDATE workspaces SET {SNAPSHOT_SET} WHERE id = $1 AND status <> 'removed'");
+    Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(snapshot.error_rate)
+        .bind(&snapshot.sample_error)
+        .bind(snapshot.active_tasks)
+        .bind(snapshot.uptime_seconds)
+        .bind(&snapshot.current_task)
+        .bind(snapshot.monthly_spend)
+        .bind(&snapshot.runtime_state)
+        .bind(snapshot.status_mgmt.map(flag))
+        .bind(snapshot.seen_at)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected())
+}
+
+/// Set `status` if it is still `from`; `false` when another writer got there first.
+async fn compare_and_set_status(
+    tx: &mut Transaction<'_, Any>,
+    id: &str,
+    from: &str,
+    to: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let provisioning_since = (to == "provisioning").then_some(now);
+    let changed = sqlx::query(
+        "UPDATE workspaces SET status = $3, updated_at = $4, version = version + 1, \
+         provisioning_since = COALESCE($5, provisioning_since), \
+         failure_reason = CASE WHEN $3 = 'failed' THEN failure_reason ELSE NULL END \
+         WHERE id = $1 AND status = $2",
+    )
+    .bind(id)
+    .bind(from)
+    .bind(to)
+    .bind(now)
+    .bind(provisioning_since)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(changed == 1)
+}
+
+async fn subtree(tx: &mut Transaction<'_, Any>, id: &str) -> Result<Vec<Member>, StoreError> {
+    Ok(sqlx::query_as(
+        "WITH RECURSIVE tree (id, depth) AS ( \
+             SELECT id, 0 FROM workspaces WHERE id = $1 \
+             UNION ALL SELECT w.id, t.depth + 1 FROM workspaces w JOIN tree t ON w.parent_id = t.id \
+             WHERE t.depth < 64) \
+         SELECT w.id, w.name, w.tier, w.runtime, w.status FROM workspaces w \
+         JOIN tree t ON w.id = t.id ORDER BY t.depth, w.created_at, w.id",
+    )
+    .bind(id)
+    .fetch_all(&mut **tx)
+    .await?)
+}
+
+/// The nearest paused ancestor of `id`, by name.
+async fn paused_ancestor(
+    tx: &mut Transaction<'_, Any>,
+    id: &str,
+) -> Result<Option<String>, StoreError> {
+    let mut current = id.to_owned();
+    // The parent chain is acyclic (updates check it); the cap guards a corrupt database.
+    for _ in 0..64 {
+        let parent: Option<Option<String>> =
+            sqlx::query_scalar("SELECT parent_id FROM workspaces WHERE id = $1")
+                .bind(&current)
+                .fetch_optional(&mut **tx)
+                .await?;
+        let Some(Some(parent)) = parent else {
+            return Ok(None);
+        };
+        let (name, status): (String, String) =
+            sqlx::query_as("SELECT name, status FROM workspaces WHERE id = $1")
+                .bind(&parent)
+                .fetch_one(&mut **tx)
+                .await?;
+        if status == "paused" {
+            return Ok(Some(name));
+        }
+        current = parent;
+    }
+    Ok(None)
+}
+
+async fn queue_job(
+    tx: &mut Transaction<'_, Any>,
+    workspace_id: &str,
+    kind: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    // A newer job supersedes the pending ones of the same workspace.
+    sqlx::query(
+        "UPDATE provision_jobs SET state = 'cancelled', updated_at = $2 \
+         WHERE workspace_id = $1 AND state = 'pending'",
+    )
+    .bind(workspace_id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO provision_jobs (id, workspace_id, kind, state, created_at, updated_at) \
+         VALUES ($1, $2, $3, 'pending', $4, $4)",
+    )
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(workspace_id)
+    .bind(kind)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn provisioning_payload(member: &Member) -> String {
+    serde_json::json!({"name": member.name, "tier": member.tier, "runtime": member.runtime})
+        .to_string()
+}
+
+impl Store {
+    /// Register an agent: the workspace goes `online` with its URL and card, and a
+    /// `WORKSPACE_ONLINE` event, in one transaction.
+    pub async fn register(
+        &self,
+        registration: &Registration<'_>,
+    ) -> Result<Registered, StoreError> {
+        let now = self.now();
+        let mut tx = self.writer.begin().await?;
+        let current: Option<(String, String)> =
+            sqlx::query_as("SELECT status, url FROM workspaces WHERE id = $1")
+                .bind(registration.id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some((status, old_url)) = current else {
+            return Ok(Registered::NotFound);
+        };
+        match status.as_str() {
+            "removed" => return Ok(Registered::Removed),
+            "paused" | "hibernated" => return Ok(Registered::Refused(status)),
+            _ => {}
+        }
+        // Molecule keeps a loopback URL the platform set itself (a local agent's).
+        let url = if old_url.starts_with("http://127.0.0.1") {
+            old_url.as_str()
+        } else {
+            registration.url
+        };
+        sqlx::query(
+            "UPDATE workspaces SET status = 'online', url = $2, agent_card = $3, \
+             last_seen_at = $4, failure_reason = NULL, runtime_state = '', updated_at = $4, \
+             version = version + 1 WHERE id = $1",
+        )
+        .bind(registration.id)
+        .bind(url)
+        .bind(registration.agent_card)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let payload = format!(
+            "{{\"url\":{},\"agent_card\":{}}}",
+            serde_json::Value::String(url.to_owned()),
+            registration.agent_card
+        );
+        insert_event(
+            &mut tx,
+            &NewEvent::about("WORKSPACE_ONLINE", registration.id, payload),
+            now,
+        )
+        .await?;
+        let token_issued = registration.always_issue
+            || live_count(&mut tx, registration.id, TokenKind::Workspace, now).await? == 0;
+        if token_issued {
+            insert_token(&mut tx, registration.new_token, now).await?;
+        }
+        if let Some(bootstrap) = registration.bootstrap_token_id {
+            sqlx::query(
+                "UPDATE workspace_tokens SET revoked_at = $2, last_used_at = $2 WHERE id = $1",
+            )
+            .bind(bootstrap)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Registered::Online { token_issued })
+    }
+
+    /// What the heartbeat rules need of a workspace; `None` if it does not exist.
+    pub async fn live_state(&self, id: &str) -> Result<Option<LiveState>, StoreError> {
+        Ok(
+            sqlx::query_as(
+                "SELECT status, current_task, status_mgmt FROM workspaces WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?,
+        )
+    }
+
+    /// Write a heartbeat that changes the status `from` → `to`, with its snapshot and event,
+    /// if the status is still `from`. `false` when it moved on meanwhile.
+    pub async fn heartbeat_transition(
+        &self,
+        id: &str,
+        from: &str,
+        to: &str,
+        snapshot: &AgentSnapshot,
+        event: &NewEvent,
+    ) -> Result<bool, StoreError> {
+        let now = self.now();
+        let mut tx = self.writer.begin().await?;
+        if !compare_and_set_status(&mut tx, id, from, to, now).await? {
+            return Ok(false);
+        }
+        write_snapshot(&mut tx, id, snapshot).await?;
+        insert_event(&mut tx, event, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Write many heartbeat snapshots that change no status, in one transaction.
+    pub async fn heartbeat_flush(
+        &self,
+        snapshots: &[(String, AgentSnapshot)],
+    ) -> Result<(), StoreError> {
+        if snapshots.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.writer.begin().await?;
+        for (id, snapshot) in snapshots {
+            write_snapshot(&mut tx, id, snapshot).await?;
+            if let Some(token_id) = &snapshot.token_id {
+                sqlx::query("UPDATE workspace_tokens SET last_used_at = $2 WHERE id = $1")
+                    .bind(token_id)
+                    .bind(snapshot.seen_at)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Store a new agent card with its event; `None` if the workspace does not exist,
+    /// `Some(false)` if it is removed.
+    pub async fn update_card(
+        &self,
+        id: &str,
+        agent_card: &str,
+    ) -> Result<Option<bool>, StoreError> {
+        let now = self.now();
+        let mut tx = self.writer.begin().await?;
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM workspaces WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        match status.as_deref() {
+            None => return Ok(None),
+            Some("removed") => return Ok(Some(false)),
+            Some(_) => {}
+        }
+        sqlx::query("UPDATE workspaces SET agent_card = $2, updated_at = $3 WHERE id = $1")
+            .bind(id)
+            .bind(agent_card)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let payload = format!("{{\"agent_card\":{agent_card}}}");
+        insert_event(
+            &mut tx,
+            &NewEvent::about("AGENT_CARD_UPDATED", id, payload),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some(true))
+    }
+
+    /// Mark `offline` every `online`/`degraded` workspace last seen before `cutoff`, each
+    /// with a `WORKSPACE_OFFLINE` event. Returns their ids. Safe on every replica at once.
+    pub async fn expire_silent(&self, cutoff: i64) -> Result<Vec<String>, StoreError> {
+        let silent: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, status FROM workspaces WHERE status IN ('online', 'degraded') \
+             AND last_seen_at < $1",
+        )
+        .bind(cutoff)
+        .fetch_all(&self.reader)
+        .await?;
+        let mut expired = Vec::new();
+        if silent.is_empty() {
+            return Ok(expired);
+        }
+        let now = self.now();
+        let mut tx = self.writer.begin().await?;
+        for (id, status) in silent {
+            // Re-checked under the write: a heartbeat or another replica may have won.
+            let changed = sqlx::query(
+                "UPDATE workspaces SET status = 'offline', updated_at = $3, version = version + 1 \
+                 WHERE id = $1 AND status = $2 AND last_seen_at < $4",
+            )
+            .bind(&id)
+            .bind(&status)
+            .bind(now)
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed == 1 {
+                insert_event(
+                    &mut tx,
+                    &NewEvent::about("WORKSPACE_OFFLINE", &id, "{}".into()),
+                    now,
+                )
+                .await?;
+                expired.push(id);
+            }
+        }
+        tx.commit().await?;
+        Ok(expired)
+    }
+
+    /// Every workspace in `provisioning`, with its newest provision job.
+    pub async fn provisioning(&self) -> Result<Vec<Provisioning>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT w.id, w.runtime, COALESCE(w.provisioning_since, w.updated_at) AS provisioning_since, \
+             j.state AS job_state, j.attempts AS job_attempts FROM workspaces w \
+             LEFT JOIN provision_jobs j ON j.id = ( \
+                 SELECT id FROM provision_jobs WHERE workspace_id = w.id \
+                 ORDER BY created_at DESC, id DESC LIMIT 1) \
+             WHERE w.status = 'provisioning'",
+        )
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    /// Fail a workspace still `provisioning` since `since`, with its reason and a
+    /// `WORKSPACE_PROVISION_FAILED` event; `false` if it moved on meanwhile.
+    pub async fn fail_provisioning(
+        &self,
+        id: &str,
+        since: i64,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let now = self.now();
+        let mut tx = self.writer.begin().await?;
+        let changed = sqlx::query(
+            "UPDATE workspaces SET status = 'failed', failure_reason = $3, updated_at = $4, \
+             version = version + 1 WHERE id = $1 AND status = 'provisioning' \
+             AND COALESCE(provisioning_since, updated_at) = $2",
+        )
+        .bind(id)
+        .bind(since)
+        .bind(reason)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE provision_jobs SET state = 'cancelled', updated_at = $2 \
+             WHERE workspace_id = $1 AND state = 'pending'",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let payload = serde_json::json!({"error": reason}).to_string();
+        insert_event(
+            &mut tx,
+            &NewEvent::about("WORKSPACE_PROVISION_FAILED", id, payload),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Pause a workspace and every descendant that is not paused or removed: status
+    /// `paused`, URL cleared, pending jobs cancelled, `WORKSPACE_PAUSED` each. Returns how
+    /// many were paused.
+    pub async fn pause(&self, id: &str) -> Result<Result<usize, LifecycleRefusal>, StoreError> {
+        let now = self.now();
+        let mut tx = self.writer.begin().await?;
+        let tree = subtree(&mut tx, id).await?;
+        match tree.first() {
+            Some(target) if target.status != "paused" && target.status != "removed" => {}
+            _ => return Ok(Err(LifecycleRefusal::NotApplicable)),
+        }
+        let mut paused = 0;
+        for member in tree
+            .iter()
+            .filter(|m| m.status != "paused" && m.status != "removed")
+        {
+            if !compare_and_set_status(&mut tx, &member.id, &member.status, "paused", now).await? {
+                continue;
+            }
+            sqlx::query("UPDATE workspaces SET url = '' WHERE id = $1")
+                .bind(&member.id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "UPDATE provision_jobs SET state = 'cancelled', updated_at = $2 \
+                 WHERE workspace_id = $1 AND state = 'pending'",
+            )
+            .bind(&member.id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let payload = serde_json::json!({"name": member.name}).to_string();
+            insert_event(
+                &mut tx,
+                &NewEvent::about("WORKSPACE_PAUSED", &member.id, payload),
+                now,
+            )
+            .await?;
+            paused += 1;
+        }
+        tx.commit().await?;
+        Ok(Ok(paused))
+    }
+
+    /// Resume a paused workspace and its paused descendants: each goes `provisioning` with
+    /// a start job and `WORKSPACE_PROVISIONING`. Refused while an ancestor is paused.
+    pub async fn resume(&self, id: &str) -> Result<Result<usize, LifecycleRefusal>, StoreError> {
+        let now = self.now();
+        let mut tx = self.writer.begin().await?;
+        let tree = subtree(&mut tx, id).await?;
+        if tree.first().is_none_or(|target| target.status != "paused") {
+            return Ok(Err(LifecycleRefusal::NotApplicable));
+        }
+        if let Some(name) = paused_ancestor(&mut tx, id).await? {
+            return Ok(Err(LifecycleRefusal::AncestorPaused(name)));
+        }
+        let mut resumed = 0;
+        for member in tree.iter().filter(|m| m.status == "paused") {
+            if !compare_and_set_status(&mut tx, &member.id, "paused", "provisioning", now).await? {
+                continue;
+            }
+            queue_job(&mut tx, &member.id, "start", now).await?;
+            let event = NewEvent::about(
+                "WORKSPACE_PROVISIONING",
+                &member.id,
+                provisioning_payload(member),
+            );
+            insert_event(&mut tx, &event, now).await?;
+            resumed += 1;
+        }
+        tx.commit().await?;
+        Ok(Ok(resumed))
+    }
+
+    /// Restart a workspace: `provisioning`, URL cleared, a restart job and
+    /// `WORKSPACE_PROVISIONING`. Refused while an ancestor is paused.
+    pub async fn restart(&self, id: &str) -> Result<Result<(), LifecycleRefusal>, StoreError> {
+        let now = self.now();
+        let mut tx = self.writer.begin().await?;
+        let member: Option<Member> =
+            sqlx::query_as("SELECT id, name, tier, runtime, status FROM workspaces WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(member) = member.filter(|m| m.status != "removed") else {
+            return Ok(Err(LifecycleRefusal::NotApplicable));
+        };
+        if let Some(name) = paused_ancestor(&mut tx, id).await? {
+            return Ok(Err(LifecycleRefusal::AncestorPaused(name)));
+        }
+        sqlx::query(
+            "UPDATE workspaces SET status = 'provisioning', url = '', provisioning_since = $2, \
+             failure_reason = NULL, updated_at = $2, version = version + 1 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        queue_job(&mut tx, id, "restart", now).await?;
+        let event = NewEvent::about("WORKSPACE_PROVISIONING", id, provisioning_payload(&member));
+        insert_event(&mut tx, &event, now).await?;
+        tx.commit().await?;
+        Ok(Ok(()))
+    }
+}
