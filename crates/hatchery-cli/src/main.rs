@@ -48,16 +48,10 @@ enum Command {
     Providers(commands::providers::ProvidersCommand),
     /// Measure the HTTP API under load (in-process server, fresh SQLite data dir).
     #[command(subcommand)]
-    Bench(BenchCommand),
+    Bench(commands::bench::BenchCommand),
     /// Manage the key secrets are sealed with.
     #[command(subcommand)]
     Secrets(commands::secrets::SecretsCommand),
-}
-
-#[derive(Debug, Subcommand)]
-enum BenchCommand {
-    /// Create and read workspaces through the API; GET /health is the baseline.
-    Api(commands::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -78,6 +72,6 @@ fn main() -> ExitCode {
         Command::Serve(args) => commands::serve::run(args),
         Command::AdminToken(command) => commands::admin_token::run(command),
         Command::Secrets(command) => commands::secrets::run(command),
-        Command::Bench(BenchCommand::Api(args)) => commands::bench::run(args),
+        Command::Bench(command) => commands::bench::run(command),
     }
 }

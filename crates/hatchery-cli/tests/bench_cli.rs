@@ -37,3 +37,64 @@ fn bench_api_refuses_a_bad_duration() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--duration"));
 }
+
+#[test]
+fn bench_heartbeats_and_events_run_end_to_end() {
+    let heartbeats = Command::new(env!("CARGO_BIN_EXE_hatchery"))
+        .args([
+            "bench",
+            "heartbeats",
+            "--workspaces",
+            "20",
+            "--duration",
+            "300ms",
+            "--connections",
+            "2",
+        ])
+        .output()
+        .expect("run hatchery bench heartbeats");
+    let stdout = String::from_utf8_lossy(&heartbeats.stdout);
+    assert!(
+        heartbeats.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&heartbeats.stderr)
+    );
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("| POST /registry/heartbeat |"))
+        .unwrap_or_else(|| panic!("no heartbeat row in:\n{stdout}"));
+    assert_eq!(row.split('|').map(str::trim).nth(5), Some("0"), "{row}");
+
+    let events = Command::new(env!("CARGO_BIN_EXE_hatchery"))
+        .args([
+            "bench",
+            "events",
+            "--subscribers",
+            "5",
+            "--rate",
+            "50",
+            "--duration",
+            "400ms",
+        ])
+        .output()
+        .expect("run hatchery bench events");
+    let stdout = String::from_utf8_lossy(&events.stdout);
+    assert!(
+        events.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&events.stderr)
+    );
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("| 5 |"))
+        .unwrap_or_else(|| panic!("no fan-out row in:\n{stdout}"));
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    let events_sent: usize = cells[3].parse().unwrap();
+    assert!(events_sent >= 10, "{row}");
+    assert_eq!(
+        cells[4].parse::<usize>().unwrap(),
+        events_sent * 5,
+        "every subscriber got every event: {row}"
+    );
+    assert_eq!(cells[5], "0", "{row}");
+}

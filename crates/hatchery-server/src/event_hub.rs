@@ -7,23 +7,29 @@
 //! is told so and catches up from the log by cursor, and other replicas' events arrive by
 //! polling. Each event is serialised once, not once per subscriber.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use axum::body::Bytes;
 use hatchery_store::{EventRow, Store};
 use serde_json::Value;
 use tokio::sync::{Notify, broadcast};
 
-/// How many events a subscriber may fall behind before it is told it lagged (the
+/// How many batches a subscriber may fall behind before it is told it lagged (the
 /// default of `ServerConfig::event_buffer`).
 pub const DEFAULT_CAPACITY: usize = 4096;
 /// How often the log is read when nobody pokes the tailer (events of other replicas).
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// Events read from the log per query.
 const PAGE: i64 = 1000;
+/// The shortest time between two batches.
+const GATHER: Duration = Duration::from_millis(20);
+/// The most broadcast-only events waiting for one batch.
+const PENDING_LIMIT: usize = 65_536;
 
-/// One event as subscribers receive it, serialised once.
+/// One event as subscribers receive it: its SSE frame is built once, not once per
+/// subscriber; its WebSocket message only when a WebSocket asks.
 #[derive(Debug)]
 pub struct StreamEvent {
     /// The log cursor; `None` for broadcast-only events.
@@ -32,10 +38,13 @@ pub struct StreamEvent {
     pub event_type: String,
     /// The workspace it is about, if any.
     pub workspace_id: Option<String>,
-    /// `{"type","workspace_id","timestamp","data"}`: the SSE `data:` line.
-    pub sse_json: String,
-    /// `{"event","workspace_id","timestamp","payload"}`: the WebSocket message.
-    pub ws_json: String,
+    /// The payload object.
+    pub payload: Value,
+    /// When it happened, Unix microseconds.
+    pub created_at: i64,
+    /// `id: <seq>` (logged events only) and `data: {"type","workspace_id","timestamp","data"}`.
+    pub sse_frame: Bytes,
+    ws_json: OnceLock<String>,
 }
 
 impl StreamEvent {
@@ -48,29 +57,38 @@ impl StreamEvent {
         payload: &Value,
         created_at: i64,
     ) -> Self {
-        let millis = created_at / 1000;
-        let timestamp = crate::http::views::timestamp(created_at);
-        let sse_json = serde_json::json!({
+        let data = serde_json::json!({
             "type": event_type,
             "workspace_id": workspace_id,
-            "timestamp": millis,
+            "timestamp": created_at / 1000,
             "data": payload,
-        })
-        .to_string();
-        let ws_json = serde_json::json!({
-            "event": event_type,
-            "workspace_id": workspace_id,
-            "timestamp": timestamp,
-            "payload": payload,
-        })
-        .to_string();
+        });
+        let sse_frame = match seq {
+            Some(seq) => format!("id: {seq}\ndata: {data}\n\n"),
+            None => format!("data: {data}\n\n"),
+        };
         Self {
             seq,
             event_type: event_type.to_owned(),
             workspace_id: workspace_id.map(str::to_owned),
-            sse_json,
-            ws_json,
+            payload: payload.clone(),
+            created_at,
+            sse_frame: Bytes::from(sse_frame),
+            ws_json: OnceLock::new(),
         }
+    }
+
+    /// `{"event","workspace_id","timestamp","payload"}`: the WebSocket message.
+    pub fn ws_json(&self) -> &str {
+        self.ws_json.get_or_init(|| {
+            serde_json::json!({
+                "event": self.event_type,
+                "workspace_id": self.workspace_id,
+                "timestamp": crate::http::views::timestamp(self.created_at),
+                "payload": self.payload,
+            })
+            .to_string()
+        })
     }
 
     /// From a row of the log.
@@ -87,6 +105,29 @@ impl StreamEvent {
     }
 }
 
+/// Events published together: one channel message, one wake-up per subscriber, and — for
+/// a subscriber that wants them all — one write of bytes built once.
+#[derive(Debug)]
+pub struct Batch {
+    /// The events, logged ones in cursor order.
+    pub events: Vec<Arc<StreamEvent>>,
+    /// Every event's SSE frame, concatenated.
+    pub sse: Bytes,
+}
+
+impl Batch {
+    fn new(events: Vec<Arc<StreamEvent>>) -> Self {
+        let mut sse = Vec::with_capacity(events.iter().map(|e| e.sse_frame.len()).sum());
+        for event in &events {
+            sse.extend_from_slice(&event.sse_frame);
+        }
+        Self {
+            events,
+            sse: Bytes::from(sse),
+        }
+    }
+}
+
 /// The fan-out point. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct EventHub {
@@ -95,15 +136,17 @@ pub struct EventHub {
 
 #[derive(Debug)]
 struct Inner {
-    sender: broadcast::Sender<Arc<StreamEvent>>,
+    sender: broadcast::Sender<Arc<Batch>>,
     poke: Notify,
+    /// Broadcast-only events waiting for the next batch.
+    pending: Mutex<Vec<Arc<StreamEvent>>>,
     /// The last cursor broadcast.
     cursor: AtomicI64,
 }
 
 impl EventHub {
     /// A hub whose tailer starts after `cursor` (the newest event at start-up), letting a
-    /// subscriber fall `capacity` events behind before it lags.
+    /// subscriber fall `capacity` batches behind before it lags.
     #[must_use]
     pub fn new(cursor: i64, capacity: usize) -> Self {
         let (sender, _) = broadcast::channel(capacity.max(1));
@@ -111,6 +154,7 @@ impl EventHub {
             inner: Arc::new(Inner {
                 sender,
                 poke: Notify::new(),
+                pending: Mutex::new(Vec::new()),
                 cursor: AtomicI64::new(cursor),
             }),
         }
@@ -121,15 +165,33 @@ impl EventHub {
         self.inner.poke.notify_one();
     }
 
-    /// Send a broadcast-only event (never stored).
-    pub fn broadcast(&self, event: StreamEvent) {
-        // No subscribers is not an error.
-        let _ = self.inner.sender.send(Arc::new(event));
+    /// Send a broadcast-only event (never stored) with the next batch, built only if
+    /// anyone listens.
+    pub fn broadcast(&self, event: impl FnOnce() -> StreamEvent) {
+        if self.inner.sender.receiver_count() == 0 {
+            return;
+        }
+        let event = Arc::new(event());
+        let mut pending = self.pending();
+        // Bounded: a flood of broadcast-only events beyond this is dropped, never queued
+        // without end (they are "latest state" notices; the log holds what matters).
+        if pending.len() < PENDING_LIMIT {
+            pending.push(event);
+        }
+        drop(pending);
+        self.poke();
     }
 
-    /// A new subscription: every event sent from now on.
+    fn pending(&self) -> std::sync::MutexGuard<'_, Vec<Arc<StreamEvent>>> {
+        self.inner
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A new subscription: every batch sent from now on.
     #[must_use]
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<StreamEvent>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Batch>> {
         self.inner.sender.subscribe()
     }
 
@@ -139,31 +201,44 @@ impl EventHub {
         self.inner.sender.receiver_count()
     }
 
-    /// Tail the log until the process stops: on each poke, and every poll interval.
+    /// Tail the log until the process stops: on each poke, and every poll interval. At
+    /// most one batch goes out per gather interval: a lone event is sent at once, a burst
+    /// goes out as one batch, so a thousand subscribers are woken tens of times a second,
+    /// not thousands.
     pub async fn run_tailer(self, store: Store) {
+        let mut last_publish = tokio::time::Instant::now();
         loop {
             tokio::select! {
-                () = self.inner.poke.notified() => {}
+                () = self.inner.poke.notified() => {
+                    tokio::time::sleep_until(last_publish + GATHER).await;
+                }
                 () = tokio::time::sleep(POLL_INTERVAL) => {}
             }
+            last_publish = tokio::time::Instant::now();
             if let Err(error) = self.publish_new(&store).await {
                 tracing::warn!(%error, "event tailer: cannot read the event log; retrying");
             }
         }
     }
 
-    /// Broadcast every logged event after the cursor.
+    /// Broadcast every logged event after the cursor, with the pending broadcast-only
+    /// ones.
     pub async fn publish_new(&self, store: &Store) -> Result<(), hatchery_store::StoreError> {
         loop {
             let after = self.inner.cursor.load(Ordering::Acquire);
             let rows = store.event_list_after(after, None, PAGE).await?;
-            let Some(last) = rows.last().map(|row| row.seq) else {
-                return Ok(());
-            };
-            for row in &rows {
-                let _ = self.inner.sender.send(Arc::new(StreamEvent::from_row(row)));
+            let mut events: Vec<Arc<StreamEvent>> = rows
+                .iter()
+                .map(|row| Arc::new(StreamEvent::from_row(row)))
+                .collect();
+            events.append(&mut self.pending());
+            if !events.is_empty() {
+                // Nobody listening is not an error.
+                let _ = self.inner.sender.send(Arc::new(Batch::new(events)));
             }
-            self.inner.cursor.store(last, Ordering::Release);
+            if let Some(last) = rows.last().map(|row| row.seq) {
+                self.inner.cursor.store(last, Ordering::Release);
+            }
             if i64::try_from(rows.len()).unwrap_or(PAGE) < PAGE {
                 return Ok(());
             }

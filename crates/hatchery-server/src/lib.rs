@@ -207,6 +207,7 @@ impl Application {
                     supervision: Arc::new(config.supervision),
                     hub,
                     heartbeats: Arc::default(),
+                    tokens: Arc::default(),
                 },
                 admin,
                 dev: config.dev,

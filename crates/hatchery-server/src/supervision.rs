@@ -39,7 +39,7 @@ impl Default for Supervision {
                 .map(|(runtime, timeout)| ((*runtime).to_owned(), *timeout))
                 .collect(),
             sweep_interval: Duration::from_secs(5),
-            heartbeat_flush_interval: Duration::from_millis(500),
+            heartbeat_flush_interval: Duration::from_secs(1),
             activity_retention: Duration::from_hours(7 * 24),
             clock: None,
         }

@@ -222,7 +222,7 @@ async fn sse_resumes_from_last_event_id_without_loss(db: Db) {
 async fn a_stalled_subscriber_delays_nobody_and_catches_up(db: Db) {
     let env = Env::new(db).await;
     let mut config = env.config();
-    config.event_buffer = 32;
+    config.event_buffer = 4;
     let server = spawn(config).await;
     let id = create(&server, "w").await;
     let token = server

@@ -1,13 +1,17 @@
-//! `hatchery bench api`: load the HTTP API of an in-process server on a fresh SQLite data
+//! `hatchery bench …`: load the HTTP API of an in-process server on a fresh SQLite data
 //! directory and report throughput and latency, with `GET /health` measured in the same
 //! run as the baseline (these machines are noisy; ratios travel, absolute figures don't).
+//!
+//! The load generator runs in the same process, on the same cores as the server: the
+//! figures include its cost.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use clap::Args;
+use clap::{Args, Subcommand};
 use hatchery_server::{Application, ServerConfig};
 use serde_json::json;
 
@@ -16,7 +20,17 @@ use crate::output::{err, out};
 
 const TOKEN: &str = "bench-admin-token";
 
-#[derive(Debug, Args)]
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Create and read workspaces through the API; GET /health is the baseline.
+    Api(BenchArgs),
+    /// Heartbeats from many registered workspaces; GET /health is the baseline.
+    Heartbeats(HeartbeatArgs),
+    /// Event fan-out to many SSE subscribers: delivery latency at a steady event rate.
+    Events(EventArgs),
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
     /// How long each scenario runs.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
@@ -27,6 +41,31 @@ pub struct BenchArgs {
     /// Data directory for the server (a fresh temporary one when omitted).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct HeartbeatArgs {
+    #[command(flatten)]
+    common: BenchArgs,
+    /// Registered workspaces beating in turn.
+    #[arg(long, default_value_t = 5000)]
+    workspaces: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct EventArgs {
+    /// Data directory for the server (a fresh temporary one when omitted).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Connected SSE subscribers, each receiving every event.
+    #[arg(long, default_value_t = 1000)]
+    subscribers: usize,
+    /// Events written per second.
+    #[arg(long, default_value_t = 1000)]
+    rate: u32,
+    /// How long events are written.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
 }
 
 /// One scenario's results.
@@ -47,23 +86,27 @@ impl Measured {
         let requests = self.requests as f64;
         requests / self.elapsed.as_secs_f64()
     }
-
-    fn percentile(&self, p: f64) -> Duration {
-        if self.latencies.is_empty() {
-            return Duration::ZERO;
-        }
-        #[allow(
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss,
-            clippy::cast_precision_loss,
-            reason = "an index into a non-empty vector"
-        )]
-        let index = ((self.latencies.len() - 1) as f64 * p).round() as usize;
-        self.latencies[index]
-    }
 }
 
-pub fn run(args: BenchArgs) -> ExitCode {
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss,
+        reason = "an index into a non-empty slice"
+    )]
+    let index = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[index]
+}
+
+fn millis(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e3
+}
+
+pub fn run(command: BenchCommand) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -74,7 +117,14 @@ pub fn run(args: BenchArgs) -> ExitCode {
             return ExitCode::from(exit::SERVER_ERROR);
         }
     };
-    match runtime.block_on(bench(args)) {
+    let result = runtime.block_on(async {
+        match command {
+            BenchCommand::Api(args) => bench_api(args).await,
+            BenchCommand::Heartbeats(args) => bench_heartbeats(args).await,
+            BenchCommand::Events(args) => bench_events(args).await,
+        }
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             err(format_args!("error: {e:#}"));
@@ -83,90 +133,220 @@ pub fn run(args: BenchArgs) -> ExitCode {
     }
 }
 
-async fn bench(args: BenchArgs) -> anyhow::Result<()> {
-    let temp = tempfile::tempdir()?;
-    let data_dir = args
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| temp.path().to_owned());
-    let config = ServerConfig {
-        listen: "127.0.0.1:0".parse()?,
-        data_dir,
-        database_url: None,
-        providers: None,
-        admin_token: Some(TOKEN.to_owned()),
-        secrets_key: None,
-        platform_key: Some("bench-platform-key".to_owned()),
-        dev: false,
-        supervision: hatchery_server::supervision::Supervision::default(),
-        event_buffer: hatchery_server::event_hub::DEFAULT_CAPACITY,
-    };
-    let app = Application::build(config).await?;
-    let base = format!("http://{}", app.local_addr()?);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until(async move {
-        let _ = stopped.await;
-    }));
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.connections)
-        .build()?;
+/// A server on a fresh SQLite data directory, run in this process until dropped.
+struct BenchServer {
+    base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    _temp: tempfile::TempDir,
+}
 
+impl BenchServer {
+    async fn start(data_dir: Option<PathBuf>) -> anyhow::Result<Self> {
+        let temp = tempfile::tempdir()?;
+        let config = ServerConfig {
+            listen: "127.0.0.1:0".parse()?,
+            data_dir: data_dir.unwrap_or_else(|| temp.path().to_owned()),
+            database_url: None,
+            providers: None,
+            admin_token: Some(TOKEN.to_owned()),
+            secrets_key: None,
+            platform_key: Some("bench-platform-key".to_owned()),
+            dev: false,
+            supervision: hatchery_server::supervision::Supervision::default(),
+            event_buffer: hatchery_server::event_hub::DEFAULT_CAPACITY,
+        };
+        let app = Application::build(config).await?;
+        let base = format!("http://{}", app.local_addr()?);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(app.run_until(async move {
+            let _ = stopped.await;
+        }));
+        Ok(Self {
+            base,
+            stop: Some(stop),
+            task,
+            _temp: temp,
+        })
+    }
+
+    async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await??;
+        Ok(())
+    }
+
+    /// Create a workspace through the API; its id.
+    async fn create(
+        &self,
+        client: &reqwest::Client,
+        body: serde_json::Value,
+    ) -> anyhow::Result<String> {
+        let created: serde_json::Value = client
+            .post(format!("{}/workspaces", self.base))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        created["id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow::anyhow!("create answered without an id: {created}"))
+    }
+
+    /// A workspace token for `id`.
+    async fn token(&self, client: &reqwest::Client, id: &str) -> anyhow::Result<String> {
+        let minted: serde_json::Value = client
+            .get(format!("{}/admin/workspaces/{id}/test-token", self.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        minted["auth_token"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow::anyhow!("test-token answered without a token: {minted}"))
+    }
+}
+
+fn client(connections: usize) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .build()?)
+}
+
+fn print_table(baseline: &Measured, rows: &[&Measured]) {
+    out("| scenario | requests/s | p50 | p99 | errors | vs baseline |");
+    out("|---|---|---|---|---|---|");
+    for measured in rows {
+        out(format_args!(
+            "| {} | {:.0} | {:.2} ms | {:.2} ms | {} | {:.2}× |",
+            measured.name,
+            measured.per_second(),
+            millis(percentile(&measured.latencies, 0.50)),
+            millis(percentile(&measured.latencies, 0.99)),
+            measured.errors,
+            measured.per_second() / baseline.per_second(),
+        ));
+    }
+}
+
+fn ensure_no_errors(rows: &[&Measured]) -> anyhow::Result<()> {
+    let failed: usize = rows.iter().map(|m| m.errors).sum();
+    anyhow::ensure!(failed == 0, "{failed} request(s) failed");
+    Ok(())
+}
+
+async fn bench_api(args: BenchArgs) -> anyhow::Result<()> {
+    let server = BenchServer::start(args.data_dir.clone()).await?;
+    let base = server.base.clone();
+    let client = client(args.connections)?;
     err(format_args!(
         "bench: {} connections, {} per scenario, SQLite in a fresh data dir",
         args.connections,
         humantime::format_duration(args.duration)
     ));
-    let health = scenario("GET /health (baseline)", &client, &args, {
-        let url = format!("{base}/health");
-        move |client: &reqwest::Client| client.get(&url)
-    })
-    .await;
+    let health = health_scenario(&client, &args, &base).await;
     // A platform-billed model: the full derivation, billing and config path.
     let create = scenario("POST /workspaces", &client, &args, {
         let url = format!("{base}/workspaces");
         let body = json!({"name": "bench", "runtime": "hermes", "model": "moonshot/kimi-k2.6"});
-        move |client: &reqwest::Client| client.post(&url).bearer_auth(TOKEN).json(&body)
+        move |client: &reqwest::Client, _| client.post(&url).bearer_auth(TOKEN).json(&body)
     })
     .await;
-    let created: serde_json::Value = client
-        .post(format!("{base}/workspaces"))
-        .bearer_auth(TOKEN)
-        .json(&json!({"name": "read-me", "runtime": "hermes", "model": "moonshot/kimi-k2.6"}))
-        .send()
-        .await?
-        .json()
+    let id = server
+        .create(
+            &client,
+            json!({"name": "read-me", "runtime": "hermes", "model": "moonshot/kimi-k2.6"}),
+        )
         .await?;
-    let id = created["id"]
-        .as_str()
-        .ok_or_else(|| anyhow::anyhow!("create answered without an id: {created}"))?
-        .to_owned();
     let read = scenario("GET /workspaces/:id", &client, &args, {
         let url = format!("{base}/workspaces/{id}");
-        move |client: &reqwest::Client| client.get(&url).bearer_auth(TOKEN)
+        move |client: &reqwest::Client, _| client.get(&url).bearer_auth(TOKEN)
     })
     .await;
-
-    out("| scenario | requests/s | p50 | p99 | errors | vs baseline |");
-    out("|---|---|---|---|---|---|");
-    for measured in [&health, &create, &read] {
-        out(format_args!(
-            "| {} | {:.0} | {:.2} ms | {:.2} ms | {} | {:.2}× |",
-            measured.name,
-            measured.per_second(),
-            measured.percentile(0.50).as_secs_f64() * 1e3,
-            measured.percentile(0.99).as_secs_f64() * 1e3,
-            measured.errors,
-            measured.per_second() / health.per_second(),
-        ));
-    }
-    let _ = stop.send(());
-    server.await??;
-    let failed: usize = [&health, &create, &read].iter().map(|m| m.errors).sum();
-    anyhow::ensure!(failed == 0, "{failed} request(s) failed");
-    Ok(())
+    print_table(&health, &[&health, &create, &read]);
+    server.stop().await?;
+    ensure_no_errors(&[&health, &create, &read])
 }
 
-/// Run `make_request` from `connections` concurrent loops for the configured duration.
+async fn health_scenario(client: &reqwest::Client, args: &BenchArgs, base: &str) -> Measured {
+    let url = format!("{base}/health");
+    scenario(
+        "GET /health (baseline)",
+        client,
+        args,
+        move |client: &reqwest::Client, _| client.get(&url),
+    )
+    .await
+}
+
+async fn bench_heartbeats(args: HeartbeatArgs) -> anyhow::Result<()> {
+    let common = args.common;
+    let server = BenchServer::start(common.data_dir.clone()).await?;
+    let base = server.base.clone();
+    let client = client(common.connections)?;
+    err(format_args!(
+        "bench: creating and registering {} workspaces …",
+        args.workspaces
+    ));
+    let started = Instant::now();
+    let mut agents = Vec::with_capacity(args.workspaces);
+    for i in 0..args.workspaces {
+        let id = server
+            .create(&client, json!({"name": format!("agent-{i}")}))
+            .await?;
+        let token = server.token(&client, &id).await?;
+        agents.push((id, token));
+    }
+    // One beat each first: out of `provisioning`, so the measured beats change no status.
+    for (id, token) in &agents {
+        client
+            .post(format!("{base}/registry/heartbeat"))
+            .bearer_auth(token)
+            .json(&json!({"workspace_id": id}))
+            .send()
+            .await?
+            .error_for_status()?;
+    }
+    err(format_args!(
+        "bench: {} workspaces ready in {:.1} s; {} connections, {} per scenario",
+        args.workspaces,
+        started.elapsed().as_secs_f64(),
+        common.connections,
+        humantime::format_duration(common.duration)
+    ));
+    let health = health_scenario(&client, &common, &base).await;
+    let agents = Arc::new(agents);
+    let beats = scenario("POST /registry/heartbeat", &client, &common, {
+        let url = format!("{base}/registry/heartbeat");
+        let agents = Arc::clone(&agents);
+        move |client: &reqwest::Client, n: usize| {
+            let (id, token) = &agents[n % agents.len()];
+            client.post(&url).bearer_auth(token).json(&json!({
+                "workspace_id": id,
+                "error_rate": 0.0,
+                "active_tasks": n % 3,
+                "uptime_seconds": n,
+                "current_task": "",
+            }))
+        }
+    })
+    .await;
+    print_table(&health, &[&health, &beats]);
+    server.stop().await?;
+    ensure_no_errors(&[&health, &beats])
+}
+
+/// Run `make_request` from `connections` concurrent loops for the configured duration;
+/// each request gets a distinct number.
 async fn scenario<F>(
     name: &'static str,
     client: &reqwest::Client,
@@ -174,22 +354,25 @@ async fn scenario<F>(
     make_request: F,
 ) -> Measured
 where
-    F: Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync + 'static,
+    F: Fn(&reqwest::Client, usize) -> reqwest::RequestBuilder + Send + Sync + 'static,
 {
     err(format_args!("bench: {name} …"));
     let make_request = Arc::new(make_request);
+    let counter = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let deadline = started + args.duration;
     let mut workers = Vec::with_capacity(args.connections);
     for _ in 0..args.connections {
         let client = client.clone();
         let make_request = Arc::clone(&make_request);
+        let counter = Arc::clone(&counter);
         workers.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0usize;
             while Instant::now() < deadline {
+                let n = counter.fetch_add(1, Ordering::Relaxed);
                 let sent = Instant::now();
-                let ok = match make_request(&client).send().await {
+                let ok = match make_request(&client, n).send().await {
                     Ok(response) => {
                         let ok = response.status().is_success();
                         ok && response.bytes().await.is_ok()
@@ -218,5 +401,171 @@ where
         errors,
         elapsed,
         latencies,
+    }
+}
+
+/// What one fan-out run measured.
+struct Fanout {
+    subscribers: usize,
+    events: usize,
+    delivered: usize,
+    failed_writes: usize,
+    latencies: Vec<Duration>,
+}
+
+async fn bench_events(args: EventArgs) -> anyhow::Result<()> {
+    let server = BenchServer::start(args.data_dir.clone()).await?;
+    let client = client(16)?;
+    let id = server.create(&client, json!({"name": "publisher"})).await?;
+    let token = server.token(&client, &id).await?;
+    // Baseline: the same events to a single subscriber, in the same run.
+    let baseline = fanout(&server, &client, (&id, &token), 1, &args).await?;
+    let measured = fanout(&server, &client, (&id, &token), args.subscribers, &args).await?;
+    out(
+        "| subscribers | events/s | events | deliveries | missing | p50 | p99 | max | p99 vs baseline |",
+    );
+    out("|---|---|---|---|---|---|---|---|---|");
+    let baseline_p99 = percentile(&baseline.latencies, 0.99);
+    for run in [&baseline, &measured] {
+        let p99 = percentile(&run.latencies, 0.99);
+        out(format_args!(
+            "| {}{} | {} | {} | {} | {} | {:.1} ms | {:.1} ms | {:.1} ms | {:.2}× |",
+            run.subscribers,
+            if run.subscribers == 1 {
+                " (baseline)"
+            } else {
+                ""
+            },
+            args.rate,
+            run.events,
+            run.delivered,
+            (run.events * run.subscribers).saturating_sub(run.delivered),
+            millis(percentile(&run.latencies, 0.50)),
+            millis(p99),
+            millis(run.latencies.last().copied().unwrap_or_default()),
+            p99.as_secs_f64() / baseline_p99.as_secs_f64().max(1e-9),
+        ));
+    }
+    server.stop().await?;
+    for run in [&baseline, &measured] {
+        anyhow::ensure!(
+            run.failed_writes == 0,
+            "{} event write(s) failed",
+            run.failed_writes
+        );
+        let expected = run.events * run.subscribers;
+        anyhow::ensure!(
+            run.delivered == expected,
+            "{} deliveries missing",
+            expected - run.delivered
+        );
+    }
+    Ok(())
+}
+
+/// Connect `subscribers` SSE streams, write `args.rate` events a second for
+/// `args.duration`, and time each delivery from the write's start.
+async fn fanout(
+    server: &BenchServer,
+    client: &reqwest::Client,
+    (id, token): (&str, &str),
+    subscribers: usize,
+    args: &EventArgs,
+) -> anyhow::Result<Fanout> {
+    err(format_args!(
+        "bench: connecting {subscribers} SSE subscriber(s) …"
+    ));
+    // Each subscriber reports (event number, receive instant) for every marker it sees.
+    let (report, mut reports) = tokio::sync::mpsc::unbounded_channel::<(usize, Instant)>();
+    let mut readers = Vec::with_capacity(subscribers);
+    for _ in 0..subscribers {
+        // One connection per subscriber, like browsers and agents.
+        let response = reqwest::Client::new()
+            .get(format!("{}/events/stream", server.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await?
+            .error_for_status()?;
+        readers.push(tokio::spawn(read_markers(response, report.clone())));
+    }
+    drop(report);
+    err(format_args!(
+        "bench: writing {} events/s for {} (AGENT_CARD_UPDATED: logged, published by the tailer) …",
+        args.rate,
+        humantime::format_duration(args.duration)
+    ));
+    let interval = Duration::from_secs_f64(1.0 / f64::from(args.rate.max(1)));
+    let started = Instant::now();
+    let mut sent_at = Vec::new();
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let url = format!("{}/registry/update-card", server.base);
+    let mut in_flight = tokio::task::JoinSet::new();
+    while started.elapsed() < args.duration {
+        tick.tick().await;
+        let n = sent_at.len();
+        sent_at.push(Instant::now());
+        let request = client
+            .post(&url)
+            .bearer_auth(token)
+            .json(&json!({"workspace_id": id, "agent_card": {"bench_marker": n}}));
+        in_flight.spawn(async move {
+            request
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status)
+        });
+    }
+    let mut failed_writes = 0usize;
+    while let Some(sent) = in_flight.join_next().await {
+        failed_writes += usize::from(!matches!(sent, Ok(Ok(_))));
+    }
+    // Let the last events arrive, then stop the subscribers.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for reader in &readers {
+        reader.abort();
+    }
+    let mut latencies = Vec::new();
+    while let Ok((n, at)) = reports.try_recv() {
+        if let Some(sent) = sent_at.get(n) {
+            latencies.push(at.saturating_duration_since(*sent));
+        }
+    }
+    latencies.sort_unstable();
+    Ok(Fanout {
+        subscribers,
+        events: sent_at.len(),
+        delivered: latencies.len(),
+        failed_writes,
+        latencies,
+    })
+}
+
+/// Read an SSE stream, reporting each `bench_marker` seen with the instant it arrived.
+async fn read_markers(
+    mut response: reqwest::Response,
+    report: tokio::sync::mpsc::UnboundedSender<(usize, Instant)>,
+) {
+    const MARKER: &str = "\"bench_marker\":";
+    let mut pending = String::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let at = Instant::now();
+        pending.push_str(&String::from_utf8_lossy(&chunk));
+        // Only whole lines; the rest waits for the next chunk.
+        let Some(end) = pending.rfind('\n') else {
+            continue;
+        };
+        for line in pending[..end].lines() {
+            if let Some(start) = line.find(MARKER) {
+                let digits: String = line[start + MARKER.len()..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                if let Ok(n) = digits.parse() {
+                    let _ = report.send((n, at));
+                }
+            }
+        }
+        pending.drain(..=end);
     }
 }

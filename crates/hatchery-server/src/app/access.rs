@@ -2,6 +2,10 @@
 //! tokens, and reachability in the org tree. Deny is the default: a workspace token
 //! authenticates its own workspace only and is never an admin credential.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use hatchery_store::{NewToken, TokenKind, TokenMatch, TokenRow};
 
 use super::{App, store_error};
@@ -12,6 +16,50 @@ use crate::error::ApiError;
 pub const MAX_LIVE_TOKENS: i64 = 50;
 /// How far up the parent chain reachability looks.
 const REACH_DEPTH: usize = 32;
+
+/// How long a live workspace token is trusted without asking the database again. A
+/// revocation on this replica takes effect at once (it clears the cache); on another
+/// replica, within this time.
+const TOKEN_CACHE_TTL: Duration = Duration::from_secs(5);
+/// Beyond this many entries the cache starts over rather than grow.
+const TOKEN_CACHE_MAX: usize = 100_000;
+
+/// Workspace tokens recently found live, by hash: heartbeats, the hot path, skip the
+/// database lookup. Bootstrap tokens (expiring, single-use) are never cached.
+#[derive(Debug, Default)]
+pub struct TokenCache {
+    entries: Mutex<HashMap<String, (TokenMatch, Instant)>>,
+}
+
+impl TokenCache {
+    fn get(&self, hash: &str) -> Option<TokenMatch> {
+        let entries = self.lock();
+        let (token, at) = entries.get(hash)?;
+        (at.elapsed() < TOKEN_CACHE_TTL).then(|| token.clone())
+    }
+
+    fn put(&self, hash: String, token: &TokenMatch) {
+        if token.kind != TokenKind::Workspace {
+            return;
+        }
+        let mut entries = self.lock();
+        if entries.len() >= TOKEN_CACHE_MAX {
+            entries.clear();
+        }
+        entries.insert(hash, (token.clone(), Instant::now()));
+    }
+
+    /// Forget everything: after a revocation or a delete.
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (TokenMatch, Instant)>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
 
 /// What a request's bearer turned out to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,11 +135,18 @@ impl App {
         if is_admin {
             return Ok(Credential::Admin);
         }
+        let hash = hash_hex(bearer);
+        if let Some(token) = self.tokens.get(&hash) {
+            return Ok(Credential::Token(token));
+        }
         let found = self
             .store
-            .token_find(&hash_hex(bearer))
+            .token_find(&hash)
             .await
             .map_err(|e| ApiError::PlatformUnavailable(e.to_string()))?;
+        if let Some(token) = &found {
+            self.tokens.put(hash, token);
+        }
         Ok(found.map_or(Credential::Invalid, Credential::Token))
     }
 
@@ -206,6 +261,7 @@ impl App {
             .token_revoke(id, token_id)
             .await
             .map_err(store_error("failed to revoke token"))?;
+        self.tokens.clear();
         if revoked {
             Ok(())
         } else {

@@ -155,21 +155,23 @@ impl App {
             // Gone between the gate and the write.
             return Err(ApiError::workspace_not_found());
         }
-        self.hub.broadcast(StreamEvent::new(
-            None,
-            "ACTIVITY_LOGGED",
-            Some(id),
-            &json!({
-                "activity_type": row.activity_type,
-                "method": row.method,
-                "summary": row.summary,
-                "status": row.status,
-                "source_id": row.source_id,
-                "target_id": row.target_id,
-                "duration_ms": row.duration_ms,
-            }),
-            row.created_at,
-        ));
+        self.hub.broadcast(|| {
+            StreamEvent::new(
+                None,
+                "ACTIVITY_LOGGED",
+                Some(id),
+                &json!({
+                    "activity_type": row.activity_type,
+                    "method": row.method,
+                    "summary": row.summary,
+                    "status": row.status,
+                    "source_id": row.source_id,
+                    "target_id": row.target_id,
+                    "duration_ms": row.duration_ms,
+                }),
+                row.created_at,
+            )
+        });
         Ok(())
     }
 

@@ -80,15 +80,42 @@ pub struct UpdateCard {
     pub agent_card: Option<Value>,
 }
 
+/// A token's `last_used_at` is written at most this often (bookkeeping, not security).
+const TOKEN_TOUCH_EVERY: i64 = 60 * 1_000_000;
+
 /// Heartbeats that changed no status, waiting to be written.
 #[derive(Debug, Default)]
 pub struct HeartbeatBuffer {
     pending: Mutex<HashMap<String, AgentSnapshot>>,
+    /// When each token's use was last written.
+    touched: Mutex<HashMap<String, i64>>,
 }
 
 impl HeartbeatBuffer {
-    fn put(&self, id: &str, snapshot: AgentSnapshot) {
-        self.lock().insert(id.to_owned(), snapshot);
+    fn put(&self, id: &str, mut snapshot: AgentSnapshot) {
+        if let Some(token_id) = snapshot.token_id.take() {
+            let mut touched = self
+                .touched
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let due = touched
+                .get(&token_id)
+                .is_none_or(|at| snapshot.seen_at - at >= TOKEN_TOUCH_EVERY);
+            if due {
+                if touched.len() >= 100_000 {
+                    touched.clear();
+                }
+                touched.insert(token_id.clone(), snapshot.seen_at);
+                snapshot.token_id = Some(token_id);
+            }
+        }
+        let mut pending = self.lock();
+        // A beat whose token use is not yet written keeps that use for the flush.
+        let carried = pending.get(id).and_then(|old| old.token_id.clone());
+        if snapshot.token_id.is_none() {
+            snapshot.token_id = carried;
+        }
+        pending.insert(id.to_owned(), snapshot);
     }
 
     pub(crate) fn forget(&self, id: &str) {
@@ -418,21 +445,25 @@ impl App {
         }
         let now = self.store.now();
         if task_changed {
-            self.hub.broadcast(StreamEvent::new(
-                None,
-                "TASK_UPDATED",
-                Some(id),
-                &json!({"current_task": current_task, "active_tasks": active_tasks}),
-                now,
-            ));
+            self.hub.broadcast(|| {
+                StreamEvent::new(
+                    None,
+                    "TASK_UPDATED",
+                    Some(id),
+                    &json!({"current_task": current_task, "active_tasks": active_tasks}),
+                    now,
+                )
+            });
         }
-        self.hub.broadcast(StreamEvent::new(
-            None,
-            "WORKSPACE_HEARTBEAT",
-            Some(id),
-            &json!({"active_tasks": active_tasks, "uptime_seconds": uptime}),
-            now,
-        ));
+        self.hub.broadcast(|| {
+            StreamEvent::new(
+                None,
+                "WORKSPACE_HEARTBEAT",
+                Some(id),
+                &json!({"active_tasks": active_tasks, "uptime_seconds": uptime}),
+                now,
+            )
+        });
         Ok(())
     }
 

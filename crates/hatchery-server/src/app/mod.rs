@@ -38,6 +38,8 @@ pub struct App {
     pub hub: EventHub,
     /// Heartbeats waiting to be written.
     pub heartbeats: Arc<agents::HeartbeatBuffer>,
+    /// Workspace tokens recently found live.
+    pub tokens: Arc<access::TokenCache>,
 }
 
 impl App {

@@ -537,6 +537,8 @@ impl App {
             .workspace_remove(id, purge)
             .await
             .map_err(store_error("failed to delete workspace"))?;
+        // The removed workspaces' tokens are revoked: none may linger in the cache.
+        self.tokens.clear();
         self.hub.poke();
         Ok(removed.descendants.len())
     }

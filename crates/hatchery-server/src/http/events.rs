@@ -2,27 +2,27 @@
 //! SSE for everyone (`/events/stream`) and for one workspace
 //! (`/workspaces/:id/events/stream`), resumable with `Last-Event-ID`.
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use futures_util::Stream;
 use hatchery_store::{EventRow, Store};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 
 use super::views::timestamp;
 use super::{AppState, require_admin, require_workspace};
 use crate::app::store_error;
 use crate::app::workspaces::parse_workspace_id;
 use crate::error::ApiError;
-use crate::event_hub::StreamEvent;
+use crate::event_hub::{Batch, StreamEvent};
 
 /// The most events one listing returns without a cursor (the spec's), and with one.
 const LIMIT: i64 = 100;
@@ -147,7 +147,7 @@ async fn stream_all(
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,
     headers: HeaderMap,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+) -> Result<Response, ApiError> {
     require_admin(&state, &headers)?;
     let filter = query
         .workspace_id
@@ -163,7 +163,7 @@ async fn stream_one(
     Path(id): Path<String>,
     Query(query): Query<ListQuery>,
     headers: HeaderMap,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+) -> Result<Response, ApiError> {
     let id = parse_workspace_id(&id)?;
     require_workspace(&state, &headers, &id).await?;
     state.app.workspace_exists(&id).await?;
@@ -171,12 +171,14 @@ async fn stream_one(
     sse(&state, Some(id), after).await
 }
 
-/// A stream of the events after `after`, or, without it, of those from now on.
+/// A `text/event-stream` of the events after `after`, or, without it, of those from now
+/// on. Each chunk carries every event ready at that moment, so a busy stream costs one
+/// write per batch, not one per event.
 async fn sse(
     state: &AppState,
     filter: Option<String>,
     after: Option<i64>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>> + use<>>, ApiError> {
+) -> Result<Response, ApiError> {
     // Subscribe first, then fix the starting point: whatever the channel delivers after
     // it, and whatever the log holds between it and the channel, both arrive (once).
     let receiver = state.app.hub.subscribe();
@@ -194,88 +196,146 @@ async fn sse(
         store: state.app.store.clone(),
         filter,
         last_seq,
-        backlog: VecDeque::new(),
         catching_up: true,
         greeted: false,
     };
-    Ok(Sse::new(futures_util::stream::unfold(
-        subscription,
-        |mut s| async move { s.next().await.map(|event| (Ok(event), s)) },
-    ))
-    .keep_alive(KeepAlive::default()))
+    let chunks = futures_util::stream::unfold(subscription, |mut s| async move {
+        s.next_chunk()
+            .await
+            .map(|chunk| (Ok::<_, Infallible>(chunk), s))
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(chunks),
+    )
+        .into_response())
 }
 
-/// One subscriber's position: what it has been sent, and what is queued for it.
+/// One subscriber's position: the last cursor it was sent, and whether it must read the
+/// log before the channel.
 struct Subscription {
-    receiver: broadcast::Receiver<Arc<StreamEvent>>,
+    receiver: broadcast::Receiver<Arc<Batch>>,
     store: Store,
     filter: Option<String>,
     last_seq: i64,
-    backlog: VecDeque<Arc<StreamEvent>>,
     catching_up: bool,
     greeted: bool,
 }
 
-impl Subscription {
-    fn wants(&self, event: &StreamEvent) -> bool {
-        self.filter
-            .as_deref()
-            .is_none_or(|id| event.workspace_id.as_deref() == Some(id))
-    }
+/// The most batches put in one chunk.
+const BATCH: usize = 64;
+/// A comment line this often keeps idle connections (and proxies) open.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-    fn sse_event(&mut self, event: &StreamEvent) -> Event {
-        let sse = Event::default().data(&event.sse_json);
-        match event.seq {
-            Some(seq) => {
+impl Subscription {
+    /// Append the events of `batch` this subscriber wants and has not had: the whole
+    /// batch's bytes at once when that is all of them.
+    fn take_batch(&mut self, batch: &Batch, chunk: &mut Vec<u8>) {
+        let all_new = batch
+            .events
+            .iter()
+            .all(|e| e.seq.is_none_or(|seq| seq > self.last_seq));
+        if self.filter.is_none() && all_new {
+            chunk.extend_from_slice(&batch.sse);
+            if let Some(seq) = batch.events.iter().filter_map(|e| e.seq).max() {
                 self.last_seq = seq;
-                sse.id(seq.to_string())
             }
-            None => sse,
+        } else {
+            for event in &batch.events {
+                self.take(event, chunk);
+            }
         }
     }
 
-    async fn next(&mut self) -> Option<Event> {
+    /// Append `event` to `chunk` if this subscriber wants it and has not had it.
+    fn take(&mut self, event: &StreamEvent, chunk: &mut Vec<u8>) {
+        if event.seq.is_some_and(|seq| seq <= self.last_seq) {
+            return;
+        }
+        let wanted = self
+            .filter
+            .as_deref()
+            .is_none_or(|id| event.workspace_id.as_deref() == Some(id));
+        if wanted {
+            chunk.extend_from_slice(&event.sse_frame);
+        }
+        if let Some(seq) = event.seq {
+            self.last_seq = seq;
+        }
+    }
+
+    /// The next chunk of the stream; `None` ends it.
+    async fn next_chunk(&mut self) -> Option<Bytes> {
         if !self.greeted {
             self.greeted = true;
-            return Some(Event::default().comment("ping"));
+            return Some(Bytes::from_static(b": ping\n\n"));
         }
+        let mut chunk = Vec::new();
         loop {
-            if let Some(event) = self.backlog.pop_front() {
-                return Some(self.sse_event(&event));
-            }
             if self.catching_up {
-                match self
+                let rows = match self
                     .store
                     .event_list_after(self.last_seq, self.filter.as_deref(), CATCH_UP_PAGE)
                     .await
                 {
-                    Ok(rows) if rows.is_empty() => self.catching_up = false,
-                    Ok(rows) => {
-                        self.backlog
-                            .extend(rows.iter().map(|r| Arc::new(StreamEvent::from_row(r))));
-                    }
+                    Ok(rows) => rows,
                     Err(error) => {
                         tracing::warn!(%error, "event stream: cannot read the log; closing so the client resumes");
                         return None;
                     }
+                };
+                if rows.is_empty() {
+                    self.catching_up = false;
+                } else {
+                    for row in &rows {
+                        self.take(&StreamEvent::from_row(row), &mut chunk);
+                    }
+                }
+                if !chunk.is_empty() {
+                    return Some(Bytes::from(chunk));
                 }
                 continue;
             }
-            match self.receiver.recv().await {
-                Ok(event) => {
-                    let already_sent = event.seq.is_some_and(|seq| seq <= self.last_seq);
-                    if !already_sent && self.wants(&event) {
-                        return Some(self.sse_event(&event));
+            // Wait for one event (or a keep-alive), then take whatever else is ready.
+            let Ok(first) = tokio::time::timeout(KEEP_ALIVE, self.receiver.recv()).await else {
+                return Some(Bytes::from_static(b": keep-alive\n\n"));
+            };
+            let mut received = Some(first);
+            let mut taken = 0;
+            while let Some(result) = received.take() {
+                match result {
+                    Ok(batch) => {
+                        self.take_batch(&batch, &mut chunk);
+                        taken += 1;
+                    }
+                    Err(RecvError::Lagged(missed)) => {
+                        // Too slow for the channel: say so, then catch up from the log,
+                        // which loses nothing logged (broadcast-only events cannot be
+                        // replayed).
+                        self.catching_up = true;
+                        let notice = json!({"missed": missed, "resume_after": self.last_seq});
+                        chunk.extend_from_slice(
+                            format!("event: lagged\ndata: {notice}\n\n").as_bytes(),
+                        );
+                        break;
+                    }
+                    Err(RecvError::Closed) => {
+                        return (!chunk.is_empty()).then(|| Bytes::from(chunk));
                     }
                 }
-                Err(RecvError::Lagged(missed)) => {
-                    // Too slow for the channel: say so, then catch up from the log, which
-                    // loses nothing persisted (broadcast-only events cannot be replayed).
-                    self.catching_up = true;
-                    let notice = json!({"missed": missed, "resume_after": self.last_seq});
-                    return Some(Event::default().event("lagged").data(notice.to_string()));
+                if taken < BATCH {
+                    received = match self.receiver.try_recv() {
+                        Ok(batch) => Some(Ok(batch)),
+                        Err(TryRecvError::Lagged(missed)) => Some(Err(RecvError::Lagged(missed))),
+                        Err(TryRecvError::Empty | TryRecvError::Closed) => None,
+                    };
                 }
-                Err(RecvError::Closed) => return None,
+            }
+            if !chunk.is_empty() {
+                return Some(Bytes::from(chunk));
             }
         }
     }
