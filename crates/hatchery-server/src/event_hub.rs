@@ -245,3 +245,139 @@ impl EventHub {
         }
     }
 }
+
+/// What a subscriber gets next.
+#[derive(Debug)]
+pub enum Delivery {
+    /// A whole batch, all of it new and wanted: its prebuilt bytes can be sent as they are.
+    Whole(Arc<Batch>),
+    /// Some events, in order.
+    Events(Vec<Arc<StreamEvent>>),
+    /// The subscriber fell `missed` batches behind; what follows is read from the log
+    /// after `resume_after` (broadcast-only events in the gap are gone).
+    Lagged {
+        /// Batches dropped from the channel.
+        missed: u64,
+        /// The last cursor delivered before the gap.
+        resume_after: i64,
+    },
+    /// Nothing happened for the idle interval: time for a keep-alive.
+    Idle,
+}
+
+/// One subscriber's position: the channel, the last cursor it was given, and whether it
+/// must read the log before the channel (at the start, and after a lag).
+#[derive(Debug)]
+pub struct Cursor {
+    receiver: broadcast::Receiver<Arc<Batch>>,
+    store: Store,
+    filter: Option<String>,
+    last_seq: i64,
+    catching_up: bool,
+}
+
+/// Events read from the log per catch-up query.
+const CATCH_UP_PAGE: i64 = 500;
+
+impl Cursor {
+    /// A cursor after `after`, or, without it, from now on. Subscribes before it reads
+    /// the log's end, so nothing falls between the two.
+    pub async fn open(
+        hub: &EventHub,
+        store: Store,
+        filter: Option<String>,
+        after: Option<i64>,
+    ) -> Result<Self, hatchery_store::StoreError> {
+        let receiver = hub.subscribe();
+        let last_seq = match after {
+            Some(after) => after,
+            None => store.event_last_seq().await?,
+        };
+        Ok(Self {
+            receiver,
+            store,
+            filter,
+            last_seq,
+            catching_up: true,
+        })
+    }
+
+    fn wants(&self, event: &StreamEvent) -> bool {
+        event.seq.is_none_or(|seq| seq > self.last_seq)
+            && self
+                .filter
+                .as_deref()
+                .is_none_or(|id| event.workspace_id.as_deref() == Some(id))
+    }
+
+    fn advance(&mut self, events: &[Arc<StreamEvent>]) {
+        if let Some(seq) = events.iter().filter_map(|e| e.seq).max() {
+            self.last_seq = self.last_seq.max(seq);
+        }
+    }
+
+    /// The next delivery; `None` when the stream should end (the log is unreadable: the
+    /// client resumes from its cursor).
+    pub async fn next(&mut self, idle: Duration) -> Option<Delivery> {
+        loop {
+            if self.catching_up {
+                let rows = match self
+                    .store
+                    .event_list_after(self.last_seq, self.filter.as_deref(), CATCH_UP_PAGE)
+                    .await
+                {
+                    Ok(rows) => rows,
+                    Err(error) => {
+                        tracing::warn!(%error, "event stream: cannot read the log; closing so the client resumes");
+                        return None;
+                    }
+                };
+                if rows.is_empty() {
+                    self.catching_up = false;
+                    continue;
+                }
+                let events: Vec<Arc<StreamEvent>> = rows
+                    .iter()
+                    .map(|row| Arc::new(StreamEvent::from_row(row)))
+                    .collect();
+                self.advance(&events);
+                return Some(Delivery::Events(events));
+            }
+            let Ok(received) = tokio::time::timeout(idle, self.receiver.recv()).await else {
+                return Some(Delivery::Idle);
+            };
+            match received {
+                Ok(batch) => {
+                    let all_wanted = self.filter.is_none()
+                        && batch
+                            .events
+                            .iter()
+                            .all(|e| e.seq.is_none_or(|seq| seq > self.last_seq));
+                    if all_wanted {
+                        self.advance(&batch.events);
+                        return Some(Delivery::Whole(batch));
+                    }
+                    let events: Vec<Arc<StreamEvent>> = batch
+                        .events
+                        .iter()
+                        .filter(|e| self.wants(e))
+                        .cloned()
+                        .collect();
+                    // Filtered-out events still move the cursor: they were seen.
+                    self.advance(&batch.events);
+                    if !events.is_empty() {
+                        return Some(Delivery::Events(events));
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    self.catching_up = true;
+                    return Some(Delivery::Lagged {
+                        missed,
+                        resume_after: self.last_seq,
+                    });
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}

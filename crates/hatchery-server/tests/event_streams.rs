@@ -15,6 +15,7 @@ hatchery_testkit::both_databases!(
     sse_resumes_from_last_event_id_without_loss,
     a_stalled_subscriber_delays_nobody_and_catches_up,
     workspace_stream_is_gated_and_filtered,
+    websocket_admin_sees_all_and_a_caller_only_what_it_reaches,
 );
 
 /// One SSE message.
@@ -391,4 +392,140 @@ async fn workspace_stream_is_gated_and_filtered(db: Db) {
     assert_eq!(by_type["WORKSPACE_HEARTBEAT"].id, None);
     // The heartbeat moved it out of provisioning: a logged event, with its cursor.
     assert!(by_type["WORKSPACE_ONLINE"].id.is_some());
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Open `/ws` with the given headers; the handshake's refusal status if it is refused.
+async fn websocket(server: &Running, headers: &[(&str, &str)]) -> Result<Socket, u16> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let url = format!("{}/ws", server.base.replace("http://", "ws://"));
+    let mut request = url.into_client_request().unwrap();
+    for (name, value) in headers {
+        request.headers_mut().insert(
+            reqwest::header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            value.parse().unwrap(),
+        );
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((socket, _)) => Ok(socket),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            Err(response.status().as_u16())
+        }
+        Err(other) => panic!("websocket: {other}"),
+    }
+}
+
+/// The next text message as JSON (pings skipped); panics after 10 s.
+async fn next_json(socket: &mut Socket) -> Value {
+    use futures_util::StreamExt as _;
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("a message within 10 s")
+            .expect("socket open")
+            .unwrap();
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+            return serde_json::from_str(&text).unwrap();
+        }
+    }
+}
+
+async fn websocket_admin_sees_all_and_a_caller_only_what_it_reaches(db: Db) {
+    let env = Env::new(db).await;
+    let server = spawn(env.config()).await;
+    let pm = create(&server, "pm").await;
+    let child = server
+        .create(&json!({"name": "child", "parent_id": pm}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let other_root = create(&server, "other root").await;
+    let stranger = server
+        .create(&json!({"name": "stranger", "parent_id": other_root}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let child_token = server
+        .get(&format!("/admin/workspaces/{child}/test-token"))
+        .await
+        .1["auth_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let admin_bearer = format!("Bearer {TOKEN}");
+    let child_bearer = format!("Bearer {child_token}");
+
+    // Refusals at the handshake: no credential, a foreign browser origin, another's token.
+    assert_eq!(websocket(&server, &[]).await.err(), Some(401));
+    assert_eq!(
+        websocket(
+            &server,
+            &[
+                ("authorization", &admin_bearer),
+                ("origin", "http://evil.example")
+            ]
+        )
+        .await
+        .err(),
+        Some(403)
+    );
+    assert_eq!(
+        websocket(
+            &server,
+            &[
+                ("authorization", &child_bearer),
+                ("x-workspace-id", &stranger)
+            ]
+        )
+        .await
+        .err(),
+        Some(401)
+    );
+
+    let mut admin = websocket(
+        &server,
+        &[
+            ("authorization", &admin_bearer),
+            ("origin", "http://localhost:3000"),
+        ],
+    )
+    .await
+    .unwrap();
+    let mut caller = websocket(
+        &server,
+        &[("authorization", &child_bearer), ("x-workspace-id", &child)],
+    )
+    .await
+    .unwrap();
+    // Something the child cannot reach, then something it can.
+    server
+        .post(&format!("/workspaces/{stranger}/pause"), &json!({}))
+        .await;
+    server
+        .post(&format!("/workspaces/{pm}/pause"), &json!({}))
+        .await;
+
+    let first = next_json(&mut admin).await;
+    assert_eq!(first["event"], "WORKSPACE_PAUSED");
+    assert_eq!(first["workspace_id"], stranger.as_str());
+    assert_eq!(first["payload"], json!({"name": "stranger"}));
+    assert!(first["timestamp"].as_str().unwrap().ends_with('Z'));
+
+    let mut heard = Vec::new();
+    for _ in 0..2 {
+        let message = next_json(&mut caller).await;
+        assert_eq!(message["event"], "WORKSPACE_PAUSED");
+        heard.push(message["workspace_id"].as_str().unwrap().to_owned());
+    }
+    heard.sort();
+    let mut expected = vec![pm.clone(), child.clone()];
+    expected.sort();
+    assert_eq!(
+        heard, expected,
+        "the pause of pm and of its child; never the stranger's"
+    );
 }

@@ -3,7 +3,6 @@
 //! (`/workspaces/:id/events/stream`), resumable with `Last-Event-ID`.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -12,23 +11,20 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use hatchery_store::{EventRow, Store};
+use hatchery_store::EventRow;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 
 use super::views::timestamp;
 use super::{AppState, require_admin, require_workspace};
 use crate::app::store_error;
 use crate::app::workspaces::parse_workspace_id;
 use crate::error::ApiError;
-use crate::event_hub::{Batch, StreamEvent};
+use crate::event_hub::{Cursor, Delivery};
 
 /// The most events one listing returns without a cursor (the spec's), and with one.
 const LIMIT: i64 = 100;
 const MAX_CURSOR_LIMIT: i64 = 1000;
-/// Events read from the log per catch-up query.
-const CATCH_UP_PAGE: i64 = 500;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -172,171 +168,53 @@ async fn stream_one(
 }
 
 /// A `text/event-stream` of the events after `after`, or, without it, of those from now
-/// on. Each chunk carries every event ready at that moment, so a busy stream costs one
-/// write per batch, not one per event.
+/// on. A batch the subscriber wants whole is written as its prebuilt bytes: a busy stream
+/// costs one write per batch, not one per event.
 async fn sse(
     state: &AppState,
     filter: Option<String>,
     after: Option<i64>,
 ) -> Result<Response, ApiError> {
-    // Subscribe first, then fix the starting point: whatever the channel delivers after
-    // it, and whatever the log holds between it and the channel, both arrive (once).
-    let receiver = state.app.hub.subscribe();
-    let last_seq = match after {
-        Some(after) => after,
-        None => state
-            .app
-            .store
-            .event_last_seq()
-            .await
-            .map_err(store_error("failed to open the event stream"))?,
-    };
-    let subscription = Subscription {
-        receiver,
-        store: state.app.store.clone(),
-        filter,
-        last_seq,
-        catching_up: true,
-        greeted: false,
-    };
-    let chunks = futures_util::stream::unfold(subscription, |mut s| async move {
-        s.next_chunk()
-            .await
-            .map(|chunk| (Ok::<_, Infallible>(chunk), s))
+    let cursor = Cursor::open(&state.app.hub, state.app.store.clone(), filter, after)
+        .await
+        .map_err(store_error("failed to open the event stream"))?;
+    let greeting = futures_util::stream::once(async {
+        Ok::<_, Infallible>(Bytes::from_static(b": ping\n\n"))
+    });
+    let deliveries = futures_util::stream::unfold(cursor, |mut cursor| async move {
+        let delivery = cursor.next(KEEP_ALIVE).await?;
+        Some((Ok::<_, Infallible>(sse_bytes(delivery)), cursor))
     });
     Ok((
         [
             (header::CONTENT_TYPE, "text/event-stream"),
             (header::CACHE_CONTROL, "no-cache"),
         ],
-        Body::from_stream(chunks),
+        Body::from_stream(futures_util::StreamExt::chain(greeting, deliveries)),
     )
         .into_response())
 }
 
-/// One subscriber's position: the last cursor it was sent, and whether it must read the
-/// log before the channel.
-struct Subscription {
-    receiver: broadcast::Receiver<Arc<Batch>>,
-    store: Store,
-    filter: Option<String>,
-    last_seq: i64,
-    catching_up: bool,
-    greeted: bool,
-}
-
-/// The most batches put in one chunk.
-const BATCH: usize = 64;
 /// A comment line this often keeps idle connections (and proxies) open.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-impl Subscription {
-    /// Append the events of `batch` this subscriber wants and has not had: the whole
-    /// batch's bytes at once when that is all of them.
-    fn take_batch(&mut self, batch: &Batch, chunk: &mut Vec<u8>) {
-        let all_new = batch
-            .events
-            .iter()
-            .all(|e| e.seq.is_none_or(|seq| seq > self.last_seq));
-        if self.filter.is_none() && all_new {
-            chunk.extend_from_slice(&batch.sse);
-            if let Some(seq) = batch.events.iter().filter_map(|e| e.seq).max() {
-                self.last_seq = seq;
+fn sse_bytes(delivery: Delivery) -> Bytes {
+    match delivery {
+        Delivery::Whole(batch) => batch.sse.clone(),
+        Delivery::Events(events) => {
+            let mut chunk = Vec::with_capacity(events.iter().map(|e| e.sse_frame.len()).sum());
+            for event in &events {
+                chunk.extend_from_slice(&event.sse_frame);
             }
-        } else {
-            for event in &batch.events {
-                self.take(event, chunk);
-            }
+            Bytes::from(chunk)
         }
-    }
-
-    /// Append `event` to `chunk` if this subscriber wants it and has not had it.
-    fn take(&mut self, event: &StreamEvent, chunk: &mut Vec<u8>) {
-        if event.seq.is_some_and(|seq| seq <= self.last_seq) {
-            return;
+        Delivery::Lagged {
+            missed,
+            resume_after,
+        } => {
+            let notice = json!({"missed": missed, "resume_after": resume_after});
+            Bytes::from(format!("event: lagged\ndata: {notice}\n\n"))
         }
-        let wanted = self
-            .filter
-            .as_deref()
-            .is_none_or(|id| event.workspace_id.as_deref() == Some(id));
-        if wanted {
-            chunk.extend_from_slice(&event.sse_frame);
-        }
-        if let Some(seq) = event.seq {
-            self.last_seq = seq;
-        }
-    }
-
-    /// The next chunk of the stream; `None` ends it.
-    async fn next_chunk(&mut self) -> Option<Bytes> {
-        if !self.greeted {
-            self.greeted = true;
-            return Some(Bytes::from_static(b": ping\n\n"));
-        }
-        let mut chunk = Vec::new();
-        loop {
-            if self.catching_up {
-                let rows = match self
-                    .store
-                    .event_list_after(self.last_seq, self.filter.as_deref(), CATCH_UP_PAGE)
-                    .await
-                {
-                    Ok(rows) => rows,
-                    Err(error) => {
-                        tracing::warn!(%error, "event stream: cannot read the log; closing so the client resumes");
-                        return None;
-                    }
-                };
-                if rows.is_empty() {
-                    self.catching_up = false;
-                } else {
-                    for row in &rows {
-                        self.take(&StreamEvent::from_row(row), &mut chunk);
-                    }
-                }
-                if !chunk.is_empty() {
-                    return Some(Bytes::from(chunk));
-                }
-                continue;
-            }
-            // Wait for one event (or a keep-alive), then take whatever else is ready.
-            let Ok(first) = tokio::time::timeout(KEEP_ALIVE, self.receiver.recv()).await else {
-                return Some(Bytes::from_static(b": keep-alive\n\n"));
-            };
-            let mut received = Some(first);
-            let mut taken = 0;
-            while let Some(result) = received.take() {
-                match result {
-                    Ok(batch) => {
-                        self.take_batch(&batch, &mut chunk);
-                        taken += 1;
-                    }
-                    Err(RecvError::Lagged(missed)) => {
-                        // Too slow for the channel: say so, then catch up from the log,
-                        // which loses nothing logged (broadcast-only events cannot be
-                        // replayed).
-                        self.catching_up = true;
-                        let notice = json!({"missed": missed, "resume_after": self.last_seq});
-                        chunk.extend_from_slice(
-                            format!("event: lagged\ndata: {notice}\n\n").as_bytes(),
-                        );
-                        break;
-                    }
-                    Err(RecvError::Closed) => {
-                        return (!chunk.is_empty()).then(|| Bytes::from(chunk));
-                    }
-                }
-                if taken < BATCH {
-                    received = match self.receiver.try_recv() {
-                        Ok(batch) => Some(Ok(batch)),
-                        Err(TryRecvError::Lagged(missed)) => Some(Err(RecvError::Lagged(missed))),
-                        Err(TryRecvError::Empty | TryRecvError::Closed) => None,
-                    };
-                }
-            }
-            if !chunk.is_empty() {
-                return Some(Bytes::from(chunk));
-            }
-        }
+        Delivery::Idle => Bytes::from_static(b": keep-alive\n\n"),
     }
 }

@@ -8,6 +8,7 @@ mod registry;
 mod secrets;
 pub(crate) mod views;
 mod workspaces;
+mod ws;
 
 use std::sync::Arc;
 
@@ -55,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .merge(events::routes())
         .merge(agents::routes())
         .merge(activity::routes())
+        .merge(ws::routes())
         .with_state(state)
 }
 

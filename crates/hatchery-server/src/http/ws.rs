@@ -1,0 +1,167 @@
+//! `GET /ws`: the live event stream over a WebSocket, as Molecule's canvas and agents use
+//! it. Without `X-Workspace-ID` it is the admin's view of everything; with it (and that
+//! workspace's own bearer) only events about workspaces the caller can reach. A browser's
+//! `Origin` must be an allowed one.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::get;
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{AppState, require_admin, require_boot};
+use crate::app::App;
+use crate::app::store_error;
+use crate::app::workspaces::parse_workspace_id;
+use crate::error::ApiError;
+use crate::event_hub::{Cursor, Delivery, StreamEvent};
+
+/// Browser origins allowed besides the server's own (Molecule's canvas defaults).
+const DEV_ORIGINS: &[&str] = &["http://localhost:3000", "http://localhost:3001"];
+/// A ping this often keeps idle connections open.
+const PING_EVERY: Duration = Duration::from_secs(30);
+/// Events that can change who reaches whom.
+const TREE_EVENTS: &[&str] = &[
+    "WORKSPACE_PROVISIONING",
+    "WORKSPACE_MOVED",
+    "WORKSPACE_REMOVED",
+];
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new().route("/ws", get(upgrade))
+}
+
+#[derive(Debug, Deserialize)]
+struct WsQuery {
+    after: Option<i64>,
+}
+
+/// A browser (it sends `Origin`) must come from the server's own origin or an allowed one;
+/// a client that sends none is not a browser, and its credential is what counts.
+fn check_origin(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(origin) = headers.get("origin").and_then(|v| v.to_str().ok()) else {
+        return Ok(());
+    };
+    let own = headers
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|host| {
+            origin == format!("http://{host}") || origin == format!("https://{host}")
+        });
+    if own || DEV_ORIGINS.contains(&origin) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden {
+            message: format!("origin {origin} is not allowed"),
+            code: "origin_not_allowed",
+        })
+    }
+}
+
+async fn upgrade(
+    State(state): State<AppState>,
+    Query(query): Query<WsQuery>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    check_origin(&headers)?;
+    let caller = match headers.get("x-workspace-id").and_then(|v| v.to_str().ok()) {
+        Some(caller) => {
+            let caller = parse_workspace_id(caller.trim())?;
+            require_boot(&state, &headers, &caller).await?;
+            Some(caller)
+        }
+        None => {
+            require_admin(&state, &headers)?;
+            None
+        }
+    };
+    let cursor = Cursor::open(&state.app.hub, state.app.store.clone(), None, query.after)
+        .await
+        .map_err(store_error("failed to open the event stream"))?;
+    let app = state.app.clone();
+    Ok(upgrade.on_upgrade(move |socket| serve(socket, cursor, caller, app)))
+}
+
+/// Who a caller may hear about, remembered until the tree changes.
+struct Reach {
+    caller: Option<String>,
+    known: HashMap<String, bool>,
+}
+
+impl Reach {
+    async fn allows(&mut self, app: &App, event: &StreamEvent) -> bool {
+        let Some(caller) = &self.caller else {
+            return true;
+        };
+        if TREE_EVENTS.contains(&event.event_type.as_str()) {
+            self.known.clear();
+        }
+        let Some(target) = &event.workspace_id else {
+            return false;
+        };
+        if let Some(allowed) = self.known.get(target) {
+            return *allowed;
+        }
+        // A failed check denies: the default.
+        let allowed = app.reachable(caller, target).await.unwrap_or(false);
+        self.known.insert(target.clone(), allowed);
+        allowed
+    }
+}
+
+async fn serve(socket: WebSocket, mut cursor: Cursor, caller: Option<String>, app: App) {
+    let (mut sender, mut receiver) = socket.split();
+    let mut reach = Reach {
+        caller,
+        known: HashMap::new(),
+    };
+    loop {
+        tokio::select! {
+            incoming = receiver.next() => match incoming {
+                // Clients may send pings or text; only a close (or an error) ends it.
+                Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+                Some(Ok(_)) => {}
+            },
+            delivery = cursor.next(PING_EVERY) => {
+                let Some(delivery) = delivery else { return };
+                let messages = match delivery {
+                    Delivery::Whole(batch) => batch.events.clone(),
+                    Delivery::Events(events) => events,
+                    Delivery::Lagged { missed, resume_after } => {
+                        let notice = json!({
+                            "event": "LAGGED",
+                            "workspace_id": null,
+                            "timestamp": crate::http::views::timestamp(app.store.now()),
+                            "payload": {"missed": missed, "resume_after": resume_after},
+                        });
+                        if sender.send(Message::Text(notice.to_string().into())).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    Delivery::Idle => {
+                        if sender.send(Message::Ping(Vec::new().into())).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                };
+                for event in messages {
+                    if reach.allows(&app, &event).await
+                        && sender.send(Message::Text(event.ws_json().to_owned().into())).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
