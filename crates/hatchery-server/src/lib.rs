@@ -187,6 +187,7 @@ impl Application {
                 "no HATCHERY_SECRETS_KEY: secrets are disabled, so bring-your-own-key workspaces cannot be created"
             );
         }
+        let metrics = Arc::new(Metrics::default());
         let hub = EventHub::new(store.event_last_seq().await?, config.event_buffer);
         let listener =
             TcpListener::bind(config.listen)
@@ -208,10 +209,11 @@ impl Application {
                     hub,
                     heartbeats: Arc::default(),
                     tokens: Arc::default(),
+                    metrics: Arc::clone(&metrics),
                 },
                 admin,
                 dev: config.dev,
-                metrics: Arc::new(Metrics::default()),
+                metrics,
             },
             new_admin_token,
         })

@@ -495,6 +495,14 @@ async fn liveness_expires_silent_workspaces_across_restarts_and_replicas(db: Db)
     assert_eq!(server.app.sweep_liveness().await.unwrap(), 1);
     assert_eq!(status_of(&server, &quiet).await, "offline");
     assert_eq!(status_of(&server, &chatty).await, "online");
+    let (_, metrics) = server.get("/metrics").await;
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("hatchery_liveness_expired_total 1\n"),
+        "{metrics}"
+    );
     assert_eq!(
         events_of(&server, &quiet).await.last().unwrap(),
         &("WORKSPACE_OFFLINE".to_owned(), json!({}))

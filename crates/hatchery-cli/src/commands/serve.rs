@@ -41,10 +41,10 @@ pub struct ServeArgs {
     #[arg(long, env = "HATCHERY_DEV", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false")]
     dev: bool,
     /// An online workspace not heard from for this long goes offline.
-    #[arg(long, env = "HATCHERY_HEARTBEAT_TTL", default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "HATCHERY_HEARTBEAT_TTL", default_value = "60s", value_parser = positive_duration)]
     heartbeat_ttl: Duration,
     /// A workspace still provisioning after this long fails [default: 10m; 1h in dev mode].
-    #[arg(long, env = "HATCHERY_PROVISION_TIMEOUT", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "HATCHERY_PROVISION_TIMEOUT", value_parser = positive_duration)]
     provision_timeout: Option<Duration>,
     /// Per-runtime provisioning deadlines, e.g. `hermes=30m,codex=15m` (hermes=30m built in).
     #[arg(long, env = "HATCHERY_PROVISION_TIMEOUTS", value_parser = parse_runtime_timeouts, default_value = "")]
@@ -54,10 +54,22 @@ pub struct ServeArgs {
 /// Dev mode's clients create workspaces and start agents by hand: give them time.
 const DEV_PROVISION_TIMEOUT: Duration = Duration::from_hours(1);
 
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if duration.is_zero() {
+        return Err("must be longer than zero".to_owned());
+    }
+    Ok(duration)
+}
+
 fn supervision(args: &ServeArgs) -> Supervision {
+    let defaults = Supervision::default();
     let mut supervision = Supervision {
         heartbeat_ttl: args.heartbeat_ttl,
-        ..Supervision::default()
+        // Sweep often enough that a silent workspace goes offline within ~1.25 TTL.
+        sweep_interval: (args.heartbeat_ttl / 4)
+            .clamp(Duration::from_millis(100), defaults.sweep_interval),
+        ..defaults
     };
     match (args.provision_timeout, args.dev) {
         (Some(timeout), _) => supervision.provision_timeout = timeout,

@@ -126,6 +126,16 @@ impl HeartbeatBuffer {
         self.lock().get(id).map(|s| s.current_task.clone())
     }
 
+    /// How many heartbeats wait for the next flush.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether none wait.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
     fn take(&self) -> Vec<(String, AgentSnapshot)> {
         self.lock().drain().collect()
     }
@@ -405,6 +415,7 @@ impl App {
         body: &Heartbeat,
     ) -> Result<(), ApiError> {
         let beat = snapshot_of(body, self.store.now(), token_id)?;
+        self.metrics.heartbeat();
         let state = self
             .store
             .live_state(id)
@@ -572,6 +583,7 @@ impl App {
             tracing::warn!(workspace_id = %id, ttl = ?self.supervision.heartbeat_ttl, "no heartbeat within the TTL: offline");
         }
         if !expired.is_empty() {
+            self.metrics.expired(expired.len());
             self.hub.poke();
         }
         Ok(expired.len())
@@ -604,6 +616,7 @@ impl App {
             }
         }
         if failed > 0 {
+            self.metrics.provisioning_failed(failed);
             self.hub.poke();
         }
         Ok(failed)

@@ -40,6 +40,8 @@ pub struct App {
     pub heartbeats: Arc<agents::HeartbeatBuffer>,
     /// Workspace tokens recently found live.
     pub tokens: Arc<access::TokenCache>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl App {

@@ -73,7 +73,11 @@ async fn metrics(
     headers: HeaderMap,
 ) -> Result<(StatusCode, [(&'static str, &'static str); 1], String), ApiError> {
     require_admin(&state, &headers)?;
-    let text = state.metrics.render(&state.app.registry);
+    let gauges = crate::metrics::Gauges {
+        subscribers: state.app.hub.subscribers(),
+        buffered_heartbeats: state.app.heartbeats.len(),
+    };
+    let text = state.metrics.render(&state.app.registry, gauges);
     Ok((
         StatusCode::OK,
         [("content-type", "text/plain; version=0.0.4")],

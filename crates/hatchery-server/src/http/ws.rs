@@ -72,16 +72,13 @@ async fn upgrade(
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     check_origin(&headers)?;
-    let caller = match headers.get("x-workspace-id").and_then(|v| v.to_str().ok()) {
-        Some(caller) => {
-            let caller = parse_workspace_id(caller.trim())?;
-            require_boot(&state, &headers, &caller).await?;
-            Some(caller)
-        }
-        None => {
-            require_admin(&state, &headers)?;
-            None
-        }
+    let caller = if let Some(caller) = headers.get("x-workspace-id").and_then(|v| v.to_str().ok()) {
+        let caller = parse_workspace_id(caller.trim())?;
+        require_boot(&state, &headers, &caller).await?;
+        Some(caller)
+    } else {
+        require_admin(&state, &headers)?;
+        None
     };
     let cursor = Cursor::open(&state.app.hub, state.app.store.clone(), None, query.after)
         .await
