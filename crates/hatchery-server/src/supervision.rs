@@ -12,6 +12,8 @@ use hatchery_store::Clock;
 pub struct Supervision {
     /// An `online`/`degraded` workspace not heard from for this long goes `offline`.
     pub heartbeat_ttl: Duration,
+    /// The same for external workspaces (agents hatchery does not run).
+    pub external_heartbeat_ttl: Duration,
     /// A workspace still `provisioning` after this long goes `failed`…
     pub provision_timeout: Duration,
     /// …or after its runtime's own timeout, when it has one.
@@ -33,6 +35,7 @@ impl Default for Supervision {
     fn default() -> Self {
         Self {
             heartbeat_ttl: Duration::from_mins(1),
+            external_heartbeat_ttl: Duration::from_secs(90),
             provision_timeout: Duration::from_mins(10),
             provision_timeouts: DEFAULT_RUNTIME_TIMEOUTS
                 .iter()

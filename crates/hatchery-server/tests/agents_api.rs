@@ -22,6 +22,7 @@ hatchery_testkit::both_databases!(
     activity_is_logged_filtered_and_validated,
     pause_resume_restart_cascade_with_events,
     dev_mode_lets_a_tokenless_workspace_bootstrap,
+    external_workspaces_join_with_a_connection_and_expire_after_90s,
 );
 
 /// Events of a workspace, oldest first: `(event_type, payload)`.
@@ -1012,4 +1013,120 @@ async fn dev_mode_lets_a_tokenless_workspace_bootstrap(db: Db) {
         .get_as(&format!("/admin/workspaces/{id}/test-token"), None)
         .await;
     assert_eq!(status, 200, "{body}");
+}
+
+#[allow(clippy::too_many_lines, reason = "one story, step by step")]
+async fn external_workspaces_join_with_a_connection_and_expire_after_90s(db: Db) {
+    let env = Env::new(db).await;
+    let server = spawn(env.config()).await;
+    let jobs_before = server.store.job_list().await.unwrap().len();
+
+    // With a URL: online at once, no provision job.
+    let (status, body) = server
+        .post(
+            "/workspaces",
+            &json!({"name": "fed", "external": true, "url": "https://93.184.215.14/a2a"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        (body["status"].as_str(), body["external"].as_bool()),
+        (Some("online"), Some(true))
+    );
+    let online = body["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        types(&events_of(&server, &online).await),
+        ["WORKSPACE_PROVISIONING", "WORKSPACE_ONLINE"]
+    );
+    // Refused URLs, and a URL on a workspace hatchery runs.
+    for (body, code) in [
+        (
+            json!({"name": "x", "external": true, "url": "http://169.254.169.254/"}),
+            "invalid_url",
+        ),
+        (
+            json!({"name": "x", "external": true, "url": "file:///etc/passwd"}),
+            "invalid_url",
+        ),
+        (
+            json!({"name": "x", "url": "https://93.184.215.14/"}),
+            "url_without_external",
+        ),
+    ] {
+        let (status, answer) = server.post("/workspaces", &body).await;
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (400, Some(code)),
+            "{answer}"
+        );
+    }
+
+    // Without: awaiting its agent, with what it needs to join (the token shown once).
+    let (status, body) = server
+        .post("/workspaces", &json!({"name": "later", "external": true}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["status"], "awaiting_agent");
+    let waiting = body["id"].as_str().unwrap().to_owned();
+    let connection = &body["connection"];
+    assert_eq!(connection["workspace_id"], waiting.as_str());
+    assert!(
+        connection["registry_endpoint"]
+            .as_str()
+            .unwrap()
+            .ends_with("/registry/register")
+    );
+    assert!(
+        connection["heartbeat_endpoint"]
+            .as_str()
+            .unwrap()
+            .ends_with("/registry/heartbeat")
+    );
+    let token = connection["auth_token"].as_str().unwrap().to_owned();
+    assert!(
+        connection["curl_register_template"]
+            .as_str()
+            .unwrap()
+            .contains(&token)
+    );
+    assert!(
+        connection["python_snippet"]
+            .as_str()
+            .unwrap()
+            .contains(&waiting)
+    );
+    assert_eq!(
+        server.store.job_list().await.unwrap().len(),
+        jobs_before,
+        "hatchery starts nothing"
+    );
+    // A heartbeat does not move awaiting_agent; the registration does.
+    let (status, _) = beat(&server, &token, json!({"workspace_id": waiting})).await;
+    assert_eq!(status, 200);
+    assert_eq!(status_of(&server, &waiting).await, "awaiting_agent");
+    let (status, body) = server
+        .post_as(
+            "/registry/register",
+            &json!({"id": waiting, "url": "https://93.184.215.14/b", "agent_card": {"name": "later"}}),
+            Some(&token),
+        )
+        .await;
+    assert_eq!((status, body), (200, json!({"status": "registered"})));
+    assert_eq!(status_of(&server, &waiting).await, "online");
+    // Never provisioned, so never failed by the provisioning deadline.
+    env.clock.advance(Duration::from_mins(11));
+    assert_eq!(server.app.sweep_provisioning().await.unwrap(), 0);
+
+    // External agents go offline after 90 s of silence, not 60.
+    let internal = create(&server, json!({"name": "ours"})).await;
+    let internal_token = register(&server, &internal).await;
+    beat(&server, &token, json!({"workspace_id": waiting})).await;
+    beat(&server, &internal_token, json!({"workspace_id": internal})).await;
+    env.clock.advance(Duration::from_secs(75));
+    server.app.sweep_liveness().await.unwrap();
+    assert_eq!(status_of(&server, &internal).await, "offline");
+    assert_eq!(status_of(&server, &waiting).await, "online");
+    env.clock.advance(Duration::from_secs(20));
+    server.app.sweep_liveness().await.unwrap();
+    assert_eq!(status_of(&server, &waiting).await, "offline");
 }

@@ -395,14 +395,20 @@ impl Store {
         Ok(Some(true))
     }
 
-    /// Mark `offline` every `online`/`degraded` workspace last seen before `cutoff`, each
-    /// with a `WORKSPACE_OFFLINE` event. Returns their ids. Safe on every replica at once.
-    pub async fn expire_silent(&self, cutoff: i64) -> Result<Vec<String>, StoreError> {
-        let silent: Vec<(String, String)> = sqlx::query_as(
-            "SELECT id, status FROM workspaces WHERE status IN ('online', 'degraded') \
-             AND last_seen_at < $1",
+    /// Mark `offline` every `online`/`degraded` workspace last seen before `cutoff`
+    /// (`external_cutoff` for external ones), each with a `WORKSPACE_OFFLINE` event.
+    /// Returns their ids. Safe on every replica at once.
+    pub async fn expire_silent(
+        &self,
+        cutoff: i64,
+        external_cutoff: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let silent: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT id, status, external FROM workspaces WHERE status IN ('online', 'degraded') \
+             AND last_seen_at < CASE WHEN external = 1 THEN $2 ELSE $1 END",
         )
         .bind(cutoff)
+        .bind(external_cutoff)
         .fetch_all(&self.reader)
         .await?;
         let mut expired = Vec::new();
@@ -411,7 +417,12 @@ impl Store {
         }
         let now = self.now();
         let mut tx = self.writer.begin().await?;
-        for (id, status) in silent {
+        for (id, status, external) in silent {
+            let cutoff = if external == 1 {
+                external_cutoff
+            } else {
+                cutoff
+            };
             // Re-checked under the write: a heartbeat or another replica may have won.
             let changed = sqlx::query(
                 "UPDATE workspaces SET status = 'offline', updated_at = $3, version = version + 1 \

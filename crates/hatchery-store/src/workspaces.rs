@@ -159,6 +159,7 @@ impl Store {
         secrets: &[SealedSecret],
         events: &[NewEvent],
         provision: bool,
+        token: Option<&crate::NewToken>,
     ) -> Result<Result<(), CreateRefusal>, StoreError> {
         let mut tx = self.writer.begin().await?;
         if let Some(parent) = &workspace.parent_id {
@@ -176,9 +177,10 @@ impl Store {
             "INSERT INTO workspaces (id, name, role, tier, status, url, parent_id, \
              max_concurrent_tasks, runtime, model, workspace_dir, workspace_access, x, y, \
              external, budget_limit, provider, provider_source, llm_billing_mode, \
-             registry_hash, derivation, created_at, updated_at, provisioning_since) \
+             registry_hash, derivation, created_at, updated_at, provisioning_since, \
+             last_seen_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-             $17, $18, $19, $20, $21, $22, $22, $22)",
+             $17, $18, $19, $20, $21, $22, $22, $23, $24)",
         )
         .bind(&workspace.id)
         .bind(&workspace.name)
@@ -202,8 +204,14 @@ impl Store {
         .bind(&workspace.registry_hash)
         .bind(&workspace.derivation)
         .bind(now)
+        // The provisioning deadline runs from now; an agent already online counts as seen.
+        .bind((workspace.status == "provisioning").then_some(now))
+        .bind((workspace.status == "online").then_some(now))
         .execute(&mut *tx)
         .await?;
+        if let Some(token) = token {
+            crate::tokens::insert_token(&mut tx, token, now).await?;
+        }
         for file in files {
             insert_file(&mut tx, &workspace.id, file).await?;
         }

@@ -570,13 +570,12 @@ impl App {
     pub async fn sweep_liveness(&self) -> Result<usize, ApiError> {
         // Our own buffered beats first: they are the freshest word on liveness.
         self.flush_heartbeats().await;
-        let cutoff = self
-            .store
-            .now()
-            .saturating_sub(micros(self.supervision.heartbeat_ttl));
+        let now = self.store.now();
+        let cutoff = now.saturating_sub(micros(self.supervision.heartbeat_ttl));
+        let external_cutoff = now.saturating_sub(micros(self.supervision.external_heartbeat_ttl));
         let expired = self
             .store
-            .expire_silent(cutoff)
+            .expire_silent(cutoff, external_cutoff)
             .await
             .map_err(store_error("liveness sweep failed"))?;
         for id in &expired {

@@ -87,6 +87,8 @@ pub struct Created {
     pub workspace_access: &'static str,
     /// The provider decision.
     pub config: PreparedConfig,
+    /// An external workspace awaiting its agent: the token it registers with.
+    pub external_token: Option<String>,
 }
 
 const INVALID_FIELDS: &str = "invalid workspace fields";
@@ -127,6 +129,9 @@ struct CheckedCreate {
     canvas: Canvas,
     budget_limit: Option<i64>,
     max_concurrent_tasks: i64,
+    /// A federated agent hatchery does not run, and its URL if known.
+    external: bool,
+    url: Option<String>,
 }
 
 /// Validate a create in the spec's order; the first failure wins.
@@ -158,12 +163,14 @@ fn check_create(request: CreateWorkspace) -> Result<CheckedCreate, ApiError> {
             "no templates are installed on this server",
         ));
     }
-    if request.external == Some(true) {
+    let external = request.external == Some(true);
+    let url = request.url.filter(|u| !u.is_empty());
+    if url.is_some() && !external {
         return Err(ApiError::bad_request(
             INVALID_PAYLOAD,
-            "external_not_supported",
-            Some("external"),
-            "external workspaces are not supported yet: they need agent registration",
+            "url_without_external",
+            Some("url"),
+            "url is for external workspaces (\"external\": true); hatchery's own agents register their URL",
         ));
     }
     let tier = match request.tier {
@@ -221,19 +228,32 @@ fn check_create(request: CreateWorkspace) -> Result<CheckedCreate, ApiError> {
         canvas: request.canvas.unwrap_or_default(),
         budget_limit: request.budget_limit,
         max_concurrent_tasks: request.max_concurrent_tasks.filter(|m| *m > 0).unwrap_or(1),
+        external,
+        url,
     })
 }
 
 impl CheckedCreate {
+    /// Where a new workspace starts: hatchery's own agents provision; an external one is
+    /// online at its URL, or awaits its agent.
+    fn status(&self) -> &'static str {
+        match (self.external, &self.url) {
+            (false, _) => "provisioning",
+            (true, Some(_)) => "online",
+            (true, None) => "awaiting_agent",
+        }
+    }
+
     /// The row to insert, with the provider decision stamped.
     fn into_row(self, id: String, config: &PreparedConfig) -> NewWorkspace {
+        let status = self.status();
         NewWorkspace {
             id,
             name: self.name,
             role: self.role,
             tier: i64::from(self.tier),
-            status: "provisioning",
-            url: String::new(),
+            status,
+            url: self.url.unwrap_or_default(),
             parent_id: self.parent_id,
             max_concurrent_tasks: self.max_concurrent_tasks,
             runtime: self.runtime,
@@ -242,7 +262,7 @@ impl CheckedCreate {
             workspace_access: self.access.as_str(),
             x: self.canvas.x,
             y: self.canvas.y,
-            external: false,
+            external: self.external,
             budget_limit: self.budget_limit,
             provider: config.provider.clone(),
             provider_source: config.source.as_str(),
@@ -258,6 +278,14 @@ impl App {
     #[tracing::instrument(skip_all, fields(name = request.name.as_deref().unwrap_or("")))]
     pub async fn workspace_create(&self, request: CreateWorkspace) -> Result<Created, ApiError> {
         let checked = check_create(request)?;
+        if let Some(url) = &checked.url {
+            // An external agent's URL passes the same rules as a registered one.
+            super::agents::check_agent_url(url)
+                .await
+                .map_err(|detail| {
+                    ApiError::bad_request(INVALID_PAYLOAD, "invalid_url", Some("url"), detail)
+                })?;
+        }
         let key = if checked.secrets.is_empty() {
             None
         } else {
@@ -283,16 +311,43 @@ impl App {
             None => Vec::new(),
         };
         let access = checked.access;
-        let (name, tier) = (checked.name.clone(), checked.tier);
+        let (name, tier, status) = (checked.name.clone(), checked.tier, checked.status());
         let workspace = checked.into_row(id.clone(), &config);
         let files = config_files(&config);
-        let event = NewEvent::about(
+        let mut events = vec![NewEvent::about(
             "WORKSPACE_PROVISIONING",
             &id,
             json!({"name": name, "tier": tier, "runtime": workspace.runtime}).to_string(),
-        );
+        )];
+        // An external agent awaiting registration gets its token now, shown once.
+        let token = (status == "awaiting_agent")
+            .then(|| super::access::mint(&id, hatchery_store::TokenKind::Workspace, None));
+        match status {
+            "online" => events.push(NewEvent::about(
+                "WORKSPACE_ONLINE",
+                &id,
+                json!({"url": workspace.url, "agent_card": null}).to_string(),
+            )),
+            "awaiting_agent" => {
+                events.push(NewEvent::about(
+                    "WORKSPACE_AWAITING_AGENT",
+                    &id,
+                    "{}".to_owned(),
+                ));
+            }
+            _ => {}
+        }
+        // Only hatchery's own agents get a provision job; an external one runs elsewhere.
+        let provision = !workspace.external;
         self.store
-            .workspace_create(&workspace, &files, &sealed, &[event], true)
+            .workspace_create(
+                &workspace,
+                &files,
+                &sealed,
+                &events,
+                provision,
+                token.as_ref().map(|t| &t.stored),
+            )
             .await
             .map_err(store_error("failed to create workspace"))?
             .map_err(|CreateRefusal::ParentNotLive| {
@@ -312,9 +367,10 @@ impl App {
         );
         Ok(Created {
             id,
-            status: "provisioning",
+            status,
             workspace_access: access.as_str(),
             config,
+            external_token: token.map(|t| t.plaintext),
         })
     }
 

@@ -35,19 +35,47 @@ async fn create(
     let request: CreateWorkspace = json_body(body, "invalid workspace payload").await?;
     let created = state.app.workspace_create(request).await?;
     state.metrics.workspace_created();
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({
-            "id": created.id,
-            "status": created.status,
-            "awareness_namespace": format!("workspace:{}", created.id),
-            "workspace_access": created.workspace_access,
-            "provider": created.config.provider,
-            "provider_source": created.config.source.as_str(),
-            "llm_billing_mode": created.config.billing.map(hatchery_core::BillingMode::as_str),
-            "registry_hash": created.config.registry_hash,
-        })),
-    ))
+    let mut body = json!({
+        "id": created.id,
+        "status": created.status,
+        "awareness_namespace": format!("workspace:{}", created.id),
+        "workspace_access": created.workspace_access,
+        "provider": created.config.provider,
+        "provider_source": created.config.source.as_str(),
+        "llm_billing_mode": created.config.billing.map(hatchery_core::BillingMode::as_str),
+        "registry_hash": created.config.registry_hash,
+    });
+    if created.status != "provisioning" {
+        body["external"] = json!(true);
+    }
+    if let Some(token) = &created.external_token {
+        body["connection"] = connection(&headers, &created.id, token);
+    }
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// What an external agent needs to join: where to register and beat, with its token.
+fn connection(headers: &HeaderMap, id: &str, token: &str) -> Value {
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1:8080");
+    let platform_url = format!("http://{host}");
+    let registry_endpoint = format!("{platform_url}/registry/register");
+    let heartbeat_endpoint = format!("{platform_url}/registry/heartbeat");
+    json!({
+        "workspace_id": id,
+        "platform_url": platform_url,
+        "auth_token": token,
+        "registry_endpoint": registry_endpoint,
+        "heartbeat_endpoint": heartbeat_endpoint,
+        "curl_register_template": format!(
+            "curl -s -X POST {registry_endpoint} -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' -d '{{\"id\":\"{id}\",\"url\":\"<YOUR_AGENT_URL>\",\"agent_card\":{{\"name\":\"<NAME>\"}}}}'"
+        ),
+        "python_snippet": format!(
+            "import requests\nH = {{\"Authorization\": \"Bearer {token}\"}}\nrequests.post(\"{registry_endpoint}\", headers=H, json={{\"id\": \"{id}\", \"url\": \"<YOUR_AGENT_URL>\", \"agent_card\": {{\"name\": \"<NAME>\"}}}}).raise_for_status()\n# then every 30 s:\nrequests.post(\"{heartbeat_endpoint}\", headers=H, json={{\"workspace_id\": \"{id}\"}}).raise_for_status()\n"
+        ),
+    })
 }
 
 async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
