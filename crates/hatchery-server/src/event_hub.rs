@@ -86,6 +86,8 @@ impl StreamEvent {
                 "workspace_id": self.workspace_id,
                 "timestamp": crate::http::views::timestamp(self.created_at),
                 "payload": self.payload,
+                // hatchery's addition: the cursor to resume after (`?after=` on /ws).
+                "seq": self.seq,
             })
             .to_string()
         })
@@ -289,10 +291,10 @@ impl Cursor {
         after: Option<i64>,
     ) -> Result<Self, hatchery_store::StoreError> {
         let receiver = hub.subscribe();
-        let last_seq = match after {
-            Some(after) => after,
-            None => store.event_last_seq().await?,
-        };
+        let newest = store.event_last_seq().await?;
+        // A cursor from the future (a reset database, a made-up id) would hide every new
+        // event until the log caught up with it: resume from the newest instead.
+        let last_seq = after.map_or(newest, |after| after.min(newest));
         Ok(Self {
             receiver,
             store,

@@ -296,9 +296,14 @@ async fn supervise(app: App) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_prune = None::<std::time::Instant>;
+    let started = std::time::Instant::now();
     loop {
         tick.tick().await;
-        if let Err(error) = app.sweep_liveness().await {
+        // Silence is judged only after one TTL of this process: after a restart of every
+        // replica, agents get their chance to beat before they are called offline.
+        if started.elapsed() >= app.supervision.heartbeat_ttl
+            && let Err(error) = app.sweep_liveness().await
+        {
             tracing::warn!(%error, "liveness sweep failed; retrying next tick");
         }
         if let Err(error) = app.sweep_provisioning().await {

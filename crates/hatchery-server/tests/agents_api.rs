@@ -269,6 +269,15 @@ async fn heartbeats_are_validated_and_gone_workspaces_refused(db: Db) {
     assert_eq!(status, 200);
     let (status, _) = beat(&server, &token, json!({"workspace_id": id})).await;
     assert_eq!(status, 401, "deleting a workspace revokes its tokens");
+    // Its agent still learns to stop: /state answers the removal before the gate.
+    let (status, state) = server
+        .get_as(&format!("/workspaces/{id}/state"), Some(&token))
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        state,
+        json!({"workspace_id": id, "status": "removed", "deleted": true})
+    );
     let unknown = "00000000-0000-4000-8000-000000000000";
     let (status, body) = server
         .post("/registry/heartbeat", &json!({"workspace_id": unknown}))
@@ -335,6 +344,19 @@ async fn tokens_authenticate_only_their_own_workspace(db: Db) {
     assert_eq!(
         (status, body["error"].as_str()),
         (401, Some("invalid admin auth token"))
+    );
+    let response = server
+        .client
+        .get(format!("{}/workspaces", server.base))
+        .header("Authorization", "Basic YWRtaW46YWRtaW4=")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body["error"], "admin auth required",
+        "another scheme counts as no token"
     );
     let (status, _) = server.get_as("/settings/secrets", Some(&token_a)).await;
     assert_eq!(status, 401);
@@ -419,6 +441,17 @@ async fn bootstrap_tokens_are_single_purpose_and_expire(db: Db) {
         .post_as("/registry/register", &register_c, Some(&boot))
         .await;
     assert_eq!(status, 401, "consumed by the first registration");
+    // Two registrations racing with one bootstrap token: exactly one wins.
+    let racer = create(&server, json!({"name": "racer"})).await;
+    let boot = bootstrap(&server, &racer).await;
+    let body = json!({"id": racer, "url": "http://localhost:4", "agent_card": {}});
+    let (first, second) = tokio::join!(
+        server.post_as("/registry/register", &body, Some(&boot)),
+        server.post_as("/registry/register", &body, Some(&boot)),
+    );
+    let mut statuses = [first.0, second.0];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 401], "{first:?} {second:?}");
 
     let delta = create(&server, json!({"name": "d"})).await;
     let expiring = bootstrap(&server, &delta).await;
@@ -765,6 +798,13 @@ async fn discovery_peers_and_check_access_follow_the_org_tree(db: Db) {
         (status, body["error"].as_str()),
         (400, Some("invalid request body"))
     );
+    let (status, body) = server
+        .post(
+            "/registry/check-access",
+            &json!({"caller_id": "nope", "target_id": lead}),
+        )
+        .await;
+    assert_eq!((status, body["field"].as_str()), (400, Some("caller_id")));
 }
 
 async fn activity_is_logged_filtered_and_validated(db: Db) {
@@ -1034,6 +1074,13 @@ async fn external_workspaces_join_with_a_connection_and_expire_after_90s(db: Db)
         (Some("online"), Some(true))
     );
     let online = body["id"].as_str().unwrap().to_owned();
+    // Its agent beats with the token of its connection bundle.
+    let online_token = body["connection"]["auth_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, _) = beat(&server, &online_token, json!({"workspace_id": online})).await;
+    assert_eq!(status, 200);
     assert_eq!(
         types(&events_of(&server, &online).await),
         ["WORKSPACE_PROVISIONING", "WORKSPACE_ONLINE"]

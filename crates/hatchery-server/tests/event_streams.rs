@@ -215,6 +215,14 @@ async fn sse_resumes_from_last_event_id_without_loss(db: Db) {
         missed[0].as_str()
     );
 
+    // A cursor from the future (a reset database, a made-up id) does not hide new events.
+    let mut future = SseReader::open(&server, "/events/stream", Some(TOKEN), Some(1_000_000)).await;
+    let fresh = create(&server, "fresh").await;
+    assert_eq!(
+        future.until("WORKSPACE_PROVISIONING", &fresh).await.len(),
+        1
+    );
+
     // Streams need the admin credential.
     let (status, _) = server.get_as("/events/stream", None).await;
     assert_eq!(status, 401);
@@ -527,5 +535,35 @@ async fn websocket_admin_sees_all_and_a_caller_only_what_it_reaches(db: Db) {
     assert_eq!(
         heard, expected,
         "the pause of pm and of its child; never the stranger's"
+    );
+
+    // WebSocket messages carry their cursor; a reconnect with ?after= resumes there.
+    let cursor = first["seq"].as_i64().expect("a logged event's seq");
+    drop(admin);
+    server
+        .post(&format!("/workspaces/{other_root}/pause"), &json!({}))
+        .await;
+    let url_after = format!(
+        "{}/ws?after={cursor}",
+        server.base.replace("http://", "ws://")
+    );
+    let mut request = {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+        url_after.into_client_request().unwrap()
+    };
+    request
+        .headers_mut()
+        .insert("authorization", admin_bearer.parse().unwrap());
+    let (mut resumed, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let message = next_json(&mut resumed).await;
+        assert_eq!(message["event"], "WORKSPACE_PAUSED", "{message}");
+        seen.push(message["workspace_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        seen,
+        [pm.clone(), child.clone(), other_root.clone()],
+        "after the cursor, in order, including what was missed"
     );
 }

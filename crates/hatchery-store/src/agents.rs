@@ -42,6 +42,8 @@ pub enum Registered {
     /// The workspace is in a status registration must not override (`paused`,
     /// `hibernated`).
     Refused(String),
+    /// The bootstrap token presented was spent (or expired) meanwhile.
+    BootstrapSpent,
 }
 
 /// The latest numbers an agent reported; no history is kept.
@@ -116,7 +118,11 @@ async fn write_snapshot(
     id: &str,
     snapshot: &AgentSnapshot,
 ) -> Result<u64, StoreError> {
-    let sql = format!("UPDATE workspaces SET {SNAPSHOT_SET} WHERE id = $1 AND status <> 'removed'");
+    // Never older over newer: a flush racing a transition keeps the newer beat.
+    let sql = format!(
+        "UPDATE workspaces SET {SNAPSHOT_SET} WHERE id = $1 AND status <> 'removed' \
+         AND (last_seen_at IS NULL OR last_seen_at <= $10)"
+    );
     Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id)
         .bind(snapshot.error_rate)
@@ -243,7 +249,22 @@ impl Store {
         registration: &Registration<'_>,
     ) -> Result<Registered, StoreError> {
         let now = self.now();
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_events().await?;
+        if let Some(bootstrap) = registration.bootstrap_token_id {
+            // Spent by this registration, once: a second one with it finds it revoked.
+            let spent = sqlx::query(
+                "UPDATE workspace_tokens SET revoked_at = $2, last_used_at = $2 \
+                 WHERE id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)",
+            )
+            .bind(bootstrap)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if spent != 1 {
+                return Ok(Registered::BootstrapSpent);
+            }
+        }
         let current: Option<(String, String)> =
             sqlx::query_as("SELECT status, url FROM workspaces WHERE id = $1")
                 .bind(registration.id)
@@ -290,15 +311,6 @@ impl Store {
         if token_issued {
             insert_token(&mut tx, registration.new_token, now).await?;
         }
-        if let Some(bootstrap) = registration.bootstrap_token_id {
-            sqlx::query(
-                "UPDATE workspace_tokens SET revoked_at = $2, last_used_at = $2 WHERE id = $1",
-            )
-            .bind(bootstrap)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
         tx.commit().await?;
         Ok(Registered::Online { token_issued })
     }
@@ -326,7 +338,7 @@ impl Store {
         event: &NewEvent,
     ) -> Result<bool, StoreError> {
         let now = self.now();
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_events().await?;
         if !compare_and_set_status(&mut tx, id, from, to, now).await? {
             return Ok(false);
         }
@@ -344,8 +356,11 @@ impl Store {
         if snapshots.is_empty() {
             return Ok(());
         }
+        // In id order: two replicas flushing overlapping sets lock rows in the same order.
+        let mut ordered: Vec<&(String, AgentSnapshot)> = snapshots.iter().collect();
+        ordered.sort_by(|a, b| a.0.cmp(&b.0));
         let mut tx = self.writer.begin().await?;
-        for (id, snapshot) in snapshots {
+        for (id, snapshot) in ordered {
             write_snapshot(&mut tx, id, snapshot).await?;
             if let Some(token_id) = &snapshot.token_id {
                 sqlx::query("UPDATE workspace_tokens SET last_used_at = $2 WHERE id = $1")
@@ -367,7 +382,7 @@ impl Store {
         agent_card: &str,
     ) -> Result<Option<bool>, StoreError> {
         let now = self.now();
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_events().await?;
         let status: Option<String> =
             sqlx::query_scalar("SELECT status FROM workspaces WHERE id = $1")
                 .bind(id)
@@ -416,7 +431,7 @@ impl Store {
             return Ok(expired);
         }
         let now = self.now();
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_events().await?;
         for (id, status, external) in silent {
             let cutoff = if external == 1 {
                 external_cutoff
@@ -472,7 +487,7 @@ impl Store {
         reason: &str,
     ) -> Result<bool, StoreError> {
         let now = self.now();
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_events().await?;
         let changed = sqlx::query(
             "UPDATE workspaces SET status = 'failed', failure_reason = $3, updated_at = $4, \
              version = version + 1 WHERE id = $1 AND status = 'provisioning' \
@@ -512,7 +527,7 @@ impl Store {
     /// many were paused.
     pub async fn pause(&self, id: &str) -> Result<Result<usize, LifecycleRefusal>, StoreError> {
         let now = self.now();
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_events().await?;
         let tree = subtree(&mut tx, id).await?;
         match tree.first() {
             Some(target) if target.status != "paused" && target.status != "removed" => {}
@@ -555,7 +570,7 @@ impl Store {
     /// a start job and `WORKSPACE_PROVISIONING`. Refused while an ancestor is paused.
     pub async fn resume(&self, id: &str) -> Result<Result<usize, LifecycleRefusal>, StoreError> {
         let now = self.now();
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_events().await?;
         let tree = subtree(&mut tx, id).await?;
         if tree.first().is_none_or(|target| target.status != "paused") {
             return Ok(Err(LifecycleRefusal::NotApplicable));
@@ -585,7 +600,7 @@ impl Store {
     /// `WORKSPACE_PROVISIONING`. Refused while an ancestor is paused.
     pub async fn restart(&self, id: &str) -> Result<Result<(), LifecycleRefusal>, StoreError> {
         let now = self.now();
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_events().await?;
         let member: Option<Member> =
             sqlx::query_as("SELECT id, name, tier, runtime, status FROM workspaces WHERE id = $1")
                 .bind(id)

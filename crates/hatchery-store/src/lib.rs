@@ -238,6 +238,21 @@ impl Store {
         self.clock.now()
     }
 
+    /// A write transaction that appends events. On Postgres it first takes the lock that
+    /// orders events by commit (see the events trigger): taken before any row lock, so two
+    /// such transactions never wait on each other in opposite orders.
+    pub(crate) async fn begin_events(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(4242001)")
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(tx)
+    }
+
     /// Which database this is.
     #[must_use]
     pub fn backend(&self) -> Backend {

@@ -161,7 +161,7 @@ impl Store {
         provision: bool,
         token: Option<&crate::NewToken>,
     ) -> Result<Result<(), CreateRefusal>, StoreError> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_events().await?;
         if let Some(parent) = &workspace.parent_id {
             let status: Option<String> =
                 sqlx::query_scalar("SELECT status FROM workspaces WHERE id = $1")
@@ -314,7 +314,7 @@ impl Store {
         reconfiguration: Option<&Reconfiguration>,
         events: &[NewEvent],
     ) -> Result<bool, StoreError> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_events().await?;
         let now = self.now();
         let updated = sqlx::query(
             "UPDATE workspaces SET name = $3, role = $4, tier = $5, parent_id = $6, \
@@ -376,7 +376,7 @@ impl Store {
         id: &str,
         purge: bool,
     ) -> Result<RemovedWorkspaces, StoreError> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_events().await?;
         let tree: Vec<(String, String)> = sqlx::query_as(
             "WITH RECURSIVE tree (id) AS ( \
                  SELECT id FROM workspaces WHERE id = $1 \

@@ -29,20 +29,30 @@ const TOKEN_CACHE_MAX: usize = 100_000;
 #[derive(Debug, Default)]
 pub struct TokenCache {
     entries: Mutex<HashMap<String, (TokenMatch, Instant)>>,
+    /// Bumped by every clear: a lookup that started before a clear must not re-cache what
+    /// the clear removed.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl TokenCache {
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     fn get(&self, hash: &str) -> Option<TokenMatch> {
         let entries = self.lock();
         let (token, at) = entries.get(hash)?;
         (at.elapsed() < TOKEN_CACHE_TTL).then(|| token.clone())
     }
 
-    fn put(&self, hash: String, token: &TokenMatch) {
+    fn put(&self, hash: String, token: &TokenMatch, generation: u64) {
         if token.kind != TokenKind::Workspace {
             return;
         }
         let mut entries = self.lock();
+        if self.generation() != generation {
+            return;
+        }
         if entries.len() >= TOKEN_CACHE_MAX {
             entries.clear();
         }
@@ -51,7 +61,10 @@ impl TokenCache {
 
     /// Forget everything: after a revocation or a delete.
     pub fn clear(&self) {
-        self.lock().clear();
+        let mut entries = self.lock();
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        entries.clear();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (TokenMatch, Instant)>> {
@@ -115,7 +128,7 @@ fn missing() -> ApiError {
     }
 }
 
-fn invalid() -> ApiError {
+pub(crate) fn invalid() -> ApiError {
     ApiError::Unauthorized {
         message: "invalid workspace auth token",
         code: "invalid_workspace_token",
@@ -139,13 +152,14 @@ impl App {
         if let Some(token) = self.tokens.get(&hash) {
             return Ok(Credential::Token(token));
         }
+        let generation = self.tokens.generation();
         let found = self
             .store
             .token_find(&hash)
             .await
             .map_err(|e| ApiError::PlatformUnavailable(e.to_string()))?;
         if let Some(token) = &found {
-            self.tokens.put(hash, token);
+            self.tokens.put(hash, token, generation);
         }
         Ok(found.map_or(Credential::Invalid, Credential::Token))
     }

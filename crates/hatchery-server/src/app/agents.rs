@@ -404,6 +404,7 @@ impl App {
                 message: format!("workspace is {status}: resume it before it registers"),
                 code: "workspace_not_registrable",
             }),
+            Registered::BootstrapSpent => Err(super::access::invalid()),
         }
     }
 

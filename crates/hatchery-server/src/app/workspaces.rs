@@ -87,7 +87,7 @@ pub struct Created {
     pub workspace_access: &'static str,
     /// The provider decision.
     pub config: PreparedConfig,
-    /// An external workspace awaiting its agent: the token it registers with.
+    /// An external workspace: the token its agent registers and beats with.
     pub external_token: Option<String>,
 }
 
@@ -319,8 +319,9 @@ impl App {
             &id,
             json!({"name": name, "tier": tier, "runtime": workspace.runtime}).to_string(),
         )];
-        // An external agent awaiting registration gets its token now, shown once.
-        let token = (status == "awaiting_agent")
+        // An external agent gets its token now, shown once: it registers and beats with it.
+        let token = workspace
+            .external
             .then(|| super::access::mint(&id, hatchery_store::TokenKind::Workspace, None));
         match status {
             "online" => events.push(NewEvent::about(

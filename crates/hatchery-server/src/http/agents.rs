@@ -177,12 +177,18 @@ async fn check_access(
     };
     let caller = required(body.caller_id, "caller_id")?;
     let target = required(body.target_id, "target_id")?;
-    // Not a topology oracle: only the caller itself (or the admin) may ask.
-    let (Ok(caller), Ok(target)) = (parse_workspace_id(&caller), parse_workspace_id(&target))
-    else {
-        require_admin(&state, &headers)?;
-        return Ok(Json(json!({"allowed": false})));
+    let uuid = |id: &str, field: &'static str| {
+        parse_workspace_id(id).map_err(|_| {
+            ApiError::bad_request(
+                INVALID_BODY,
+                "invalid_request_body",
+                Some(field),
+                format!("{field} must be a workspace UUID"),
+            )
+        })
     };
+    let (caller, target) = (uuid(&caller, "caller_id")?, uuid(&target, "target_id")?);
+    // Not a topology oracle: only the caller itself (or the admin) may ask.
     require_workspace(&state, &headers, &caller).await?;
     let allowed = state.app.reachable(&caller, &target).await?;
     Ok(Json(json!({"allowed": allowed})))

@@ -127,14 +127,20 @@ fn event_view(e: &EventRow) -> Value {
 /// else `?after=`.
 fn resume_cursor(headers: &HeaderMap, query: &ListQuery) -> Result<Option<i64>, ApiError> {
     match headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
-        Some(id) => id.trim().parse::<i64>().map(Some).map_err(|_| {
-            ApiError::bad_request(
-                "invalid cursor",
-                "invalid_cursor",
-                Some("Last-Event-ID"),
-                "Last-Event-ID must be an event's seq",
-            )
-        }),
+        Some(id) => id
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|seq| *seq >= 0)
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid cursor",
+                    "invalid_cursor",
+                    Some("Last-Event-ID"),
+                    "Last-Event-ID must be an event's seq",
+                )
+            }),
         None => query.after(),
     }
 }

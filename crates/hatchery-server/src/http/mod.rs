@@ -99,7 +99,8 @@ pub(crate) fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(),
     let authorization = authorization(headers);
     if state.admin.allows(authorization) {
         Ok(())
-    } else if authorization.is_none() {
+    } else if bearer(authorization).is_none() {
+        // No `Bearer ` credential at all (an empty or other scheme counts as none).
         Err(ApiError::AdminAuthRequired)
     } else {
         Err(ApiError::InvalidAdminToken)

@@ -174,7 +174,8 @@ async fn state_of(
     headers: HeaderMap,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let id = parse_workspace_id(&id)?;
-    require_boot(&state, &headers, &id).await?;
+    // Gone or never there: said before the gate, since a removed workspace's tokens are
+    // revoked and its agent must still learn to stop.
     let row = match state.app.workspace_get(&id).await {
         Ok(row) => row,
         Err(ApiError::NotFound { .. }) => {
@@ -191,6 +192,7 @@ async fn state_of(
             Json(json!({"workspace_id": id, "status": "removed", "deleted": true})),
         ));
     }
+    require_boot(&state, &headers, &id).await?;
     Ok((
         StatusCode::OK,
         Json(json!({
