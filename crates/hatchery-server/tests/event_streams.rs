@@ -440,6 +440,7 @@ async fn next_json(socket: &mut Socket) -> Value {
     }
 }
 
+#[allow(clippy::too_many_lines, reason = "one story, step by step")]
 async fn websocket_admin_sees_all_and_a_caller_only_what_it_reaches(db: Db) {
     let env = Env::new(db).await;
     let server = spawn(env.config()).await;
