@@ -60,6 +60,9 @@ pub struct ServerConfig {
     /// How many events a stream subscriber may fall behind before it is told it lagged
     /// (and catches up from the log).
     pub event_buffer: usize,
+    /// A Unix socket to serve the same API on (sandboxed agents reach the control plane
+    /// through it, with no network); `None` for TCP only.
+    pub unix_socket: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -87,6 +90,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("dev", &self.dev)
             .field("supervision", &self.supervision)
             .field("event_buffer", &self.event_buffer)
+            .field("unix_socket", &self.unix_socket)
             .finish()
     }
 }
@@ -119,6 +123,14 @@ pub enum StartError {
     /// The secrets key is malformed, wrong, or missing while secrets are stored.
     #[error(transparent)]
     Secrets(#[from] SecretsSetupError),
+    /// The Unix socket could not be bound.
+    #[error("cannot listen on the socket {path}: {source}")]
+    BindSocket {
+        /// The socket path.
+        path: PathBuf,
+        /// The IO error.
+        source: std::io::Error,
+    },
     /// The listen address could not be bound.
     #[error("cannot listen on {address}: {source}")]
     Bind {
@@ -132,6 +144,7 @@ pub enum StartError {
 /// A built, bound server.
 pub struct Application {
     listener: TcpListener,
+    socket: Option<(tokio::net::UnixListener, PathBuf)>,
     state: AppState,
     /// A freshly minted admin token, to be shown once.
     pub new_admin_token: Option<String>,
@@ -196,8 +209,14 @@ impl Application {
                     address: config.listen,
                     source,
                 })?;
+        let socket = config
+            .unix_socket
+            .as_deref()
+            .map(bind_socket)
+            .transpose()?;
         Ok(Self {
             listener,
+            socket,
             state: AppState {
                 app: App {
                     registry,
@@ -268,9 +287,36 @@ impl Application {
             tokio::spawn(supervise(app.clone())),
             tokio::spawn(flush_heartbeats(app.clone())),
         ];
-        let served = axum::serve(self.listener, http::router(self.state))
-            .with_graceful_shutdown(shutdown)
-            .await;
+        // One shutdown signal for both listeners.
+        let (stopping, stop) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stopping.send(true);
+        });
+        let stopped = |mut stop: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = stop.wait_for(|stopping| *stopping).await;
+        };
+        let router = http::router(self.state);
+        let on_socket = self.socket.map(|(listener, path)| {
+            let served = axum::serve(listener, router.clone())
+                .with_graceful_shutdown(stopped(stop.clone()));
+            (served, path)
+        });
+        let served = match on_socket {
+            Some((socket_served, path)) => {
+                let (tcp, unix) = tokio::join!(
+                    axum::serve(self.listener, router).with_graceful_shutdown(stopped(stop)),
+                    socket_served
+                );
+                let _ = std::fs::remove_file(path);
+                tcp.and(unix)
+            }
+            None => {
+                axum::serve(self.listener, router)
+                    .with_graceful_shutdown(stopped(stop))
+                    .await
+            }
+        };
         for task in background {
             task.abort();
         }
@@ -328,6 +374,32 @@ async fn flush_heartbeats(app: App) {
         tick.tick().await;
         app.flush_heartbeats().await;
     }
+}
+
+/// Bind the Unix socket, replacing a stale one left by a crash; owner-only access.
+fn bind_socket(path: &std::path::Path) -> Result<(tokio::net::UnixListener, PathBuf), StartError> {
+    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+    let failed = |source| StartError::BindSocket {
+        path: path.to_owned(),
+        source,
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path).map_err(failed)?,
+        Ok(_) => {
+            return Err(failed(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "a file that is not a socket is in the way",
+            )));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(failed(e)),
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(failed)?;
+    }
+    let listener = tokio::net::UnixListener::bind(path).map_err(failed)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(failed)?;
+    Ok((listener, path.to_owned()))
 }
 
 async fn stop_signal() {

@@ -155,6 +155,7 @@ impl BenchServer {
             dev: false,
             supervision: hatchery_server::supervision::Supervision::default(),
             event_buffer: hatchery_server::event_hub::DEFAULT_CAPACITY,
+            unix_socket: None,
         };
         let app = Application::build(config).await?;
         let base = format!("http://{}", app.local_addr()?);

@@ -46,10 +46,16 @@ pub struct ServeArgs {
     /// A workspace still provisioning after this long fails [default: 10m; 1h in dev mode].
     #[arg(long, env = "HATCHERY_PROVISION_TIMEOUT", value_parser = positive_duration)]
     provision_timeout: Option<Duration>,
+    /// Unix socket the API is also served on, for sandboxed agents [default: <data dir>/hatchery.sock; "" for none].
+    #[arg(long, env = "HATCHERY_SOCKET")]
+    socket: Option<PathBuf>,
     /// Per-runtime provisioning deadlines, e.g. `hermes=30m,codex=15m` (hermes=30m built in).
     #[arg(long, env = "HATCHERY_PROVISION_TIMEOUTS", value_parser = parse_runtime_timeouts, default_value = "")]
     provision_timeouts: BTreeMap<String, Duration>,
 }
+
+/// The socket in the data directory sandboxed agents reach the control plane through.
+const SOCKET_FILE: &str = "hatchery.sock";
 
 /// Dev mode's clients create workspaces and start agents by hand: give them time.
 const DEV_PROVISION_TIMEOUT: Duration = Duration::from_hours(1);
@@ -85,6 +91,11 @@ fn supervision(args: &ServeArgs) -> Supervision {
 pub fn run(args: ServeArgs) -> ExitCode {
     init_logging();
     let supervision = supervision(&args);
+    let socket = match &args.socket {
+        Some(path) if path.as_os_str().is_empty() => None,
+        Some(path) => Some(path.clone()),
+        None => Some(args.data_dir.join(SOCKET_FILE)),
+    };
     let config = ServerConfig {
         listen: args.listen,
         data_dir: args.data_dir,
@@ -96,6 +107,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
         dev: args.dev,
         supervision,
         event_buffer: hatchery_server::event_hub::DEFAULT_CAPACITY,
+        unix_socket: socket,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

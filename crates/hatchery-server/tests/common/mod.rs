@@ -65,6 +65,7 @@ impl Env {
                 ..Supervision::default()
             },
             event_buffer: hatchery_server::event_hub::DEFAULT_CAPACITY,
+            unix_socket: None,
         }
     }
 
