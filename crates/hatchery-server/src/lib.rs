@@ -209,11 +209,7 @@ impl Application {
                     address: config.listen,
                     source,
                 })?;
-        let socket = config
-            .unix_socket
-            .as_deref()
-            .map(bind_socket)
-            .transpose()?;
+        let socket = config.unix_socket.as_deref().map(bind_socket).transpose()?;
         Ok(Self {
             listener,
             socket,
@@ -298,8 +294,8 @@ impl Application {
         };
         let router = http::router(self.state);
         let on_socket = self.socket.map(|(listener, path)| {
-            let served = axum::serve(listener, router.clone())
-                .with_graceful_shutdown(stopped(stop.clone()));
+            let served =
+                axum::serve(listener, router.clone()).with_graceful_shutdown(stopped(stop.clone()));
             (served, path)
         });
         let served = match on_socket {

@@ -1,0 +1,316 @@
+//! `hatchery-agent`, hatchery's reference agent runtime: it reads the config the control
+//! plane generated, refuses to run without the provider the registry says it needs,
+//! registers with its bootstrap credential, heartbeats, and answers a minimal A2A and health
+//! endpoint until SIGTERM.
+
+// Product code never unwraps what input can influence; tests may.
+#![warn(clippy::unwrap_used)]
+
+pub mod config;
+pub mod platform;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use hatchery_registry::Registry;
+use serde_json::{Value, json};
+
+use crate::config::{AgentConfig, ConfigError};
+use crate::platform::{CallError, Platform};
+
+/// How the agent was started (the provisioner sets these as environment variables).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The control plane: `http://HOST:PORT` or `unix:/PATH`.
+    pub platform_url: String,
+    /// This agent's workspace.
+    pub workspace_id: String,
+    /// The single-use credential to register with.
+    pub bootstrap_token: Option<String>,
+    /// A workspace token, for agents started without a bootstrap token.
+    pub token: Option<String>,
+    /// Where `config.yaml` (and optionally `providers.yaml`) are.
+    pub config_dir: PathBuf,
+    /// Where to serve A2A and health.
+    pub listen: SocketAddr,
+    /// The URL to register; `http://localhost:<port>` when not given.
+    pub advertise_url: Option<String>,
+    /// How often to heartbeat.
+    pub heartbeat_interval: Duration,
+}
+
+/// Why the agent stopped on an error.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The config is unreadable, malformed, or fails closed.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A `providers.yaml` beside the config did not load.
+    #[error("cannot load {path}: {detail}")]
+    Registry {
+        /// The manifest.
+        path: String,
+        /// Why.
+        detail: String,
+    },
+    /// Neither a bootstrap nor a workspace token was given.
+    #[error("no credential: set HATCHERY_BOOTSTRAP_TOKEN (or HATCHERY_TOKEN)")]
+    NoCredential,
+    /// The control plane could not be reached or answered badly.
+    #[error(transparent)]
+    Call(#[from] CallError),
+    /// The control plane refused the agent.
+    #[error("the control plane refused {what} ({status}): {answer}")]
+    Refused {
+        /// Which call.
+        what: &'static str,
+        /// The HTTP status.
+        status: u16,
+        /// Its body.
+        answer: Value,
+    },
+    /// The listen address could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl AgentError {
+    /// The exit code: 2 for a refusal to start (config), 1 otherwise.
+    #[must_use]
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Config(_) | Self::Registry { .. } | Self::NoCredential => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// How long registration retries while the control plane is unreachable.
+const REGISTER_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Load and check the config: the registry beside it (or the built-in catalog) decides
+/// whether a missing provider is a refusal.
+pub fn load_config(config_dir: &std::path::Path) -> Result<AgentConfig, AgentError> {
+    let config = AgentConfig::load(&config_dir.join("config.yaml"))?;
+    let manifest = config_dir.join("providers.yaml");
+    let custom;
+    let registry = if manifest.exists() {
+        let bytes = std::fs::read(&manifest).map_err(|e| AgentError::Registry {
+            path: manifest.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        custom = Registry::from_bytes(&bytes).map_err(|e| AgentError::Registry {
+            path: manifest.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        &custom
+    } else {
+        Registry::builtin()
+    };
+    config.check_provider(registry)?;
+    Ok(config)
+}
+
+/// Run until `shutdown` resolves (SIGTERM in the binary).
+pub async fn run(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AgentError> {
+    let config = load_config(&settings.config_dir)?;
+    let credential = settings
+        .bootstrap_token
+        .clone()
+        .or_else(|| settings.token.clone())
+        .ok_or(AgentError::NoCredential)?;
+    let platform = Platform::parse(&settings.platform_url)?;
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(|source| AgentError::Listen {
+            address: settings.listen,
+            source,
+        })?;
+    let bound = listener.local_addr().map_err(|source| AgentError::Listen {
+        address: settings.listen,
+        source,
+    })?;
+    let url = settings
+        .advertise_url
+        .clone()
+        .unwrap_or_else(|| format!("http://localhost:{}", bound.port()));
+    let card = agent_card(&settings.workspace_id, &url, &config);
+    tracing::info!(
+        workspace_id = %settings.workspace_id,
+        runtime = %config.runtime,
+        model = %config.model,
+        provider = config.provider.as_deref().unwrap_or("-"),
+        billing = config.llm_billing_mode.as_deref().unwrap_or("-"),
+        %url,
+        "hatchery-agent starting"
+    );
+
+    let token = register(&platform, &settings.workspace_id, &credential, &url, &card).await?;
+    tracing::info!("registered");
+    let started = Instant::now();
+    let card = Arc::new(card);
+    let router = Router::new()
+        .route("/health", get(health))
+        .route("/.well-known/agent.json", get(serve_card))
+        .route("/", post(a2a))
+        .with_state(Arc::clone(&card));
+    let beats = tokio::spawn(heartbeat_loop(
+        platform,
+        settings.workspace_id.clone(),
+        token,
+        settings.heartbeat_interval,
+        started,
+    ));
+    let served = axum::serve(listener, router).with_graceful_shutdown(shutdown);
+    let outcome = tokio::select! {
+        served = served => served.map_err(|source| AgentError::Listen { address: bound, source }),
+        ended = beats => match ended {
+            Ok(error) => Err(error),
+            Err(join) => Err(AgentError::Listen { address: bound, source: std::io::Error::other(join) }),
+        },
+    };
+    if outcome.is_ok() {
+        tracing::info!("stopping: SIGTERM");
+    }
+    outcome
+}
+
+/// The card the agent registers: who it is and the provider it was stamped with.
+fn agent_card(workspace_id: &str, url: &str, config: &AgentConfig) -> Value {
+    json!({
+        "name": format!("hatchery-agent {workspace_id}"),
+        "description": "hatchery's reference agent",
+        "url": url,
+        "version": env!("CARGO_PKG_VERSION"),
+        "runtime": config.runtime,
+        "model": config.model,
+        "provider": config.provider,
+        "provider_source": config.provider_source,
+        "llm_billing_mode": config.llm_billing_mode,
+        "registry_hash": config.registry_hash,
+        "capabilities": {"streaming": false},
+        "skills": [],
+    })
+}
+
+/// Register, retrying while the control plane is unreachable; the token to beat with.
+async fn register(
+    platform: &Platform,
+    workspace_id: &str,
+    credential: &str,
+    url: &str,
+    card: &Value,
+) -> Result<String, AgentError> {
+    let body = json!({"id": workspace_id, "url": url, "agent_card": card});
+    let deadline = Instant::now() + REGISTER_PATIENCE;
+    let mut wait = Duration::from_millis(50);
+    loop {
+        match platform.post("/registry/register", credential, &body).await {
+            Ok((200, answer)) => {
+                // A token comes back when one was issued; otherwise the credential is one.
+                return Ok(answer["auth_token"]
+                    .as_str()
+                    .map_or_else(|| credential.to_owned(), str::to_owned));
+            }
+            Ok((status, answer)) => {
+                return Err(AgentError::Refused {
+                    what: "registration",
+                    status,
+                    answer,
+                });
+            }
+            Err(error @ CallError::Connect { .. }) if Instant::now() < deadline => {
+                tracing::warn!(%error, "control plane not reachable yet; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+/// Beat until the control plane says the workspace is gone (the error ends the agent).
+async fn heartbeat_loop(
+    platform: Platform,
+    workspace_id: String,
+    token: String,
+    interval: Duration,
+    started: Instant,
+) -> AgentError {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let body = json!({
+            "workspace_id": workspace_id,
+            "error_rate": 0.0,
+            "sample_error": "",
+            "active_tasks": 0,
+            "uptime_seconds": started.elapsed().as_secs(),
+            "current_task": "",
+        });
+        match platform.post("/registry/heartbeat", &token, &body).await {
+            Ok((200, _)) => {}
+            // Gone, or no longer ours: stop rather than beat into the void.
+            Ok((status @ (401 | 404 | 410), answer)) => {
+                return AgentError::Refused {
+                    what: "heartbeat",
+                    status,
+                    answer,
+                };
+            }
+            Ok((status, answer)) => {
+                tracing::warn!(status, %answer, "heartbeat refused; will retry");
+            }
+            Err(error) => tracing::warn!(%error, "heartbeat failed; will retry"),
+        }
+    }
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn serve_card(axum::extract::State(card): axum::extract::State<Arc<Value>>) -> Json<Value> {
+    Json((*card).clone())
+}
+
+/// A minimal A2A JSON-RPC endpoint: `message/send` answers with an acknowledgement that
+/// names the provider this agent would use; anything else is "method not found".
+async fn a2a(
+    axum::extract::State(card): axum::extract::State<Arc<Value>>,
+    body: axum::body::Bytes,
+) -> Json<Value> {
+    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
+        return Json(
+            json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32700, "message": "parse error"}}),
+        );
+    };
+    let id = request.get("id").cloned().unwrap_or(Value::Null);
+    if request["method"] != "message/send" {
+        return Json(
+            json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601, "message": "method not found"}}),
+        );
+    }
+    let text = format!(
+        "received; this agent runs {} on {} via provider {}",
+        card["runtime"], card["model"], card["provider"]
+    );
+    Json(json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "result": {"kind": "message", "role": "agent", "parts": [{"kind": "text", "text": text}]},
+    }))
+}
