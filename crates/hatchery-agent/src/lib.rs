@@ -279,6 +279,22 @@ async fn heartbeat_loop(
     }
 }
 
+/// Resolves on SIGTERM or SIGINT.
+pub async fn terminated() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
 async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }

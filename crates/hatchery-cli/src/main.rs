@@ -46,6 +46,8 @@ enum Command {
     /// Inspect provider manifests and derive providers for (runtime, model) pairs.
     #[command(subcommand)]
     Providers(commands::providers::ProvidersCommand),
+    /// Run the reference agent (what the local backend starts in each sandbox).
+    Agent(commands::agent::AgentArgs),
     /// Measure the HTTP API under load (in-process server, fresh SQLite data dir).
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
@@ -73,5 +75,6 @@ fn main() -> ExitCode {
         Command::AdminToken(command) => commands::admin_token::run(command),
         Command::Secrets(command) => commands::secrets::run(command),
         Command::Bench(command) => commands::bench::run(command),
+        Command::Agent(args) => commands::agent::run(args),
     }
 }

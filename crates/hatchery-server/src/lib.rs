@@ -23,6 +23,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use hatchery_provision::local::{LocalBackend, LocalConfig};
 use hatchery_store::{Store, StoreError, default_sqlite_url};
 use tokio::net::TcpListener;
 
@@ -63,6 +64,25 @@ pub struct ServerConfig {
     /// A Unix socket to serve the same API on (sandboxed agents reach the control plane
     /// through it, with no network); `None` for TCP only.
     pub unix_socket: Option<PathBuf>,
+    /// Where agents run.
+    pub backend: BackendChoice,
+}
+
+/// Which backend runs agents.
+#[derive(Debug, Clone, Default)]
+pub enum BackendChoice {
+    /// None: provision jobs wait, and workspaces wait for agents started by hand.
+    #[default]
+    None,
+    /// Each agent in a bubblewrap sandbox on this machine.
+    Local {
+        /// What runs when a runtime has no command of its own (`hatchery agent`).
+        default_command: Vec<String>,
+        /// Per-runtime commands.
+        commands: std::collections::HashMap<String, Vec<String>>,
+        /// Runtimes allowed the host's network.
+        host_network: std::collections::HashSet<String>,
+    },
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -91,6 +111,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("supervision", &self.supervision)
             .field("event_buffer", &self.event_buffer)
             .field("unix_socket", &self.unix_socket)
+            .field("backend", &self.backend)
             .finish()
     }
 }
@@ -131,6 +152,14 @@ pub enum StartError {
         /// The IO error.
         source: std::io::Error,
     },
+    /// The backend cannot run here.
+    #[error("the {backend} backend cannot run: {reason}")]
+    Backend {
+        /// Which backend.
+        backend: &'static str,
+        /// Why, and what to do.
+        reason: String,
+    },
     /// The listen address could not be bound.
     #[error("cannot listen on {address}: {source}")]
     Bind {
@@ -144,6 +173,7 @@ pub enum StartError {
 /// A built, bound server.
 pub struct Application {
     listener: TcpListener,
+    exits: Option<tokio::sync::mpsc::UnboundedReceiver<hatchery_provision::Exit>>,
     socket: Option<(tokio::net::UnixListener, PathBuf)>,
     state: AppState,
     /// A freshly minted admin token, to be shown once.
@@ -210,15 +240,32 @@ impl Application {
                     source,
                 })?;
         let socket = config.unix_socket.as_deref().map(bind_socket).transpose()?;
+        let (provisioner, exits) = match backend(&config)? {
+            Some((backend, exits)) => (
+                Some(Arc::new(app::provisioner::Provisioner::new(backend))),
+                Some(exits),
+            ),
+            None => (None, None),
+        };
         Ok(Self {
             listener,
             socket,
+            exits,
             state: AppState {
                 app: App {
                     registry,
                     store,
                     secrets_key: secrets_key.map(Arc::new),
-                    platform_key_configured: config.platform_key.is_some_and(|k| !k.is_empty()),
+                    platform_key_configured: config
+                        .platform_key
+                        .as_deref()
+                        .is_some_and(|k| !k.is_empty()),
+                    platform_key: config
+                        .platform_key
+                        .as_deref()
+                        .filter(|k| !k.is_empty())
+                        .map(app::PlatformKey::new),
+                    provisioner,
                     dev: config.dev,
                     supervision: Arc::new(config.supervision),
                     hub,
@@ -278,11 +325,15 @@ impl Application {
             );
         }
         let app = self.state.app.clone();
-        let background = [
+        let mut background = vec![
             tokio::spawn(app.hub.clone().run_tailer(app.store.clone())),
             tokio::spawn(supervise(app.clone())),
             tokio::spawn(flush_heartbeats(app.clone())),
+            tokio::spawn(app.clone().run_provisioner()),
         ];
+        if let Some(exits) = self.exits {
+            background.push(tokio::spawn(app.clone().watch_exits(exits)));
+        }
         // One shutdown signal for both listeners.
         let (stopping, stop) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
@@ -315,6 +366,12 @@ impl Application {
         };
         for task in background {
             task.abort();
+        }
+        // Agents stop with their control plane (gracefully; the sandbox would die with
+        // the process anyway).
+        if let Some(provisioner) = &app.provisioner {
+            let running = provisioner.backend.running();
+            app.stop_agents(&running).await;
         }
         // Beats that arrived since the last flush are the freshest liveness there is.
         app.flush_heartbeats().await;
@@ -370,6 +427,56 @@ async fn flush_heartbeats(app: App) {
         tick.tick().await;
         app.flush_heartbeats().await;
     }
+}
+
+/// The backend the configuration asks for, checked: its tools are installed, and the
+/// socket its sandboxes reach the control plane through is configured.
+fn backend(config: &ServerConfig) -> Result<Option<BackendParts>, StartError> {
+    let BackendChoice::Local {
+        default_command,
+        commands,
+        host_network,
+    } = &config.backend
+    else {
+        return Ok(None);
+    };
+    let refuse = |reason: String| StartError::Backend {
+        backend: "local",
+        reason,
+    };
+    let socket = config.unix_socket.clone().ok_or_else(|| {
+        refuse("it needs the Unix socket (HATCHERY_SOCKET) its sandboxes reach the control plane through".to_owned())
+    })?;
+    for tool in ["bwrap", "prlimit"] {
+        if !on_path(tool) {
+            return Err(refuse(format!(
+                "{tool} is not installed: run scripts/setup (Debian: apt-get install bubblewrap util-linux), or start with HATCHERY_BACKEND=none"
+            )));
+        }
+    }
+    let data_dir = std::fs::canonicalize(&config.data_dir).map_err(|e| refuse(e.to_string()))?;
+    let (backend, exits) = LocalBackend::new(LocalConfig {
+        root: data_dir.join("workspaces"),
+        hidden: vec![data_dir],
+        socket,
+        commands: commands.clone(),
+        default_command: default_command.clone(),
+        host_network: host_network.clone(),
+        grace: std::time::Duration::from_secs(5),
+        bwrap: PathBuf::from("bwrap"),
+    });
+    Ok(Some((Arc::new(backend), exits)))
+}
+
+/// A backend and the stream of its agents' unasked-for exits.
+type BackendParts = (
+    Arc<dyn hatchery_provision::Backend>,
+    tokio::sync::mpsc::UnboundedReceiver<hatchery_provision::Exit>,
+);
+
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
 }
 
 /// Bind the Unix socket, replacing a stale one left by a crash; owner-only access.

@@ -165,7 +165,8 @@ async fn pass_through_outcomes_are_created_and_recorded(db: Db) {
         events[0]["payload"],
         json!({"name": "bare", "tier": 2, "runtime": "langgraph"})
     );
-    assert_eq!(server.store.job_list().await.unwrap().len(), 4);
+    // A create that names no runtime ("bare") queues no job: its agent registers itself.
+    assert_eq!(server.store.job_list().await.unwrap().len(), 3);
 }
 
 async fn known_model_stamps_the_provider_in_config_yaml(db: Db) {

@@ -525,7 +525,10 @@ impl Store {
     /// Pause a workspace and every descendant that is not paused or removed: status
     /// `paused`, URL cleared, pending jobs cancelled, `WORKSPACE_PAUSED` each. Returns how
     /// many were paused.
-    pub async fn pause(&self, id: &str) -> Result<Result<usize, LifecycleRefusal>, StoreError> {
+    pub async fn pause(
+        &self,
+        id: &str,
+    ) -> Result<Result<Vec<String>, LifecycleRefusal>, StoreError> {
         let now = self.now();
         let mut tx = self.begin_events().await?;
         let tree = subtree(&mut tx, id).await?;
@@ -533,7 +536,7 @@ impl Store {
             Some(target) if target.status != "paused" && target.status != "removed" => {}
             _ => return Ok(Err(LifecycleRefusal::NotApplicable)),
         }
-        let mut paused = 0;
+        let mut paused = Vec::new();
         for member in tree
             .iter()
             .filter(|m| m.status != "paused" && m.status != "removed")
@@ -560,7 +563,7 @@ impl Store {
                 now,
             )
             .await?;
-            paused += 1;
+            paused.push(member.id.clone());
         }
         tx.commit().await?;
         Ok(Ok(paused))

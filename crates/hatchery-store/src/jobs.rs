@@ -28,3 +28,82 @@ impl Store {
         .await?)
     }
 }
+
+/// A job claimed by a runner, with its lease.
+#[allow(missing_docs, reason = "fields mirror the columns in migrations/")]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ClaimedJob {
+    pub id: String,
+    pub workspace_id: String,
+    pub kind: String,
+    /// How many times it has been claimed, this time included.
+    pub attempts: i64,
+}
+
+impl Store {
+    /// Claim the oldest runnable job for `owner` until `lease_until`: a pending one whose
+    /// back-off has passed, or a claimed one whose lease ran out (its runner died). One
+    /// runner gets each: SQLite has one writer; Postgres skips rows another claim holds.
+    pub async fn job_claim(
+        &self,
+        owner: &str,
+        lease_until: i64,
+    ) -> Result<Option<ClaimedJob>, StoreError> {
+        let lock = match self.backend {
+            crate::Backend::Sqlite => "",
+            crate::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        };
+        let sql = format!(
+            "UPDATE provision_jobs SET state = 'claimed', lease_owner = $1, lease_until = $2, \
+             attempts = attempts + 1, updated_at = $3 \
+             WHERE id = (SELECT id FROM provision_jobs \
+                 WHERE (state = 'pending' AND (lease_until IS NULL OR lease_until <= $3)) \
+                    OR (state = 'claimed' AND lease_until < $3) \
+                 ORDER BY created_at, id LIMIT 1{lock}) \
+             RETURNING id, workspace_id, kind, attempts"
+        );
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(owner)
+            .bind(lease_until)
+            .bind(self.now())
+            .fetch_optional(&self.writer)
+            .await?)
+    }
+
+    /// Close a claimed job: `done`, `failed` or `cancelled`. Only its owner may.
+    pub async fn job_finish(&self, id: &str, owner: &str, state: &str) -> Result<bool, StoreError> {
+        let finished = sqlx::query(
+            "UPDATE provision_jobs SET state = $3, lease_until = NULL, updated_at = $4 \
+             WHERE id = $1 AND lease_owner = $2 AND state = 'claimed'",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(state)
+        .bind(self.now())
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        Ok(finished == 1)
+    }
+
+    /// Put a claimed job back, to run again after `not_before` (a transient failure).
+    pub async fn job_retry(
+        &self,
+        id: &str,
+        owner: &str,
+        not_before: i64,
+    ) -> Result<bool, StoreError> {
+        let retried = sqlx::query(
+            "UPDATE provision_jobs SET state = 'pending', lease_owner = NULL, lease_until = $3, \
+             updated_at = $4 WHERE id = $1 AND lease_owner = $2 AND state = 'claimed'",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(not_before)
+        .bind(self.now())
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        Ok(retried == 1)
+    }
+}

@@ -33,7 +33,7 @@ pub use agents::{
     AgentSnapshot, LifecycleRefusal, LiveState, Provisioning, Registered, Registration,
 };
 pub use events::{EventRow, NewEvent};
-pub use jobs::JobRow;
+pub use jobs::{ClaimedJob, JobRow};
 pub use secrets::{GLOBAL_SCOPE, KEY_CHECK_SETTING, SealedSecret, SecretRow, workspace_scope};
 pub use tokens::{NewToken, TokenKind, TokenMatch, TokenRow};
 pub use workspaces::{

@@ -156,6 +156,7 @@ impl BenchServer {
             supervision: hatchery_server::supervision::Supervision::default(),
             event_buffer: hatchery_server::event_hub::DEFAULT_CAPACITY,
             unix_socket: None,
+            backend: hatchery_server::BackendChoice::None,
         };
         let app = Application::build(config).await?;
         let base = format!("http://{}", app.local_addr()?);

@@ -1,6 +1,7 @@
 //! One module per noun of the command line.
 
 pub mod admin_token;
+pub mod agent;
 pub mod bench;
 pub mod providers;
 pub mod secrets;

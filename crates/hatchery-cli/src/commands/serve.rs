@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::Args;
 use hatchery_server::supervision::{Supervision, parse_runtime_timeouts};
-use hatchery_server::{Application, ServerConfig};
+use hatchery_server::{Application, BackendChoice, ServerConfig};
 
 use crate::exit;
 use crate::output::err;
@@ -49,6 +49,17 @@ pub struct ServeArgs {
     /// Unix socket the API is also served on, for sandboxed agents [default: <data dir>/hatchery.sock; "" for none].
     #[arg(long, env = "HATCHERY_SOCKET")]
     socket: Option<PathBuf>,
+    /// Where agents run: `local` (a bubblewrap sandbox each) or `none` (agents are started
+    /// by hand and register themselves).
+    #[arg(long, env = "HATCHERY_BACKEND", default_value = "local", value_parser = ["local", "none"])]
+    backend: String,
+    /// Commands of runtimes, as JSON: `{"my-runtime": ["/usr/bin/my-agent", "--flag"]}`.
+    /// Runtimes not listed run `hatchery agent`.
+    #[arg(long, env = "HATCHERY_RUNTIME_COMMANDS", value_parser = parse_runtime_commands)]
+    runtime_commands: Option<RuntimeCommands>,
+    /// Runtimes whose sandboxes get the host's network (comma-separated); none by default.
+    #[arg(long, env = "HATCHERY_HOST_NETWORK_RUNTIMES", value_delimiter = ',')]
+    host_network_runtimes: Vec<String>,
     /// Per-runtime provisioning deadlines, e.g. `hermes=30m,codex=15m` (hermes=30m built in).
     #[arg(long, env = "HATCHERY_PROVISION_TIMEOUTS", value_parser = parse_runtime_timeouts, default_value = "")]
     provision_timeouts: BTreeMap<String, Duration>,
@@ -59,6 +70,25 @@ const SOCKET_FILE: &str = "hatchery.sock";
 
 /// Dev mode's clients create workspaces and start agents by hand: give them time.
 const DEV_PROVISION_TIMEOUT: Duration = Duration::from_hours(1);
+
+/// Runtime → command line.
+#[derive(Debug, Clone)]
+struct RuntimeCommands(std::collections::HashMap<String, Vec<String>>);
+
+fn parse_runtime_commands(text: &str) -> Result<RuntimeCommands, String> {
+    let commands: std::collections::HashMap<String, Vec<String>> = serde_json::from_str(text)
+        .map_err(|e| format!("expected a JSON object of runtime to command array: {e}"))?;
+    if let Some((runtime, _)) = commands.iter().find(|(_, argv)| argv.is_empty()) {
+        return Err(format!("the command of {runtime:?} is empty"));
+    }
+    Ok(RuntimeCommands(commands))
+}
+
+/// Agents run `hatchery agent` from this very binary: nothing else to install.
+fn agent_command() -> std::io::Result<Vec<String>> {
+    let exe = std::env::current_exe()?;
+    Ok(vec![exe.display().to_string(), "agent".to_owned()])
+}
 
 fn positive_duration(text: &str) -> Result<Duration, String> {
     let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
@@ -107,6 +137,31 @@ pub fn run(args: ServeArgs) -> ExitCode {
         dev: args.dev,
         supervision,
         event_buffer: hatchery_server::event_hub::DEFAULT_CAPACITY,
+        backend: match args.backend.as_str() {
+            "none" => BackendChoice::None,
+            _ => match agent_command() {
+                Ok(default_command) => BackendChoice::Local {
+                    default_command,
+                    commands: args
+                        .runtime_commands
+                        .clone()
+                        .map(|c| c.0)
+                        .unwrap_or_default(),
+                    host_network: args
+                        .host_network_runtimes
+                        .iter()
+                        .filter(|r| !r.is_empty())
+                        .cloned()
+                        .collect(),
+                },
+                Err(e) => {
+                    err(format_args!(
+                        "error: cannot find the hatchery binary to run agents with: {e}"
+                    ));
+                    return ExitCode::from(exit::SERVER_ERROR);
+                }
+            },
+        },
         unix_socket: socket,
     };
     let runtime = match tokio::runtime::Runtime::new() {
@@ -137,6 +192,16 @@ pub fn run(args: ServeArgs) -> ExitCode {
             }
         }
     })
+}
+
+/// Logs on stdout, for agents: the backend captures stdout into the agent's log.
+pub fn init_logging_to_stdout() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HATCHERY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .try_init();
 }
 
 fn init_logging() {

@@ -26,7 +26,8 @@ impl App {
                 code: "workspace_not_pausable",
             })?;
         self.hub.poke();
-        Ok(paused)
+        self.stop_agents(&paused).await;
+        Ok(paused.len())
     }
 
     /// Resume a paused workspace and its paused descendants; how many were resumed.
@@ -44,11 +45,14 @@ impl App {
                 LifecycleRefusal::AncestorPaused(name) => ancestor_paused(&name),
             })?;
         self.hub.poke();
+        self.wake_provisioner();
         Ok(resumed)
     }
 
     /// Restart a workspace: back to `provisioning` with a restart job.
     pub async fn restart(&self, id: &str) -> Result<(), ApiError> {
+        // The old agent goes first: a start is idempotent, and would keep it.
+        self.stop_agents(&[id.to_owned()]).await;
         self.store
             .restart(id)
             .await
@@ -59,6 +63,7 @@ impl App {
             })?;
         self.heartbeats.forget(id);
         self.hub.poke();
+        self.wake_provisioner();
         Ok(())
     }
 }

@@ -6,6 +6,7 @@ pub mod access;
 pub mod activity;
 pub mod agents;
 pub mod lifecycle;
+pub mod provisioner;
 pub mod secrets;
 pub mod workspaces;
 
@@ -30,6 +31,10 @@ pub struct App {
     pub secrets_key: Option<Arc<SecretsKey>>,
     /// Whether the platform gateway credential is configured (platform billing possible).
     pub platform_key_configured: bool,
+    /// The platform gateway credential, handed to platform-billed agents.
+    pub platform_key: Option<PlatformKey>,
+    /// The job runner and its backend; `None` when no backend runs agents.
+    pub provisioner: Option<Arc<provisioner::Provisioner>>,
     /// Development mode: the dev-mode exceptions of the gates apply.
     pub dev: bool,
     /// Liveness and provisioning deadlines.
@@ -42,6 +47,30 @@ pub struct App {
     pub tokens: Arc<access::TokenCache>,
     /// Counters for `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+/// The platform gateway credential; never printed.
+#[derive(Clone)]
+pub struct PlatformKey(Arc<str>);
+
+impl PlatformKey {
+    /// Wrap the credential.
+    #[must_use]
+    pub fn new(key: &str) -> Self {
+        Self(Arc::from(key))
+    }
+
+    /// The credential itself, for the agent's environment.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for PlatformKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PlatformKey(<redacted>)")
+    }
 }
 
 impl App {

@@ -129,6 +129,9 @@ struct CheckedCreate {
     canvas: Canvas,
     budget_limit: Option<i64>,
     max_concurrent_tasks: i64,
+    /// Whether the create named a runtime: with none, nothing is launched and the
+    /// workspace waits for an agent to register itself.
+    runtime_named: bool,
     /// A federated agent hatchery does not run, and its URL if known.
     external: bool,
     url: Option<String>,
@@ -228,6 +231,7 @@ fn check_create(request: CreateWorkspace) -> Result<CheckedCreate, ApiError> {
         canvas: request.canvas.unwrap_or_default(),
         budget_limit: request.budget_limit,
         max_concurrent_tasks: request.max_concurrent_tasks.filter(|m| *m > 0).unwrap_or(1),
+        runtime_named: request.runtime.as_deref().is_some_and(|r| !r.is_empty()),
         external,
         url,
     })
@@ -312,6 +316,9 @@ impl App {
         };
         let access = checked.access;
         let (name, tier, status) = (checked.name.clone(), checked.tier, checked.status());
+        // Only hatchery's own agents of a named runtime get a provision job; an external
+        // one runs elsewhere, and with no runtime named, its agent registers by itself.
+        let provision = !checked.external && checked.runtime_named;
         let workspace = checked.into_row(id.clone(), &config);
         let files = config_files(&config);
         let mut events = vec![NewEvent::about(
@@ -338,8 +345,6 @@ impl App {
             }
             _ => {}
         }
-        // Only hatchery's own agents get a provision job; an external one runs elsewhere.
-        let provision = !workspace.external;
         self.store
             .workspace_create(
                 &workspace,
@@ -360,6 +365,9 @@ impl App {
                 )
             })?;
         self.hub.poke();
+        if provision {
+            self.wake_provisioner();
+        }
         tracing::info!(
             workspace_id = %id,
             provider = config.provider.as_deref().unwrap_or("-"),
@@ -596,6 +604,9 @@ impl App {
             .map_err(store_error("failed to delete workspace"))?;
         // The removed workspaces' tokens are revoked: none may linger in the cache.
         self.tokens.clear();
+        let mut stopped = removed.descendants.clone();
+        stopped.push(id.to_owned());
+        self.stop_agents(&stopped).await;
         self.hub.poke();
         Ok(removed.descendants.len())
     }

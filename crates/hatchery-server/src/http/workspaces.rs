@@ -21,6 +21,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/workspaces/{id}/config", get(config))
         .route("/workspaces/{id}/derivation", get(derivation))
         .route("/workspaces/{id}/state", get(state_of))
+        .route("/workspaces/{id}/logs", get(logs))
         .route("/workspaces/{id}/restart", post(restart))
         .route("/workspaces/{id}/pause", post(pause))
         .route("/workspaces/{id}/resume", post(resume))
@@ -241,4 +242,78 @@ async fn resume(
     Ok(Json(
         json!({"status": "provisioning", "resumed_count": resumed}),
     ))
+}
+
+#[derive(Debug, Deserialize)]
+struct LogsQuery {
+    tail: Option<String>,
+    follow: Option<String>,
+}
+
+/// The most lines `?tail=` returns.
+const MAX_TAIL: usize = 10_000;
+
+/// `GET /workspaces/:id/logs`: the agent's last lines (`?tail=`, 200 by default), and with
+/// `?follow=true` what it writes next, as it writes it.
+async fn logs(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<LogsQuery>,
+    headers: HeaderMap,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse as _;
+    let id = parse_workspace_id(&id)?;
+    require_workspace(&state, &headers, &id).await?;
+    state.app.workspace_exists(&id).await?;
+    let lines = query
+        .tail
+        .and_then(|t| t.parse::<usize>().ok())
+        .unwrap_or(200)
+        .min(MAX_TAIL);
+    let mut text = state.app.agent_logs(&id, lines)?;
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    let headers = [(
+        axum::http::header::CONTENT_TYPE,
+        "text/plain; charset=utf-8",
+    )];
+    let follow = query.follow.as_deref() == Some("true");
+    let Some(path) = state.app.agent_log_path(&id).filter(|_| follow) else {
+        return Ok((headers, text).into_response());
+    };
+    // Follow from the current end of the file; a client that leaves ends the stream.
+    let start = std::fs::metadata(&path).map_or(0, |m| m.len());
+    let first = futures_util::stream::once(async move {
+        Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(text))
+    });
+    let rest = futures_util::stream::unfold((path, start), |(path, offset)| async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            let len = std::fs::metadata(&path).map_or(0, |m| m.len());
+            if len < offset {
+                // Truncated or replaced: start over from its beginning.
+                return Some((Ok(axum::body::Bytes::new()), (path, 0)));
+            }
+            if len > offset {
+                let chunk = read_from(&path, offset, len).unwrap_or_default();
+                return Some((Ok(axum::body::Bytes::from(chunk)), (path, len)));
+            }
+        }
+    });
+    Ok((
+        headers,
+        axum::body::Body::from_stream(futures_util::StreamExt::chain(first, rest)),
+    )
+        .into_response())
+}
+
+/// Bytes `from..to` of a file.
+fn read_from(path: &std::path::Path, from: u64, to: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read as _, Seek as _};
+    let mut file = std::fs::File::open(path)?;
+    file.seek(std::io::SeekFrom::Start(from))?;
+    let mut buffer = Vec::new();
+    file.take(to - from).read_to_end(&mut buffer)?;
+    Ok(buffer)
 }

@@ -66,6 +66,7 @@ impl Env {
             },
             event_buffer: hatchery_server::event_hub::DEFAULT_CAPACITY,
             unix_socket: None,
+            backend: hatchery_server::BackendChoice::None,
         }
     }
 

@@ -1,0 +1,278 @@
+//! The local backend end to end, on the real `hatchery serve`: a create ends with a
+//! sandboxed `hatchery agent` that registered itself and shows the provider the registry
+//! derived; the sandbox keeps the agent off the network, out of the host's files and away
+//! from other processes; a crashing agent fails its workspace with its exit code and last
+//! words; a delete leaves no process behind.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const TOKEN: &str = "local-backend-admin";
+
+struct Server {
+    child: Child,
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A runtime whose "agent" is a probe: it tries to leave its sandbox and writes what
+/// happened into its workspace directory, then waits to be stopped.
+fn probe_script(server_port: u16) -> String {
+    format!(
+        "exec 2>&1; \
+         if (echo x > /dev/tcp/127.0.0.1/{server_port}) 2>/dev/null; then echo net=open; else echo net=closed; fi > /workspace/result; \
+         if touch /etc/hatchery-escape 2>/dev/null; then echo etc=writable; else echo etc=readonly; fi >> /workspace/result; \
+         if touch /hatchery-escape 2>/dev/null; then echo root=writable; else echo root=readonly; fi >> /workspace/result; \
+         echo processes=$(ls /proc | grep -c '^[0-9]') >> /workspace/result; \
+         if [ -e /run/hatchery/hatchery.sock ]; then echo socket=present; else echo socket=missing; fi >> /workspace/result; \
+         echo done >> /workspace/result; exec sleep 600"
+    )
+}
+
+async fn start(data_dir: &Path) -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let commands = json!({
+        "probe": ["/bin/bash", "-c", probe_script(port)],
+        "crasher": ["/bin/sh", "-c", "echo 'cannot find my model weights'; exit 3"],
+    });
+    let child = Command::new(env!("CARGO_BIN_EXE_hatchery"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("HATCHERY_DATA_DIR", data_dir)
+        .env("HATCHERY_ADMIN_TOKEN", TOKEN)
+        .env("HATCHERY_PLATFORM_KEY", "platform-gateway-key")
+        .env("HATCHERY_BACKEND", "local")
+        .env("HATCHERY_RUNTIME_COMMANDS", commands.to_string())
+        .env_remove("HATCHERY_DEV")
+        .env_remove("HATCHERY_DATABASE_URL")
+        .env_remove("HATCHERY_SOCKET")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        client: reqwest::Client::new(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while server
+        .client
+        .get(format!("{}/health", server.base))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "the server never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server
+}
+
+impl Server {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(TOKEN);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn create(&self, body: Value) -> String {
+        let (status, created) = self
+            .call(reqwest::Method::POST, "/workspaces", Some(body))
+            .await;
+        assert_eq!(status, 201, "{created}");
+        created["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Wait (bounded) until the workspace reaches `status`; its record.
+    async fn until_status(&self, id: &str, status: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, row) = self
+                .call(reqwest::Method::GET, &format!("/workspaces/{id}"), None)
+                .await;
+            if row["status"] == status {
+                return row;
+            }
+            assert!(Instant::now() < deadline, "never {status}: {row}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+/// Processes whose command line mentions `needle` (a workspace id is in the sandbox's).
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .chars()
+                .all(|c| c.is_ascii_digit())
+        })
+        .filter_map(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let zombie = stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            (!zombie && text.contains(needle)).then_some(text)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_create_ends_with_a_sandboxed_agent_online_and_a_delete_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir.path().join("data")).await;
+    let id = server
+        .create(json!({"name": "coder", "runtime": "claude-code", "model": "moonshot/kimi-k2.6"}))
+        .await;
+    let row = server.until_status(&id, "online").await;
+    assert_eq!(row["agent_card"]["provider"], "platform", "{row}");
+    assert_eq!(row["agent_card"]["llm_billing_mode"], "platform");
+    assert!(!processes_mentioning(&id).is_empty(), "the sandbox runs");
+    let (status, logs) = server
+        .call(
+            reqwest::Method::GET,
+            &format!("/workspaces/{id}/logs?tail=50"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(logs.as_str().unwrap().contains("registered"), "{logs}");
+
+    let (status, _) = server
+        .call(reqwest::Method::DELETE, &format!("/workspaces/{id}"), None)
+        .await;
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !processes_mentioning(&id).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "left behind: {:?}",
+            processes_mentioning(&id)
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+
+    // A create that names no runtime launches nothing: its agent registers by itself.
+    let waiting = server.create(json!({"name": "hand-started"})).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(processes_mentioning(&waiting).is_empty());
+    let (_, row) = server
+        .call(
+            reqwest::Method::GET,
+            &format!("/workspaces/{waiting}"),
+            None,
+        )
+        .await;
+    assert_eq!(row["status"], "provisioning");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sandbox_keeps_the_agent_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = start(&data).await;
+    let id = server
+        .create(json!({"name": "probe", "runtime": "probe"}))
+        .await;
+    let result = data
+        .join("workspaces")
+        .join(&id)
+        .join("workspace")
+        .join("result");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let report = loop {
+        if let Ok(text) = std::fs::read_to_string(&result)
+            && text.contains("done")
+        {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "the probe never reported");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert!(
+        report.contains("net=closed"),
+        "no TCP out, not even to the host's loopback: {report}"
+    );
+    assert!(
+        report.contains("etc=readonly") && report.contains("root=readonly"),
+        "{report}"
+    );
+    assert!(
+        report.contains("socket=present"),
+        "the control plane's socket is its way out: {report}"
+    );
+    let processes: usize = report
+        .lines()
+        .find_map(|l| l.strip_prefix("processes="))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        processes <= 5,
+        "it sees only its own processes, not the host's: {report}"
+    );
+    assert!(!Path::new("/etc/hatchery-escape").exists());
+    server
+        .call(reqwest::Method::DELETE, &format!("/workspaces/{id}"), None)
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !processes_mentioning(&id).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "left behind: {:?}",
+            processes_mentioning(&id)
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crashing_agent_fails_its_workspace_with_the_exit_code_and_last_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(&dir.path().join("data")).await;
+    let id = server
+        .create(json!({"name": "crasher", "runtime": "crasher"}))
+        .await;
+    let row = server.until_status(&id, "failed").await;
+    let reason = row["failure_reason"].as_str().unwrap();
+    assert!(reason.contains("exited with code 3"), "{reason}");
+    assert!(reason.contains("cannot find my model weights"), "{reason}");
+}

@@ -1,0 +1,125 @@
+//! Provisioning backends: where a workspace's agent runs. One trait — start, stop, status,
+//! logs — and its implementations; the job runner in the server drives them all the same.
+//!
+//! - [`local::LocalBackend`]: each workspace a process tree in a bubblewrap sandbox.
+
+// Product code never unwraps what input can influence; tests may.
+#![warn(clippy::unwrap_used)]
+
+pub mod local;
+
+use std::path::PathBuf;
+
+use futures_util::future::BoxFuture;
+
+/// Everything a backend needs to start one workspace's agent.
+#[derive(Clone)]
+pub struct WorkspaceSpec {
+    /// The workspace id.
+    pub id: String,
+    /// Its runtime (decides which command runs).
+    pub runtime: String,
+    /// Generated config files, by relative path (`config.yaml`, …).
+    pub files: Vec<(String, String)>,
+    /// Environment for the agent: its secrets and the platform's settings. Never written
+    /// to disk or put on a command line.
+    pub env: Vec<(String, String)>,
+    /// The single-use credential the agent registers with.
+    pub bootstrap_token: String,
+    /// Resource limits.
+    pub limits: Limits,
+}
+
+impl std::fmt::Debug for WorkspaceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkspaceSpec")
+            .field("id", &self.id)
+            .field("runtime", &self.runtime)
+            .field(
+                "files",
+                &self.files.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+            )
+            .field("env", &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Per-workspace resource limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Address space, in bytes.
+    pub memory_bytes: u64,
+    /// Processes and threads (of the user, as `RLIMIT_NPROC` counts them).
+    pub processes: u64,
+    /// Open files.
+    pub open_files: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 2 * 1024 * 1024 * 1024,
+            processes: 4096,
+            open_files: 1024,
+        }
+    }
+}
+
+/// What a backend knows of a workspace's agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentState {
+    /// Running, with its process id (or container id) as the backend knows it.
+    Running(String),
+    /// Exited with this code (`None`: killed by a signal).
+    Exited(Option<i32>),
+    /// The backend runs nothing for this workspace.
+    Absent,
+}
+
+/// An agent that stopped on its own, reported to the runner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exit {
+    /// The workspace.
+    pub id: String,
+    /// The exit code (`None`: killed by a signal).
+    pub code: Option<i32>,
+    /// The last lines it logged.
+    pub last_lines: String,
+}
+
+/// Why a backend call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// Worth retrying (a busy engine, a transient IO error).
+    #[error("{0}")]
+    Transient(String),
+    /// Retrying will not help (no such command, a refused configuration).
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// A place where agents run.
+pub trait Backend: Send + Sync + 'static {
+    /// The backend's name (`local`, `docker`, …).
+    fn name(&self) -> &'static str;
+
+    /// Start the workspace's agent. Idempotent: an agent already running for this
+    /// workspace is left as it is (never two for one workspace).
+    fn start<'a>(&'a self, spec: &'a WorkspaceSpec) -> BoxFuture<'a, Result<(), BackendError>>;
+
+    /// Stop the agent: SIGTERM, then SIGKILL after the grace period. Nothing of it remains.
+    fn stop<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), BackendError>>;
+
+    /// What runs for the workspace.
+    fn state(&self, id: &str) -> AgentState;
+
+    /// The last `lines` lines the agent logged.
+    fn logs(&self, id: &str, lines: usize) -> Result<String, BackendError>;
+
+    /// Where the agent's log file is, if the backend keeps one.
+    fn log_path(&self, id: &str) -> Option<PathBuf>;
+
+    /// The workspaces it runs agents for.
+    fn running(&self) -> Vec<String>;
+}

@@ -1,0 +1,240 @@
+//! The job runner: claims provision jobs with a lease, starts agents through the backend,
+//! retries transient failures with back-off, fails the workspace (with the reason) on
+//! permanent ones, and turns an agent that died before registering into `failed` with its
+//! exit code and last log lines. Every replica runs one; the lease keeps each job to one.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hatchery_provision::{Backend, BackendError, Exit, Limits, WorkspaceSpec};
+use hatchery_store::ClaimedJob;
+use tokio::sync::Notify;
+
+use super::{App, store_error};
+use crate::error::ApiError;
+use crate::supervision::micros;
+
+/// How long a claimed job is this runner's before another may take it over.
+const LEASE: Duration = Duration::from_mins(1);
+/// How often the queue is read when nobody wakes the runner (jobs of other replicas).
+const POLL: Duration = Duration::from_secs(1);
+/// Transient failures are retried this many times, with doubling back-off.
+const MAX_ATTEMPTS: i64 = 5;
+
+/// The runner's state: which backend, who it is, and how to wake it.
+pub struct Provisioner {
+    /// Where agents run.
+    pub backend: Arc<dyn Backend>,
+    /// This replica's name on the leases it takes.
+    pub owner: String,
+    /// Poked when a job is queued.
+    pub wake: Notify,
+}
+
+impl std::fmt::Debug for Provisioner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provisioner")
+            .field("backend", &self.backend.name())
+            .field("owner", &self.owner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Provisioner {
+    /// A runner for `backend`, named uniquely.
+    #[must_use]
+    pub fn new(backend: Arc<dyn Backend>) -> Self {
+        Self {
+            backend,
+            owner: format!("runner-{}", uuid::Uuid::new_v4().simple()),
+            wake: Notify::new(),
+        }
+    }
+}
+
+impl App {
+    /// Say that a job was queued.
+    pub(crate) fn wake_provisioner(&self) {
+        if let Some(provisioner) = &self.provisioner {
+            provisioner.wake.notify_one();
+        }
+    }
+
+    /// Stop the agents of `ids` (after a delete or a pause). A failure is logged: the
+    /// status already says they must not run, and a restart of the server stops them.
+    pub(crate) async fn stop_agents(&self, ids: &[String]) {
+        let Some(provisioner) = &self.provisioner else {
+            return;
+        };
+        for id in ids {
+            if let Err(error) = provisioner.backend.stop(id).await {
+                tracing::warn!(workspace_id = %id, %error, "cannot stop the agent");
+            }
+        }
+    }
+
+    /// The agent's last log lines (empty without a backend).
+    pub fn agent_logs(&self, id: &str, lines: usize) -> Result<String, ApiError> {
+        let Some(provisioner) = &self.provisioner else {
+            return Ok(String::new());
+        };
+        provisioner
+            .backend
+            .logs(id, lines)
+            .map_err(|e| ApiError::internal("failed to read logs", e))
+    }
+
+    /// The agent's log file, if the backend keeps one.
+    #[must_use]
+    pub fn agent_log_path(&self, id: &str) -> Option<std::path::PathBuf> {
+        self.provisioner.as_ref()?.backend.log_path(id)
+    }
+
+    /// Run jobs until the process stops.
+    pub async fn run_provisioner(self) {
+        let Some(provisioner) = self.provisioner.clone() else {
+            return;
+        };
+        loop {
+            let lease_until = self.store.now().saturating_add(micros(LEASE));
+            match self.store.job_claim(&provisioner.owner, lease_until).await {
+                Ok(Some(job)) => self.run_job(&provisioner, job).await,
+                Ok(None) => {
+                    tokio::select! {
+                        () = provisioner.wake.notified() => {}
+                        () = tokio::time::sleep(POLL) => {}
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot claim provision jobs; retrying");
+                    tokio::time::sleep(POLL).await;
+                }
+            }
+        }
+    }
+
+    async fn run_job(&self, provisioner: &Provisioner, job: ClaimedJob) {
+        let owner = provisioner.owner.as_str();
+        let finish = |state: &'static str| {
+            let store = self.store.clone();
+            let id = job.id.clone();
+            async move {
+                if let Err(error) = store.job_finish(&id, owner, state).await {
+                    tracing::warn!(%error, job = %id, "cannot close the job");
+                }
+            }
+        };
+        let row = match self.store.workspace_get(&job.workspace_id).await {
+            Ok(Some(row)) => row,
+            Ok(None) => return finish("cancelled").await,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the workspace of a job; retrying later");
+                let _ = self.store.job_retry(&job.id, owner, self.store.now()).await;
+                return;
+            }
+        };
+        if row.status != "provisioning" {
+            // Registered meanwhile, paused, removed: nothing to start.
+            return finish("cancelled").await;
+        }
+        let started = match self.spec_of(&row).await {
+            Ok(spec) => provisioner.backend.start(&spec).await,
+            Err(error) => Err(BackendError::Permanent(error.to_string())),
+        };
+        match started {
+            Ok(()) => {
+                tracing::info!(workspace_id = %row.id, backend = provisioner.backend.name(), "agent started");
+                finish("done").await;
+            }
+            Err(BackendError::Transient(reason)) if job.attempts < MAX_ATTEMPTS => {
+                let back_off = Duration::from_secs(1 << job.attempts.clamp(0, 6));
+                tracing::warn!(workspace_id = %row.id, %reason, ?back_off, "start failed; will retry");
+                let not_before = self.store.now().saturating_add(micros(back_off));
+                let _ = self.store.job_retry(&job.id, owner, not_before).await;
+            }
+            Err(error) => {
+                let reason = format!(
+                    "the {} backend could not start the agent after {} attempt(s): {error}",
+                    provisioner.backend.name(),
+                    job.attempts
+                );
+                finish("failed").await;
+                self.fail_unregistered(&row.id, &reason).await;
+            }
+        }
+    }
+
+    /// What the backend needs to start `row`'s agent: its config files, its secrets and
+    /// the platform credential as environment, and a fresh bootstrap token.
+    async fn spec_of(&self, row: &hatchery_store::WorkspaceRow) -> Result<WorkspaceSpec, ApiError> {
+        let files = self
+            .store
+            .workspace_files(&row.id)
+            .await
+            .map_err(store_error("failed to read the workspace's config"))?
+            .into_iter()
+            .map(|f| (f.path, f.content))
+            .collect();
+        let mut env: BTreeMap<String, String> = if self.secrets_key.is_some() {
+            self.secret_values(&row.id).await?
+        } else {
+            BTreeMap::new()
+        };
+        if row.llm_billing_mode.as_deref() == Some("platform")
+            && let (Some(key), Some(name)) = (&self.platform_key, &row.provider)
+            && let Ok(snapshot) = self.registry.snapshot()
+            && let Ok(provider) = snapshot.registry.provider(name)
+        {
+            // Platform billing: the gateway credential under the provider's key names.
+            for variable in &provider.auth_env {
+                env.insert(variable.clone(), key.expose().to_owned());
+            }
+        }
+        let (bootstrap_token, _) = self.bootstrap_issue(&row.id).await?;
+        Ok(WorkspaceSpec {
+            id: row.id.clone(),
+            runtime: row.runtime.clone(),
+            files,
+            env: env.into_iter().collect(),
+            bootstrap_token,
+            limits: Limits::default(),
+        })
+    }
+
+    /// Fail a workspace that is still `provisioning`, with `reason`.
+    async fn fail_unregistered(&self, id: &str, reason: &str) {
+        let Ok(Some(row)) = self.store.workspace_get(id).await else {
+            return;
+        };
+        if row.status != "provisioning" {
+            return;
+        }
+        let since = row.provisioning_since.unwrap_or(row.updated_at);
+        match self.store.fail_provisioning(id, since, reason).await {
+            Ok(true) => {
+                tracing::warn!(workspace_id = id, %reason, "provisioning failed");
+                self.metrics.provisioning_failed(1);
+                self.hub.poke();
+            }
+            Ok(false) => {}
+            Err(error) => tracing::warn!(%error, "cannot record the failure"),
+        }
+    }
+
+    /// Turn agents that exit on their own into what they mean: one that never registered
+    /// fails its workspace, with its exit code and last words.
+    pub async fn watch_exits(self, mut exits: tokio::sync::mpsc::UnboundedReceiver<Exit>) {
+        while let Some(exit) = exits.recv().await {
+            let code = exit.code.map_or_else(
+                || "was killed by a signal".to_owned(),
+                |c| format!("exited with code {c}"),
+            );
+            let reason = format!(
+                "the agent {code} before it registered; its last log lines:\n{}",
+                exit.last_lines
+            );
+            self.fail_unregistered(&exit.id, &reason).await;
+        }
+    }
+}
