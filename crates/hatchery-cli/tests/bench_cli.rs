@@ -98,3 +98,15 @@ fn bench_heartbeats_and_events_run_end_to_end() {
     );
     assert_eq!(cells[5], "0", "{row}");
 }
+
+#[test]
+fn bench_create_online_starts_sandboxed_agents_and_reports() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hatchery"))
+        .args(["bench", "create-online", "--creates", "3", "--burst", "3"])
+        .output()
+        .expect("run hatchery bench create-online");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("| create → online |"), "{stdout}");
+    assert!(stdout.contains("3 concurrent creates all online"), "{stdout}");
+}

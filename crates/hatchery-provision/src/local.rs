@@ -341,17 +341,23 @@ impl LocalBackend {
         for member in group_members(pid).into_iter().filter(|m| *m != pid) {
             let _ = kill(Pid::from_raw(member), Signal::SIGTERM);
         }
-        let graceful = tokio::time::timeout(self.config.grace, exited.wait_for(|life| *life != Life::Running))
-            .await
-            .is_ok();
+        let graceful = tokio::time::timeout(
+            self.config.grace,
+            exited.wait_for(|life| *life != Life::Running),
+        )
+        .await
+        .is_ok();
         if !graceful {
             tracing::warn!(
                 workspace_id = id,
                 "agent ignored SIGTERM; killing the sandbox"
             );
             let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
-            let _ = tokio::time::timeout(Duration::from_secs(5), exited.wait_for(|life| *life != Life::Running))
-                .await;
+            let _ = tokio::time::timeout(
+                Duration::from_secs(5),
+                exited.wait_for(|life| *life != Life::Running),
+            )
+            .await;
         }
         self.lock().remove(id);
         Ok(())

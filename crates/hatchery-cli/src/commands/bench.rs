@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use clap::{Args, Subcommand};
 use hatchery_server::{Application, ServerConfig};
@@ -28,6 +28,22 @@ pub enum BenchCommand {
     Heartbeats(HeartbeatArgs),
     /// Event fan-out to many SSE subscribers: delivery latency at a steady event rate.
     Events(EventArgs),
+    /// Create → online with the local backend (sandboxed agents), against a bare
+    /// `bwrap … true` as the baseline; then a burst of concurrent creates.
+    CreateOnline(CreateOnlineArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateOnlineArgs {
+    /// Sequential creates timed one by one.
+    #[arg(long, default_value_t = 50)]
+    creates: usize,
+    /// Concurrent creates in the burst (all kept running for the memory figure).
+    #[arg(long, default_value_t = 100)]
+    burst: usize,
+    /// A pause between sequential creates (an idle machine between them).
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pause: Duration,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -122,6 +138,7 @@ pub fn run(command: BenchCommand) -> ExitCode {
             BenchCommand::Api(args) => bench_api(args).await,
             BenchCommand::Heartbeats(args) => bench_heartbeats(args).await,
             BenchCommand::Events(args) => bench_events(args).await,
+            BenchCommand::CreateOnline(args) => bench_create_online(args).await,
         }
     });
     match result {
@@ -143,10 +160,20 @@ struct BenchServer {
 
 impl BenchServer {
     async fn start(data_dir: Option<PathBuf>) -> anyhow::Result<Self> {
+        Self::start_with(data_dir, hatchery_server::BackendChoice::None).await
+    }
+
+    async fn start_with(
+        data_dir: Option<PathBuf>,
+        backend: hatchery_server::BackendChoice,
+    ) -> anyhow::Result<Self> {
         let temp = tempfile::tempdir()?;
+        let data_dir = data_dir.unwrap_or_else(|| temp.path().to_owned());
+        let unix_socket = matches!(backend, hatchery_server::BackendChoice::Local { .. })
+            .then(|| data_dir.join("hatchery.sock"));
         let config = ServerConfig {
             listen: "127.0.0.1:0".parse()?,
-            data_dir: data_dir.unwrap_or_else(|| temp.path().to_owned()),
+            data_dir,
             database_url: None,
             providers: None,
             admin_token: Some(TOKEN.to_owned()),
@@ -155,8 +182,8 @@ impl BenchServer {
             dev: false,
             supervision: hatchery_server::supervision::Supervision::default(),
             event_buffer: hatchery_server::event_hub::DEFAULT_CAPACITY,
-            unix_socket: None,
-            backend: hatchery_server::BackendChoice::None,
+            unix_socket,
+            backend,
         };
         let app = Application::build(config).await?;
         let base = format!("http://{}", app.local_addr()?);
@@ -566,6 +593,213 @@ async fn read_markers(
                 if let Ok(n) = digits.parse() {
                     let _ = report.send((n, at));
                 }
+            }
+        }
+        pending.drain(..=end);
+    }
+}
+
+/// Seconds of one spawn-and-wait of a bare sandbox: the floor a sandboxed start sits on.
+fn bare_sandbox() -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let status = std::process::Command::new("bwrap")
+        .args([
+            "--unshare-all",
+            "--die-with-parent",
+            "--ro-bind",
+            "/",
+            "/",
+            "true",
+        ])
+        .status()?;
+    anyhow::ensure!(status.success(), "bwrap … true failed: {status}");
+    Ok(started.elapsed())
+}
+
+/// This process's resident memory, from /proc.
+fn rss_megabytes() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+async fn bench_create_online(args: CreateOnlineArgs) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    let backend = hatchery_server::BackendChoice::Local {
+        default_command: vec![exe.display().to_string(), "agent".to_owned()],
+        commands: std::collections::HashMap::new(),
+        host_network: std::collections::HashSet::new(),
+    };
+    let server = BenchServer::start_with(None, backend).await?;
+    let client = client(16)?;
+    // Online is read off the event stream, timed by the event's own timestamp (when the
+    // registration committed), not by when the stream delivered it.
+    let (online_tx, mut online) = tokio::sync::mpsc::unbounded_channel::<(String, SystemTime)>();
+    let stream = reqwest::Client::new()
+        .get(format!("{}/events/stream", server.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await?
+        .error_for_status()?;
+    let reader = tokio::spawn(read_online(stream, online_tx));
+
+    err(format_args!(
+        "bench: baseline: {} bare `bwrap … true` spawns …",
+        args.creates
+    ));
+    let mut floor = Vec::with_capacity(args.creates);
+    for _ in 0..args.creates {
+        floor.push(tokio::task::spawn_blocking(bare_sandbox).await??);
+    }
+    floor.sort_unstable();
+
+    err(format_args!(
+        "bench: {} sequential creates, each until online …",
+        args.creates
+    ));
+    let body = json!({"name": "bench", "runtime": "claude-code", "model": "moonshot/kimi-k2.6"});
+    let mut latencies = Vec::with_capacity(args.creates);
+    let mut ids = Vec::new();
+    for _ in 0..args.creates {
+        let sent = SystemTime::now();
+        let id = server.create(&client, body.clone()).await?;
+        let at = wait_online(&mut online, &id).await?;
+        latencies.push(at.duration_since(sent).unwrap_or_default());
+        tokio::time::sleep(args.pause).await;
+        ids.push(id);
+    }
+    latencies.sort_unstable();
+    // Stop them before the burst, so the burst's memory figure counts only its own.
+    for id in &ids {
+        client
+            .delete(format!("{}/workspaces/{id}", server.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await?
+            .error_for_status()?;
+    }
+
+    let burst = burst(&server, &client, &body, args.burst, &mut online).await?;
+    let rss = rss_megabytes();
+    reader.abort();
+
+    out("| measure | p50 | p99 | max |");
+    out("|---|---|---|---|");
+    for (name, sorted) in [
+        ("bare `bwrap … true` (baseline)", &floor),
+        ("create → online", &latencies),
+    ] {
+        out(format_args!(
+            "| {name} | {:.1} ms | {:.1} ms | {:.1} ms |",
+            millis(percentile(sorted, 0.50)),
+            millis(percentile(sorted, 0.99)),
+            millis(sorted.last().copied().unwrap_or_default()),
+        ));
+    }
+    out(format_args!(
+        "\ncreate → online p50 vs baseline: {:.1}×; {} concurrent creates all online in {:.0} ms; \
+         control plane RSS with {} agents running: {rss:.1} MB (load generator included)",
+        percentile(&latencies, 0.50).as_secs_f64()
+            / percentile(&floor, 0.50).as_secs_f64().max(1e-9),
+        args.burst,
+        millis(burst),
+        args.burst,
+    ));
+    server.stop().await?;
+    Ok(())
+}
+
+/// `count` concurrent creates; how long until the last came online.
+async fn burst(
+    server: &BenchServer,
+    client: &reqwest::Client,
+    body: &serde_json::Value,
+    count: usize,
+    online: &mut tokio::sync::mpsc::UnboundedReceiver<(String, SystemTime)>,
+) -> anyhow::Result<Duration> {
+    err(format_args!("bench: {count} concurrent creates …"));
+    let burst_started = SystemTime::now();
+    let mut in_flight = tokio::task::JoinSet::new();
+    for _ in 0..count {
+        let (client, base, body) = (client.clone(), server.base.clone(), body.clone());
+        in_flight.spawn(async move {
+            let answer: serde_json::Value = client
+                .post(format!("{base}/workspaces"))
+                .bearer_auth(TOKEN)
+                .json(&body)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            anyhow::Ok(answer["id"].as_str().unwrap_or_default().to_owned())
+        });
+    }
+    let mut pending = std::collections::HashSet::new();
+    while let Some(id) = in_flight.join_next().await {
+        pending.insert(id??);
+    }
+    let mut last_online = burst_started;
+    while !pending.is_empty() {
+        let (id, at) = tokio::time::timeout(Duration::from_secs(30), online.recv())
+            .await
+            .map_err(|_| anyhow::anyhow!("{} workspace(s) never came online", pending.len()))?
+            .ok_or_else(|| anyhow::anyhow!("the event stream ended"))?;
+        if pending.remove(&id) {
+            last_online = at;
+        }
+    }
+    Ok(last_online
+        .duration_since(burst_started)
+        .unwrap_or_default())
+}
+
+/// Wait for `id`'s `WORKSPACE_ONLINE`; other workspaces' arrivals are dropped.
+async fn wait_online(
+    online: &mut tokio::sync::mpsc::UnboundedReceiver<(String, SystemTime)>,
+    id: &str,
+) -> anyhow::Result<SystemTime> {
+    loop {
+        let (seen, at) = tokio::time::timeout(Duration::from_secs(30), online.recv())
+            .await
+            .map_err(|_| anyhow::anyhow!("workspace {id} never came online"))?
+            .ok_or_else(|| anyhow::anyhow!("the event stream ended"))?;
+        if seen == id {
+            return Ok(at);
+        }
+    }
+}
+
+/// Report each `WORKSPACE_ONLINE` on an SSE stream with its timestamp (Unix ms).
+async fn read_online(
+    mut response: reqwest::Response,
+    report: tokio::sync::mpsc::UnboundedSender<(String, SystemTime)>,
+) {
+    let mut pending = String::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        pending.push_str(&String::from_utf8_lossy(&chunk));
+        let Some(end) = pending.rfind('\n') else {
+            continue;
+        };
+        for line in pending[..end].lines() {
+            let Some(data) = line.strip_prefix("data: ") else {
+                continue;
+            };
+            let Ok(event) = serde_json::from_str::<serde_json::Value>(data) else {
+                continue;
+            };
+            if event["type"] == "WORKSPACE_ONLINE"
+                && let (Some(id), Some(millis)) =
+                    (event["workspace_id"].as_str(), event["timestamp"].as_u64())
+            {
+                let at = std::time::UNIX_EPOCH + Duration::from_millis(millis);
+                let _ = report.send((id.to_owned(), at));
             }
         }
         pending.drain(..=end);
