@@ -28,3 +28,6 @@ lint:
 bench:
 	$(CARGO) bench --locked -p hatchery-registry --bench derive
 	$(CARGO) run --release --locked -p hatchery-cli -- bench api
+	$(CARGO) run --release --locked -p hatchery-cli -- bench heartbeats
+	$(CARGO) run --release --locked -p hatchery-cli -- bench events
+	$(CARGO) run --release --locked -p hatchery-cli -- bench create-online
