@@ -106,7 +106,14 @@ fn bench_create_online_starts_sandboxed_agents_and_reports() {
         .output()
         .expect("run hatchery bench create-online");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("| create → online |"), "{stdout}");
-    assert!(stdout.contains("3 concurrent creates all online"), "{stdout}");
+    assert!(
+        stdout.contains("3 concurrent creates all online"),
+        "{stdout}"
+    );
 }
