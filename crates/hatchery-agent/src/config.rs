@@ -80,6 +80,16 @@ pub enum ConfigError {
     },
 }
 
+/// A key that must be present, as a string (possibly empty).
+fn required_key(values: &BTreeMap<String, Value>, key: &str) -> Result<String, String> {
+    match values.get(key) {
+        Some(Value::Text(text)) => Ok(text.clone()),
+        Some(Value::Null) => Ok(String::new()),
+        Some(Value::List(_)) => Err(format!("{key}: expected a single value")),
+        None => Err(format!("{key} is missing")),
+    }
+}
+
 /// A scalar or a list of scalars: all a generated config holds.
 enum Value {
     Null,
@@ -166,8 +176,9 @@ impl AgentConfig {
             }
         };
         Ok(Self {
-            runtime: text("runtime")?.unwrap_or_default(),
-            model: text("model")?.unwrap_or_default(),
+            // Present even when empty: a config without them is not one hatchery wrote.
+            runtime: required_key(&values, "runtime").map_err(shape)?,
+            model: required_key(&values, "model").map_err(shape)?,
             provider: text("provider")?,
             provider_source: required("provider_source")?,
             llm_billing_mode: text("llm_billing_mode")?,
@@ -257,8 +268,12 @@ mod tests {
                 "duplicate",
             ),
             (
-                "runtime: \"a\"\nregistry_hash: \"y\"\n",
+                "runtime: \"a\"\nmodel: \"\"\nregistry_hash: \"y\"\n",
                 "provider_source is missing",
+            ),
+            (
+                "runtime: \"a\"\nprovider_source: x\nregistry_hash: y\n",
+                "model is missing",
             ),
             (
                 "runtime: {a: 1}\nprovider_source: x\nregistry_hash: y\n",

@@ -11,6 +11,9 @@ use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
+/// The longest a call may take.
+const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Where the control plane is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Platform {
@@ -43,6 +46,9 @@ pub enum CallError {
     /// The HTTP exchange failed.
     #[error("control plane call failed: {0}")]
     Http(#[from] hyper::Error),
+    /// No answer in time.
+    #[error("the control plane did not answer within {0:?}")]
+    Timeout(std::time::Duration),
     /// A request could not be built.
     #[error("cannot build the request: {0}")]
     Request(#[from] hyper::http::Error),
@@ -70,6 +76,17 @@ impl Platform {
     /// POST `body` to `path` with `token`; the status and the JSON answer (`Null` if the
     /// answer is not JSON).
     pub async fn post(
+        &self,
+        path: &str,
+        token: &str,
+        body: &Value,
+    ) -> Result<(u16, Value), CallError> {
+        tokio::time::timeout(CALL_TIMEOUT, self.post_once(path, token, body))
+            .await
+            .map_err(|_| CallError::Timeout(CALL_TIMEOUT))?
+    }
+
+    async fn post_once(
         &self,
         path: &str,
         token: &str,

@@ -42,11 +42,17 @@ fn probe_script(server_port: u16) -> String {
          if touch /hatchery-escape 2>/dev/null; then echo root=writable; else echo root=readonly; fi >> /workspace/result; \
          echo processes=$(ls /proc | grep -c '^[0-9]') >> /workspace/result; \
          if [ -e /run/hatchery/hatchery.sock ]; then echo socket=present; else echo socket=missing; fi >> /workspace/result; \
+         if [ -e /etc/shadow ]; then echo shadow=visible; else echo shadow=hidden; fi >> /workspace/result; \
+         echo secret=$PROBE_SECRET >> /workspace/result; \
          echo done >> /workspace/result; exec sleep 600"
     )
 }
 
 async fn start(data_dir: &Path) -> Server {
+    start_with(data_dir, &[]).await
+}
+
+async fn start_with(data_dir: &Path, extra_env: &[(&str, &str)]) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -66,6 +72,11 @@ async fn start(data_dir: &Path) -> Server {
         .env_remove("HATCHERY_DEV")
         .env_remove("HATCHERY_DATABASE_URL")
         .env_remove("HATCHERY_SOCKET")
+        .env(
+            "HATCHERY_SECRETS_KEY",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        )
+        .envs(extra_env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -209,7 +220,7 @@ async fn the_sandbox_keeps_the_agent_in() {
     let data = dir.path().join("data");
     let server = start(&data).await;
     let id = server
-        .create(json!({"name": "probe", "runtime": "probe"}))
+        .create(json!({"name": "probe", "runtime": "probe", "secrets": {"PROBE_SECRET": "s3cret-value"}}))
         .await;
     let result = data
         .join("workspaces")
@@ -250,6 +261,18 @@ async fn the_sandbox_keeps_the_agent_in() {
         "it sees only its own processes, not the host's: {report}"
     );
     assert!(!Path::new("/etc/hatchery-escape").exists());
+    assert!(
+        report.contains("shadow=hidden"),
+        "only what programs need of /etc: {report}"
+    );
+    assert!(
+        report.contains("secret=s3cret-value"),
+        "its secrets are in its environment: {report}"
+    );
+    assert!(
+        processes_mentioning("s3cret-value").is_empty(),
+        "never on a command line"
+    );
     server
         .call(reqwest::Method::DELETE, &format!("/workspaces/{id}"), None)
         .await;
@@ -275,4 +298,40 @@ async fn a_crashing_agent_fails_its_workspace_with_the_exit_code_and_last_words(
     let reason = row["failure_reason"].as_str().unwrap();
     assert!(reason.contains("exited with code 3"), "{reason}");
     assert!(reason.contains("cannot find my model weights"), "{reason}");
+}
+
+/// A raw HTTP/1.1 GET over a Unix socket; the status code.
+async fn socket_get(socket: &Path, path: &str) -> u16 {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::UnixStream::connect(socket).await.unwrap();
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: hatchery\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    answer.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_socket_never_grants_admin_even_in_dev_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = start_with(&data, &[("HATCHERY_DEV", "1")]).await;
+    // Over TCP, dev mode opens admin routes (as Molecule's scripts expect)…
+    let (status, _) = server.call(reqwest::Method::GET, "/workspaces", None).await;
+    assert_eq!(status, 200);
+    // …but over the socket, which every sandbox can reach, nobody is the admin.
+    let socket = data.join("hatchery.sock");
+    assert_eq!(socket_get(&socket, "/health").await, 200);
+    assert_eq!(socket_get(&socket, "/workspaces").await, 401);
+    assert_eq!(socket_get(&socket, "/settings/secrets").await, 401);
+    let id = server.create(json!({"name": "w"})).await;
+    assert_eq!(
+        socket_get(&socket, &format!("/workspaces/{id}/secrets/values")).await,
+        401
+    );
 }

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use nix::sys::signal::{Signal, kill, killpg};
+use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::sync::mpsc;
 
@@ -29,8 +29,31 @@ use crate::{AgentState, Backend, BackendError, Exit, WorkspaceSpec};
 
 /// Where the control plane's socket appears inside a sandbox.
 pub const SANDBOX_SOCKET: &str = "/run/hatchery/hatchery.sock";
-/// The host directories a sandbox sees, read-only (missing ones are skipped).
-const SYSTEM_DIRS: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc"];
+/// The host paths a sandbox sees, read-only (missing ones are skipped). Of `/etc` only
+/// what programs need to run and resolve names: not the host's service configuration,
+/// which may hold credentials.
+const SYSTEM_DIRS: &[&str] = &[
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/nsswitch.conf",
+    "/etc/hosts",
+    "/etc/resolv.conf",
+    "/etc/localtime",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/alternatives",
+];
+/// The most bytes of a log read to find its last lines.
+const TAIL_BYTES: u64 = 256 * 1024;
 /// How many log lines an exit report carries.
 const EXIT_LOG_LINES: usize = 20;
 
@@ -51,8 +74,10 @@ pub struct LocalConfig {
     pub host_network: HashSet<String>,
     /// Between SIGTERM and SIGKILL.
     pub grace: Duration,
-    /// The bubblewrap binary.
+    /// The bubblewrap binary, by absolute path.
     pub bwrap: PathBuf,
+    /// The prlimit binary, by absolute path.
+    pub prlimit: PathBuf,
 }
 
 /// One running sandbox.
@@ -102,34 +127,95 @@ fn safe_relative(path: &str) -> Result<&Path, BackendError> {
     }
 }
 
-/// The last `lines` lines of a file (empty when it is missing).
+/// The last `lines` lines of a file, from at most its last [`TAIL_BYTES`] (empty when
+/// it is missing; invalid UTF-8 shown as replacement characters).
 fn tail(path: &Path, lines: usize) -> String {
-    let Ok(text) = std::fs::read_to_string(path) else {
+    use std::io::{Read as _, Seek as _};
+    let Ok(mut file) = std::fs::File::open(path) else {
         return String::new();
     };
+    let len = file.metadata().map_or(0, |m| m.len());
+    let from = len.saturating_sub(TAIL_BYTES);
+    if file.seek(std::io::SeekFrom::Start(from)).is_err() {
+        return String::new();
+    }
+    let mut bytes = Vec::new();
+    if file.take(TAIL_BYTES).read_to_end(&mut bytes).is_err() {
+        return String::new();
+    }
+    let text = String::from_utf8_lossy(&bytes);
     let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+    // A read that started mid-file drops its first, partial line.
+    let skip = usize::from(from > 0 && all.len() > lines);
+    all[all.len().saturating_sub(lines).max(skip)..].join("\n")
 }
 
-/// Every process whose process group is `pgid`, by pid.
-fn group_members(pgid: i32) -> Vec<i32> {
+/// Every descendant of `root` (its children, theirs, …), by pid.
+fn descendants(root: i32) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    entries
+    let parents: Vec<(i32, i32)> = entries
         .filter_map(Result::ok)
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                // `pid (comm) state ppid pgrp …`: comm may hold spaces, so split after ')'.
-                .and_then(|stat| {
-                    let rest = stat.rsplit_once(')')?.1;
-                    rest.split_whitespace().nth(2)?.parse::<i32>().ok()
-                })
-                == Some(pgid)
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<i32>().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // `pid (comm) state ppid …`: comm may hold spaces, so split after the last ')'.
+            let parent_pid = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            Some((pid, parent_pid))
         })
-        .collect()
+        .collect();
+    let mut found = vec![root];
+    let mut index = 0;
+    while index < found.len() {
+        let parent = found[index];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, ppid)| *ppid == parent)
+                .map(|(pid, _)| *pid),
+        );
+        index += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// The sandbox's environment as bubblewrap arguments, NUL-separated for `--args`: the
+/// workspace's secrets first, then hatchery's own variables, which win.
+fn environment(spec: &WorkspaceSpec) -> Result<Vec<u8>, BackendError> {
+    let own = [
+        ("PATH", "/usr/local/bin:/usr/bin:/bin".to_owned()),
+        ("HOME", "/workspace".to_owned()),
+        ("HATCHERY_URL", format!("unix:{SANDBOX_SOCKET}")),
+        ("HATCHERY_WORKSPACE_ID", spec.id.clone()),
+        ("HATCHERY_BOOTSTRAP_TOKEN", spec.bootstrap_token.clone()),
+        ("HATCHERY_CONFIG_DIR", "/config".to_owned()),
+    ];
+    let mut args = Vec::new();
+    let pairs = spec
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .chain(own.iter().map(|(k, v)| (*k, v.as_str())));
+    for (name, value) in pairs {
+        if name.contains('\0') || value.contains('\0') || name.contains('=') {
+            return Err(BackendError::Permanent(format!(
+                "environment variable {name:?} cannot be passed: NUL or '=' in it"
+            )));
+        }
+        for part in ["--setenv", name, value] {
+            args.extend_from_slice(part.as_bytes());
+            args.push(0);
+        }
+    }
+    Ok(args)
 }
 
 impl LocalBackend {
@@ -163,13 +249,20 @@ impl LocalBackend {
         let limits = spec.limits;
         let command = self.command_of(&spec.runtime);
         let mut argv = vec![
-            "prlimit".to_owned(),
+            self.config.prlimit.display().to_string(),
             format!("--as={}", limits.memory_bytes),
             format!("--nproc={}", limits.processes),
             format!("--nofile={}", limits.open_files),
             "--".to_owned(),
             self.config.bwrap.display().to_string(),
             "--unshare-all".to_owned(),
+            // No controlling terminal: nothing inside can type into the operator's.
+            "--new-session".to_owned(),
+            // The environment comes on stdin (see `environment`), never from the host's
+            // environment or on the command line.
+            "--clearenv".to_owned(),
+            "--args".to_owned(),
+            "0".to_owned(),
         ];
         if self.config.host_network.contains(&spec.runtime) {
             argv.push("--share-net".to_owned());
@@ -230,13 +323,8 @@ impl LocalBackend {
         argv
     }
 
-    fn start_sandbox(&self, spec: &WorkspaceSpec) -> Result<(), BackendError> {
-        if let Some(sandbox) = self.lock().get(&spec.id)
-            && *sandbox.exited.borrow() == Life::Running
-        {
-            // Already running: a job run twice never starts a second agent.
-            return Ok(());
-        }
+    /// The workspace's directories and config files, written before its sandbox starts.
+    fn lay_out(&self, spec: &WorkspaceSpec) -> Result<PathBuf, BackendError> {
         let dir = self.workspace_dir(&spec.id);
         let config_dir = dir.join("config");
         for sub in ["workspace", "config"] {
@@ -250,6 +338,35 @@ impl LocalBackend {
             }
             std::fs::write(&target, content).map_err(|e| transient("writing config", e))?;
         }
+        Ok(dir)
+    }
+
+    async fn start_sandbox(&self, spec: &WorkspaceSpec) -> Result<(), BackendError> {
+        // One agent per workspace: a running one stays; one being stopped is waited for.
+        let previous = self.lock().get(&spec.id).map(|sandbox| {
+            (
+                *sandbox.exited.borrow() == Life::Running,
+                sandbox.stopping.load(std::sync::atomic::Ordering::Acquire),
+                sandbox.exited.clone(),
+            )
+        });
+        match previous {
+            Some((true, false, _)) => return Ok(()),
+            Some((true, true, mut exited)) => {
+                let patience = self.config.grace + Duration::from_secs(5);
+                if tokio::time::timeout(patience, exited.wait_for(|life| *life != Life::Running))
+                    .await
+                    .is_err()
+                {
+                    return Err(BackendError::Transient(
+                        "the previous agent of this workspace is still stopping".to_owned(),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        let dir = self.lay_out(spec)?;
+        let environment = environment(spec)?;
         let log_path = dir.join("agent.log");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -263,22 +380,18 @@ impl LocalBackend {
         let mut command = tokio::process::Command::new(&argv[0]);
         command
             .args(&argv[1..])
+            // prlimit and bubblewrap run on the host: nothing of the workspace's reaches
+            // their environment.
             .env_clear()
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-            .env("HOME", "/workspace")
-            .env("HATCHERY_URL", format!("unix:{SANDBOX_SOCKET}"))
-            .env("HATCHERY_WORKSPACE_ID", &spec.id)
-            .env("HATCHERY_BOOTSTRAP_TOKEN", &spec.bootstrap_token)
-            .env("HATCHERY_CONFIG_DIR", "/config")
-            .envs(spec.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
+            .env("PATH", "/usr/bin:/bin")
+            .stdin(Stdio::piped())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err))
             .process_group(0)
             .kill_on_drop(false);
         let mut child = command.spawn().map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => BackendError::Permanent(format!(
-                "cannot start the sandbox: {} or bwrap is not installed (run scripts/setup)",
+                "cannot start the sandbox: {} is not installed (run scripts/setup)",
                 argv[0]
             )),
             _ => transient("starting the sandbox", e),
@@ -287,6 +400,14 @@ impl LocalBackend {
             .id()
             .and_then(|pid| i32::try_from(pid).ok())
             .ok_or_else(|| BackendError::Transient("the sandbox exited at once".to_owned()))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            use tokio::io::AsyncWriteExt as _;
+            // bubblewrap reads these arguments (`--args 0`) before it starts anything.
+            stdin
+                .write_all(&environment)
+                .await
+                .map_err(|e| transient("handing the sandbox its environment", e))?;
+        }
         let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (exited_tx, exited) = tokio::sync::watch::channel(Life::Running);
         self.lock().insert(
@@ -298,17 +419,24 @@ impl LocalBackend {
             },
         );
         tracing::info!(workspace_id = %spec.id, pid, "sandbox started");
-        // Watch it: an exit we did not ask for is reported, with its last log lines.
-        let (id, exits, running) = (
-            spec.id.clone(),
-            self.exits.clone(),
-            Arc::clone(&self.running),
-        );
+        self.watch(spec.id.clone(), pid, child, log_path, stopping, exited_tx);
+        Ok(())
+    }
+
+    /// Watch a sandbox: an exit we did not ask for is reported, with its last log lines.
+    fn watch(
+        &self,
+        id: String,
+        pid: i32,
+        mut child: tokio::process::Child,
+        log_path: PathBuf,
+        stopping: Arc<std::sync::atomic::AtomicBool>,
+        exited_tx: tokio::sync::watch::Sender<Life>,
+    ) {
+        let (exits, running) = (self.exits.clone(), Arc::clone(&self.running));
         tokio::spawn(async move {
             let code = child.wait().await.ok().and_then(|status| status.code());
             let _ = exited_tx.send(Life::Exited(code));
-            // Whatever it left behind in its group goes too.
-            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
             {
                 let mut running = running
                     .lock()
@@ -326,7 +454,6 @@ impl LocalBackend {
                 });
             }
         });
-        Ok(())
     }
 
     async fn stop_sandbox(&self, id: &str) -> Result<(), BackendError> {
@@ -338,7 +465,7 @@ impl LocalBackend {
         };
         // SIGTERM to the agent (and anything else inside), not to bubblewrap: its death
         // would SIGKILL the sandbox before the agent could finish.
-        for member in group_members(pid).into_iter().filter(|m| *m != pid) {
+        for member in descendants(pid) {
             let _ = kill(Pid::from_raw(member), Signal::SIGTERM);
         }
         let graceful = tokio::time::timeout(
@@ -352,14 +479,20 @@ impl LocalBackend {
                 workspace_id = id,
                 "agent ignored SIGTERM; killing the sandbox"
             );
-            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+            // Bubblewrap's death takes the whole sandbox with it (--die-with-parent, and
+            // its PID namespace ends with its init).
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
             let _ = tokio::time::timeout(
                 Duration::from_secs(5),
                 exited.wait_for(|life| *life != Life::Running),
             )
             .await;
         }
-        self.lock().remove(id);
+        // Only this sandbox's entry: a newer one for the workspace stays.
+        let mut running = self.lock();
+        if running.get(id).is_some_and(|s| s.pid == pid) {
+            running.remove(id);
+        }
         Ok(())
     }
 
@@ -385,7 +518,7 @@ impl Backend for LocalBackend {
     }
 
     fn start<'a>(&'a self, spec: &'a WorkspaceSpec) -> BoxFuture<'a, Result<(), BackendError>> {
-        Box::pin(async move { self.start_sandbox(spec) })
+        Box::pin(self.start_sandbox(spec))
     }
 
     fn stop<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), BackendError>> {
@@ -439,9 +572,69 @@ mod tests {
     }
 
     #[test]
-    fn group_members_finds_this_process_group() {
+    fn descendants_finds_children_and_grandchildren() {
+        let mut child = std::process::Command::new("/bin/sh")
+            .args(["-c", "sleep 30 & wait"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
         let me = i32::try_from(std::process::id()).unwrap();
-        let pgid = nix::unistd::getpgid(None).unwrap().as_raw();
-        assert!(group_members(pgid).contains(&me));
+        let shell = i32::try_from(child.id()).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let found = loop {
+            let found = descendants(me);
+            if found.len() >= 2 || std::time::Instant::now() > deadline {
+                break found;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        for pid in &found {
+            let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+        }
+        child.wait().unwrap();
+        assert!(found.contains(&shell), "{found:?}");
+        assert!(found.len() >= 2, "the shell's sleep too: {found:?}");
+    }
+
+    #[test]
+    fn tail_reads_only_the_end_of_a_large_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let mut text = "x".repeat(1_000_000);
+        text.push_str("\nlast words\n");
+        std::fs::write(&path, text).unwrap();
+        assert_eq!(tail(&path, 1), "last words");
+    }
+
+    #[test]
+    fn the_environment_goes_as_setenv_arguments_ours_last() {
+        let spec = WorkspaceSpec {
+            id: "w".into(),
+            runtime: "r".into(),
+            files: Vec::new(),
+            env: vec![
+                ("API_KEY".into(), "s3cret".into()),
+                ("HATCHERY_URL".into(), "evil".into()),
+            ],
+            bootstrap_token: "boot".into(),
+            limits: crate::Limits::default(),
+        };
+        let bytes = environment(&spec).unwrap();
+        let parts: Vec<&str> = std::str::from_utf8(&bytes).unwrap().split('\0').collect();
+        let url = parts.iter().rposition(|p| *p == "HATCHERY_URL").unwrap();
+        assert_eq!(
+            parts[url + 1],
+            "unix:/run/hatchery/hatchery.sock",
+            "ours win"
+        );
+        assert!(
+            parts
+                .windows(3)
+                .any(|w| w == ["--setenv", "API_KEY", "s3cret"])
+        );
+        let mut bad = spec.clone();
+        bad.env = vec![("A".into(), "x\0y".into())];
+        assert!(environment(&bad).is_err());
     }
 }

@@ -17,6 +17,8 @@ pub const ADMIN_TOKEN_HASH_FILE: &str = "admin-token.sha256";
 pub enum AdminAuth {
     /// Development mode: admin routes accept any request.
     Dev,
+    /// No request is the admin (the Unix socket sandboxed agents use).
+    Nobody,
     /// The bearer must hash to this.
     TokenHash([u8; 32]),
 }
@@ -25,6 +27,7 @@ impl std::fmt::Debug for AdminAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Dev => f.write_str("AdminAuth::Dev"),
+            Self::Nobody => f.write_str("AdminAuth::Nobody"),
             Self::TokenHash(_) => f.write_str("AdminAuth::TokenHash(<redacted>)"),
         }
     }
@@ -152,6 +155,7 @@ impl AdminAuth {
     pub fn allows(&self, authorization: Option<&str>) -> bool {
         match self {
             Self::Dev => true,
+            Self::Nobody => false,
             Self::TokenHash(expected) => bearer(authorization).is_some_and(|token| {
                 let given = hash(token);
                 given

@@ -343,10 +343,18 @@ impl Application {
         let stopped = |mut stop: tokio::sync::watch::Receiver<bool>| async move {
             let _ = stop.wait_for(|stopping| *stopping).await;
         };
+        // The socket is how sandboxed agents reach the control plane: on it nobody is the
+        // admin and dev mode's openness does not apply, so an agent gets exactly what its
+        // own workspace token allows.
+        let mut agents_only = self.state.clone();
+        agents_only.admin = auth::AdminAuth::Nobody;
+        agents_only.dev = false;
+        agents_only.app.dev = false;
+        let socket_router = http::router(agents_only);
         let router = http::router(self.state);
         let on_socket = self.socket.map(|(listener, path)| {
             let served =
-                axum::serve(listener, router.clone()).with_graceful_shutdown(stopped(stop.clone()));
+                axum::serve(listener, socket_router).with_graceful_shutdown(stopped(stop.clone()));
             (served, path)
         });
         let served = match on_socket {
@@ -447,13 +455,14 @@ fn backend(config: &ServerConfig) -> Result<Option<BackendParts>, StartError> {
     let socket = config.unix_socket.clone().ok_or_else(|| {
         refuse("it needs the Unix socket (HATCHERY_SOCKET) its sandboxes reach the control plane through".to_owned())
     })?;
-    for tool in ["bwrap", "prlimit"] {
-        if !on_path(tool) {
-            return Err(refuse(format!(
-                "{tool} is not installed: run scripts/setup (Debian: apt-get install bubblewrap util-linux), or start with HATCHERY_BACKEND=none"
-            )));
-        }
-    }
+    let tool = |name: &str| {
+        on_path(name).ok_or_else(|| {
+            refuse(format!(
+                "{name} is not installed: run scripts/setup (Debian: apt-get install bubblewrap util-linux), or start with HATCHERY_BACKEND=none"
+            ))
+        })
+    };
+    let (bwrap, prlimit) = (tool("bwrap")?, tool("prlimit")?);
     let data_dir = std::fs::canonicalize(&config.data_dir).map_err(|e| refuse(e.to_string()))?;
     let (backend, exits) = LocalBackend::new(LocalConfig {
         root: data_dir.join("workspaces"),
@@ -463,7 +472,8 @@ fn backend(config: &ServerConfig) -> Result<Option<BackendParts>, StartError> {
         default_command: default_command.clone(),
         host_network: host_network.clone(),
         grace: std::time::Duration::from_secs(5),
-        bwrap: PathBuf::from("bwrap"),
+        bwrap,
+        prlimit,
     });
     Ok(Some((Arc::new(backend), exits)))
 }
@@ -474,9 +484,13 @@ type BackendParts = (
     tokio::sync::mpsc::UnboundedReceiver<hatchery_provision::Exit>,
 );
 
-fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
+/// A tool's absolute path, found on `PATH` once, at start: the sandbox is never started
+/// through a `PATH` lookup.
+fn on_path(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(tool))
+        .find(|candidate| candidate.is_file())
 }
 
 /// Bind the Unix socket, replacing a stale one left by a crash; owner-only access.

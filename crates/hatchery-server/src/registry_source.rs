@@ -31,15 +31,22 @@ impl RegistrySource {
         }
     }
 
-    /// Read and validate a registry from this source.
-    pub fn load(&self) -> Result<Registry, LoadError> {
+    /// Read and validate a registry from this source; a file's text comes along, so
+    /// agents can be handed the very manifest that derived their provider.
+    pub fn load(&self) -> Result<(Registry, Option<Arc<str>>), LoadError> {
         let bytes = match self {
             Self::Builtin => {
-                return Registry::from_bytes(BUILTIN_MANIFEST).map_err(LoadError::invalid(self));
+                let registry =
+                    Registry::from_bytes(BUILTIN_MANIFEST).map_err(LoadError::invalid(self))?;
+                return Ok((registry, None));
             }
             Self::File(path) => read_manifest_file(path)?,
         };
-        Registry::from_bytes(&bytes).map_err(LoadError::invalid(self))
+        let registry = Registry::from_bytes(&bytes).map_err(LoadError::invalid(self))?;
+        Ok((
+            registry,
+            Some(Arc::from(String::from_utf8_lossy(&bytes).as_ref())),
+        ))
     }
 }
 
@@ -110,6 +117,8 @@ pub struct Snapshot {
     pub registry: Registry,
     /// Its source, as shown to people.
     pub source: String,
+    /// The manifest's text when it came from a file (`None`: the built-in catalog).
+    pub manifest: Option<Arc<str>>,
     /// When it was loaded.
     pub loaded_at: SystemTime,
 }
@@ -146,10 +155,11 @@ pub struct RegistryUnavailable {
 impl LiveRegistry {
     /// Load the first snapshot; an error here means the server must not start.
     pub fn load(source: RegistrySource) -> Result<Self, LoadError> {
-        let registry = source.load()?;
+        let (registry, manifest) = source.load()?;
         let snapshot = Snapshot {
             registry,
             source: source.describe(),
+            manifest,
             loaded_at: SystemTime::now(),
         };
         Ok(Self {
@@ -218,10 +228,11 @@ impl LiveRegistry {
     pub fn reload(&self) -> Result<Arc<Snapshot>, String> {
         self.reloads.fetch_add(1, Ordering::Relaxed);
         match self.source.load() {
-            Ok(registry) => {
+            Ok((registry, manifest)) => {
                 let snapshot = Arc::new(Snapshot {
                     registry,
                     source: self.source.describe(),
+                    manifest,
                     loaded_at: SystemTime::now(),
                 });
                 *self

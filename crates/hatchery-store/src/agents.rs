@@ -544,6 +544,7 @@ impl Store {
             if !compare_and_set_status(&mut tx, &member.id, &member.status, "paused", now).await? {
                 continue;
             }
+            crate::tokens::revoke_all(&mut tx, &member.id, now).await?;
             sqlx::query("UPDATE workspaces SET url = '' WHERE id = $1")
                 .bind(&member.id)
                 .execute(&mut *tx)
@@ -599,6 +600,14 @@ impl Store {
         Ok(Ok(resumed))
     }
 
+    /// The name of the nearest paused ancestor of `id`, if any.
+    pub async fn paused_ancestor(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let mut tx = self.reader.begin().await?;
+        let found = paused_ancestor(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(found)
+    }
+
     /// Restart a workspace: `provisioning`, URL cleared, a restart job and
     /// `WORKSPACE_PROVISIONING`. Refused while an ancestor is paused.
     pub async fn restart(&self, id: &str) -> Result<Result<(), LifecycleRefusal>, StoreError> {
@@ -623,6 +632,8 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        // The old agent's tokens die with it: the new one registers with a bootstrap token.
+        crate::tokens::revoke_all(&mut tx, id, now).await?;
         queue_job(&mut tx, id, "restart", now).await?;
         let event = NewEvent::about("WORKSPACE_PROVISIONING", id, provisioning_payload(&member));
         insert_event(&mut tx, &event, now).await?;

@@ -232,6 +232,25 @@ impl Store {
         Ok(revoked == 1)
     }
 
+    /// Revoke every live token of `kind` a workspace holds (a new bootstrap token
+    /// replaces the old ones).
+    pub async fn token_revoke_kind(
+        &self,
+        workspace_id: &str,
+        kind: TokenKind,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE workspace_tokens SET revoked_at = $3 \
+             WHERE workspace_id = $1 AND kind = $2 AND revoked_at IS NULL",
+        )
+        .bind(workspace_id)
+        .bind(kind.as_str())
+        .bind(self.now())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
     /// Record that tokens were used (batched by the caller; best effort bookkeeping).
     pub async fn token_touch(&self, used: &[(String, i64)]) -> Result<(), StoreError> {
         if used.is_empty() {

@@ -85,6 +85,7 @@ fn load(path: Option<&Path>) -> Result<Registry, LoadError> {
         RegistrySource::File(p.to_owned())
     })
     .load()
+    .map(|(registry, _)| registry)
 }
 
 pub fn run(command: ProvidersCommand) -> ExitCode {

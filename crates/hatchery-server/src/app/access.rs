@@ -237,6 +237,11 @@ impl App {
     /// expires with the workspace's provisioning deadline.
     pub async fn bootstrap_issue(&self, id: &str) -> Result<(String, i64), ApiError> {
         let row = self.workspace_live(id).await?;
+        // One bootstrap token at a time: a new one replaces those not yet spent.
+        self.store
+            .token_revoke_kind(id, TokenKind::Bootstrap)
+            .await
+            .map_err(store_error("failed to issue token"))?;
         let ttl = self.supervision.provision_timeout_of(&row.runtime);
         let expires_at = self
             .store

@@ -25,6 +25,7 @@ impl App {
                 message: "workspace not found or already paused",
                 code: "workspace_not_pausable",
             })?;
+        self.tokens.clear();
         self.hub.poke();
         self.stop_agents(&paused).await;
         Ok(paused.len())
@@ -51,7 +52,20 @@ impl App {
 
     /// Restart a workspace: back to `provisioning` with a restart job.
     pub async fn restart(&self, id: &str) -> Result<(), ApiError> {
-        // The old agent goes first: a start is idempotent, and would keep it.
+        // Refusals first, then the old agent goes (a start is idempotent and would keep
+        // it), then the workspace goes back to provisioning with a new job.
+        let row = self.workspace_exists(id).await?;
+        if row.status == "removed" {
+            return Err(ApiError::workspace_not_found());
+        }
+        if let Some(name) = self
+            .store
+            .paused_ancestor(id)
+            .await
+            .map_err(store_error("failed to restart workspace"))?
+        {
+            return Err(ancestor_paused(&name));
+        }
         self.stop_agents(&[id.to_owned()]).await;
         self.store
             .restart(id)
@@ -62,6 +76,7 @@ impl App {
                 LifecycleRefusal::AncestorPaused(name) => ancestor_paused(&name),
             })?;
         self.heartbeats.forget(id);
+        self.tokens.clear();
         self.hub.poke();
         self.wake_provisioner();
         Ok(())

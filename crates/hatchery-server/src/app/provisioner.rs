@@ -134,18 +134,28 @@ impl App {
                 return;
             }
         };
-        if row.status != "provisioning" {
-            // Registered meanwhile, paused, removed: nothing to start.
+        if row.status != "provisioning" || row.external != 0 {
+            // Registered meanwhile, paused, removed, or an agent hatchery does not run.
             return finish("cancelled").await;
         }
         let started = match self.spec_of(&row).await {
             Ok(spec) => provisioner.backend.start(&spec).await,
+            // The database or the secrets could not be read: worth another try.
+            Err(error @ (ApiError::Internal { .. } | ApiError::PlatformUnavailable(_))) => {
+                Err(BackendError::Transient(error.to_string()))
+            }
             Err(error) => Err(BackendError::Permanent(error.to_string())),
         };
         match started {
             Ok(()) => {
                 tracing::info!(workspace_id = %row.id, backend = provisioner.backend.name(), "agent started");
                 finish("done").await;
+                // Paused or deleted while it started: it must not run.
+                let now = self.store.workspace_get(&row.id).await.ok().flatten();
+                if now.is_none_or(|w| matches!(w.status.as_str(), "paused" | "removed" | "failed"))
+                {
+                    self.stop_agents(std::slice::from_ref(&row.id)).await;
+                }
             }
             Err(BackendError::Transient(reason)) if job.attempts < MAX_ATTEMPTS => {
                 let back_off = Duration::from_secs(1 << job.attempts.clamp(0, 6));
@@ -179,6 +189,15 @@ impl App {
         let mut env: BTreeMap<String, String> = if self.secrets_key.is_some() {
             self.secret_values(&row.id).await?
         } else {
+            let stored = self
+                .store
+                .secret_list(&hatchery_store::workspace_scope(&row.id))
+                .await
+                .map_err(store_error("failed to read secrets"))?;
+            if !stored.is_empty() {
+                // Starting without them would be a silent guess.
+                return Err(ApiError::SecretsDisabled);
+            }
             BTreeMap::new()
         };
         if row.llm_billing_mode.as_deref() == Some("platform")
@@ -190,6 +209,13 @@ impl App {
             for variable in &provider.auth_env {
                 env.insert(variable.clone(), key.expose().to_owned());
             }
+        }
+        let mut files: Vec<(String, String)> = files;
+        if let Ok(snapshot) = self.registry.snapshot()
+            && let Some(manifest) = &snapshot.manifest
+        {
+            // The agent checks its provider against the manifest that derived it.
+            files.push(("providers.yaml".to_owned(), manifest.to_string()));
         }
         let (bootstrap_token, _) = self.bootstrap_issue(&row.id).await?;
         Ok(WorkspaceSpec {
@@ -230,9 +256,14 @@ impl App {
                 || "was killed by a signal".to_owned(),
                 |c| format!("exited with code {c}"),
             );
+            // The reason lands in the record and an event: its last 4 KiB are plenty.
+            let mut start = exit.last_lines.len().saturating_sub(4096);
+            while !exit.last_lines.is_char_boundary(start) {
+                start += 1;
+            }
             let reason = format!(
                 "the agent {code} before it registered; its last log lines:\n{}",
-                exit.last_lines
+                &exit.last_lines[start..]
             );
             self.fail_unregistered(&exit.id, &reason).await;
         }

@@ -250,6 +250,8 @@ struct LogsQuery {
     follow: Option<String>,
 }
 
+/// The most bytes a followed log sends per step.
+const FOLLOW_CHUNK: u64 = 64 * 1024;
 /// The most lines `?tail=` returns.
 const MAX_TAIL: usize = 10_000;
 
@@ -296,8 +298,10 @@ async fn logs(
                 return Some((Ok(axum::body::Bytes::new()), (path, 0)));
             }
             if len > offset {
-                let chunk = read_from(&path, offset, len).unwrap_or_default();
-                return Some((Ok(axum::body::Bytes::from(chunk)), (path, len)));
+                // At most a bounded chunk per step: a fast writer cannot balloon memory.
+                let to = len.min(offset + FOLLOW_CHUNK);
+                let chunk = read_from(&path, offset, to).unwrap_or_default();
+                return Some((Ok(axum::body::Bytes::from(chunk)), (path, to)));
             }
         }
     });
