@@ -268,6 +268,11 @@ impl LocalBackend {
             argv.push("--share-net".to_owned());
         }
         argv.push("--die-with-parent".to_owned());
+        // Private /proc, /dev and /tmp first: what is bound below (a program that lives
+        // under /tmp, say) goes on top of them, not under.
+        for (kind, path) in [("--proc", "/proc"), ("--dev", "/dev"), ("--tmpfs", "/tmp")] {
+            argv.extend([kind.to_owned(), path.to_owned()]);
+        }
         // The root is an empty tmpfs: only the system directories (read-only) and the
         // program's own directory are visible; the control plane's data is not.
         let mut visible: Vec<String> = SYSTEM_DIRS.iter().map(|d| (*d).to_owned()).collect();
@@ -293,12 +298,6 @@ impl LocalBackend {
         let socket = self.config.socket.display().to_string();
         argv.extend(
             [
-                "--proc",
-                "/proc",
-                "--dev",
-                "/dev",
-                "--tmpfs",
-                "/tmp",
                 "--dir",
                 "/run/hatchery",
                 "--bind",
@@ -559,6 +558,50 @@ mod tests {
         for bad in ["", "/etc/passwd", "../x", "a/../../x", "./a"] {
             assert!(safe_relative(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_program_under_tmp_stays_visible_and_secrets_stay_off_the_command_line() {
+        let (backend, _exits) = LocalBackend::new(LocalConfig {
+            root: "/var/lib/hatchery/workspaces".into(),
+            hidden: vec!["/var/lib/hatchery".into()],
+            socket: "/var/lib/hatchery/hatchery.sock".into(),
+            commands: HashMap::new(),
+            default_command: vec!["/tmp/build/hatchery".into(), "agent".into()],
+            host_network: HashSet::new(),
+            grace: Duration::from_secs(1),
+            bwrap: "/usr/bin/bwrap".into(),
+            prlimit: "/usr/bin/prlimit".into(),
+        });
+        let spec = WorkspaceSpec {
+            id: "w".into(),
+            runtime: "r".into(),
+            files: Vec::new(),
+            env: vec![("API_KEY".into(), "s3cret".into())],
+            bootstrap_token: "boot".into(),
+            limits: crate::Limits::default(),
+        };
+        let argv = backend.argv(&spec, Path::new("/var/lib/hatchery/workspaces/w"));
+        let at = |needle: &[&str]| {
+            argv.windows(needle.len())
+                .position(|w| w.iter().zip(needle).all(|(a, b)| a == b))
+                .unwrap_or_else(|| panic!("{needle:?} not in {argv:?}"))
+        };
+        // The program's directory is bound after the private /tmp, so it is not hidden.
+        assert!(at(&["--tmpfs", "/tmp"]) < at(&["--ro-bind-try", "/tmp/build", "/tmp/build"]));
+        assert!(at(&["--unshare-all"]) < at(&["--", "/tmp/build/hatchery", "agent"]));
+        at(&["--new-session"]);
+        at(&["--clearenv"]);
+        assert!(
+            !argv
+                .iter()
+                .any(|a| a.contains("s3cret") || a.contains("boot")),
+            "{argv:?}"
+        );
+        assert!(
+            !argv.iter().any(|a| a == "--share-net"),
+            "no network unless opted in"
+        );
     }
 
     #[test]
