@@ -6,6 +6,7 @@
 // Product code never unwraps what input can influence; tests may.
 #![warn(clippy::unwrap_used)]
 
+pub mod cli;
 pub mod config;
 pub mod platform;
 

@@ -5,31 +5,18 @@
 //! words; a delete leaves no process behind.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+mod common;
+
 const TOKEN: &str = "local-backend-admin";
 
 struct Server {
-    child: Child,
+    _process: common::Serve,
     base: String,
     client: reqwest::Client,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A runtime whose "agent" is a probe: it tries to leave its sandbox and writes what
@@ -53,51 +40,29 @@ async fn start(data_dir: &Path) -> Server {
 }
 
 async fn start_with(data_dir: &Path, extra_env: &[(&str, &str)]) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let commands = json!({
         "probe": ["/bin/bash", "-c", probe_script(port)],
         "crasher": ["/bin/sh", "-c", "echo 'cannot find my model weights'; exit 3"],
     });
-    let child = Command::new(env!("CARGO_BIN_EXE_hatchery"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env("HATCHERY_DATA_DIR", data_dir)
-        .env("HATCHERY_ADMIN_TOKEN", TOKEN)
-        .env("HATCHERY_PLATFORM_KEY", "platform-gateway-key")
-        .env("HATCHERY_BACKEND", "local")
-        .env("HATCHERY_RUNTIME_COMMANDS", commands.to_string())
-        .env_remove("HATCHERY_DEV")
-        .env_remove("HATCHERY_DATABASE_URL")
-        .env_remove("HATCHERY_SOCKET")
-        .env(
+    let mut env = vec![
+        ("HATCHERY_DATA_DIR", data_dir.display().to_string()),
+        ("HATCHERY_ADMIN_TOKEN", TOKEN.to_owned()),
+        ("HATCHERY_PLATFORM_KEY", "platform-gateway-key".to_owned()),
+        ("HATCHERY_BACKEND", "local".to_owned()),
+        ("HATCHERY_RUNTIME_COMMANDS", commands.to_string()),
+        (
             "HATCHERY_SECRETS_KEY",
-            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
-        )
-        .envs(extra_env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_owned(),
+        ),
+    ];
+    env.extend(extra_env.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    let process = common::Serve::start_on(port, &env).await;
+    Server {
+        base: process.base.clone(),
+        _process: process,
         client: reqwest::Client::new(),
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while server
-        .client
-        .get(format!("{}/health", server.base))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "the server never answered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    server
 }
 
 impl Server {

@@ -3,8 +3,7 @@
 //! update-card → discover / peers / check-access (allowed and denied) → activity → delete,
 //! asserting the bodies and the events.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
 use hatchery_testkit::{Db, TestDb};
 use serde_json::{Value, json};
@@ -14,54 +13,25 @@ const TOKEN: &str = "protocol-admin-token";
 hatchery_testkit::both_databases!(the_agent_protocol_end_to_end);
 
 struct Server {
-    child: Child,
+    _process: common::Serve,
     base: String,
     client: reqwest::Client,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl Server {
     async fn start(data_dir: &std::path::Path, database_url: &str) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_hatchery"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .env("HATCHERY_DATA_DIR", data_dir)
-            .env("HATCHERY_DATABASE_URL", database_url)
-            .env("HATCHERY_ADMIN_TOKEN", TOKEN)
-            .env_remove("HATCHERY_DEV")
-            .env_remove("HATCHERY_PROVIDERS")
-            .env_remove("HATCHERY_SECRETS_KEY")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let server = Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
+        let process = common::Serve::start(&[
+            ("HATCHERY_DATA_DIR", data_dir.display().to_string()),
+            ("HATCHERY_DATABASE_URL", database_url.to_owned()),
+            ("HATCHERY_ADMIN_TOKEN", TOKEN.to_owned()),
+            ("HATCHERY_BACKEND", "none".to_owned()),
+        ])
+        .await;
+        Self {
+            base: process.base.clone(),
+            _process: process,
             client: reqwest::Client::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while server
-            .client
-            .get(format!("{}/health", server.base))
-            .send()
-            .await
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "the server never answered");
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        server
     }
 
     async fn call(

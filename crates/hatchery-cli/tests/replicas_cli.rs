@@ -3,8 +3,9 @@
 //! no double transition, no missed one. Real time, with short deadlines; the test waits
 //! for the outcome (bounded), it does not time anything.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
 
 use hatchery_testkit::{Db, TestDb};
 use serde_json::{Value, json};
@@ -14,56 +15,16 @@ const WORKSPACES: usize = 12;
 
 hatchery_testkit::both_databases!(two_replicas_transition_each_workspace_exactly_once);
 
-struct Replica {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start(
-    data_dir: &std::path::Path,
-    database_url: &str,
-    client: &reqwest::Client,
-) -> Replica {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_hatchery"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env("HATCHERY_DATA_DIR", data_dir)
-        .env("HATCHERY_DATABASE_URL", database_url)
-        .env("HATCHERY_ADMIN_TOKEN", TOKEN)
-        .env("HATCHERY_HEARTBEAT_TTL", "1s")
-        .env("HATCHERY_PROVISION_TIMEOUT", "2s")
-        .env_remove("HATCHERY_DEV")
-        .env_remove("HATCHERY_PROVISION_TIMEOUTS")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let replica = Replica {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while client
-        .get(format!("{}/health", replica.base))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "a replica never answered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    replica
+async fn start(data_dir: &std::path::Path, database_url: &str) -> common::Serve {
+    common::Serve::start(&[
+        ("HATCHERY_DATA_DIR", data_dir.display().to_string()),
+        ("HATCHERY_DATABASE_URL", database_url.to_owned()),
+        ("HATCHERY_ADMIN_TOKEN", TOKEN.to_owned()),
+        ("HATCHERY_HEARTBEAT_TTL", "1s".to_owned()),
+        ("HATCHERY_PROVISION_TIMEOUT", "2s".to_owned()),
+        ("HATCHERY_BACKEND", "none".to_owned()),
+    ])
+    .await
 }
 
 async fn admin(
@@ -113,8 +74,8 @@ async fn two_replicas_transition_each_workspace_exactly_once(db: Db) {
     let dir = tempfile::tempdir().unwrap();
     let database = TestDb::create(db, dir.path()).await;
     let client = reqwest::Client::new();
-    let first = start(&dir.path().join("a"), &database.url, &client).await;
-    let second = start(&dir.path().join("b"), &database.url, &client).await;
+    let first = start(&dir.path().join("a"), &database.url).await;
+    let second = start(&dir.path().join("b"), &database.url).await;
 
     // Half register (then fall silent), half never do; created on alternating replicas.
     let mut silent = Vec::new();

@@ -194,16 +194,6 @@ pub fn run(args: ServeArgs) -> ExitCode {
     })
 }
 
-/// Logs on stdout, for agents: the backend captures stdout into the agent's log.
-pub fn init_logging_to_stdout() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HATCHERY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(false)
-        .try_init();
-}
-
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HATCHERY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

@@ -1,0 +1,81 @@
+//! `hatchery serve` as a real process on a free loopback port, for the tests that need the
+//! binary: started with the environment a test gives it, stopped with SIGTERM (then
+//! killed) when dropped.
+
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the harness"
+)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free loopback port (bound and released: good enough for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `hatchery serve`.
+pub struct Serve {
+    pub child: Child,
+    pub base: String,
+}
+
+impl Serve {
+    /// Start it with `env` set and `HATCHERY_*` variables of the test's own environment
+    /// that are not in `env` removed; wait (bounded) until it answers.
+    pub async fn start(env: &[(&str, String)]) -> Self {
+        Self::start_on(free_port(), env).await
+    }
+
+    /// [`Serve::start`] on a given port.
+    pub async fn start_on(port: u16, env: &[(&str, String)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hatchery"));
+        command.args(["serve", "--listen", &format!("127.0.0.1:{port}")]);
+        for (name, _) in std::env::vars() {
+            if name.starts_with("HATCHERY_") && !env.iter().any(|(set, _)| *set == name) {
+                command.env_remove(&name);
+            }
+        }
+        let child = command
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let serve = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while client
+            .get(format!("{}/health", serve.base))
+            .send()
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "hatchery serve never answered");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        serve
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
