@@ -213,19 +213,7 @@ impl BenchServer {
         client: &reqwest::Client,
         body: serde_json::Value,
     ) -> anyhow::Result<String> {
-        let created: serde_json::Value = client
-            .post(format!("{}/workspaces", self.base))
-            .bearer_auth(TOKEN)
-            .json(&body)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        created["id"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| anyhow::anyhow!("create answered without an id: {created}"))
+        create_workspace(client, &self.base, &body).await
     }
 
     /// A workspace token for `id`.
@@ -715,6 +703,27 @@ async fn bench_create_online(args: CreateOnlineArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Create a workspace through the API of the server at `base`; its id.
+async fn create_workspace(
+    client: &reqwest::Client,
+    base: &str,
+    body: &serde_json::Value,
+) -> anyhow::Result<String> {
+    let created: serde_json::Value = client
+        .post(format!("{base}/workspaces"))
+        .bearer_auth(TOKEN)
+        .json(body)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    created["id"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("create answered without an id: {created}"))
+}
+
 /// `count` concurrent creates; how long until the last came online.
 async fn burst(
     server: &BenchServer,
@@ -728,18 +737,7 @@ async fn burst(
     let mut in_flight = tokio::task::JoinSet::new();
     for _ in 0..count {
         let (client, base, body) = (client.clone(), server.base.clone(), body.clone());
-        in_flight.spawn(async move {
-            let answer: serde_json::Value = client
-                .post(format!("{base}/workspaces"))
-                .bearer_auth(TOKEN)
-                .json(&body)
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
-            anyhow::Ok(answer["id"].as_str().unwrap_or_default().to_owned())
-        });
+        in_flight.spawn(async move { create_workspace(&client, &base, &body).await });
     }
     let mut pending = std::collections::HashSet::new();
     while let Some(id) = in_flight.join_next().await {
