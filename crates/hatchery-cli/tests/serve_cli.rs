@@ -223,3 +223,26 @@ fn rotate_key_re_seals_secrets_and_the_dev_key_file() {
     signal(&child, "-TERM");
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn a_fresh_data_dir_and_its_database_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("state");
+    let port = free_port();
+    let mut child = serve_dev(&data_dir, port);
+    assert_eq!(get(port, "/health")["status"], "ok");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !data_dir.join("hatchery.db-wal").exists() {
+        assert!(Instant::now() < deadline, "the database never opened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data_dir), 0o700);
+    for file in ["hatchery.db", "hatchery.db-wal", "secrets.key"] {
+        assert_eq!(mode(&data_dir.join(file)), 0o600, "{file}");
+    }
+    signal(&child, "-TERM");
+    assert!(child.wait().unwrap().success());
+}

@@ -200,9 +200,11 @@ impl Application {
         if config.dev && !config.listen.ip().is_loopback() {
             return Err(StartError::DevNotLoopback(config.listen));
         }
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
-            path: config.data_dir.clone(),
-            source,
+        prepare_data_dir(&config.data_dir, config.database_url.is_none()).map_err(|source| {
+            StartError::DataDir {
+                path: config.data_dir.clone(),
+                source,
+            }
         })?;
         let (admin, new_admin_token) =
             auth::setup(&config.data_dir, config.admin_token.as_deref(), config.dev)?;
@@ -435,6 +437,37 @@ async fn flush_heartbeats(app: App) {
         tick.tick().await;
         app.flush_heartbeats().await;
     }
+}
+
+/// Create the data directory owner-only (it holds the database, with sealed secrets and
+/// token hashes, and the dev key), and the default database file owner-only before SQLite
+/// creates it (its WAL and shared-memory files inherit the mode). An existing directory's
+/// mode is the operator's choice and stays.
+fn prepare_data_dir(data_dir: &std::path::Path, default_sqlite: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    if !data_dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)?;
+    }
+    let database = data_dir.join(hatchery_store::DEFAULT_SQLITE_FILE);
+    if default_sqlite && !database.exists() {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&database)
+            .or_else(|e| {
+                // Created meanwhile by another process: fine.
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    std::fs::File::open(&database)
+                } else {
+                    Err(e)
+                }
+            })?;
+    }
+    Ok(())
 }
 
 /// The backend the configuration asks for, checked: its tools are installed, and the
