@@ -500,15 +500,6 @@ impl LocalBackend {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-
-    /// The process-group leaders of the running sandboxes (for tests and recovery).
-    #[must_use]
-    pub fn process_groups(&self) -> Vec<(String, i32)> {
-        self.lock()
-            .iter()
-            .map(|(id, s)| (id.clone(), s.pid))
-            .collect()
-    }
 }
 
 impl Backend for LocalBackend {
@@ -535,7 +526,10 @@ impl Backend for LocalBackend {
     }
 
     fn logs(&self, id: &str, lines: usize) -> Result<String, BackendError> {
-        Ok(tail(&self.workspace_dir(id).join("agent.log"), lines))
+        Ok(self
+            .log_path(id)
+            .map(|path| tail(&path, lines))
+            .unwrap_or_default())
     }
 
     fn log_path(&self, id: &str) -> Option<PathBuf> {

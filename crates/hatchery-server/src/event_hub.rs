@@ -119,15 +119,19 @@ pub struct Batch {
 
 impl Batch {
     fn new(events: Vec<Arc<StreamEvent>>) -> Self {
-        let mut sse = Vec::with_capacity(events.iter().map(|e| e.sse_frame.len()).sum());
-        for event in &events {
-            sse.extend_from_slice(&event.sse_frame);
-        }
-        Self {
-            events,
-            sse: Bytes::from(sse),
-        }
+        let sse = sse_frames(&events);
+        Self { events, sse }
     }
+}
+
+/// The SSE frames of `events`, one after the other.
+#[must_use]
+pub fn sse_frames(events: &[Arc<StreamEvent>]) -> Bytes {
+    let mut sse = Vec::with_capacity(events.iter().map(|e| e.sse_frame.len()).sum());
+    for event in events {
+        sse.extend_from_slice(&event.sse_frame);
+    }
+    Bytes::from(sse)
 }
 
 /// The fan-out point. Cheap to clone.

@@ -258,10 +258,6 @@ impl Application {
                     registry,
                     store,
                     secrets_key: secrets_key.map(Arc::new),
-                    platform_key_configured: config
-                        .platform_key
-                        .as_deref()
-                        .is_some_and(|k| !k.is_empty()),
                     platform_key: config
                         .platform_key
                         .as_deref()
@@ -276,8 +272,6 @@ impl Application {
                     metrics: Arc::clone(&metrics),
                 },
                 admin,
-                dev: config.dev,
-                metrics,
             },
             new_admin_token,
         })
@@ -321,7 +315,7 @@ impl Application {
             database = self.state.app.store.backend().as_str(),
             "hatchery listening"
         );
-        if self.state.dev {
+        if self.state.app.dev {
             tracing::warn!(
                 "DEVELOPMENT MODE: admin routes are open to anyone who can reach this address"
             );
@@ -350,7 +344,6 @@ impl Application {
         // own workspace token allows.
         let mut agents_only = self.state.clone();
         agents_only.admin = auth::AdminAuth::Nobody;
-        agents_only.dev = false;
         agents_only.app.dev = false;
         let socket_router = http::router(agents_only);
         let router = http::router(self.state);

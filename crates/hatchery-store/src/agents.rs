@@ -208,34 +208,6 @@ async fn paused_ancestor(
     Ok(None)
 }
 
-async fn queue_job(
-    tx: &mut Transaction<'_, Any>,
-    workspace_id: &str,
-    kind: &str,
-    now: i64,
-) -> Result<(), StoreError> {
-    // A newer job supersedes the pending ones of the same workspace.
-    sqlx::query(
-        "UPDATE provision_jobs SET state = 'cancelled', updated_at = $2 \
-         WHERE workspace_id = $1 AND state = 'pending'",
-    )
-    .bind(workspace_id)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO provision_jobs (id, workspace_id, kind, state, created_at, updated_at) \
-         VALUES ($1, $2, $3, 'pending', $4, $4)",
-    )
-    .bind(uuid::Uuid::new_v4().to_string())
-    .bind(workspace_id)
-    .bind(kind)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
 fn provisioning_payload(member: &Member) -> String {
     serde_json::json!({"name": member.name, "tier": member.tier, "runtime": member.runtime})
         .to_string()
@@ -503,14 +475,7 @@ impl Store {
         if changed == 0 {
             return Ok(false);
         }
-        sqlx::query(
-            "UPDATE provision_jobs SET state = 'cancelled', updated_at = $2 \
-             WHERE workspace_id = $1 AND state = 'pending'",
-        )
-        .bind(id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        crate::jobs::cancel_pending(&mut tx, id, now).await?;
         let payload = serde_json::json!({"error": reason}).to_string();
         insert_event(
             &mut tx,
@@ -549,14 +514,7 @@ impl Store {
                 .bind(&member.id)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query(
-                "UPDATE provision_jobs SET state = 'cancelled', updated_at = $2 \
-                 WHERE workspace_id = $1 AND state = 'pending'",
-            )
-            .bind(&member.id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            crate::jobs::cancel_pending(&mut tx, &member.id, now).await?;
             let payload = serde_json::json!({"name": member.name}).to_string();
             insert_event(
                 &mut tx,
@@ -587,7 +545,7 @@ impl Store {
             if !compare_and_set_status(&mut tx, &member.id, "paused", "provisioning", now).await? {
                 continue;
             }
-            queue_job(&mut tx, &member.id, "start", now).await?;
+            crate::jobs::queue(&mut tx, &member.id, "start", now).await?;
             let event = NewEvent::about(
                 "WORKSPACE_PROVISIONING",
                 &member.id,
@@ -634,7 +592,7 @@ impl Store {
         .await?;
         // The old agent's tokens die with it: the new one registers with a bootstrap token.
         crate::tokens::revoke_all(&mut tx, id, now).await?;
-        queue_job(&mut tx, id, "restart", now).await?;
+        crate::jobs::queue(&mut tx, id, "restart", now).await?;
         let event = NewEvent::about("WORKSPACE_PROVISIONING", id, provisioning_payload(&member));
         insert_event(&mut tx, &event, now).await?;
         tx.commit().await?;

@@ -1,6 +1,8 @@
 //! Provision jobs: written with the workspace they start; claimed by the provisioner
 //! (a later part) with leases.
 
+use sqlx::{Any, Transaction};
+
 use crate::{Store, StoreError};
 
 /// A stored provision job.
@@ -106,4 +108,42 @@ impl Store {
         .rows_affected();
         Ok(retried == 1)
     }
+}
+
+/// Cancel a workspace's pending jobs (a newer one, or none, replaces them).
+pub(crate) async fn cancel_pending(
+    tx: &mut Transaction<'_, Any>,
+    workspace_id: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE provision_jobs SET state = 'cancelled', updated_at = $2 \
+         WHERE workspace_id = $1 AND state = 'pending'",
+    )
+    .bind(workspace_id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Queue a job of `kind` for a workspace, superseding its pending ones.
+pub(crate) async fn queue(
+    tx: &mut Transaction<'_, Any>,
+    workspace_id: &str,
+    kind: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    cancel_pending(tx, workspace_id, now).await?;
+    sqlx::query(
+        "INSERT INTO provision_jobs (id, workspace_id, kind, state, created_at, updated_at) \
+         VALUES ($1, $2, $3, 'pending', $4, $4)",
+    )
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(workspace_id)
+    .bind(kind)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

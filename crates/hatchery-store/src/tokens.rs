@@ -250,21 +250,4 @@ impl Store {
         .await?;
         Ok(())
     }
-
-    /// Record that tokens were used (batched by the caller; best effort bookkeeping).
-    pub async fn token_touch(&self, used: &[(String, i64)]) -> Result<(), StoreError> {
-        if used.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.writer.begin().await?;
-        for (token_id, at) in used {
-            sqlx::query("UPDATE workspace_tokens SET last_used_at = $2 WHERE id = $1")
-                .bind(token_id)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
 }

@@ -222,15 +222,7 @@ impl Store {
             insert_event(&mut tx, event, now).await?;
         }
         if provision {
-            sqlx::query(
-                "INSERT INTO provision_jobs (id, workspace_id, kind, state, created_at, updated_at) \
-                 VALUES ($1, $2, 'start', 'pending', $3, $3)",
-            )
-            .bind(uuid::Uuid::new_v4().to_string())
-            .bind(&workspace.id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            crate::jobs::queue(&mut tx, &workspace.id, "start", now).await?;
         }
         tx.commit().await?;
         Ok(Ok(()))
@@ -436,14 +428,7 @@ async fn mark_removed(tx: &mut Transaction<'_, Any>, id: &str, now: i64) -> Resu
     .bind(now)
     .execute(&mut **tx)
     .await?;
-    sqlx::query(
-        "UPDATE provision_jobs SET state = 'cancelled', updated_at = $2 \
-         WHERE workspace_id = $1 AND state = 'pending'",
-    )
-    .bind(id)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+    crate::jobs::cancel_pending(tx, id, now).await?;
     crate::tokens::revoke_all(tx, id, now).await?;
     Ok(())
 }

@@ -618,9 +618,8 @@ fn rss_megabytes() -> f64 {
 }
 
 async fn bench_create_online(args: CreateOnlineArgs) -> anyhow::Result<()> {
-    let exe = std::env::current_exe()?;
     let backend = hatchery_server::BackendChoice::Local {
-        default_command: vec![exe.display().to_string(), "agent".to_owned()],
+        default_command: super::serve::agent_command()?,
         commands: std::collections::HashMap::new(),
         host_network: std::collections::HashSet::new(),
     };

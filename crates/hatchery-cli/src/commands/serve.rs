@@ -85,7 +85,7 @@ fn parse_runtime_commands(text: &str) -> Result<RuntimeCommands, String> {
 }
 
 /// Agents run `hatchery agent` from this very binary: nothing else to install.
-fn agent_command() -> std::io::Result<Vec<String>> {
+pub(crate) fn agent_command() -> std::io::Result<Vec<String>> {
     let exe = std::env::current_exe()?;
     Ok(vec![exe.display().to_string(), "agent".to_owned()])
 }

@@ -237,6 +237,15 @@ impl App {
     /// expires with the workspace's provisioning deadline.
     pub async fn bootstrap_issue(&self, id: &str) -> Result<(String, i64), ApiError> {
         let row = self.workspace_live(id).await?;
+        self.bootstrap_issue_for(&row).await
+    }
+
+    /// [`App::bootstrap_issue`] for a workspace already read.
+    pub(crate) async fn bootstrap_issue_for(
+        &self,
+        row: &hatchery_store::WorkspaceRow,
+    ) -> Result<(String, i64), ApiError> {
+        let id = row.id.as_str();
         // One bootstrap token at a time: a new one replaces those not yet spent.
         self.store
             .token_revoke_kind(id, TokenKind::Bootstrap)

@@ -5,6 +5,7 @@ use hatchery_store::{ActivityFilter, ActivityRow};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::agents::invalid_field;
 use super::workspaces::parse_workspace_id;
 use super::{App, store_error};
 use crate::error::ApiError;
@@ -65,20 +66,11 @@ pub struct ActivityQuery {
     pub limit: Option<String>,
 }
 
-fn invalid(field: &'static str, detail: String) -> ApiError {
-    ApiError::bad_request(
-        "invalid request body",
-        "invalid_request_body",
-        Some(field),
-        detail,
-    )
-}
-
 /// Empty strings are stored as null.
 fn non_empty(text: Option<String>, field: &'static str) -> Result<Option<String>, ApiError> {
     let text = text.filter(|t| !t.is_empty());
     if text.as_ref().is_some_and(|t| t.len() > MAX_TEXT) {
-        return Err(invalid(
+        return Err(invalid_field(
             field,
             format!("{field} must be at most {MAX_TEXT} bytes"),
         ));
@@ -92,7 +84,9 @@ impl App {
         let activity_type = body
             .activity_type
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| invalid("activity_type", "activity_type is required".to_owned()))?;
+            .ok_or_else(|| {
+                invalid_field("activity_type", "activity_type is required".to_owned())
+            })?;
         if !ACTIVITY_TYPES.contains(&activity_type.as_str()) {
             return Err(ApiError::BadRequest {
                 message: format!(
@@ -118,13 +112,13 @@ impl App {
             match body.target_id.as_deref() {
                 None | Some("") => None,
                 Some(target) => Some(parse_workspace_id(target).map_err(|_| {
-                    invalid("target_id", "target_id must be a workspace UUID".into())
+                    invalid_field("target_id", "target_id must be a workspace UUID")
                 })?),
             };
         if body.duration_ms.is_some_and(|d| d < 0) {
-            return Err(invalid(
+            return Err(invalid_field(
                 "duration_ms",
-                "duration_ms must not be negative".into(),
+                "duration_ms must not be negative",
             ));
         }
         let request_body = body.request_body.or(body.metadata).filter(|v| !v.is_null());

@@ -25,7 +25,7 @@ pub const MAX_REPORTED_TEXT: usize = 4096;
 /// The largest `monthly_spend` accepted, in cents.
 const MAX_MONTHLY_SPEND: i64 = 1_000_000_000_000;
 /// `POST /registry/register` refuses with this message whatever is wrong with the body.
-const INVALID_BODY: &str = "invalid request body";
+pub(crate) const INVALID_BODY: &str = "invalid request body";
 
 /// `POST /registry/register`.
 #[derive(Debug, Deserialize)]
@@ -160,7 +160,7 @@ fn invalid_body(detail: impl Into<String>) -> ApiError {
     ApiError::bad_request(INVALID_BODY, "invalid_request_body", None, detail.into())
 }
 
-fn invalid_field(field: &'static str, detail: impl Into<String>) -> ApiError {
+pub(crate) fn invalid_field(field: &'static str, detail: impl Into<String>) -> ApiError {
     ApiError::bad_request(
         INVALID_BODY,
         "invalid_request_body",
@@ -170,7 +170,7 @@ fn invalid_field(field: &'static str, detail: impl Into<String>) -> ApiError {
 }
 
 /// A workspace id from a body: present and a UUID.
-fn body_id(id: Option<&str>, field: &'static str) -> Result<String, ApiError> {
+pub(crate) fn body_id(id: Option<&str>, field: &'static str) -> Result<String, ApiError> {
     let id = id
         .filter(|id| !id.is_empty())
         .ok_or_else(|| invalid_field(field, format!("{field} is required")))?;
@@ -415,7 +415,8 @@ impl App {
         token_id: Option<String>,
         body: &Heartbeat,
     ) -> Result<(), ApiError> {
-        let beat = snapshot_of(body, self.store.now(), token_id)?;
+        let seen_at = self.store.now();
+        let beat = snapshot_of(body, seen_at, token_id)?;
         self.metrics.heartbeat();
         let state = self
             .store
@@ -455,7 +456,7 @@ impl App {
             }
             None => self.heartbeats.put(id, beat),
         }
-        let now = self.store.now();
+        let now = seen_at;
         if task_changed {
             self.hub.broadcast(|| {
                 StreamEvent::new(

@@ -29,8 +29,6 @@ pub struct App {
     pub store: Store,
     /// The key secrets are sealed with; `None` when secrets are disabled.
     pub secrets_key: Option<Arc<SecretsKey>>,
-    /// Whether the platform gateway credential is configured (platform billing possible).
-    pub platform_key_configured: bool,
     /// The platform gateway credential, handed to platform-billed agents.
     pub platform_key: Option<PlatformKey>,
     /// The job runner and its backend; `None` when no backend runs agents.

@@ -187,7 +187,7 @@ impl App {
             .map(|f| (f.path, f.content))
             .collect();
         let mut env: BTreeMap<String, String> = if self.secrets_key.is_some() {
-            self.secret_values(&row.id).await?
+            self.secret_values_of(&row.id).await?
         } else {
             let stored = self
                 .store
@@ -200,9 +200,10 @@ impl App {
             }
             BTreeMap::new()
         };
+        let snapshot = self.registry.snapshot().ok();
         if row.llm_billing_mode.as_deref() == Some("platform")
-            && let (Some(key), Some(name)) = (&self.platform_key, &row.provider)
-            && let Ok(snapshot) = self.registry.snapshot()
+            && let (Some(key), Some(name), Some(snapshot)) =
+                (&self.platform_key, &row.provider, &snapshot)
             && let Ok(provider) = snapshot.registry.provider(name)
         {
             // Platform billing: the gateway credential under the provider's key names.
@@ -211,13 +212,11 @@ impl App {
             }
         }
         let mut files: Vec<(String, String)> = files;
-        if let Ok(snapshot) = self.registry.snapshot()
-            && let Some(manifest) = &snapshot.manifest
-        {
+        if let Some(manifest) = snapshot.as_ref().and_then(|s| s.manifest.as_ref()) {
             // The agent checks its provider against the manifest that derived it.
             files.push(("providers.yaml".to_owned(), manifest.to_string()));
         }
-        let (bootstrap_token, _) = self.bootstrap_issue(&row.id).await?;
+        let (bootstrap_token, _) = self.bootstrap_issue_for(row).await?;
         Ok(WorkspaceSpec {
             id: row.id.clone(),
             runtime: row.runtime.clone(),

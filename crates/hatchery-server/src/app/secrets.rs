@@ -270,6 +270,14 @@ impl App {
         workspace_id: &str,
     ) -> Result<BTreeMap<String, String>, ApiError> {
         self.workspace_exists(workspace_id).await?;
+        self.secret_values_of(workspace_id).await
+    }
+
+    /// [`App::secret_values`] of a workspace known to exist.
+    pub(crate) async fn secret_values_of(
+        &self,
+        workspace_id: &str,
+    ) -> Result<BTreeMap<String, String>, ApiError> {
         let key = self.key()?;
         let mut values = BTreeMap::new();
         let mut failed = Vec::new();

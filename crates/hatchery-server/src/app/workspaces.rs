@@ -452,7 +452,7 @@ impl App {
                 provider,
                 billing_mode,
                 secret_names: &secret_names,
-                platform_key_configured: self.platform_key_configured,
+                platform_key_configured: self.platform_key.is_some(),
             },
         )?)
     }

@@ -14,12 +14,11 @@ use super::views::timestamp;
 use super::{AppState, credential, json_body, require_admin, require_boot, require_workspace};
 use crate::app::access::Credential;
 use crate::app::agents::{
-    Heartbeat, Register, UpdateCard, heartbeat_id, register_id, update_card_id,
+    Heartbeat, INVALID_BODY, Register, UpdateCard, body_id, heartbeat_id, register_id,
+    update_card_id,
 };
 use crate::app::workspaces::parse_workspace_id;
 use crate::error::ApiError;
-
-const INVALID_BODY: &str = "invalid request body";
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -165,29 +164,8 @@ async fn check_access(
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let body: CheckAccess = json_body(body, INVALID_BODY).await?;
-    let required = |value: Option<String>, field: &'static str| {
-        value.filter(|v| !v.is_empty()).ok_or_else(|| {
-            ApiError::bad_request(
-                INVALID_BODY,
-                "invalid_request_body",
-                Some(field),
-                format!("{field} is required"),
-            )
-        })
-    };
-    let caller = required(body.caller_id, "caller_id")?;
-    let target = required(body.target_id, "target_id")?;
-    let uuid = |id: &str, field: &'static str| {
-        parse_workspace_id(id).map_err(|_| {
-            ApiError::bad_request(
-                INVALID_BODY,
-                "invalid_request_body",
-                Some(field),
-                format!("{field} must be a workspace UUID"),
-            )
-        })
-    };
-    let (caller, target) = (uuid(&caller, "caller_id")?, uuid(&target, "target_id")?);
+    let caller = body_id(body.caller_id.as_deref(), "caller_id")?;
+    let target = body_id(body.target_id.as_deref(), "target_id")?;
     // Not a topology oracle: only the caller itself (or the admin) may ask.
     require_workspace(&state, &headers, &caller).await?;
     let allowed = state.app.reachable(&caller, &target).await?;

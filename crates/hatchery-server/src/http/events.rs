@@ -45,16 +45,7 @@ impl ListQuery {
     fn after(&self) -> Result<Option<i64>, ApiError> {
         self.after
             .as_deref()
-            .map(|a| {
-                a.parse::<i64>().ok().filter(|a| *a >= 0).ok_or_else(|| {
-                    ApiError::bad_request(
-                        "invalid cursor",
-                        "invalid_cursor",
-                        Some("after"),
-                        "after must be a non-negative integer (an event's seq)",
-                    )
-                })
-            })
+            .map(|a| super::parse_cursor(a, "after"))
             .transpose()
     }
 }
@@ -123,28 +114,6 @@ fn event_view(e: &EventRow) -> Value {
     })
 }
 
-/// The cursor to resume after: `Last-Event-ID` (what `EventSource` sends on reconnect),
-/// else `?after=`.
-fn resume_cursor(headers: &HeaderMap, query: &ListQuery) -> Result<Option<i64>, ApiError> {
-    match headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
-        Some(id) => id
-            .trim()
-            .parse::<i64>()
-            .ok()
-            .filter(|seq| *seq >= 0)
-            .map(Some)
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid cursor",
-                    "invalid_cursor",
-                    Some("Last-Event-ID"),
-                    "Last-Event-ID must be an event's seq",
-                )
-            }),
-        None => query.after(),
-    }
-}
-
 async fn stream_all(
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,
@@ -156,7 +125,7 @@ async fn stream_all(
         .as_deref()
         .map(parse_workspace_id)
         .transpose()?;
-    let after = resume_cursor(&headers, &query)?;
+    let after = super::resume_cursor(&headers, query.after.as_deref())?;
     sse(&state, filter, after).await
 }
 
@@ -169,7 +138,7 @@ async fn stream_one(
     let id = parse_workspace_id(&id)?;
     require_workspace(&state, &headers, &id).await?;
     state.app.workspace_exists(&id).await?;
-    let after = resume_cursor(&headers, &query)?;
+    let after = super::resume_cursor(&headers, query.after.as_deref())?;
     sse(&state, Some(id), after).await
 }
 
@@ -207,13 +176,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 fn sse_bytes(delivery: Delivery) -> Bytes {
     match delivery {
         Delivery::Whole(batch) => batch.sse.clone(),
-        Delivery::Events(events) => {
-            let mut chunk = Vec::with_capacity(events.iter().map(|e| e.sse_frame.len()).sum());
-            for event in &events {
-                chunk.extend_from_slice(&event.sse_frame);
-            }
-            Bytes::from(chunk)
-        }
+        Delivery::Events(events) => crate::event_hub::sse_frames(&events),
         Delivery::Lagged {
             missed,
             resume_after,

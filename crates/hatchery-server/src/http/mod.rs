@@ -10,8 +10,6 @@ pub(crate) mod views;
 mod workspaces;
 mod ws;
 
-use std::sync::Arc;
-
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
@@ -23,7 +21,6 @@ use crate::app::App;
 use crate::app::access::Credential;
 use crate::auth::{AdminAuth, bearer};
 use crate::error::ApiError;
-use crate::metrics::Metrics;
 
 /// The largest request body accepted; larger ones get 413.
 pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
@@ -38,10 +35,6 @@ pub struct AppState {
     pub app: App,
     /// How admin requests are checked.
     pub admin: AdminAuth,
-    /// Development mode is on.
-    pub dev: bool,
-    /// Counters for `/metrics`.
-    pub metrics: Arc<Metrics>,
 }
 
 /// The router with every route.
@@ -61,7 +54,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> Json<Value> {
-    if state.dev {
+    if state.app.dev {
         Json(json!({"status": "ok", "dev_mode": true}))
     } else {
         Json(json!({"status": "ok"}))
@@ -77,7 +70,7 @@ async fn metrics(
         subscribers: state.app.hub.subscribers(),
         buffered_heartbeats: state.app.heartbeats.len(),
     };
-    let text = state.metrics.render(&state.app.registry, gauges);
+    let text = state.app.metrics.render(&state.app.registry, gauges);
     Ok((
         StatusCode::OK,
         [("content-type", "text/plain; version=0.0.4")],
@@ -114,7 +107,7 @@ pub(crate) async fn credential(
     headers: &HeaderMap,
 ) -> Result<Credential, ApiError> {
     let authorization = authorization(headers);
-    let is_admin = !state.dev && state.admin.allows(authorization);
+    let is_admin = !state.app.dev && state.admin.allows(authorization);
     state.app.credential(bearer(authorization), is_admin).await
 }
 
@@ -192,4 +185,32 @@ pub(crate) async fn json_body<T: DeserializeOwned>(
         .end()
         .map_err(|e| ApiError::bad_request(invalid, "invalid_json", None, e.to_string()))?;
     Ok(value)
+}
+
+/// An event cursor (`?after=`): an event's `seq`, a non-negative integer.
+pub(crate) fn parse_cursor(text: &str, field: &'static str) -> Result<i64, ApiError> {
+    text.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|seq| *seq >= 0)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid cursor",
+                "invalid_cursor",
+                Some(field),
+                format!("{field} must be an event's seq (a non-negative integer)"),
+            )
+        })
+}
+
+/// Where a stream resumes: `Last-Event-ID` (what `EventSource` sends on reconnect), else
+/// `?after=`.
+pub(crate) fn resume_cursor(
+    headers: &HeaderMap,
+    after: Option<&str>,
+) -> Result<Option<i64>, ApiError> {
+    match headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
+        Some(id) => parse_cursor(id, "Last-Event-ID").map(Some),
+        None => after.map(|a| parse_cursor(a, "after")).transpose(),
+    }
 }

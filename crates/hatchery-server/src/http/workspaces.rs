@@ -35,7 +35,7 @@ async fn create(
     require_admin(&state, &headers)?;
     let request: CreateWorkspace = json_body(body, "invalid workspace payload").await?;
     let created = state.app.workspace_create(request).await?;
-    state.metrics.workspace_created();
+    state.app.metrics.workspace_created();
     let mut body = json!({
         "id": created.id,
         "status": created.status,

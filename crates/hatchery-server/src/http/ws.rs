@@ -43,30 +43,6 @@ struct WsQuery {
     after: Option<String>,
 }
 
-/// Where to resume: `Last-Event-ID` or `?after=`, an event's `seq`.
-fn resume_after(headers: &HeaderMap, query: &WsQuery) -> Result<Option<i64>, ApiError> {
-    let given = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .or(query.after.as_deref());
-    given
-        .map(|text| {
-            text.trim()
-                .parse::<i64>()
-                .ok()
-                .filter(|seq| *seq >= 0)
-                .ok_or_else(|| {
-                    ApiError::bad_request(
-                        "invalid cursor",
-                        "invalid_cursor",
-                        Some("after"),
-                        "the cursor must be an event's seq (a non-negative integer)",
-                    )
-                })
-        })
-        .transpose()
-}
-
 /// A browser (it sends `Origin`) must come from the server's own origin or an allowed one;
 /// a client that sends none is not a browser, and its credential is what counts.
 fn check_origin(headers: &HeaderMap) -> Result<(), ApiError> {
@@ -104,7 +80,7 @@ async fn upgrade(
         require_admin(&state, &headers)?;
         None
     };
-    let after = resume_after(&headers, &query)?;
+    let after = super::resume_cursor(&headers, query.after.as_deref())?;
     let cursor = Cursor::open(&state.app.hub, state.app.store.clone(), None, after)
         .await
         .map_err(store_error("failed to open the event stream"))?;
