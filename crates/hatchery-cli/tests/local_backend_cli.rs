@@ -14,7 +14,7 @@ mod common;
 const TOKEN: &str = "local-backend-admin";
 
 struct Server {
-    _process: common::Serve,
+    process: common::Serve,
     base: String,
     client: reqwest::Client,
 }
@@ -60,7 +60,7 @@ async fn start_with(data_dir: &Path, extra_env: &[(&str, &str)]) -> Server {
     let process = common::Serve::start_on(port, &env).await;
     Server {
         base: process.base.clone(),
-        _process: process,
+        process,
         client: reqwest::Client::new(),
     }
 }
@@ -298,5 +298,60 @@ async fn the_socket_never_grants_admin_even_in_dev_mode() {
     assert_eq!(
         socket_get(&socket, &format!("/workspaces/{id}/secrets/values")).await,
         401
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_kill_9_nothing_is_orphaned_and_the_agent_comes_back_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = start(&data).await;
+    let id = server
+        .create(
+            json!({"name": "survivor", "runtime": "claude-code", "model": "moonshot/kimi-k2.6"}),
+        )
+        .await;
+    server.until_status(&id, "online").await;
+    assert!(!processes_mentioning(&id).is_empty());
+
+    // The control plane dies without a word: its sandboxes die with it.
+    server.process.child.kill().unwrap();
+    server.process.child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !processes_mentioning(&id).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "orphaned: {:?}",
+            processes_mentioning(&id)
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    drop(server);
+
+    // Back up: the workspace it had launched gets its agent again, once.
+    let server = start(&data).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, events) = server
+            .call(reqwest::Method::GET, &format!("/events/{id}"), None)
+            .await;
+        let relaunched = events.as_array().unwrap().iter().any(|e| {
+            e["event_type"] == "WORKSPACE_PROVISIONING" && e["payload"]["reason"].is_string()
+        });
+        let (_, row) = server
+            .call(reqwest::Method::GET, &format!("/workspaces/{id}"), None)
+            .await;
+        if relaunched && row["status"] == "online" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never back online: {row}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // One sandbox: bubblewrap outside and its init inside carry the workspace's path.
+    assert_eq!(
+        processes_mentioning(&id).len(),
+        2,
+        "{:?}",
+        processes_mentioning(&id)
     );
 }

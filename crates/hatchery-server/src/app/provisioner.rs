@@ -91,11 +91,47 @@ impl App {
         self.provisioner.as_ref()?.backend.log_path(id)
     }
 
-    /// Run jobs until the process stops.
+    /// After a start: the agents this control plane launched before it stopped died with
+    /// it (their sandboxes die with their parent), so each workspace that should have one
+    /// and has no job in flight gets a new start. Nothing stays `provisioning` for good,
+    /// and no agent runs twice.
+    pub async fn reconcile(&self) -> Result<usize, ApiError> {
+        let Some(provisioner) = &self.provisioner else {
+            return Ok(0);
+        };
+        let running = provisioner.backend.running();
+        let lost = self
+            .store
+            .launched_without_job()
+            .await
+            .map_err(store_error("reconcile failed"))?;
+        let mut relaunched = 0;
+        for id in lost.iter().filter(|id| !running.contains(id)) {
+            let moved = self
+                .store
+                .relaunch(id, "the control plane restarted and its agent was gone")
+                .await
+                .map_err(store_error("reconcile failed"))?;
+            if moved {
+                tracing::info!(workspace_id = %id, "agent lost with the last control plane: starting it again");
+                relaunched += 1;
+            }
+        }
+        if relaunched > 0 {
+            self.tokens.clear();
+            self.hub.poke();
+        }
+        Ok(relaunched)
+    }
+
+    /// Run jobs until the process stops (reconciling first).
     pub async fn run_provisioner(self) {
         let Some(provisioner) = self.provisioner.clone() else {
             return;
         };
+        if let Err(error) = self.reconcile().await {
+            tracing::warn!(%error, "cannot reconcile agents after the start");
+        }
         loop {
             let lease_until = self.store.now().saturating_add(micros(LEASE));
             match self.store.job_claim(&provisioner.owner, lease_until).await {
