@@ -19,6 +19,8 @@ use crate::supervision::micros;
 const LEASE: Duration = Duration::from_mins(1);
 /// How often the queue is read when nobody wakes the runner (jobs of other replicas).
 const POLL: Duration = Duration::from_secs(1);
+/// How many agents start at the same time.
+const CONCURRENT_STARTS: usize = 8;
 /// Transient failures are retried this many times, with doubling back-off.
 const MAX_ATTEMPTS: i64 = 5;
 
@@ -132,20 +134,25 @@ impl App {
         if let Err(error) = self.reconcile().await {
             tracing::warn!(%error, "cannot reconcile agents after the start");
         }
+        // Several starts at once: a burst of creates is not served one sandbox at a time.
+        let mut in_flight = tokio::task::JoinSet::new();
         loop {
-            let lease_until = self.store.now().saturating_add(micros(LEASE));
-            match self.store.job_claim(&provisioner.owner, lease_until).await {
-                Ok(Some(job)) => self.run_job(&provisioner, job).await,
-                Ok(None) => {
-                    tokio::select! {
-                        () = provisioner.wake.notified() => {}
-                        () = tokio::time::sleep(POLL) => {}
+            if in_flight.len() < CONCURRENT_STARTS {
+                let lease_until = self.store.now().saturating_add(micros(LEASE));
+                match self.store.job_claim(&provisioner.owner, lease_until).await {
+                    Ok(Some(job)) => {
+                        let (app, provisioner) = (self.clone(), Arc::clone(&provisioner));
+                        in_flight.spawn(async move { app.run_job(&provisioner, job).await });
+                        continue;
                     }
+                    Ok(None) => {}
+                    Err(error) => tracing::warn!(%error, "cannot claim provision jobs; retrying"),
                 }
-                Err(error) => {
-                    tracing::warn!(%error, "cannot claim provision jobs; retrying");
-                    tokio::time::sleep(POLL).await;
-                }
+            }
+            tokio::select! {
+                () = provisioner.wake.notified() => {}
+                () = tokio::time::sleep(POLL) => {}
+                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
             }
         }
     }
