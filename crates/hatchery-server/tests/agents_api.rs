@@ -906,7 +906,11 @@ async fn pause_resume_restart_cascade_with_events(db: Db) {
     let env = Env::new(db).await;
     let server = spawn(env.config()).await;
     let root = create(&server, json!({"name": "root"})).await;
-    let child = create(&server, json!({"name": "child", "parent_id": root})).await;
+    let child = create(
+        &server,
+        json!({"name": "child", "parent_id": root, "runtime": "langgraph"}),
+    )
+    .await;
     let grandchild = create(&server, json!({"name": "grandchild", "parent_id": child})).await;
     register(&server, &child).await;
 
@@ -991,6 +995,11 @@ async fn pause_resume_restart_cascade_with_events(db: Db) {
         (row["status"].as_str(), row["url"].as_str()),
         (Some("provisioning"), Some(""))
     );
+    // A workspace created without a runtime waits for its agent again: no job for it.
+    let (status, _) = server
+        .post(&format!("/workspaces/{root}/restart"), &json!({}))
+        .await;
+    assert_eq!(status, 200);
     assert_eq!(
         server.store.job_list().await.unwrap().len(),
         jobs_before + 1

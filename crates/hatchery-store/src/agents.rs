@@ -545,7 +545,7 @@ impl Store {
             if !compare_and_set_status(&mut tx, &member.id, "paused", "provisioning", now).await? {
                 continue;
             }
-            crate::jobs::queue(&mut tx, &member.id, "start", now).await?;
+            crate::jobs::queue_if_launched(&mut tx, &member.id, "start", now).await?;
             let event = NewEvent::about(
                 "WORKSPACE_PROVISIONING",
                 &member.id,
@@ -592,7 +592,7 @@ impl Store {
         .await?;
         // The old agent's tokens die with it: the new one registers with a bootstrap token.
         crate::tokens::revoke_all(&mut tx, id, now).await?;
-        crate::jobs::queue(&mut tx, id, "restart", now).await?;
+        crate::jobs::queue_if_launched(&mut tx, id, "restart", now).await?;
         let event = NewEvent::about("WORKSPACE_PROVISIONING", id, provisioning_payload(&member));
         insert_event(&mut tx, &event, now).await?;
         tx.commit().await?;

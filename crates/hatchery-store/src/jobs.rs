@@ -147,3 +147,23 @@ pub(crate) async fn queue(
     .await?;
     Ok(())
 }
+
+/// Queue a job of `kind` only for a workspace hatchery launches: one that has had a job
+/// before. A workspace created without a runtime (or external) waits for its agent to
+/// register by itself, after a restart or a resume as after its create.
+pub(crate) async fn queue_if_launched(
+    tx: &mut Transaction<'_, Any>,
+    workspace_id: &str,
+    kind: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    let launched: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM provision_jobs WHERE workspace_id = $1 LIMIT 1")
+            .bind(workspace_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    if launched.is_some() {
+        queue(tx, workspace_id, kind, now).await?;
+    }
+    Ok(())
+}
