@@ -107,6 +107,19 @@ impl Server {
     }
 }
 
+/// Wait (bounded) until no process of the workspace's sandbox remains.
+async fn until_gone(id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !processes_mentioning(id).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "left behind: {:?}",
+            processes_mentioning(id)
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 /// Processes whose command line mentions `needle` (a workspace id is in the sandbox's).
 fn processes_mentioning(needle: &str) -> Vec<String> {
     std::fs::read_dir("/proc")
@@ -155,15 +168,7 @@ async fn a_create_ends_with_a_sandboxed_agent_online_and_a_delete_leaves_nothing
         .call(reqwest::Method::DELETE, &format!("/workspaces/{id}"), None)
         .await;
     assert_eq!(status, 200);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !processes_mentioning(&id).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "left behind: {:?}",
-            processes_mentioning(&id)
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    until_gone(&id).await;
 
     // A create that names no runtime launches nothing: its agent registers by itself.
     let waiting = server.create(json!({"name": "hand-started"})).await;
@@ -241,15 +246,7 @@ async fn the_sandbox_keeps_the_agent_in() {
     server
         .call(reqwest::Method::DELETE, &format!("/workspaces/{id}"), None)
         .await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !processes_mentioning(&id).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "left behind: {:?}",
-            processes_mentioning(&id)
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    until_gone(&id).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -317,15 +314,7 @@ async fn after_kill_9_nothing_is_orphaned_and_the_agent_comes_back_once() {
     // The control plane dies without a word: its sandboxes die with it.
     server.process.child.kill().unwrap();
     server.process.child.wait().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !processes_mentioning(&id).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "orphaned: {:?}",
-            processes_mentioning(&id)
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    until_gone(&id).await;
     drop(server);
 
     // Back up: the workspace it had launched gets its agent again, once.
