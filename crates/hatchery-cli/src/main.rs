@@ -39,7 +39,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the control plane: the HTTP API, by default on 127.0.0.1:8080.
-    Serve(commands::serve::ServeArgs),
+    Serve(Box<commands::serve::ServeArgs>),
     /// Manage the admin token.
     #[command(subcommand)]
     AdminToken(commands::admin_token::AdminTokenCommand),
@@ -71,7 +71,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Providers(command) => commands::providers::run(command),
-        Command::Serve(args) => commands::serve::run(args),
+        Command::Serve(args) => commands::serve::run(*args),
         Command::AdminToken(command) => commands::admin_token::run(command),
         Command::Secrets(command) => commands::secrets::run(command),
         Command::Bench(command) => commands::bench::run(command),

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 mod common;
 
@@ -15,8 +15,14 @@ const TOKEN: &str = "local-backend-admin";
 
 struct Server {
     process: common::Serve,
-    base: String,
-    client: reqwest::Client,
+    api: common::Admin,
+}
+
+impl std::ops::Deref for Server {
+    type Target = common::Admin;
+    fn deref(&self) -> &common::Admin {
+        &self.api
+    }
 }
 
 /// A runtime whose "agent" is a probe: it tries to leave its sandbox and writes what
@@ -59,51 +65,8 @@ async fn start_with(data_dir: &Path, extra_env: &[(&str, &str)]) -> Server {
     env.extend(extra_env.iter().map(|(k, v)| (*k, (*v).to_owned())));
     let process = common::Serve::start_on(port, &env).await;
     Server {
-        base: process.base.clone(),
+        api: common::Admin::new(&process.base, TOKEN),
         process,
-        client: reqwest::Client::new(),
-    }
-}
-
-impl Server {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut request = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(TOKEN);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn create(&self, body: Value) -> String {
-        let (status, created) = self
-            .call(reqwest::Method::POST, "/workspaces", Some(body))
-            .await;
-        assert_eq!(status, 201, "{created}");
-        created["id"].as_str().unwrap().to_owned()
-    }
-
-    /// Wait (bounded) until the workspace reaches `status`; its record.
-    async fn until_status(&self, id: &str, status: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let (_, row) = self
-                .call(reqwest::Method::GET, &format!("/workspaces/{id}"), None)
-                .await;
-            if row["status"] == status {
-                return row;
-            }
-            assert!(Instant::now() < deadline, "never {status}: {row}");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
     }
 }
 
@@ -287,7 +250,7 @@ async fn the_socket_never_grants_admin_even_in_dev_mode() {
     let (status, _) = server.call(reqwest::Method::GET, "/workspaces", None).await;
     assert_eq!(status, 200);
     // …but over the socket, which every sandbox can reach, nobody is the admin.
-    let socket = data.join("hatchery.sock");
+    let socket = data.join("run/hatchery.sock");
     assert_eq!(socket_get(&socket, "/health").await, 200);
     assert_eq!(socket_get(&socket, "/workspaces").await, 401);
     assert_eq!(socket_get(&socket, "/settings/secrets").await, 401);

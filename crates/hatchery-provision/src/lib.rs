@@ -2,15 +2,20 @@
 //! logs — and its implementations; the job runner in the server drives them all the same.
 //!
 //! - [`local::LocalBackend`]: each workspace a process tree in a bubblewrap sandbox.
+//! - [`docker::DockerBackend`]: each workspace a container of a Docker (or Podman) engine.
 
 // Product code never unwraps what input can influence; tests may.
 #![warn(clippy::unwrap_used)]
 
+pub mod docker;
+mod files;
 pub mod local;
 
-use std::path::PathBuf;
+pub use files::AGENT_SOCKET;
 
+use bytes::Bytes;
 use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
 
 /// Everything a backend needs to start one workspace's agent.
 #[derive(Clone)]
@@ -26,6 +31,8 @@ pub struct WorkspaceSpec {
     pub env: Vec<(String, String)>,
     /// The single-use credential the agent registers with.
     pub bootstrap_token: String,
+    /// How often the agent heartbeats (a fraction of the control plane's liveness TTL).
+    pub heartbeat_interval: std::time::Duration,
     /// Resource limits.
     pub limits: Limits,
 }
@@ -40,6 +47,7 @@ impl std::fmt::Debug for WorkspaceSpec {
                 &self.files.iter().map(|(p, _)| p).collect::<Vec<_>>(),
             )
             .field("env", &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field("heartbeat_interval", &self.heartbeat_interval)
             .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
@@ -48,8 +56,10 @@ impl std::fmt::Debug for WorkspaceSpec {
 /// Per-workspace resource limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Address space, in bytes.
+    /// Memory, in bytes (the local backend limits address space, containers memory).
     pub memory_bytes: u64,
+    /// CPU, in thousandths of a core (containers; the local backend cannot limit a rate).
+    pub cpu_millis: u64,
     /// Processes and threads (of the user, as `RLIMIT_NPROC` counts them).
     pub processes: u64,
     /// Open files.
@@ -60,6 +70,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             memory_bytes: 2 * 1024 * 1024 * 1024,
+            cpu_millis: 1000,
             processes: 4096,
             open_files: 1024,
         }
@@ -112,14 +123,23 @@ pub trait Backend: Send + Sync + 'static {
     fn stop<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), BackendError>>;
 
     /// What runs for the workspace.
-    fn state(&self, id: &str) -> AgentState;
+    fn state<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<AgentState, BackendError>>;
 
-    /// The last `lines` lines the agent logged.
-    fn logs(&self, id: &str, lines: usize) -> Result<String, BackendError>;
+    /// The last `lines` lines the agent logged (empty if it never ran).
+    fn logs<'a>(&'a self, id: &'a str, lines: usize)
+    -> BoxFuture<'a, Result<String, BackendError>>;
 
-    /// Where the agent's log file is, if the backend keeps one.
-    fn log_path(&self, id: &str) -> Option<PathBuf>;
+    /// What the agent logs from now on, as it logs it. Ends when the caller drops it (or
+    /// when the backend can no longer follow).
+    fn follow(&self, id: &str) -> BoxStream<'static, Bytes>;
 
-    /// The workspaces it runs agents for.
-    fn running(&self) -> Vec<String>;
+    /// The workspaces it runs agents for now. Backends whose agents outlive the control
+    /// plane adopt here the ones a previous control plane left running.
+    fn running(&self) -> BoxFuture<'_, Result<Vec<String>, BackendError>>;
+
+    /// Whether agents keep running when the control plane stops (containers, pods): then
+    /// a graceful shutdown leaves them be, and the next start adopts them.
+    fn agents_outlive_control_plane(&self) -> bool {
+        false
+    }
 }

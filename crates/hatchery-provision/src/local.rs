@@ -15,20 +15,23 @@
 //! the grace period.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::sync::mpsc;
 
+use crate::files::{
+    AGENT_SOCKET, EXIT_LOG_LINES, agent_env, follow_file, lay_out, tail, transient,
+};
 use crate::{AgentState, Backend, BackendError, Exit, WorkspaceSpec};
 
-/// Where the control plane's socket appears inside a sandbox.
-pub const SANDBOX_SOCKET: &str = "/run/hatchery/hatchery.sock";
 /// The host paths a sandbox sees, read-only (missing ones are skipped). Of `/etc` only
 /// what programs need to run and resolve names: not the host's service configuration,
 /// which may hold credentials.
@@ -52,10 +55,6 @@ const SYSTEM_DIRS: &[&str] = &[
     "/etc/ca-certificates",
     "/etc/alternatives",
 ];
-/// The most bytes of a log read to find its last lines.
-const TAIL_BYTES: u64 = 256 * 1024;
-/// How many log lines an exit report carries.
-const EXIT_LOG_LINES: usize = 20;
 
 /// How the local backend runs agents.
 #[derive(Debug, Clone)]
@@ -107,49 +106,6 @@ pub struct LocalBackend {
     exits: mpsc::UnboundedSender<Exit>,
 }
 
-fn transient(context: &str, error: impl std::fmt::Display) -> BackendError {
-    BackendError::Transient(format!("{context}: {error}"))
-}
-
-/// A config file's path must stay inside the config directory.
-fn safe_relative(path: &str) -> Result<&Path, BackendError> {
-    let relative = Path::new(path);
-    let clean = !path.is_empty()
-        && relative
-            .components()
-            .all(|c| matches!(c, Component::Normal(_)));
-    if clean {
-        Ok(relative)
-    } else {
-        Err(BackendError::Permanent(format!(
-            "config file path {path:?} is not a plain relative path"
-        )))
-    }
-}
-
-/// The last `lines` lines of a file, from at most its last [`TAIL_BYTES`] (empty when
-/// it is missing; invalid UTF-8 shown as replacement characters).
-fn tail(path: &Path, lines: usize) -> String {
-    use std::io::{Read as _, Seek as _};
-    let Ok(mut file) = std::fs::File::open(path) else {
-        return String::new();
-    };
-    let len = file.metadata().map_or(0, |m| m.len());
-    let from = len.saturating_sub(TAIL_BYTES);
-    if file.seek(std::io::SeekFrom::Start(from)).is_err() {
-        return String::new();
-    }
-    let mut bytes = Vec::new();
-    if file.take(TAIL_BYTES).read_to_end(&mut bytes).is_err() {
-        return String::new();
-    }
-    let text = String::from_utf8_lossy(&bytes);
-    let all: Vec<&str> = text.lines().collect();
-    // A read that started mid-file drops its first, partial line.
-    let skip = usize::from(from > 0 && all.len() > lines);
-    all[all.len().saturating_sub(lines).max(skip)..].join("\n")
-}
-
 /// Every descendant of `root` (its children, theirs, …), by pid.
 fn descendants(root: i32) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -187,30 +143,11 @@ fn descendants(root: i32) -> Vec<i32> {
     found
 }
 
-/// The sandbox's environment as bubblewrap arguments, NUL-separated for `--args`: the
-/// workspace's secrets first, then hatchery's own variables, which win.
+/// The agent's environment as bubblewrap arguments, NUL-separated for `--args`.
 fn environment(spec: &WorkspaceSpec) -> Result<Vec<u8>, BackendError> {
-    let own = [
-        ("PATH", "/usr/local/bin:/usr/bin:/bin".to_owned()),
-        ("HOME", "/workspace".to_owned()),
-        ("HATCHERY_URL", format!("unix:{SANDBOX_SOCKET}")),
-        ("HATCHERY_WORKSPACE_ID", spec.id.clone()),
-        ("HATCHERY_BOOTSTRAP_TOKEN", spec.bootstrap_token.clone()),
-        ("HATCHERY_CONFIG_DIR", "/config".to_owned()),
-    ];
     let mut args = Vec::new();
-    let pairs = spec
-        .env
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .chain(own.iter().map(|(k, v)| (*k, v.as_str())));
-    for (name, value) in pairs {
-        if name.contains('\0') || value.contains('\0') || name.contains('=') {
-            return Err(BackendError::Permanent(format!(
-                "environment variable {name:?} cannot be passed: NUL or '=' in it"
-            )));
-        }
-        for part in ["--setenv", name, value] {
+    for (name, value) in agent_env(spec, AGENT_SOCKET)? {
+        for part in ["--setenv", &name, &value] {
             args.extend_from_slice(part.as_bytes());
             args.push(0);
         }
@@ -233,8 +170,8 @@ impl LocalBackend {
         )
     }
 
-    fn workspace_dir(&self, id: &str) -> PathBuf {
-        self.config.root.join(id)
+    fn log_path(&self, id: &str) -> PathBuf {
+        self.config.root.join(id).join("agent.log")
     }
 
     fn command_of(&self, runtime: &str) -> &[String] {
@@ -302,7 +239,7 @@ impl LocalBackend {
                 "/run/hatchery",
                 "--bind",
                 &socket,
-                SANDBOX_SOCKET,
+                AGENT_SOCKET,
                 "--bind",
                 &workspace,
                 "/workspace",
@@ -320,24 +257,6 @@ impl LocalBackend {
         );
         argv.extend(command.iter().cloned());
         argv
-    }
-
-    /// The workspace's directories and config files, written before its sandbox starts.
-    fn lay_out(&self, spec: &WorkspaceSpec) -> Result<PathBuf, BackendError> {
-        let dir = self.workspace_dir(&spec.id);
-        let config_dir = dir.join("config");
-        for sub in ["workspace", "config"] {
-            std::fs::create_dir_all(dir.join(sub))
-                .map_err(|e| transient("creating the workspace directory", e))?;
-        }
-        for (path, content) in &spec.files {
-            let target = config_dir.join(safe_relative(path)?);
-            if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| transient("writing config", e))?;
-            }
-            std::fs::write(&target, content).map_err(|e| transient("writing config", e))?;
-        }
-        Ok(dir)
     }
 
     async fn start_sandbox(&self, spec: &WorkspaceSpec) -> Result<(), BackendError> {
@@ -364,7 +283,7 @@ impl LocalBackend {
             }
             _ => {}
         }
-        let dir = self.lay_out(spec)?;
+        let dir = lay_out(&self.config.root, spec)?;
         let environment = environment(spec)?;
         let log_path = dir.join("agent.log");
         let log = std::fs::OpenOptions::new()
@@ -515,44 +434,41 @@ impl Backend for LocalBackend {
         Box::pin(self.stop_sandbox(id))
     }
 
-    fn state(&self, id: &str) -> AgentState {
-        match self.lock().get(id) {
+    fn state<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<AgentState, BackendError>> {
+        let state = match self.lock().get(id) {
             Some(sandbox) => match *sandbox.exited.borrow() {
                 Life::Running => AgentState::Running(sandbox.pid.to_string()),
                 Life::Exited(code) => AgentState::Exited(code),
             },
             None => AgentState::Absent,
-        }
+        };
+        Box::pin(std::future::ready(Ok(state)))
     }
 
-    fn logs(&self, id: &str, lines: usize) -> Result<String, BackendError> {
-        Ok(self
-            .log_path(id)
-            .map(|path| tail(&path, lines))
-            .unwrap_or_default())
+    fn logs<'a>(
+        &'a self,
+        id: &'a str,
+        lines: usize,
+    ) -> BoxFuture<'a, Result<String, BackendError>> {
+        Box::pin(std::future::ready(Ok(tail(&self.log_path(id), lines))))
     }
 
-    fn log_path(&self, id: &str) -> Option<PathBuf> {
-        Some(self.workspace_dir(id).join("agent.log"))
+    fn follow(&self, id: &str) -> BoxStream<'static, Bytes> {
+        follow_file(self.log_path(id))
     }
 
-    fn running(&self) -> Vec<String> {
-        self.lock().keys().cloned().collect()
+    fn running(&self) -> BoxFuture<'_, Result<Vec<String>, BackendError>> {
+        Box::pin(std::future::ready(Ok(self
+            .lock()
+            .keys()
+            .cloned()
+            .collect())))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn config_paths_stay_inside() {
-        assert!(safe_relative("config.yaml").is_ok());
-        assert!(safe_relative("skills/a.md").is_ok());
-        for bad in ["", "/etc/passwd", "../x", "a/../../x", "./a"] {
-            assert!(safe_relative(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn a_program_under_tmp_stays_visible_and_secrets_stay_off_the_command_line() {
@@ -573,6 +489,7 @@ mod tests {
             files: Vec::new(),
             env: vec![("API_KEY".into(), "s3cret".into())],
             bootstrap_token: "boot".into(),
+            heartbeat_interval: Duration::from_secs(20),
             limits: crate::Limits::default(),
         };
         let argv = backend.argv(&spec, Path::new("/var/lib/hatchery/workspaces/w"));
@@ -596,16 +513,6 @@ mod tests {
             !argv.iter().any(|a| a == "--share-net"),
             "no network unless opted in"
         );
-    }
-
-    #[test]
-    fn tail_keeps_the_last_lines() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log");
-        std::fs::write(&path, "1\n2\n3\n4\n").unwrap();
-        assert_eq!(tail(&path, 2), "3\n4");
-        assert_eq!(tail(&path, 10), "1\n2\n3\n4");
-        assert_eq!(tail(&dir.path().join("missing"), 3), "");
     }
 
     #[test]
@@ -635,16 +542,6 @@ mod tests {
     }
 
     #[test]
-    fn tail_reads_only_the_end_of_a_large_log() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log");
-        let mut text = "x".repeat(1_000_000);
-        text.push_str("\nlast words\n");
-        std::fs::write(&path, text).unwrap();
-        assert_eq!(tail(&path, 1), "last words");
-    }
-
-    #[test]
     fn the_environment_goes_as_setenv_arguments_ours_last() {
         let spec = WorkspaceSpec {
             id: "w".into(),
@@ -655,6 +552,7 @@ mod tests {
                 ("HATCHERY_URL".into(), "evil".into()),
             ],
             bootstrap_token: "boot".into(),
+            heartbeat_interval: Duration::from_secs(20),
             limits: crate::Limits::default(),
         };
         let bytes = environment(&spec).unwrap();

@@ -83,6 +83,19 @@ pub enum BackendChoice {
         /// Runtimes allowed the host's network.
         host_network: std::collections::HashSet<String>,
     },
+    /// Each agent in a container of a Docker (or Podman) engine on this machine.
+    Docker {
+        /// The engine's Unix socket (`unix:///var/run/docker.sock`).
+        endpoint: String,
+        /// The image that runs `hatchery agent`; `None`: one built from `agent_program`.
+        default_image: Option<String>,
+        /// The program the default image is built from (this very binary).
+        agent_program: PathBuf,
+        /// Per-runtime images.
+        images: std::collections::HashMap<String, String>,
+        /// Runtimes allowed the host's network.
+        host_network: std::collections::HashSet<String>,
+    },
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -242,7 +255,7 @@ impl Application {
                     source,
                 })?;
         let socket = config.unix_socket.as_deref().map(bind_socket).transpose()?;
-        let (provisioner, exits) = match backend(&config)? {
+        let (provisioner, exits) = match backend(&config, &store).await? {
             Some((backend, exits)) => (
                 Some(Arc::new(app::provisioner::Provisioner::new(backend))),
                 Some(exits),
@@ -370,10 +383,12 @@ impl Application {
         for task in background {
             task.abort();
         }
-        // Agents stop with their control plane (gracefully; the sandbox would die with
-        // the process anyway).
-        if let Some(provisioner) = &app.provisioner {
-            let running = provisioner.backend.running();
+        // Sandboxed agents stop with their control plane (gracefully; they would die with
+        // the process anyway). Containers keep running, to be adopted at the next start.
+        if let Some(provisioner) = &app.provisioner
+            && !provisioner.backend.agents_outlive_control_plane()
+            && let Ok(running) = provisioner.backend.running().await
+        {
             app.stop_agents(&running).await;
         }
         // Beats that arrived since the last flush are the freshest liveness there is.
@@ -463,45 +478,134 @@ fn prepare_data_dir(data_dir: &std::path::Path, default_sqlite: bool) -> std::io
     Ok(())
 }
 
-/// The backend the configuration asks for, checked: its tools are installed, and the
-/// socket its sandboxes reach the control plane through is configured.
-fn backend(config: &ServerConfig) -> Result<Option<BackendParts>, StartError> {
-    let BackendChoice::Local {
-        default_command,
-        commands,
-        host_network,
-    } = &config.backend
-    else {
-        return Ok(None);
+/// The backend the configuration asks for, checked: its tools are installed (or its
+/// engine answers), and the socket its agents reach the control plane through is
+/// configured.
+async fn backend(config: &ServerConfig, store: &Store) -> Result<Option<BackendParts>, StartError> {
+    let name = match &config.backend {
+        BackendChoice::None => return Ok(None),
+        BackendChoice::Local { .. } => "local",
+        BackendChoice::Docker { .. } => "docker",
     };
     let refuse = |reason: String| StartError::Backend {
-        backend: "local",
+        backend: name,
         reason,
     };
     let socket = config.unix_socket.clone().ok_or_else(|| {
-        refuse("it needs the Unix socket (HATCHERY_SOCKET) its sandboxes reach the control plane through".to_owned())
+        refuse(
+            "it needs the Unix socket (HATCHERY_SOCKET) its agents reach the control plane through"
+                .to_owned(),
+        )
     })?;
-    let tool = |name: &str| {
-        on_path(name).ok_or_else(|| {
-            refuse(format!(
-                "{name} is not installed: run scripts/setup (Debian: apt-get install bubblewrap util-linux), or start with HATCHERY_BACKEND=none"
-            ))
-        })
-    };
-    let (bwrap, prlimit) = (tool("bwrap")?, tool("prlimit")?);
     let data_dir = std::fs::canonicalize(&config.data_dir).map_err(|e| refuse(e.to_string()))?;
-    let (backend, exits) = LocalBackend::new(LocalConfig {
-        root: data_dir.join("workspaces"),
-        hidden: vec![data_dir],
-        socket,
-        commands: commands.clone(),
-        default_command: default_command.clone(),
-        host_network: host_network.clone(),
-        grace: std::time::Duration::from_secs(5),
-        bwrap,
-        prlimit,
-    });
-    Ok(Some((Arc::new(backend), exits)))
+    let root = data_dir.join("workspaces");
+    let grace = std::time::Duration::from_secs(5);
+    match &config.backend {
+        BackendChoice::None => Ok(None),
+        BackendChoice::Local {
+            default_command,
+            commands,
+            host_network,
+        } => {
+            let tool = |name: &str| {
+                on_path(name).ok_or_else(|| {
+                    refuse(format!(
+                        "{name} is not installed: run scripts/setup (Debian: apt-get install bubblewrap util-linux), or start with HATCHERY_BACKEND=none"
+                    ))
+                })
+            };
+            let (bwrap, prlimit) = (tool("bwrap")?, tool("prlimit")?);
+            let (backend, exits) = LocalBackend::new(LocalConfig {
+                root,
+                hidden: vec![data_dir],
+                socket,
+                commands: commands.clone(),
+                default_command: default_command.clone(),
+                host_network: host_network.clone(),
+                grace,
+                bwrap,
+                prlimit,
+            });
+            Ok(Some((Arc::new(backend), exits)))
+        }
+        BackendChoice::Docker { .. } => {
+            docker_backend(config, store, socket, data_dir, root, grace)
+                .await
+                .map(Some)
+                .map_err(refuse)
+        }
+    }
+}
+
+/// The docker backend: its engine answers, its agent image is there (built from this
+/// binary if need be), and its containers cannot see the data directory.
+async fn docker_backend(
+    config: &ServerConfig,
+    store: &Store,
+    socket: PathBuf,
+    data_dir: PathBuf,
+    root: PathBuf,
+    grace: std::time::Duration,
+) -> Result<BackendParts, String> {
+    use hatchery_provision::docker;
+    let BackendChoice::Docker {
+        endpoint,
+        default_image,
+        agent_program,
+        images,
+        host_network,
+    } = &config.backend
+    else {
+        return Err("not the docker backend".to_owned());
+    };
+    // Each container sees the socket's directory: it must not be the data directory or
+    // hold it.
+    let socket = std::path::absolute(&socket).map_err(|e| e.to_string())?;
+    let socket_dir = socket.parent().unwrap_or(&socket);
+    if data_dir.starts_with(socket_dir) {
+        return Err(format!(
+            "containers are given the directory of the socket, {}, which holds the data directory: put the socket in a directory of its own (HATCHERY_SOCKET)",
+            socket_dir.display()
+        ));
+    }
+    let engine = docker::connect(endpoint).await.map_err(|e| {
+        format!("{e} (is the engine running? HATCHERY_DOCKER_HOST names its socket)")
+    })?;
+    let default_image = if let Some(image) = default_image {
+        image.clone()
+    } else {
+        let tag = docker::agent_image_tag(agent_program)
+            .map_err(|e| format!("reading {}: {e}", agent_program.display()))?;
+        if docker::build_agent_image(&engine, &tag, agent_program)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            tracing::info!(image = %tag, "built the agent image from this binary");
+        }
+        tag
+    };
+    let installation = store
+        .setting_get_or_insert(
+            "installation_id",
+            &uuid::Uuid::new_v4().simple().to_string(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let (backend, exits) = docker::DockerBackend::new(
+        engine,
+        docker::DockerConfig {
+            endpoint: endpoint.clone(),
+            root,
+            socket,
+            images: images.clone(),
+            default_image,
+            host_network: host_network.clone(),
+            grace,
+            installation,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    Ok((Arc::new(backend), exits))
 }
 
 /// A backend and the stream of its agents' unasked-for exits.
@@ -538,7 +642,12 @@ fn bind_socket(path: &std::path::Path) -> Result<(tokio::net::UnixListener, Path
         Err(e) => return Err(failed(e)),
     }
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(failed)?;
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(failed)?;
     }
     let listener = tokio::net::UnixListener::bind(path).map_err(failed)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(failed)?;

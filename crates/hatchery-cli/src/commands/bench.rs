@@ -170,7 +170,7 @@ impl BenchServer {
         let temp = tempfile::tempdir()?;
         let data_dir = data_dir.unwrap_or_else(|| temp.path().to_owned());
         let unix_socket = matches!(backend, hatchery_server::BackendChoice::Local { .. })
-            .then(|| data_dir.join("hatchery.sock"));
+            .then(|| data_dir.join("run/hatchery.sock"));
         let config = ServerConfig {
             listen: "127.0.0.1:0".parse()?,
             data_dir,

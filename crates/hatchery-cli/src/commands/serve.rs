@@ -46,13 +46,24 @@ pub struct ServeArgs {
     /// A workspace still provisioning after this long fails [default: 10m; 1h in dev mode].
     #[arg(long, env = "HATCHERY_PROVISION_TIMEOUT", value_parser = positive_duration)]
     provision_timeout: Option<Duration>,
-    /// Unix socket the API is also served on, for sandboxed agents [default: <data dir>/hatchery.sock; "" for none].
+    /// Unix socket the API is also served on, for sandboxed agents [default: <data dir>/run/hatchery.sock; "" for none].
     #[arg(long, env = "HATCHERY_SOCKET")]
     socket: Option<PathBuf>,
-    /// Where agents run: `local` (a bubblewrap sandbox each) or `none` (agents are started
-    /// by hand and register themselves).
-    #[arg(long, env = "HATCHERY_BACKEND", default_value = "local", value_parser = ["local", "none"])]
+    /// Where agents run: `local` (a bubblewrap sandbox each), `docker` (a container each,
+    /// on a Docker or Podman engine on this machine) or `none` (agents are started by hand
+    /// and register themselves).
+    #[arg(long, env = "HATCHERY_BACKEND", default_value = "local", value_parser = ["local", "docker", "none"])]
     backend: String,
+    /// The Docker (or Podman) engine's socket, for the docker backend [default: `$DOCKER_HOST`, else `unix:///var/run/docker.sock`].
+    #[arg(long, env = "HATCHERY_DOCKER_HOST")]
+    docker_host: Option<String>,
+    /// The image agents run in, for the docker backend [default: one built from this binary at start].
+    #[arg(long, env = "HATCHERY_AGENT_IMAGE")]
+    agent_image: Option<String>,
+    /// Images of runtimes, as JSON, for the docker backend: `{"my-runtime": "my-agent:1.2"}`.
+    /// Runtimes not listed run the agent image.
+    #[arg(long, env = "HATCHERY_RUNTIME_IMAGES", value_parser = parse_runtime_images)]
+    runtime_images: Option<RuntimeImages>,
     /// Commands of runtimes, as JSON: `{"my-runtime": ["/usr/bin/my-agent", "--flag"]}`.
     /// Runtimes not listed run `hatchery agent`.
     #[arg(long, env = "HATCHERY_RUNTIME_COMMANDS", value_parser = parse_runtime_commands)]
@@ -65,8 +76,11 @@ pub struct ServeArgs {
     provision_timeouts: BTreeMap<String, Duration>,
 }
 
-/// The socket in the data directory sandboxed agents reach the control plane through.
-const SOCKET_FILE: &str = "hatchery.sock";
+/// The socket sandboxed agents reach the control plane through, in a directory of its own
+/// under the data directory (containers are given that directory).
+const SOCKET_FILE: &str = "run/hatchery.sock";
+/// The engine the docker backend drives when neither flag nor `DOCKER_HOST` names one.
+const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
 
 /// Dev mode's clients create workspaces and start agents by hand: give them time.
 const DEV_PROVISION_TIMEOUT: Duration = Duration::from_hours(1);
@@ -82,6 +96,19 @@ fn parse_runtime_commands(text: &str) -> Result<RuntimeCommands, String> {
         return Err(format!("the command of {runtime:?} is empty"));
     }
     Ok(RuntimeCommands(commands))
+}
+
+/// Runtime → image.
+#[derive(Debug, Clone)]
+struct RuntimeImages(std::collections::HashMap<String, String>);
+
+fn parse_runtime_images(text: &str) -> Result<RuntimeImages, String> {
+    let images: std::collections::HashMap<String, String> = serde_json::from_str(text)
+        .map_err(|e| format!("expected a JSON object of runtime to image: {e}"))?;
+    if let Some((runtime, _)) = images.iter().find(|(_, image)| image.trim().is_empty()) {
+        return Err(format!("the image of {runtime:?} is empty"));
+    }
+    Ok(RuntimeImages(images))
 }
 
 /// Agents run `hatchery agent` from this very binary: nothing else to install.
@@ -118,6 +145,39 @@ fn supervision(args: &ServeArgs) -> Supervision {
     supervision
 }
 
+fn backend_choice(args: &ServeArgs) -> std::io::Result<BackendChoice> {
+    let host_network = args
+        .host_network_runtimes
+        .iter()
+        .filter(|r| !r.is_empty())
+        .cloned()
+        .collect();
+    Ok(match args.backend.as_str() {
+        "none" => BackendChoice::None,
+        "docker" => BackendChoice::Docker {
+            endpoint: args
+                .docker_host
+                .clone()
+                .filter(|h| !h.is_empty())
+                .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
+                .unwrap_or_else(|| DEFAULT_DOCKER_HOST.to_owned()),
+            default_image: args.agent_image.clone().filter(|i| !i.is_empty()),
+            agent_program: std::env::current_exe()?,
+            images: args.runtime_images.clone().map(|i| i.0).unwrap_or_default(),
+            host_network,
+        },
+        _ => BackendChoice::Local {
+            default_command: agent_command()?,
+            commands: args
+                .runtime_commands
+                .clone()
+                .map(|c| c.0)
+                .unwrap_or_default(),
+            host_network,
+        },
+    })
+}
+
 pub fn run(args: ServeArgs) -> ExitCode {
     init_logging();
     let supervision = supervision(&args);
@@ -125,6 +185,15 @@ pub fn run(args: ServeArgs) -> ExitCode {
         Some(path) if path.as_os_str().is_empty() => None,
         Some(path) => Some(path.clone()),
         None => Some(args.data_dir.join(SOCKET_FILE)),
+    };
+    let backend = match backend_choice(&args) {
+        Ok(choice) => choice,
+        Err(e) => {
+            err(format_args!(
+                "error: cannot find the hatchery binary to run agents with: {e}"
+            ));
+            return ExitCode::from(exit::SERVER_ERROR);
+        }
     };
     let config = ServerConfig {
         listen: args.listen,
@@ -137,31 +206,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
         dev: args.dev,
         supervision,
         event_buffer: hatchery_server::event_hub::DEFAULT_CAPACITY,
-        backend: match args.backend.as_str() {
-            "none" => BackendChoice::None,
-            _ => match agent_command() {
-                Ok(default_command) => BackendChoice::Local {
-                    default_command,
-                    commands: args
-                        .runtime_commands
-                        .clone()
-                        .map(|c| c.0)
-                        .unwrap_or_default(),
-                    host_network: args
-                        .host_network_runtimes
-                        .iter()
-                        .filter(|r| !r.is_empty())
-                        .cloned()
-                        .collect(),
-                },
-                Err(e) => {
-                    err(format_args!(
-                        "error: cannot find the hatchery binary to run agents with: {e}"
-                    ));
-                    return ExitCode::from(exit::SERVER_ERROR);
-                }
-            },
-        },
+        backend,
         unix_socket: socket,
     };
     let runtime = match tokio::runtime::Runtime::new() {

@@ -79,3 +79,69 @@ impl Drop for Serve {
         let _ = self.child.wait();
     }
 }
+
+pub mod dockerd;
+
+/// The admin's view of a running server's API.
+pub struct Admin {
+    pub base: String,
+    pub token: String,
+    pub client: reqwest::Client,
+}
+
+impl Admin {
+    pub fn new(base: &str, token: &str) -> Self {
+        Self {
+            base: base.to_owned(),
+            token: token.to_owned(),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// A request with the admin token; the status and the body (JSON, else a string).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
+    }
+
+    /// Create a workspace (201 asserted); its id.
+    pub async fn create(&self, body: serde_json::Value) -> String {
+        let (status, created) = self
+            .call(reqwest::Method::POST, "/workspaces", Some(body))
+            .await;
+        assert_eq!(status, 201, "{created}");
+        created["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Wait (bounded) until the workspace reaches `status`; its record.
+    pub async fn until_status(&self, id: &str, status: &str) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, row) = self
+                .call(reqwest::Method::GET, &format!("/workspaces/{id}"), None)
+                .await;
+            if row["status"] == status {
+                return row;
+            }
+            assert!(Instant::now() < deadline, "never {status}: {row}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}

@@ -77,31 +77,68 @@ impl App {
     }
 
     /// The agent's last log lines (empty without a backend).
-    pub fn agent_logs(&self, id: &str, lines: usize) -> Result<String, ApiError> {
+    pub async fn agent_logs(&self, id: &str, lines: usize) -> Result<String, ApiError> {
         let Some(provisioner) = &self.provisioner else {
             return Ok(String::new());
         };
         provisioner
             .backend
             .logs(id, lines)
+            .await
             .map_err(|e| ApiError::internal("failed to read logs", e))
     }
 
-    /// The agent's log file, if the backend keeps one.
+    /// What the agent logs from now on (`None` without a backend).
     #[must_use]
-    pub fn agent_log_path(&self, id: &str) -> Option<std::path::PathBuf> {
-        self.provisioner.as_ref()?.backend.log_path(id)
+    pub fn agent_log_follow(
+        &self,
+        id: &str,
+    ) -> Option<futures_util::stream::BoxStream<'static, bytes::Bytes>> {
+        Some(self.provisioner.as_ref()?.backend.follow(id))
     }
 
-    /// After a start: the agents this control plane launched before it stopped died with
-    /// it (their sandboxes die with their parent), so each workspace that should have one
-    /// and has no job in flight gets a new start. Nothing stays `provisioning` for good,
-    /// and no agent runs twice.
+    /// After a start, match what runs with what should:
+    /// - an agent still running (containers outlive the control plane) is adopted when its
+    ///   workspace should have one, and stopped when it should not (removed, paused,
+    ///   failed, or unknown to this database);
+    /// - a workspace that should have an agent, has none and no job in flight gets a new
+    ///   start (a sandbox dies with its control plane).
+    ///
+    /// Nothing stays `provisioning` for good, and no agent runs twice.
     pub async fn reconcile(&self) -> Result<usize, ApiError> {
         let Some(provisioner) = &self.provisioner else {
             return Ok(0);
         };
-        let running = provisioner.backend.running();
+        let running = provisioner
+            .backend
+            .running()
+            .await
+            .map_err(|e| ApiError::internal("reconcile failed", e))?;
+        let mut orphans = Vec::new();
+        for id in &running {
+            let row = self
+                .store
+                .workspace_get(id)
+                .await
+                .map_err(store_error("reconcile failed"))?;
+            let wanted = row.is_some_and(|w| {
+                w.external == 0
+                    && matches!(
+                        w.status.as_str(),
+                        "provisioning" | "online" | "degraded" | "offline"
+                    )
+            });
+            if !wanted {
+                orphans.push(id.clone());
+            }
+        }
+        if !orphans.is_empty() {
+            tracing::info!(
+                count = orphans.len(),
+                "stopping agents whose workspaces must not run"
+            );
+            self.stop_agents(&orphans).await;
+        }
         let lost = self
             .store
             .launched_without_job()
@@ -266,6 +303,8 @@ impl App {
             files,
             env: env.into_iter().collect(),
             bootstrap_token,
+            // Three beats per TTL: one lost beat never takes an agent offline.
+            heartbeat_interval: self.supervision.heartbeat_ttl / 3,
             limits: Limits::default(),
         })
     }

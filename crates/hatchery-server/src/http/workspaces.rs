@@ -250,8 +250,6 @@ struct LogsQuery {
     follow: Option<String>,
 }
 
-/// The most bytes a followed log sends per step.
-const FOLLOW_CHUNK: u64 = 64 * 1024;
 /// The most lines `?tail=` returns.
 const MAX_TAIL: usize = 10_000;
 
@@ -272,7 +270,7 @@ async fn logs(
         .and_then(|t| t.parse::<usize>().ok())
         .unwrap_or(200)
         .min(MAX_TAIL);
-    let mut text = state.app.agent_logs(&id, lines)?;
+    let mut text = state.app.agent_logs(&id, lines).await?;
     if !text.is_empty() {
         text.push('\n');
     }
@@ -281,43 +279,13 @@ async fn logs(
         "text/plain; charset=utf-8",
     )];
     let follow = query.follow.as_deref() == Some("true");
-    let Some(path) = state.app.agent_log_path(&id).filter(|_| follow) else {
+    let Some(rest) = state.app.agent_log_follow(&id).filter(|_| follow) else {
         return Ok((headers, text).into_response());
     };
-    // Follow from the current end of the file; a client that leaves ends the stream.
-    let start = std::fs::metadata(&path).map_or(0, |m| m.len());
-    let first = futures_util::stream::once(async move {
-        Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(text))
+    // What was logged so far, then what comes; a client that leaves ends the stream.
+    let first = futures_util::stream::once(std::future::ready(axum::body::Bytes::from(text)));
+    let body = futures_util::StreamExt::map(futures_util::StreamExt::chain(first, rest), |chunk| {
+        Ok::<_, std::convert::Infallible>(chunk)
     });
-    let rest = futures_util::stream::unfold((path, start), |(path, offset)| async move {
-        loop {
-            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-            let len = std::fs::metadata(&path).map_or(0, |m| m.len());
-            if len < offset {
-                // Truncated or replaced: start over from its beginning.
-                return Some((Ok(axum::body::Bytes::new()), (path, 0)));
-            }
-            if len > offset {
-                // At most a bounded chunk per step: a fast writer cannot balloon memory.
-                let to = len.min(offset + FOLLOW_CHUNK);
-                let chunk = read_from(&path, offset, to).unwrap_or_default();
-                return Some((Ok(axum::body::Bytes::from(chunk)), (path, to)));
-            }
-        }
-    });
-    Ok((
-        headers,
-        axum::body::Body::from_stream(futures_util::StreamExt::chain(first, rest)),
-    )
-        .into_response())
-}
-
-/// Bytes `from..to` of a file.
-fn read_from(path: &std::path::Path, from: u64, to: u64) -> std::io::Result<Vec<u8>> {
-    use std::io::{Read as _, Seek as _};
-    let mut file = std::fs::File::open(path)?;
-    file.seek(std::io::SeekFrom::Start(from))?;
-    let mut buffer = Vec::new();
-    file.take(to - from).read_to_end(&mut buffer)?;
-    Ok(buffer)
+    Ok((headers, axum::body::Body::from_stream(body)).into_response())
 }

@@ -1,0 +1,782 @@
+//! The `docker` backend: each workspace's agent is a container of a Docker engine (or of
+//! Podman's Docker-compatible service), driven over the engine's Unix socket.
+//!
+//! A container: named after its workspace (so a second start finds the first), labelled
+//! with the workspace and the installation that owns it, no network (`none`; per-runtime
+//! opt-in to the host's), read-only root, every capability dropped, no new privileges,
+//! memory, CPU, process and open-file limits, the workspace directory writable at
+//! `/workspace`, its config read-only at `/config`, and the directory of the control
+//! plane's Unix socket at `/run/hatchery` — the agent's only way out. The directory, not
+//! the socket file: a restarted control plane makes a new socket, which a file bind would
+//! not see. It runs as the owner of the data directory, so it can reach the socket and
+//! its files stay the operator's.
+//!
+//! Containers outlive the control plane: a restart adopts the running ones (found by
+//! label) instead of starting them again. Nothing is ever pulled: a runtime's image must
+//! be on the engine; the default one is built from this very binary ([`build_agent_image`]).
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::errors::Error as DockerError;
+use bollard::models::{
+    ContainerCreateBody, ContainerStateStatusEnum, HostConfig, Mount, MountType, ResourcesUlimits,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, InspectContainerOptions, ListContainersOptions,
+    LogsOptions, RemoveContainerOptions, StopContainerOptions, WaitContainerOptions,
+};
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use tokio::sync::mpsc;
+
+use crate::files::{EXIT_LOG_LINES, agent_env, lay_out};
+use crate::{AgentState, Backend, BackendError, Exit, WorkspaceSpec};
+
+/// The label naming the workspace a container runs.
+pub const WORKSPACE_LABEL: &str = "dev.hatchery.workspace";
+/// The label naming the installation (control plane database) that owns a container.
+pub const INSTALLATION_LABEL: &str = "dev.hatchery.installation";
+/// The label naming the runtime a container runs.
+const RUNTIME_LABEL: &str = "dev.hatchery.runtime";
+/// Where the directory of the control plane's socket appears in a container.
+const CONTAINER_SOCKET_DIR: &str = "/run/hatchery";
+/// Where the agent program lives in the default image.
+const IMAGE_PROGRAM: &str = "/usr/local/bin/hatchery";
+/// Engine calls give up after this long (a start or a stop waits for the grace period).
+const ENGINE_TIMEOUT_SECS: u64 = 120;
+
+/// How the docker backend runs agents.
+#[derive(Debug, Clone)]
+pub struct DockerConfig {
+    /// The engine's socket (`unix:///var/run/docker.sock`, Podman's
+    /// `unix:///run/podman/podman.sock`, …).
+    pub endpoint: String,
+    /// Where each workspace gets its directory on the host (`<root>/<id>/…`), bound into
+    /// its container: the engine must run on this machine.
+    pub root: PathBuf,
+    /// The control plane's Unix socket on the host. Its directory is bound into each
+    /// container, so it must hold nothing else of the control plane's.
+    pub socket: PathBuf,
+    /// The image of each runtime; runtimes not listed run `default_image`.
+    pub images: HashMap<String, String>,
+    /// The image that runs `hatchery agent`.
+    pub default_image: String,
+    /// Runtimes allowed the host's network (all others get none).
+    pub host_network: HashSet<String>,
+    /// Between SIGTERM and SIGKILL.
+    pub grace: Duration,
+    /// This installation's id: containers carry it, and only its own are adopted.
+    pub installation: String,
+}
+
+/// One container this backend started or adopted.
+#[derive(Debug)]
+struct Tracked {
+    /// The engine's id of the container.
+    container_id: String,
+    /// Set when we stop it: its exit is then no news.
+    stopping: Arc<AtomicBool>,
+}
+
+/// The docker backend.
+#[derive(Debug)]
+pub struct DockerBackend {
+    docker: Docker,
+    config: DockerConfig,
+    /// `uid:gid` containers run as: the owner of the workspace root.
+    user: String,
+    tracked: Arc<Mutex<HashMap<String, Tracked>>>,
+    exits: mpsc::UnboundedSender<Exit>,
+}
+
+/// An engine error, sorted: a refused request (4xx other than a conflict) will be refused
+/// again, anything else may pass next time.
+fn engine_error(context: &str, error: &DockerError) -> BackendError {
+    match error {
+        DockerError::DockerResponseServerError {
+            status_code,
+            message,
+        } if (400..500).contains(status_code) && *status_code != 409 => {
+            BackendError::Permanent(format!("{context}: the engine refused: {message}"))
+        }
+        other => BackendError::Transient(format!("{context}: {other}")),
+    }
+}
+
+fn not_found(error: &DockerError) -> bool {
+    matches!(
+        error,
+        DockerError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+/// Connect to the engine at `endpoint` (only Unix sockets: containers bind host paths, so
+/// the engine must be on this machine), agreeing on an API version both speak.
+pub async fn connect(endpoint: &str) -> Result<Docker, BackendError> {
+    let Some(path) = endpoint
+        .strip_prefix("unix://")
+        .or_else(|| endpoint.strip_prefix("unix:"))
+        .or_else(|| endpoint.starts_with('/').then_some(endpoint))
+    else {
+        return Err(BackendError::Permanent(format!(
+            "the docker endpoint {endpoint:?} is not a Unix socket (unix:///path): containers bind this machine's directories, so the engine must run here"
+        )));
+    };
+    let docker = Docker::connect_with_unix(path, ENGINE_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+        .map_err(|e| BackendError::Permanent(format!("cannot reach the engine at {path}: {e}")))?
+        .negotiate_version()
+        .await
+        .map_err(|e| BackendError::Transient(format!("cannot reach the engine at {path}: {e}")))?;
+    docker.ping().await.map_err(|e| {
+        BackendError::Transient(format!("the engine at {path} does not answer: {e}"))
+    })?;
+    Ok(docker)
+}
+
+/// The default agent image's tag for `program`: its version and a digest of its bytes, so
+/// a rebuilt binary gets a new image and an unchanged one reuses it.
+pub fn agent_image_tag(program: &Path) -> std::io::Result<String> {
+    use sha2::Digest as _;
+    use std::io::Read as _;
+    let mut hasher = sha2::Sha256::new();
+    let mut file = std::fs::File::open(program)?;
+    let mut buffer = vec![0; 64 * 1024];
+    loop {
+        let read = file.read(&mut buffer)?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+    }
+    let digest = hasher.finalize();
+    let short: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!(
+        "hatchery-agent:{}-{short}",
+        env!("CARGO_PKG_VERSION")
+    ))
+}
+
+/// Make `tag` on the engine, unless it is there: an image whose whole filesystem is
+/// `program` at `/usr/local/bin/hatchery` and the shared libraries it loads, running
+/// `hatchery agent`. `true` if it was built now.
+pub async fn build_agent_image(
+    docker: &Docker,
+    tag: &str,
+    program: &Path,
+) -> Result<bool, BackendError> {
+    match docker.inspect_image(tag).await {
+        Ok(_) => return Ok(false),
+        Err(e) if not_found(&e) => {}
+        Err(e) => return Err(engine_error("looking for the agent image", &e)),
+    }
+    let entrypoint = [IMAGE_PROGRAM.to_owned(), "agent".to_owned()];
+    import_image(
+        docker,
+        tag,
+        &[(program.to_owned(), IMAGE_PROGRAM.to_owned())],
+        &entrypoint,
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Import an image from this machine's files (`docker import`, so nothing is pulled):
+/// each `(host path, image path)` with the shared libraries it loads, the directories
+/// containers mount things on, and `entrypoint`.
+pub async fn import_image(
+    docker: &Docker,
+    tag: &str,
+    files: &[(PathBuf, String)],
+    entrypoint: &[String],
+) -> Result<(), BackendError> {
+    let files = files.to_vec();
+    let rootfs = tokio::task::spawn_blocking(move || rootfs(&files))
+        .await
+        .map_err(|e| BackendError::Transient(format!("building the image {tag}: {e}")))?
+        .map_err(|e| BackendError::Permanent(format!("building the image {tag}: {e}")))?;
+    let entrypoint = serde_json::to_string(entrypoint)
+        .map_err(|e| BackendError::Permanent(format!("building the image {tag}: {e}")))?;
+    let (repo, version) = tag.rsplit_once(':').unwrap_or((tag, "latest"));
+    let options = CreateImageOptions {
+        from_src: Some("-".to_owned()),
+        repo: Some(repo.to_owned()),
+        tag: Some(version.to_owned()),
+        changes: vec![
+            format!("ENTRYPOINT {entrypoint}"),
+            "WORKDIR /workspace".to_owned(),
+            "ENV PATH=/usr/local/bin:/usr/bin:/bin".to_owned(),
+        ],
+        ..Default::default()
+    };
+    docker
+        .create_image(Some(options), Some(bollard::body_full(rootfs.into())), None)
+        .try_collect::<Vec<_>>()
+        .await
+        .map_err(|e| engine_error(&format!("importing the image {tag}"), &e))?;
+    Ok(())
+}
+
+/// An image's filesystem as a tar archive: the files, what `ldd` says they load, and the
+/// directories containers mount things on.
+fn rootfs(files: &[(PathBuf, String)]) -> std::io::Result<Vec<u8>> {
+    let mut archive = tar::Builder::new(Vec::new());
+    archive.mode(tar::HeaderMode::Deterministic);
+    // Engines refuse GNU sparse entries, which a binary with holes would become.
+    archive.sparse(false);
+    for dir in ["tmp", "workspace", "config", "run/hatchery"] {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_mode(if dir == "tmp" { 0o1777 } else { 0o755 });
+        header.set_size(0);
+        archive.append_data(&mut header, dir, std::io::empty())?;
+    }
+    let mut libraries = std::collections::BTreeSet::new();
+    for (host, image) in files {
+        archive.append_path_with_name(host, image.trim_start_matches('/'))?;
+        libraries.extend(shared_libraries(host)?);
+    }
+    for library in libraries {
+        // The file, not the symlink: the image has nothing else to point to.
+        archive.append_path_with_name(&library, library.strip_prefix("/").unwrap_or(&library))?;
+    }
+    archive.into_inner()
+}
+
+/// The shared libraries (and loader) `program` needs, as `ldd` lists them; none for a
+/// static program.
+fn shared_libraries(program: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let output = std::process::Command::new("ldd").arg(program).output()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            // `libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)` or
+            // `/lib64/ld-linux-x86-64.so.2 (0x…)`; vdso has no file.
+            let path = line.split_once("=>").map_or(line, |(_, after)| after);
+            let path = path.split_whitespace().next()?;
+            path.starts_with('/').then(|| PathBuf::from(path))
+        })
+        .collect())
+}
+
+impl DockerBackend {
+    /// A backend on an engine already connected, and the stream of agents that exited on
+    /// their own.
+    pub fn new(
+        docker: Docker,
+        config: DockerConfig,
+    ) -> Result<(Self, mpsc::UnboundedReceiver<Exit>), BackendError> {
+        use std::os::unix::fs::MetadataExt as _;
+        std::fs::create_dir_all(&config.root).map_err(|e| {
+            BackendError::Permanent(format!("creating {}: {e}", config.root.display()))
+        })?;
+        let owner = std::fs::metadata(&config.root).map_err(|e| {
+            BackendError::Permanent(format!("reading {}: {e}", config.root.display()))
+        })?;
+        let (exits, reports) = mpsc::unbounded_channel();
+        Ok((
+            Self {
+                docker,
+                user: format!("{}:{}", owner.uid(), owner.gid()),
+                config,
+                tracked: Arc::default(),
+                exits,
+            },
+            reports,
+        ))
+    }
+
+    /// The engine this backend drives.
+    #[must_use]
+    pub fn engine(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// A workspace's container name: one per workspace and installation.
+    fn container_name(&self, id: &str) -> String {
+        let installation: String = self.config.installation.chars().take(12).collect();
+        format!("hatchery-{installation}-{id}")
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Tracked>> {
+        self.tracked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The container's definition for `spec`, its directory laid out at `dir`.
+    fn container_body(
+        &self,
+        spec: &WorkspaceSpec,
+        dir: &Path,
+    ) -> Result<ContainerCreateBody, BackendError> {
+        let image = self
+            .config
+            .images
+            .get(&spec.runtime)
+            .unwrap_or(&self.config.default_image)
+            .clone();
+        let socket_dir = self.config.socket.parent().ok_or_else(|| {
+            BackendError::Permanent("the control plane's socket has no directory".to_owned())
+        })?;
+        let socket_name = self
+            .config
+            .socket
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| {
+                BackendError::Permanent("the control plane's socket has no file name".to_owned())
+            })?;
+        let env = agent_env(spec, &format!("{CONTAINER_SOCKET_DIR}/{socket_name}"))?
+            .into_iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect();
+        let bind = |source: &Path, target: &str, read_only: bool| Mount {
+            source: Some(source.display().to_string()),
+            target: Some(target.to_owned()),
+            typ: Some(MountType::BIND),
+            read_only: Some(read_only),
+            ..Default::default()
+        };
+        let limits = spec.limits;
+        let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let labels = HashMap::from([
+            (WORKSPACE_LABEL.to_owned(), spec.id.clone()),
+            (
+                INSTALLATION_LABEL.to_owned(),
+                self.config.installation.clone(),
+            ),
+            (RUNTIME_LABEL.to_owned(), spec.runtime.clone()),
+        ]);
+        let network = if self.config.host_network.contains(&spec.runtime) {
+            "host"
+        } else {
+            "none"
+        };
+        Ok(ContainerCreateBody {
+            image: Some(image),
+            env: Some(env),
+            labels: Some(labels),
+            user: Some(self.user.clone()),
+            working_dir: Some("/workspace".to_owned()),
+            hostname: Some(spec.id.chars().take(63).collect()),
+            stop_timeout: Some(clamp(self.config.grace.as_secs())),
+            host_config: Some(HostConfig {
+                network_mode: Some(network.to_owned()),
+                mounts: Some(vec![
+                    bind(&dir.join("workspace"), "/workspace", false),
+                    bind(&dir.join("config"), "/config", true),
+                    bind(socket_dir, CONTAINER_SOCKET_DIR, true),
+                ]),
+                readonly_rootfs: Some(true),
+                tmpfs: Some(HashMap::from([(
+                    "/tmp".to_owned(),
+                    "rw,nosuid,nodev,size=64m".to_owned(),
+                )])),
+                cap_drop: Some(vec!["ALL".to_owned()]),
+                security_opt: Some(vec!["no-new-privileges".to_owned()]),
+                memory: Some(clamp(limits.memory_bytes)),
+                nano_cpus: Some(clamp(limits.cpu_millis.saturating_mul(1_000_000))),
+                pids_limit: Some(clamp(limits.processes)),
+                ulimits: Some(vec![ResourcesUlimits {
+                    name: Some("nofile".to_owned()),
+                    soft: Some(clamp(limits.open_files)),
+                    hard: Some(clamp(limits.open_files)),
+                }]),
+                // An init reaps the agent's orphans and forwards SIGTERM.
+                init: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
+    async fn start_container(&self, spec: &WorkspaceSpec) -> Result<(), BackendError> {
+        let name = self.container_name(&spec.id);
+        // One agent per workspace: a running container stays (adopted if need be); a
+        // stopped one makes way for the new one.
+        match self
+            .docker
+            .inspect_container(&name, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(found) => {
+                let running = found.state.as_ref().and_then(|s| s.running) == Some(true);
+                let stopping = self
+                    .lock()
+                    .get(&spec.id)
+                    .is_some_and(|t| t.stopping.load(Ordering::Acquire));
+                if running && !stopping {
+                    self.adopt(&spec.id, found.id.unwrap_or_default());
+                    return Ok(());
+                }
+                self.remove(&spec.id).await?;
+            }
+            Err(e) if not_found(&e) => {}
+            Err(e) => return Err(engine_error("looking for the workspace's container", &e)),
+        }
+        let dir = lay_out(&self.config.root, spec)?;
+        let body = self.container_body(spec, &dir)?;
+        let created = self
+            .docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(name.clone()),
+                    ..Default::default()
+                }),
+                body,
+            )
+            .await
+            .map_err(|e| {
+                if not_found(&e) {
+                    BackendError::Permanent(format!(
+                        "the image of runtime {:?} is not on the engine (hatchery never pulls; build or load it first): {e}",
+                        spec.runtime
+                    ))
+                } else {
+                    engine_error("creating the container", &e)
+                }
+            })?;
+        if let Err(e) = self.docker.start_container(&name, None).await {
+            let error = engine_error("starting the container", &e);
+            let _ = self.remove(&spec.id).await;
+            return Err(error);
+        }
+        // Watched once started: waiting on a container not started yet returns at once.
+        self.adopt(&spec.id, created.id.clone());
+        tracing::info!(workspace_id = %spec.id, container = %created.id, "container started");
+        Ok(())
+    }
+
+    /// Track a container, and watch it: an exit we did not ask for is reported with its
+    /// last log lines. Tracking one already tracked changes nothing.
+    fn adopt(&self, id: &str, container_id: String) {
+        let stopping = Arc::new(AtomicBool::new(false));
+        {
+            let mut tracked = self.lock();
+            if tracked
+                .get(id)
+                .is_some_and(|t| t.container_id == container_id)
+            {
+                return;
+            }
+            tracked.insert(
+                id.to_owned(),
+                Tracked {
+                    container_id: container_id.clone(),
+                    stopping: Arc::clone(&stopping),
+                },
+            );
+        }
+        let (docker, tracked, exits) = (
+            self.docker.clone(),
+            Arc::clone(&self.tracked),
+            self.exits.clone(),
+        );
+        let id = id.to_owned();
+        tokio::spawn(async move {
+            let code = wait_for_exit(&docker, &container_id).await;
+            {
+                let mut tracked = tracked
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if tracked
+                    .get(&id)
+                    .is_some_and(|t| t.container_id == container_id)
+                {
+                    tracked.remove(&id);
+                }
+            }
+            if !stopping.load(Ordering::Acquire) {
+                tracing::warn!(workspace_id = %id, ?code, "agent container exited");
+                let last_lines = container_logs(&docker, &container_id, EXIT_LOG_LINES)
+                    .await
+                    .unwrap_or_default();
+                let _ = exits.send(Exit {
+                    id,
+                    code,
+                    last_lines,
+                });
+            }
+        });
+    }
+
+    /// Stop and remove the workspace's container, if there is one.
+    async fn remove(&self, id: &str) -> Result<(), BackendError> {
+        if let Some(tracked) = self.lock().get(id) {
+            tracked.stopping.store(true, Ordering::Release);
+        }
+        let name = self.container_name(id);
+        let grace = i32::try_from(self.config.grace.as_secs()).unwrap_or(i32::MAX);
+        // SIGTERM, then SIGKILL after the grace period: the engine does both.
+        match self
+            .docker
+            .stop_container(
+                &name,
+                Some(StopContainerOptions {
+                    t: Some(grace),
+                    signal: None,
+                }),
+            )
+            .await
+        {
+            Err(e) if not_found(&e) => {
+                self.lock().remove(id);
+                return Ok(());
+            }
+            // 304: it was not running.
+            Ok(())
+            | Err(DockerError::DockerResponseServerError {
+                status_code: 304, ..
+            }) => {}
+            Err(e) => return Err(engine_error("stopping the container", &e)),
+        }
+        match self
+            .docker
+            .remove_container(
+                &name,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+        {
+            // 404: gone already; 409: its removal is in progress.
+            Ok(())
+            | Err(DockerError::DockerResponseServerError {
+                status_code: 404 | 409,
+                ..
+            }) => {}
+            Err(e) => return Err(engine_error("removing the container", &e)),
+        }
+        self.lock().remove(id);
+        Ok(())
+    }
+
+    async fn containers(&self) -> Result<Vec<(String, String, bool)>, BackendError> {
+        let filters = HashMap::from([(
+            "label".to_owned(),
+            vec![format!("{INSTALLATION_LABEL}={}", self.config.installation)],
+        )]);
+        let found = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| engine_error("listing containers", &e))?;
+        Ok(found
+            .into_iter()
+            .filter_map(|c| {
+                let id = c.labels?.get(WORKSPACE_LABEL)?.clone();
+                let running = matches!(
+                    c.state,
+                    Some(bollard::models::ContainerSummaryStateEnum::RUNNING)
+                );
+                Some((id, c.id?, running))
+            })
+            .collect())
+    }
+
+    async fn adopt_running(&self) -> Result<Vec<String>, BackendError> {
+        let mut running = Vec::new();
+        for (id, container_id, is_running) in self.containers().await? {
+            if is_running {
+                self.adopt(&id, container_id);
+                running.push(id);
+            } else if !self.lock().contains_key(&id) {
+                // Exited while nobody watched: its workspace gets a new one if it should
+                // run, so the old one only holds a name.
+                let _ = self.remove(&id).await;
+            }
+        }
+        Ok(running)
+    }
+}
+
+/// Wait until the container exits: its exit code (`None` if the engine cannot say).
+async fn wait_for_exit(docker: &Docker, container_id: &str) -> Option<i32> {
+    let mut failures = 0;
+    loop {
+        let mut waiting = docker.wait_container(container_id, None::<WaitContainerOptions>);
+        match waiting.next().await {
+            Some(Ok(done)) => return i32::try_from(done.status_code).ok(),
+            Some(Err(DockerError::DockerContainerWaitError { code, .. })) => {
+                return i32::try_from(code).ok();
+            }
+            Some(Err(e)) if not_found(&e) => return None,
+            // The engine hung up (a restart, a timeout): look again, patiently.
+            _ => {
+                let state = docker
+                    .inspect_container(container_id, None::<InspectContainerOptions>)
+                    .await;
+                match state {
+                    Ok(found) => {
+                        let state = found.state.unwrap_or_default();
+                        if state.status != Some(ContainerStateStatusEnum::RUNNING) {
+                            return state.exit_code.and_then(|c| i32::try_from(c).ok());
+                        }
+                    }
+                    Err(e) if not_found(&e) => return None,
+                    Err(_) => {}
+                }
+                failures += 1;
+                tokio::time::sleep(Duration::from_secs(1 << failures.min(5))).await;
+            }
+        }
+    }
+}
+
+/// The container's last `lines` lines of output and errors, interleaved as written.
+async fn container_logs(
+    docker: &Docker,
+    container: &str,
+    lines: usize,
+) -> Result<String, DockerError> {
+    let options = LogsOptions {
+        stdout: true,
+        stderr: true,
+        tail: lines.to_string(),
+        ..Default::default()
+    };
+    let chunks: Vec<_> = docker.logs(container, Some(options)).try_collect().await?;
+    let mut text = String::new();
+    for chunk in &chunks {
+        text.push_str(&String::from_utf8_lossy(chunk.as_ref()));
+    }
+    Ok(text.trim_end_matches('\n').to_owned())
+}
+
+impl Backend for DockerBackend {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    fn start<'a>(&'a self, spec: &'a WorkspaceSpec) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(self.start_container(spec))
+    }
+
+    fn stop<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(self.remove(id))
+    }
+
+    fn state<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<AgentState, BackendError>> {
+        Box::pin(async move {
+            let name = self.container_name(id);
+            match self
+                .docker
+                .inspect_container(&name, None::<InspectContainerOptions>)
+                .await
+            {
+                Ok(found) => {
+                    let state = found.state.unwrap_or_default();
+                    Ok(if state.running == Some(true) {
+                        AgentState::Running(found.id.unwrap_or_default())
+                    } else {
+                        AgentState::Exited(state.exit_code.and_then(|c| i32::try_from(c).ok()))
+                    })
+                }
+                Err(e) if not_found(&e) => Ok(AgentState::Absent),
+                Err(e) => Err(engine_error("inspecting the container", &e)),
+            }
+        })
+    }
+
+    fn logs<'a>(
+        &'a self,
+        id: &'a str,
+        lines: usize,
+    ) -> BoxFuture<'a, Result<String, BackendError>> {
+        Box::pin(async move {
+            match container_logs(&self.docker, &self.container_name(id), lines).await {
+                Ok(text) => Ok(text),
+                Err(e) if not_found(&e) => Ok(String::new()),
+                Err(e) => Err(engine_error("reading the container's logs", &e)),
+            }
+        })
+    }
+
+    fn follow(&self, id: &str) -> BoxStream<'static, Bytes> {
+        let options = LogsOptions {
+            follow: true,
+            stdout: true,
+            stderr: true,
+            // From now on: what came before is what `logs` returned.
+            tail: "0".to_owned(),
+            ..Default::default()
+        };
+        let docker = self.docker.clone();
+        let name = self.container_name(id);
+        Box::pin(
+            docker
+                .logs(&name, Some(options))
+                .take_while(|chunk| std::future::ready(chunk.is_ok()))
+                .filter_map(|chunk| {
+                    std::future::ready(chunk.ok().map(bollard::container::LogOutput::into_bytes))
+                }),
+        )
+    }
+
+    fn running(&self) -> BoxFuture<'_, Result<Vec<String>, BackendError>> {
+        Box::pin(self.adopt_running())
+    }
+
+    fn agents_outlive_control_plane(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ldd_output_names_the_library_files() {
+        let libraries = shared_libraries(Path::new("/bin/sh")).unwrap();
+        assert!(
+            libraries.iter().any(|l| l.ends_with("libc.so.6")),
+            "{libraries:?}"
+        );
+        assert!(libraries.iter().all(|l| l.is_absolute()), "{libraries:?}");
+    }
+
+    #[test]
+    fn the_image_tag_follows_the_program_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, "one").unwrap();
+        std::fs::write(&b, "two").unwrap();
+        let (tag_a, tag_b) = (agent_image_tag(&a).unwrap(), agent_image_tag(&b).unwrap());
+        assert_ne!(tag_a, tag_b);
+        assert_eq!(tag_a, agent_image_tag(&a).unwrap());
+        assert!(tag_a.starts_with("hatchery-agent:"), "{tag_a}");
+    }
+
+    #[test]
+    fn an_engine_that_is_not_a_local_socket_is_refused() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let error = runtime
+            .block_on(connect("tcp://10.0.0.1:2375"))
+            .unwrap_err();
+        assert!(
+            matches!(&error, BackendError::Permanent(m) if m.contains("not a Unix socket")),
+            "{error}"
+        );
+    }
+}
