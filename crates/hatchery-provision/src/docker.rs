@@ -337,7 +337,7 @@ impl DockerBackend {
             .ok_or_else(|| {
                 BackendError::Permanent("the control plane's socket has no file name".to_owned())
             })?;
-        let env = agent_env(spec, &format!("{CONTAINER_SOCKET_DIR}/{socket_name}"))?
+        let env = agent_env(spec, &format!("unix:{CONTAINER_SOCKET_DIR}/{socket_name}"))?
             .into_iter()
             .map(|(name, value)| format!("{name}={value}"))
             .collect();

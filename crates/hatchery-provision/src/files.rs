@@ -61,17 +61,17 @@ pub(crate) fn lay_out(root: &Path, spec: &WorkspaceSpec) -> Result<PathBuf, Back
 }
 
 /// The agent's environment: the workspace's secrets first, then hatchery's own variables,
-/// which win (a secret named `HATCHERY_URL` cannot redirect the agent). `socket` is where
-/// the agent finds the control plane's socket. Names with `=` and values with NUL cannot
-/// be passed and are refused.
+/// which win (a secret named `HATCHERY_URL` cannot redirect the agent). `url` is where the
+/// agent reaches the control plane (`unix:/run/hatchery/hatchery.sock`). Names with `=`
+/// and values with NUL cannot be passed and are refused.
 pub(crate) fn agent_env(
     spec: &WorkspaceSpec,
-    socket: &str,
+    url: &str,
 ) -> Result<Vec<(String, String)>, BackendError> {
     let own = [
         ("PATH", "/usr/local/bin:/usr/bin:/bin".to_owned()),
         ("HOME", "/workspace".to_owned()),
-        ("HATCHERY_URL", format!("unix:{socket}")),
+        ("HATCHERY_URL", url.to_owned()),
         ("HATCHERY_WORKSPACE_ID", spec.id.clone()),
         ("HATCHERY_BOOTSTRAP_TOKEN", spec.bootstrap_token.clone()),
         ("HATCHERY_CONFIG_DIR", "/config".to_owned()),
@@ -207,7 +207,7 @@ mod tests {
     fn hatchery_variables_win_over_secrets_of_the_same_name() {
         let env = agent_env(
             &spec(vec![("API_KEY", "s3cret"), ("HATCHERY_URL", "http://evil")]),
-            AGENT_SOCKET,
+            "unix:/run/hatchery/hatchery.sock",
         )
         .unwrap();
         let value = |name: &str| {
@@ -220,10 +220,7 @@ mod tests {
         assert_eq!(value("HATCHERY_BOOTSTRAP_TOKEN"), "boot");
         assert_eq!(value("HATCHERY_HEARTBEAT_INTERVAL"), "20000ms");
         for bad in [("A", "x\0y"), ("A=B", "x"), ("", "x")] {
-            assert!(
-                agent_env(&spec(vec![bad]), AGENT_SOCKET).is_err(),
-                "{bad:?}"
-            );
+            assert!(agent_env(&spec(vec![bad]), "unix:/s").is_err(), "{bad:?}");
         }
     }
 

@@ -3,12 +3,14 @@
 //!
 //! - [`local::LocalBackend`]: each workspace a process tree in a bubblewrap sandbox.
 //! - [`docker::DockerBackend`]: each workspace a container of a Docker (or Podman) engine.
+//! - [`kubernetes::KubernetesBackend`]: each workspace a Pod (and its Secret) in a cluster.
 
 // Product code never unwraps what input can influence; tests may.
 #![warn(clippy::unwrap_used)]
 
 pub mod docker;
 mod files;
+pub mod kubernetes;
 pub mod local;
 
 pub use files::AGENT_SOCKET;

@@ -146,7 +146,7 @@ fn descendants(root: i32) -> Vec<i32> {
 /// The agent's environment as bubblewrap arguments, NUL-separated for `--args`.
 fn environment(spec: &WorkspaceSpec) -> Result<Vec<u8>, BackendError> {
     let mut args = Vec::new();
-    for (name, value) in agent_env(spec, AGENT_SOCKET)? {
+    for (name, value) in agent_env(spec, &format!("unix:{AGENT_SOCKET}"))? {
         for part in ["--setenv", &name, &value] {
             args.extend_from_slice(part.as_bytes());
             args.push(0);

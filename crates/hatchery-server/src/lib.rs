@@ -96,6 +96,21 @@ pub enum BackendChoice {
         /// Runtimes allowed the host's network.
         host_network: std::collections::HashSet<String>,
     },
+    /// Each agent a Pod in a Kubernetes cluster.
+    Kubernetes {
+        /// An unauthenticated API URL (`kubectl proxy`); `None`: as `kubectl` finds it.
+        api: Option<String>,
+        /// The namespace; `None`: the configuration's default.
+        namespace: Option<String>,
+        /// Where agents reach the control plane from inside the cluster.
+        agent_url: String,
+        /// The image that runs `hatchery agent`.
+        image: String,
+        /// Per-runtime images.
+        images: std::collections::HashMap<String, String>,
+        /// Runtimes whose pods get the node's network.
+        host_network: std::collections::HashSet<String>,
+    },
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -486,11 +501,19 @@ async fn backend(config: &ServerConfig, store: &Store) -> Result<Option<BackendP
         BackendChoice::None => return Ok(None),
         BackendChoice::Local { .. } => "local",
         BackendChoice::Docker { .. } => "docker",
+        BackendChoice::Kubernetes { .. } => "kubernetes",
     };
     let refuse = |reason: String| StartError::Backend {
         backend: name,
         reason,
     };
+    let grace = std::time::Duration::from_secs(5);
+    if let BackendChoice::Kubernetes { .. } = &config.backend {
+        return kubernetes_backend(config, store, grace)
+            .await
+            .map(Some)
+            .map_err(refuse);
+    }
     let socket = config.unix_socket.clone().ok_or_else(|| {
         refuse(
             "it needs the Unix socket (HATCHERY_SOCKET) its agents reach the control plane through"
@@ -499,9 +522,8 @@ async fn backend(config: &ServerConfig, store: &Store) -> Result<Option<BackendP
     })?;
     let data_dir = std::fs::canonicalize(&config.data_dir).map_err(|e| refuse(e.to_string()))?;
     let root = data_dir.join("workspaces");
-    let grace = std::time::Duration::from_secs(5);
     match &config.backend {
-        BackendChoice::None => Ok(None),
+        BackendChoice::None | BackendChoice::Kubernetes { .. } => Ok(None),
         BackendChoice::Local {
             default_command,
             commands,
@@ -605,6 +627,54 @@ async fn docker_backend(
         },
     )
     .map_err(|e| e.to_string())?;
+    Ok((Arc::new(backend), exits))
+}
+
+/// This installation's id, made at its first start: containers and pods carry it, so two
+/// control planes sharing an engine or a namespace never adopt each other's agents.
+async fn installation_id(store: &Store) -> Result<String, String> {
+    store
+        .setting_get_or_insert(
+            "installation_id",
+            &uuid::Uuid::new_v4().simple().to_string(),
+        )
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The kubernetes backend: the cluster answers, in the namespace pods will go in.
+async fn kubernetes_backend(
+    config: &ServerConfig,
+    store: &Store,
+    grace: std::time::Duration,
+) -> Result<BackendParts, String> {
+    use hatchery_provision::kubernetes;
+    let BackendChoice::Kubernetes {
+        api,
+        namespace,
+        agent_url,
+        image,
+        images,
+        host_network,
+    } = &config.backend
+    else {
+        return Err("not the kubernetes backend".to_owned());
+    };
+    let (client, namespace) = kubernetes::connect(api.as_deref(), namespace.as_deref())
+        .await
+        .map_err(|e| e.to_string())?;
+    let (backend, exits) = kubernetes::KubernetesBackend::new(
+        client,
+        kubernetes::KubernetesConfig {
+            namespace,
+            agent_url: agent_url.clone(),
+            images: images.clone(),
+            default_image: image.clone(),
+            host_network: host_network.clone(),
+            grace,
+            installation: installation_id(store).await?,
+        },
+    );
     Ok((Arc::new(backend), exits))
 }
 

@@ -4,6 +4,8 @@
 //! The Postgres server's URL arrives in `HATCHERY_TEST_POSTGRES_URL`. Without it a
 //! Postgres test fails (it does not skip): the suite must test both databases for real.
 
+pub mod fake_kube;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -50,16 +50,29 @@ pub struct ServeArgs {
     #[arg(long, env = "HATCHERY_SOCKET")]
     socket: Option<PathBuf>,
     /// Where agents run: `local` (a bubblewrap sandbox each), `docker` (a container each,
-    /// on a Docker or Podman engine on this machine) or `none` (agents are started by hand
-    /// and register themselves).
-    #[arg(long, env = "HATCHERY_BACKEND", default_value = "local", value_parser = ["local", "docker", "none"])]
+    /// on a Docker or Podman engine on this machine), `kubernetes` (a Pod each) or `none`
+    /// (agents are started by hand and register themselves).
+    #[arg(long, env = "HATCHERY_BACKEND", default_value = "local", value_parser = ["local", "docker", "kubernetes", "none"])]
     backend: String,
     /// The Docker (or Podman) engine's socket, for the docker backend [default: `$DOCKER_HOST`, else `unix:///var/run/docker.sock`].
     #[arg(long, env = "HATCHERY_DOCKER_HOST")]
     docker_host: Option<String>,
-    /// The image agents run in, for the docker backend [default: one built from this binary at start].
+    /// The image agents run in, for the docker backend [default: one built from this binary
+    /// at start] and the kubernetes backend (required there).
     #[arg(long, env = "HATCHERY_AGENT_IMAGE")]
     agent_image: Option<String>,
+    /// The Kubernetes API as an unauthenticated URL, e.g. `kubectl proxy`'s
+    /// `http://127.0.0.1:8001` [default: as kubectl finds it: `$KUBECONFIG`,
+    /// `~/.kube/config`, or the in-cluster service account].
+    #[arg(long, env = "HATCHERY_KUBE_API")]
+    kube_api: Option<String>,
+    /// The namespace agents' pods go in [default: the Kubernetes configuration's].
+    #[arg(long, env = "HATCHERY_KUBE_NAMESPACE")]
+    kube_namespace: Option<String>,
+    /// Where agents reach this control plane from inside the cluster, for the kubernetes
+    /// backend (required there), e.g. `http://hatchery.hatchery.svc:8080`.
+    #[arg(long, env = "HATCHERY_KUBE_AGENT_URL")]
+    kube_agent_url: Option<String>,
     /// Images of runtimes, as JSON, for the docker backend: `{"my-runtime": "my-agent:1.2"}`.
     /// Runtimes not listed run the agent image.
     #[arg(long, env = "HATCHERY_RUNTIME_IMAGES", value_parser = parse_runtime_images)]
@@ -145,7 +158,7 @@ fn supervision(args: &ServeArgs) -> Supervision {
     supervision
 }
 
-fn backend_choice(args: &ServeArgs) -> std::io::Result<BackendChoice> {
+fn backend_choice(args: &ServeArgs) -> Result<BackendChoice, String> {
     let host_network = args
         .host_network_runtimes
         .iter()
@@ -162,12 +175,34 @@ fn backend_choice(args: &ServeArgs) -> std::io::Result<BackendChoice> {
                 .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
                 .unwrap_or_else(|| DEFAULT_DOCKER_HOST.to_owned()),
             default_image: args.agent_image.clone().filter(|i| !i.is_empty()),
-            agent_program: std::env::current_exe()?,
+            agent_program: std::env::current_exe()
+                .map_err(|e| format!("cannot find the hatchery binary to run agents with: {e}"))?,
             images: args.runtime_images.clone().map(|i| i.0).unwrap_or_default(),
             host_network,
         },
+        "kubernetes" => BackendChoice::Kubernetes {
+            api: args.kube_api.clone().filter(|a| !a.is_empty()),
+            namespace: args.kube_namespace.clone().filter(|n| !n.is_empty()),
+            agent_url: args
+                .kube_agent_url
+                .clone()
+                .filter(|u| !u.is_empty())
+                .ok_or("the kubernetes backend needs HATCHERY_KUBE_AGENT_URL: where agents reach this control plane from inside the cluster")?,
+            image: args
+                .agent_image
+                .clone()
+                .filter(|i| !i.is_empty())
+                .ok_or("the kubernetes backend needs HATCHERY_AGENT_IMAGE: an image with `hatchery agent` that the cluster can pull (see the README)")?,
+            images: args
+                .runtime_images
+                .clone()
+                .map(|i| i.0)
+                .unwrap_or_default(),
+            host_network,
+        },
         _ => BackendChoice::Local {
-            default_command: agent_command()?,
+            default_command: agent_command()
+                .map_err(|e| format!("cannot find the hatchery binary to run agents with: {e}"))?,
             commands: args
                 .runtime_commands
                 .clone()
@@ -189,10 +224,8 @@ pub fn run(args: ServeArgs) -> ExitCode {
     let backend = match backend_choice(&args) {
         Ok(choice) => choice,
         Err(e) => {
-            err(format_args!(
-                "error: cannot find the hatchery binary to run agents with: {e}"
-            ));
-            return ExitCode::from(exit::SERVER_ERROR);
+            err(format_args!("error: {e}"));
+            return ExitCode::from(exit::USER_ERROR);
         }
     };
     let config = ServerConfig {

@@ -1,0 +1,254 @@
+//! The kubernetes backend end to end, on the real `hatchery serve` and a fake cluster (no
+//! cluster is reachable here): the testkit's API server speaks the wire protocol `kube`
+//! uses, and its kubelet runs each pod's container as a real process. A create ends with
+//! a Pod and its Secret, rendered locked down, whose `hatchery agent` registered itself;
+//! a crashing agent fails its workspace with its exit code and last words; a control plane
+//! killed with -9 adopts its live pods when it comes back and deletes the ones that must
+//! not run; a delete leaves no pod, no secret and no process.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use hatchery_testkit::fake_kube::FakeCluster;
+use serde_json::{Value, json};
+
+mod common;
+
+const TOKEN: &str = "kubernetes-backend-admin";
+const NAMESPACE: &str = "agents";
+
+struct Server {
+    process: common::Serve,
+    api: common::Admin,
+}
+
+impl std::ops::Deref for Server {
+    type Target = common::Admin;
+    fn deref(&self) -> &common::Admin {
+        &self.api
+    }
+}
+
+async fn cluster() -> FakeCluster {
+    FakeCluster::start(HashMap::from([
+        (
+            "hatchery-agent:test".to_owned(),
+            vec![
+                env!("CARGO_BIN_EXE_hatchery").to_owned(),
+                "agent".to_owned(),
+            ],
+        ),
+        (
+            "crasher:test".to_owned(),
+            vec![
+                "/bin/sh".to_owned(),
+                "-c".to_owned(),
+                "echo 'cannot find my model weights'; exit 3".to_owned(),
+            ],
+        ),
+    ]))
+    .await
+}
+
+/// `hatchery serve` on `port`: agents reach it there, as through a Service's stable URL.
+async fn serve(cluster: &FakeCluster, data_dir: &std::path::Path, port: u16) -> Server {
+    let env = vec![
+        ("HATCHERY_DATA_DIR", data_dir.display().to_string()),
+        ("HATCHERY_ADMIN_TOKEN", TOKEN.to_owned()),
+        ("HATCHERY_PLATFORM_KEY", "platform-gateway-key".to_owned()),
+        ("HATCHERY_BACKEND", "kubernetes".to_owned()),
+        ("HATCHERY_KUBE_API", cluster.url.clone()),
+        ("HATCHERY_KUBE_NAMESPACE", NAMESPACE.to_owned()),
+        (
+            "HATCHERY_KUBE_AGENT_URL",
+            format!("http://127.0.0.1:{port}"),
+        ),
+        ("HATCHERY_AGENT_IMAGE", "hatchery-agent:test".to_owned()),
+        (
+            "HATCHERY_RUNTIME_IMAGES",
+            json!({"crasher": "crasher:test"}).to_string(),
+        ),
+        ("HATCHERY_HEARTBEAT_TTL", "3s".to_owned()),
+    ];
+    let process = common::Serve::start_on(port, &env).await;
+    Server {
+        api: common::Admin::new(&process.base, TOKEN),
+        process,
+    }
+}
+
+fn named<'a>(objects: &'a [Value], name: &str) -> Option<&'a Value> {
+    objects.iter().find(|o| o["metadata"]["name"] == name)
+}
+
+/// Wait (bounded) until neither pod nor secret of the workspace remains.
+async fn until_gone(cluster: &FakeCluster, id: &str) {
+    let name = format!("hatchery-{id}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while named(&cluster.objects("pods", NAMESPACE), &name).is_some()
+        || named(&cluster.objects("secrets", NAMESPACE), &name).is_some()
+    {
+        assert!(Instant::now() < deadline, "{name} left behind");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_create_ends_with_a_locked_down_pod_online_and_a_delete_removes_it() {
+    let cluster = cluster().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&cluster, &dir.path().join("data"), common::free_port()).await;
+    let id = server
+        .create(json!({"name": "coder", "runtime": "claude-code", "model": "moonshot/kimi-k2.6"}))
+        .await;
+    let row = server.until_status(&id, "online").await;
+    assert_eq!(row["agent_card"]["provider"], "platform", "{row}");
+    assert_eq!(row["agent_card"]["llm_billing_mode"], "platform");
+
+    let name = format!("hatchery-{id}");
+    let pods = cluster.objects("pods", NAMESPACE);
+    let pod = named(&pods, &name).expect("a pod named after the workspace");
+    assert_eq!(pod["metadata"]["labels"]["hatchery.dev/workspace"], id);
+    assert_eq!(
+        pod["metadata"]["annotations"]["hatchery.dev/runtime"],
+        "claude-code"
+    );
+    let spec = &pod["spec"];
+    assert_eq!(spec["restartPolicy"], "Never");
+    assert_eq!(spec["automountServiceAccountToken"], false);
+    assert_eq!(spec["hostNetwork"], false);
+    assert_eq!(spec["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        spec["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let container = &spec["containers"][0];
+    assert_eq!(container["image"], "hatchery-agent:test");
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(
+        container["securityContext"]["allowPrivilegeEscalation"],
+        false
+    );
+    assert_eq!(
+        container["securityContext"]["capabilities"]["drop"],
+        json!(["ALL"])
+    );
+    assert_eq!(container["resources"]["limits"]["memory"], "2147483648");
+    assert_eq!(container["resources"]["limits"]["cpu"], "1000m");
+    let rendered = pod.to_string();
+    assert!(
+        !rendered.contains("platform-gateway-key")
+            && !rendered.contains("HATCHERY_BOOTSTRAP_TOKEN"),
+        "credentials only in the secret: {rendered}"
+    );
+
+    let secrets = cluster.objects("secrets", NAMESPACE);
+    let secret = named(&secrets, &name).expect("a secret beside the pod");
+    let owner = &secret["metadata"]["ownerReferences"][0];
+    assert_eq!(owner["kind"], "Pod");
+    assert_eq!(
+        owner["uid"], pod["metadata"]["uid"],
+        "collected with its pod"
+    );
+    assert!(secret["data"]["HATCHERY_BOOTSTRAP_TOKEN"].is_string());
+    assert!(secret["data"]["file-0"].is_string(), "config files too");
+
+    // Logs come from the cluster.
+    let (status, logs) = server
+        .call(
+            reqwest::Method::GET,
+            &format!("/workspaces/{id}/logs?tail=50"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(logs.as_str().unwrap().contains("registered"), "{logs}");
+
+    let (status, _) = server
+        .call(reqwest::Method::DELETE, &format!("/workspaces/{id}"), None)
+        .await;
+    assert_eq!(status, 200);
+    until_gone(&cluster, &id).await;
+    assert!(
+        cluster
+            .requests()
+            .iter()
+            .any(|r| r == &format!("DELETE /api/v1/namespaces/{NAMESPACE}/pods/{name}")),
+        "{:?}",
+        cluster.requests()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crashing_pod_fails_its_workspace_with_the_exit_code_and_last_words() {
+    let cluster = cluster().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&cluster, &dir.path().join("data"), common::free_port()).await;
+    let id = server
+        .create(json!({"name": "crasher", "runtime": "crasher"}))
+        .await;
+    let row = server.until_status(&id, "failed").await;
+    let reason = row["failure_reason"].as_str().unwrap();
+    assert!(reason.contains("exited with code 3"), "{reason}");
+    assert!(reason.contains("cannot find my model weights"), "{reason}");
+    server
+        .call(reqwest::Method::DELETE, &format!("/workspaces/{id}"), None)
+        .await;
+    until_gone(&cluster, &id).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_kill_9_live_pods_are_adopted_and_the_unwanted_deleted() {
+    let cluster = cluster().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = common::free_port();
+    let mut server = serve(&cluster, &data, port).await;
+    let kept = server
+        .create(json!({"name": "kept", "runtime": "claude-code", "model": "moonshot/kimi-k2.6"}))
+        .await;
+    let dropped = server
+        .create(json!({"name": "dropped", "runtime": "claude-code", "model": "moonshot/kimi-k2.6"}))
+        .await;
+    server.until_status(&kept, "online").await;
+    server.until_status(&dropped, "online").await;
+    let uid_before = named(
+        &cluster.objects("pods", NAMESPACE),
+        &format!("hatchery-{kept}"),
+    )
+    .unwrap()["metadata"]["uid"]
+        .clone();
+
+    server.process.child.kill().unwrap();
+    server.process.child.wait().unwrap();
+    // While it was down, another replica deleted one of them.
+    let store = hatchery_store::Store::connect(&hatchery_store::default_sqlite_url(&data))
+        .await
+        .unwrap();
+    store.workspace_remove(&dropped, false).await.unwrap();
+    store.close().await;
+
+    let server = serve(&cluster, &data, port).await;
+    until_gone(&cluster, &dropped).await;
+    let (_, first) = server
+        .call(reqwest::Method::GET, &format!("/workspaces/{kept}"), None)
+        .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let row = server.until_status(&kept, "online").await;
+    assert_ne!(
+        row["last_seen_at"], first["last_seen_at"],
+        "heartbeats reach the new control plane"
+    );
+    let pods = cluster.objects("pods", NAMESPACE);
+    let pod = named(&pods, &format!("hatchery-{kept}")).unwrap();
+    assert_eq!(pod["metadata"]["uid"], uid_before, "the same pod, adopted");
+
+    server
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/workspaces/{kept}"),
+            None,
+        )
+        .await;
+    until_gone(&cluster, &kept).await;
+}

@@ -1,0 +1,715 @@
+//! The `kubernetes` backend: each workspace's agent is a Pod, with a Secret beside it that
+//! holds its environment and config files, driven through the Kubernetes API (`kube`).
+//!
+//! A Pod: named after its workspace, labelled with it and with the installation that owns
+//! it, `restartPolicy: Never` (a crash is reported, not hidden by restarts), no service
+//! account token, non-root, read-only root, every capability dropped, no privilege
+//! escalation, the runtime-default seccomp profile, memory and CPU limits, an `emptyDir`
+//! at `/workspace` and `/tmp`, its config read-only at `/config`. The Secret carries an
+//! owner reference to the Pod, so deleting the Pod collects it.
+//!
+//! Pods have the cluster's network: agents reach the control plane over it, at the URL
+//! the operator gives (`agent_url`, e.g. its Service). Keeping them off everything else is
+//! a `NetworkPolicy`'s job (see the README). Pods outlive the control plane: a restart adopts
+//! the live ones. A watch on the installation's pods turns a pod that ends on its own into
+//! an [`Exit`] with its exit code and last log lines.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+use futures_util::{AsyncBufReadExt as _, StreamExt as _};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar, EnvVarSource, KeyToPath,
+    ObjectFieldSelector, Pod, PodSecurityContext, PodSpec, ResourceRequirements, SeccompProfile,
+    Secret, SecretEnvSource, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
+use kube::runtime::{WatchStreamExt as _, watcher};
+use tokio::sync::mpsc;
+
+use crate::files::{EXIT_LOG_LINES, agent_env, safe_relative};
+use crate::{AgentState, Backend, BackendError, Exit, WorkspaceSpec};
+
+/// The label naming the workspace a pod runs.
+pub const WORKSPACE_LABEL: &str = "hatchery.dev/workspace";
+/// The label naming the installation (control plane database) that owns a pod.
+pub const INSTALLATION_LABEL: &str = "hatchery.dev/installation";
+/// The annotation naming the runtime (runtimes need not be valid label values).
+const RUNTIME_ANNOTATION: &str = "hatchery.dev/runtime";
+/// The port agents serve A2A on.
+const AGENT_PORT: u16 = 8000;
+/// The user agents run as: nobody.
+const AGENT_UID: i64 = 65534;
+/// How long a deleted pod may take to go before a stop gives up waiting.
+const GONE_PATIENCE: Duration = Duration::from_secs(10);
+
+/// How the kubernetes backend runs agents.
+#[derive(Debug, Clone)]
+pub struct KubernetesConfig {
+    /// The namespace pods and secrets go in.
+    pub namespace: String,
+    /// Where agents reach the control plane, from inside the cluster
+    /// (`http://hatchery.hatchery.svc:8080`).
+    pub agent_url: String,
+    /// The image of each runtime; runtimes not listed run `default_image`.
+    pub images: HashMap<String, String>,
+    /// The image that runs `hatchery agent`.
+    pub default_image: String,
+    /// Runtimes whose pods get the node's network (`hostNetwork`).
+    pub host_network: HashSet<String>,
+    /// Between SIGTERM and SIGKILL.
+    pub grace: Duration,
+    /// This installation's id: pods carry it, and only its own are adopted.
+    pub installation: String,
+}
+
+/// One pod this backend started or adopted.
+#[derive(Debug)]
+struct Tracked {
+    /// The pod's uid: a new pod of the same name is another one.
+    uid: String,
+    /// Set when we stop it: its end is then no news.
+    stopping: Arc<AtomicBool>,
+}
+
+/// The kubernetes backend.
+pub struct KubernetesBackend {
+    pods: Api<Pod>,
+    secrets: Api<Secret>,
+    config: KubernetesConfig,
+    tracked: Arc<Mutex<HashMap<String, Tracked>>>,
+    exits: mpsc::UnboundedSender<Exit>,
+}
+
+impl std::fmt::Debug for KubernetesBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubernetesBackend")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A client of the cluster, and the namespace: through `api` when given (an
+/// unauthenticated URL, such as `kubectl proxy`'s `http://127.0.0.1:8001`), else as
+/// `kubectl` would (`$KUBECONFIG`, `~/.kube/config`, or the in-cluster service account);
+/// in `namespace`, else the configuration's default. Checked now, not at the first
+/// create: pods can be listed there.
+pub async fn connect(
+    api: Option<&str>,
+    namespace: Option<&str>,
+) -> Result<(kube::Client, String), BackendError> {
+    let config = match api {
+        Some(url) => {
+            let uri = url.parse().map_err(|e| {
+                BackendError::Permanent(format!("the Kubernetes API URL {url:?} is not a URL: {e}"))
+            })?;
+            kube::Config::new(uri)
+        }
+        None => kube::Config::infer().await.map_err(|e| {
+            BackendError::Permanent(format!(
+                "no Kubernetes configuration found (KUBECONFIG, ~/.kube/config or in-cluster): {e}"
+            ))
+        })?,
+    };
+    let namespace = namespace.map_or_else(|| config.default_namespace.clone(), str::to_owned);
+    let client = kube::Client::try_from(config)
+        .map_err(|e| BackendError::Permanent(format!("cannot make a Kubernetes client: {e}")))?;
+    Api::<Pod>::namespaced(client.clone(), &namespace)
+        .list(&ListParams::default().limit(1))
+        .await
+        .map_err(|e| api_error(&format!("listing pods in namespace {namespace:?}"), &e))?;
+    Ok((client, namespace))
+}
+
+/// An API error, sorted: a refused request (4xx other than a conflict or throttling) will
+/// be refused again; anything else may pass next time.
+fn api_error(context: &str, error: &kube::Error) -> BackendError {
+    match error {
+        kube::Error::Api(status)
+            if (400..500).contains(&status.code) && ![409, 429].contains(&status.code) =>
+        {
+            BackendError::Permanent(format!(
+                "{context}: the cluster refused: {}",
+                status.message
+            ))
+        }
+        other => BackendError::Transient(format!("{context}: {other}")),
+    }
+}
+
+fn not_found(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.is_not_found())
+}
+
+/// A pod's phase and, once it ended, its agent's exit code.
+fn pod_state(pod: &Pod) -> AgentState {
+    let status = pod.status.as_ref();
+    match status.and_then(|s| s.phase.as_deref()) {
+        Some("Succeeded" | "Failed") => AgentState::Exited(
+            status
+                .and_then(|s| s.container_statuses.as_ref())
+                .and_then(|c| c.first())
+                .and_then(|c| c.state.as_ref()?.terminated.as_ref())
+                .map(|t| t.exit_code),
+        ),
+        _ => AgentState::Running(pod.metadata.uid.clone().unwrap_or_default()),
+    }
+}
+
+impl KubernetesBackend {
+    /// A backend on `client`, and the stream of agents that ended on their own. Starts the
+    /// watch on the installation's pods (so it needs a Tokio runtime).
+    #[must_use]
+    pub fn new(
+        client: kube::Client,
+        config: KubernetesConfig,
+    ) -> (Self, mpsc::UnboundedReceiver<Exit>) {
+        let (exits, reports) = mpsc::unbounded_channel();
+        let backend = Self {
+            pods: Api::namespaced(client.clone(), &config.namespace),
+            secrets: Api::namespaced(client, &config.namespace),
+            config,
+            tracked: Arc::default(),
+            exits,
+        };
+        backend.watch_pods();
+        (backend, reports)
+    }
+
+    /// A workspace's pod (and secret) name.
+    fn object_name(id: &str) -> String {
+        format!("hatchery-{id}")
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Tracked>> {
+        self.tracked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn labels(&self, id: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (WORKSPACE_LABEL.to_owned(), id.to_owned()),
+            (
+                INSTALLATION_LABEL.to_owned(),
+                self.config.installation.clone(),
+            ),
+            (
+                "app.kubernetes.io/managed-by".to_owned(),
+                "hatchery".to_owned(),
+            ),
+        ])
+    }
+
+    /// The pod's one container: the runtime's image, its environment from the secret,
+    /// locked down, limited.
+    fn agent_container(&self, spec: &WorkspaceSpec, secret: &str) -> Container {
+        let image = self
+            .config
+            .images
+            .get(&spec.runtime)
+            .unwrap_or(&self.config.default_image)
+            .clone();
+        let limits = spec.limits;
+        let resources = BTreeMap::from([
+            (
+                "memory".to_owned(),
+                Quantity(limits.memory_bytes.to_string()),
+            ),
+            (
+                "cpu".to_owned(),
+                Quantity(format!("{}m", limits.cpu_millis)),
+            ),
+        ]);
+        let mount = |name: &str, path: &str, read_only: bool| VolumeMount {
+            name: name.to_owned(),
+            mount_path: path.to_owned(),
+            read_only: Some(read_only),
+            ..Default::default()
+        };
+        Container {
+            name: "agent".to_owned(),
+            image: Some(image),
+            // Everything from the secret: the workspace's secrets and hatchery's variables.
+            env_from: Some(vec![EnvFromSource {
+                secret_ref: Some(SecretEnvSource {
+                    name: secret.to_owned(),
+                    optional: Some(false),
+                }),
+                ..Default::default()
+            }]),
+            // It serves A2A on the pod's address, and registers that address.
+            env: Some(vec![
+                EnvVar {
+                    name: "POD_IP".to_owned(),
+                    value_from: Some(EnvVarSource {
+                        field_ref: Some(ObjectFieldSelector {
+                            field_path: "status.podIP".to_owned(),
+                            api_version: None,
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                EnvVar {
+                    name: "HATCHERY_AGENT_LISTEN".to_owned(),
+                    value: Some(format!("0.0.0.0:{AGENT_PORT}")),
+                    ..Default::default()
+                },
+                EnvVar {
+                    name: "HATCHERY_AGENT_URL".to_owned(),
+                    value: Some(format!("http://$(POD_IP):{AGENT_PORT}")),
+                    ..Default::default()
+                },
+            ]),
+            working_dir: Some("/workspace".to_owned()),
+            resources: Some(ResourceRequirements {
+                limits: Some(resources.clone()),
+                requests: Some(resources),
+                ..Default::default()
+            }),
+            security_context: Some(SecurityContext {
+                allow_privilege_escalation: Some(false),
+                read_only_root_filesystem: Some(true),
+                run_as_non_root: Some(true),
+                capabilities: Some(Capabilities {
+                    drop: Some(vec!["ALL".to_owned()]),
+                    add: None,
+                }),
+                ..Default::default()
+            }),
+            volume_mounts: Some(vec![
+                mount("workspace", "/workspace", false),
+                mount("config", "/config", true),
+                mount("tmp", "/tmp", false),
+            ]),
+            ..Default::default()
+        }
+    }
+
+    /// The pod for `spec`: everything but its secret's contents.
+    pub fn render_pod(&self, spec: &WorkspaceSpec) -> Result<Pod, BackendError> {
+        let name = Self::object_name(&spec.id);
+        let config_files = spec
+            .files
+            .iter()
+            .enumerate()
+            .map(|(index, (path, _))| {
+                Ok(KeyToPath {
+                    key: format!("file-{index}"),
+                    path: safe_relative(path)?.display().to_string(),
+                    mode: None,
+                })
+            })
+            .collect::<Result<Vec<_>, BackendError>>()?;
+        let empty_dir = |name: &str, memory: bool| Volume {
+            name: name.to_owned(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                medium: memory.then(|| "Memory".to_owned()),
+                size_limit: memory.then(|| Quantity("64Mi".to_owned())),
+            }),
+            ..Default::default()
+        };
+        let container = self.agent_container(spec, &name);
+        Ok(Pod {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(self.config.namespace.clone()),
+                labels: Some(self.labels(&spec.id)),
+                annotations: Some(BTreeMap::from([(
+                    RUNTIME_ANNOTATION.to_owned(),
+                    spec.runtime.clone(),
+                )])),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                containers: vec![container],
+                restart_policy: Some("Never".to_owned()),
+                automount_service_account_token: Some(false),
+                enable_service_links: Some(false),
+                host_network: Some(self.config.host_network.contains(&spec.runtime)),
+                termination_grace_period_seconds: Some(
+                    i64::try_from(self.config.grace.as_secs()).unwrap_or(i64::MAX),
+                ),
+                security_context: Some(PodSecurityContext {
+                    run_as_non_root: Some(true),
+                    run_as_user: Some(AGENT_UID),
+                    run_as_group: Some(AGENT_UID),
+                    fs_group: Some(AGENT_UID),
+                    seccomp_profile: Some(SeccompProfile {
+                        type_: "RuntimeDefault".to_owned(),
+                        localhost_profile: None,
+                    }),
+                    ..Default::default()
+                }),
+                volumes: Some(vec![
+                    empty_dir("workspace", false),
+                    empty_dir("tmp", true),
+                    Volume {
+                        name: "config".to_owned(),
+                        secret: Some(SecretVolumeSource {
+                            secret_name: Some(name),
+                            items: Some(config_files),
+                            default_mode: Some(0o444),
+                            optional: Some(false),
+                        }),
+                        ..Default::default()
+                    },
+                ]),
+                ..Default::default()
+            }),
+            status: None,
+        })
+    }
+
+    /// The secret for `spec`, owned by `pod`: its environment (secrets, the bootstrap
+    /// token, hatchery's variables) and its config files (`file-N`, mapped to their paths
+    /// by the pod's volume).
+    pub fn render_secret(&self, spec: &WorkspaceSpec, pod: &Pod) -> Result<Secret, BackendError> {
+        let mut data: BTreeMap<String, ByteString> = agent_env(spec, &self.config.agent_url)?
+            .into_iter()
+            .filter(|(name, _)| valid_secret_key(name))
+            .map(|(name, value)| (name, ByteString(value.into_bytes())))
+            .collect();
+        for (index, (_, content)) in spec.files.iter().enumerate() {
+            data.insert(
+                format!("file-{index}"),
+                ByteString(content.clone().into_bytes()),
+            );
+        }
+        let owner = OwnerReference {
+            api_version: "v1".to_owned(),
+            kind: "Pod".to_owned(),
+            name: pod.metadata.name.clone().unwrap_or_default(),
+            uid: pod.metadata.uid.clone().ok_or_else(|| {
+                BackendError::Transient("the cluster gave the pod no uid".to_owned())
+            })?,
+            controller: Some(true),
+            block_owner_deletion: None,
+        };
+        Ok(Secret {
+            metadata: ObjectMeta {
+                name: pod.metadata.name.clone(),
+                namespace: Some(self.config.namespace.clone()),
+                labels: Some(self.labels(&spec.id)),
+                owner_references: Some(vec![owner]),
+                ..Default::default()
+            },
+            data: Some(data),
+            type_: Some("Opaque".to_owned()),
+            immutable: Some(true),
+            ..Default::default()
+        })
+    }
+
+    async fn start_pod(&self, spec: &WorkspaceSpec) -> Result<(), BackendError> {
+        let name = Self::object_name(&spec.id);
+        // One agent per workspace: a live pod stays (adopted if need be); an ended one
+        // makes way for the new one.
+        match self.pods.get_opt(&name).await {
+            Ok(Some(pod)) => {
+                let deleting = pod.metadata.deletion_timestamp.is_some();
+                let stopping = self
+                    .lock()
+                    .get(&spec.id)
+                    .is_some_and(|t| t.stopping.load(Ordering::Acquire));
+                if matches!(pod_state(&pod), AgentState::Running(_)) && !deleting && !stopping {
+                    self.adopt(&spec.id, pod.metadata.uid.unwrap_or_default());
+                    return Ok(());
+                }
+                self.remove(&spec.id).await?;
+            }
+            Ok(None) => {}
+            Err(e) => return Err(api_error("looking for the workspace's pod", &e)),
+        }
+        let pod = self.render_pod(spec)?;
+        let created = self
+            .pods
+            .create(&PostParams::default(), &pod)
+            .await
+            .map_err(|e| api_error("creating the pod", &e))?;
+        let uid = created.metadata.uid.clone().unwrap_or_default();
+        self.adopt(&spec.id, uid);
+        let secret = self.render_secret(spec, &created)?;
+        if let Err(e) = self.secrets.create(&PostParams::default(), &secret).await {
+            let error = api_error("creating the pod's secret", &e);
+            let _ = self.remove(&spec.id).await;
+            return Err(error);
+        }
+        tracing::info!(workspace_id = %spec.id, pod = %name, "pod created");
+        Ok(())
+    }
+
+    /// Track a pod (by uid); the watch reports its end unless we stop it.
+    fn adopt(&self, id: &str, uid: String) {
+        let mut tracked = self.lock();
+        if tracked.get(id).is_some_and(|t| t.uid == uid) {
+            return;
+        }
+        tracked.insert(
+            id.to_owned(),
+            Tracked {
+                uid,
+                stopping: Arc::new(AtomicBool::new(false)),
+            },
+        );
+    }
+
+    /// Delete the workspace's pod and secret, and wait (bounded) until the pod is gone.
+    async fn remove(&self, id: &str) -> Result<(), BackendError> {
+        if let Some(tracked) = self.lock().get(id) {
+            tracked.stopping.store(true, Ordering::Release);
+        }
+        let name = Self::object_name(id);
+        let grace = u32::try_from(self.config.grace.as_secs()).unwrap_or(u32::MAX);
+        let params = DeleteParams {
+            grace_period_seconds: Some(grace),
+            ..DeleteParams::background()
+        };
+        match self.pods.delete(&name, &params).await {
+            Ok(_) => {}
+            Err(e) if not_found(&e) => {}
+            Err(e) => return Err(api_error("deleting the pod", &e)),
+        }
+        // The owner reference collects it too; deleting it here does not wait on that.
+        match self.secrets.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(e) if not_found(&e) => {}
+            Err(e) => return Err(api_error("deleting the pod's secret", &e)),
+        }
+        let deadline = tokio::time::Instant::now() + self.config.grace + GONE_PATIENCE;
+        loop {
+            match self.pods.get_opt(&name).await {
+                Ok(None) => break,
+                Ok(Some(_)) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Ok(Some(_)) => {
+                    return Err(BackendError::Transient(format!(
+                        "the pod {name} is still terminating"
+                    )));
+                }
+                Err(e) => return Err(api_error("waiting for the pod to go", &e)),
+            }
+        }
+        self.lock().remove(id);
+        Ok(())
+    }
+
+    /// Watch the installation's pods: one that ends while tracked and not being stopped is
+    /// reported, with its exit code and last log lines.
+    fn watch_pods(&self) {
+        let selector = format!("{INSTALLATION_LABEL}={}", self.config.installation);
+        let events = watcher(
+            self.pods.clone(),
+            watcher::Config::default().labels(&selector),
+        )
+        .default_backoff()
+        .applied_objects();
+        let (pods, tracked, exits) = (
+            self.pods.clone(),
+            Arc::clone(&self.tracked),
+            self.exits.clone(),
+        );
+        tokio::spawn(async move {
+            let mut events = std::pin::pin!(events);
+            while let Some(event) = events.next().await {
+                let pod = match event {
+                    Ok(pod) => pod,
+                    Err(error) => {
+                        tracing::warn!(%error, "watching pods failed; retrying");
+                        continue;
+                    }
+                };
+                let AgentState::Exited(code) = pod_state(&pod) else {
+                    continue;
+                };
+                let Some(id) = pod
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(WORKSPACE_LABEL))
+                    .cloned()
+                else {
+                    continue;
+                };
+                let uid = pod.metadata.uid.clone().unwrap_or_default();
+                let ended_on_its_own = {
+                    let mut tracked = tracked
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    match tracked.get(&id) {
+                        Some(t) if t.uid == uid => {
+                            let on_its_own = !t.stopping.load(Ordering::Acquire);
+                            tracked.remove(&id);
+                            on_its_own
+                        }
+                        _ => false,
+                    }
+                };
+                if ended_on_its_own {
+                    tracing::warn!(workspace_id = %id, ?code, "agent pod ended");
+                    let last_lines =
+                        pod_logs(&pods, &KubernetesBackend::object_name(&id), EXIT_LOG_LINES)
+                            .await
+                            .unwrap_or_default();
+                    let _ = exits.send(Exit {
+                        id,
+                        code,
+                        last_lines,
+                    });
+                }
+            }
+        });
+    }
+
+    async fn adopt_running(&self) -> Result<Vec<String>, BackendError> {
+        let selector = format!("{INSTALLATION_LABEL}={}", self.config.installation);
+        let found = self
+            .pods
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| api_error("listing pods", &e))?;
+        let mut running = Vec::new();
+        for pod in found.items {
+            let Some(id) = pod
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(WORKSPACE_LABEL))
+                .cloned()
+            else {
+                continue;
+            };
+            let live = matches!(pod_state(&pod), AgentState::Running(_))
+                && pod.metadata.deletion_timestamp.is_none();
+            if live {
+                self.adopt(&id, pod.metadata.uid.unwrap_or_default());
+                running.push(id);
+            } else if !self.lock().contains_key(&id) {
+                // Ended while nobody watched: its workspace gets a new one if it should run.
+                let _ = self.remove(&id).await;
+            }
+        }
+        Ok(running)
+    }
+}
+
+/// Secret keys are `[-._a-zA-Z0-9]+`; an environment variable that is not one cannot go
+/// through the secret (and is not a portable variable name anyway).
+fn valid_secret_key(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+}
+
+/// The pod's last `lines` lines of output.
+async fn pod_logs(pods: &Api<Pod>, name: &str, lines: usize) -> Result<String, kube::Error> {
+    let params = LogParams {
+        tail_lines: Some(i64::try_from(lines).unwrap_or(i64::MAX)),
+        ..Default::default()
+    };
+    Ok(pods
+        .logs(name, &params)
+        .await?
+        .trim_end_matches('\n')
+        .to_owned())
+}
+
+impl Backend for KubernetesBackend {
+    fn name(&self) -> &'static str {
+        "kubernetes"
+    }
+
+    fn start<'a>(&'a self, spec: &'a WorkspaceSpec) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(self.start_pod(spec))
+    }
+
+    fn stop<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(self.remove(id))
+    }
+
+    fn state<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<AgentState, BackendError>> {
+        Box::pin(async move {
+            match self.pods.get_opt(&Self::object_name(id)).await {
+                Ok(Some(pod)) => Ok(pod_state(&pod)),
+                Ok(None) => Ok(AgentState::Absent),
+                Err(e) => Err(api_error("reading the pod", &e)),
+            }
+        })
+    }
+
+    fn logs<'a>(
+        &'a self,
+        id: &'a str,
+        lines: usize,
+    ) -> BoxFuture<'a, Result<String, BackendError>> {
+        Box::pin(async move {
+            match pod_logs(&self.pods, &Self::object_name(id), lines).await {
+                Ok(text) => Ok(text),
+                // Gone, or not started yet (400 while its container is being created).
+                Err(kube::Error::Api(status)) if status.is_not_found() || status.code == 400 => {
+                    Ok(String::new())
+                }
+                Err(e) => Err(api_error("reading the pod's logs", &e)),
+            }
+        })
+    }
+
+    fn follow(&self, id: &str) -> BoxStream<'static, Bytes> {
+        let pods = self.pods.clone();
+        let name = Self::object_name(id);
+        let params = LogParams {
+            follow: true,
+            tail_lines: Some(0),
+            ..Default::default()
+        };
+        Box::pin(
+            futures_util::stream::once(async move { pods.log_stream(&name, &params).await })
+                .filter_map(|opened| std::future::ready(opened.ok()))
+                .flat_map(|reader| {
+                    reader
+                        .lines()
+                        .take_while(|line| std::future::ready(line.is_ok()))
+                        .filter_map(|line| {
+                            std::future::ready(line.ok().map(|mut l| {
+                                l.push('\n');
+                                Bytes::from(l)
+                            }))
+                        })
+                }),
+        )
+    }
+
+    fn running(&self) -> BoxFuture<'_, Result<Vec<String>, BackendError>> {
+        Box::pin(self.adopt_running())
+    }
+
+    fn agents_outlive_control_plane(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_keys_are_what_the_api_accepts() {
+        assert!(valid_secret_key("ANTHROPIC_API_KEY"));
+        assert!(valid_secret_key("file-0"));
+        for bad in ["", "A B", "a/b", "é"] {
+            assert!(!valid_secret_key(bad), "{bad}");
+        }
+    }
+}
