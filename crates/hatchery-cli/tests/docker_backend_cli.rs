@@ -33,9 +33,13 @@ impl std::ops::Deref for Server {
 
 /// `hatchery serve` with the docker backend on `engine`, its data in `data_dir`.
 async fn serve(engine: &Dockerd, data_dir: &Path) -> Server {
+    serve_with(engine, data_dir, &[]).await
+}
+
+async fn serve_with(engine: &Dockerd, data_dir: &Path, extra: &[(&'static str, &str)]) -> Server {
     let port = common::free_port();
     let images = json!({"probe": PROBE_IMAGE, "crasher": "hatchery-test-crasher:1"});
-    let env = vec![
+    let mut env = vec![
         ("HATCHERY_DATA_DIR", data_dir.display().to_string()),
         ("HATCHERY_ADMIN_TOKEN", TOKEN.to_owned()),
         ("HATCHERY_PLATFORM_KEY", "platform-gateway-key".to_owned()),
@@ -48,6 +52,7 @@ async fn serve(engine: &Dockerd, data_dir: &Path) -> Server {
             "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_owned(),
         ),
     ];
+    env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
     let process = common::Serve::start_on(port, &env).await;
     Server {
         api: common::Admin::new(&process.base, TOKEN),
@@ -328,4 +333,51 @@ async fn after_kill_9_running_containers_are_adopted_and_the_unwanted_removed() 
         )
         .await;
     until_no_container(&engine, &kept).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_while_a_container_starts_leaves_one_agent_and_nothing_stuck() {
+    let engine = Dockerd::start().await;
+    // The steps after which a container exists: it outlives the crash.
+    for point in ["agent-started", "job-done"] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let lease = ("HATCHERY_JOB_LEASE", "1s");
+        let mut server =
+            serve_with(&engine, &data, &[("HATCHERY_TEST_CRASH_AT", point), lease]).await;
+        let _ = server
+            .client
+            .post(format!("{}/workspaces", server.base))
+            .bearer_auth(TOKEN)
+            .json(&json!({"name": "fragile", "runtime": "claude-code", "model": "moonshot/kimi-k2.6"}))
+            .timeout(Duration::from_secs(20))
+            .send()
+            .await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while server.process.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "{point}: it never crashed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        drop(server);
+
+        let server = serve_with(&engine, &data, &[lease]).await;
+        let (_, all) = server.call(reqwest::Method::GET, "/workspaces", None).await;
+        let id = all[0]["id"].as_str().unwrap().to_owned();
+        server.until_status(&id, "online").await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let (_, row) = server
+            .call(reqwest::Method::GET, &format!("/workspaces/{id}"), None)
+            .await;
+        assert_eq!(row["status"], "online", "{point}: {row}");
+        let running: Vec<_> = containers(&engine)
+            .await
+            .into_iter()
+            .filter(|(w, _, state)| *w == id && state == "running")
+            .collect();
+        assert_eq!(running.len(), 1, "{point}: one agent: {running:?}");
+        server
+            .call(reqwest::Method::DELETE, &format!("/workspaces/{id}"), None)
+            .await;
+        until_no_container(&engine, &id).await;
+    }
 }

@@ -307,3 +307,63 @@ async fn after_kill_9_nothing_is_orphaned_and_the_agent_comes_back_once() {
         processes_mentioning(&id)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_at_each_provisioning_step_leaves_nothing_stuck_orphaned_or_doubled() {
+    for point in ["created", "job-claimed", "agent-started", "job-done"] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let lease = ("HATCHERY_JOB_LEASE", "1s");
+        let mut server = start_with(&data, &[("HATCHERY_TEST_CRASH_AT", point), lease]).await;
+        // The answer may never come: the process dies on the way.
+        let _ = server
+            .client
+            .post(format!("{}/workspaces", server.base))
+            .bearer_auth(TOKEN)
+            .json(&json!({"name": "fragile", "runtime": "claude-code", "model": "moonshot/kimi-k2.6"}))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = server.process.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "{point}: it never crashed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(!status.success(), "{point}: it crashed, it did not stop");
+        // Sandboxes started in the instant before they could arrange to die with it may
+        // outlive it: the next start must find and end them.
+        drop(server);
+
+        let server = start_with(&data, &[lease]).await;
+        let (_, all) = server.call(reqwest::Method::GET, "/workspaces", None).await;
+        let all = all.as_array().unwrap().clone();
+        assert_eq!(
+            all.len(),
+            1,
+            "{point}: all or nothing, and here all: {all:?}"
+        );
+        let id = all[0]["id"].as_str().unwrap().to_owned();
+        server.until_status(&id, "online").await;
+        // One agent: as many processes as a workspace that never crashed has.
+        let baseline = server
+            .create(
+                json!({"name": "steady", "runtime": "claude-code", "model": "moonshot/kimi-k2.6"}),
+            )
+            .await;
+        server.until_status(&baseline, "online").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            processes_mentioning(&id).len(),
+            processes_mentioning(&baseline).len(),
+            "{point}: one agent, not two, no orphan: {:?}",
+            processes_mentioning(&id)
+        );
+        let (_, row) = server
+            .call(reqwest::Method::GET, &format!("/workspaces/{id}"), None)
+            .await;
+        assert_eq!(row["status"], "online", "{point}: {row}");
+    }
+}

@@ -403,25 +403,14 @@ impl DockerBackend {
 
     async fn start_container(&self, spec: &WorkspaceSpec) -> Result<(), BackendError> {
         let name = self.container_name(&spec.id);
-        // One agent per workspace: a running container stays (adopted if need be); a
-        // stopped one makes way for the new one.
+        // One agent per workspace, holding this spec's credential: one left running (by a
+        // start that crashed before its job closed) holds a revoked one, so it makes way.
         match self
             .docker
             .inspect_container(&name, None::<InspectContainerOptions>)
             .await
         {
-            Ok(found) => {
-                let running = found.state.as_ref().and_then(|s| s.running) == Some(true);
-                let stopping = self
-                    .lock()
-                    .get(&spec.id)
-                    .is_some_and(|t| t.stopping.load(Ordering::Acquire));
-                if running && !stopping {
-                    self.adopt(&spec.id, found.id.unwrap_or_default());
-                    return Ok(());
-                }
-                self.remove(&spec.id).await?;
-            }
+            Ok(_) => self.remove(&spec.id).await?,
             Err(e) if not_found(&e) => {}
             Err(e) => return Err(engine_error("looking for the workspace's container", &e)),
         }

@@ -412,21 +412,10 @@ impl KubernetesBackend {
 
     async fn start_pod(&self, spec: &WorkspaceSpec) -> Result<(), BackendError> {
         let name = Self::object_name(&spec.id);
-        // One agent per workspace: a live pod stays (adopted if need be); an ended one
-        // makes way for the new one.
+        // One agent per workspace, holding this spec's credential: one left running (by a
+        // start that crashed before its job closed) holds a revoked one, so it makes way.
         match self.pods.get_opt(&name).await {
-            Ok(Some(pod)) => {
-                let deleting = pod.metadata.deletion_timestamp.is_some();
-                let stopping = self
-                    .lock()
-                    .get(&spec.id)
-                    .is_some_and(|t| t.stopping.load(Ordering::Acquire));
-                if matches!(pod_state(&pod), AgentState::Running(_)) && !deleting && !stopping {
-                    self.adopt(&spec.id, pod.metadata.uid.unwrap_or_default());
-                    return Ok(());
-                }
-                self.remove(&spec.id).await?;
-            }
+            Ok(Some(_)) => self.remove(&spec.id).await?,
             Ok(None) => {}
             Err(e) => return Err(api_error("looking for the workspace's pod", &e)),
         }

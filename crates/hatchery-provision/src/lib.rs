@@ -117,8 +117,10 @@ pub trait Backend: Send + Sync + 'static {
     /// The backend's name (`local`, `docker`, …).
     fn name(&self) -> &'static str;
 
-    /// Start the workspace's agent. Idempotent: an agent already running for this
-    /// workspace is left as it is (never two for one workspace).
+    /// Start the workspace's agent. Never two for one workspace: an agent still there from
+    /// an earlier start is left (the local backend, whose agents die with the control
+    /// plane) or replaced by this spec's (backends whose agents outlive it: an earlier
+    /// start's agent may hold a bootstrap credential since revoked).
     fn start<'a>(&'a self, spec: &'a WorkspaceSpec) -> BoxFuture<'a, Result<(), BackendError>>;
 
     /// Stop the agent: SIGTERM, then SIGKILL after the grace period. Nothing of it remains.

@@ -106,6 +106,29 @@ pub struct LocalBackend {
     exits: mpsc::UnboundedSender<Exit>,
 }
 
+/// Sandboxes of `bwrap` whose command line binds a directory under `root` and whose pid is
+/// not in `ours`: left by a control plane that died before they could arrange to die with
+/// it (a kill in the instant between spawn and bubblewrap's `--die-with-parent`).
+fn strays(bwrap: &Path, root: &Path, ours: &HashSet<i32>) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let marker = format!("{}/", root.display());
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<i32>().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let mut args = cmdline.split(|b| *b == 0).map(String::from_utf8_lossy);
+            let program = args.next()?;
+            let stray = Path::new(program.as_ref()) == bwrap
+                && args.any(|a| a.starts_with(&marker))
+                && !ours.contains(&pid);
+            stray.then_some(pid)
+        })
+        .collect()
+}
+
 /// Every descendant of `root` (its children, theirs, …), by pid.
 fn descendants(root: i32) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -414,6 +437,22 @@ impl LocalBackend {
         Ok(())
     }
 
+    /// Kill the sandboxes of this backend's directory that it does not know: none may run
+    /// unsupervised, or beside the one a new start makes.
+    fn kill_strays(&self) {
+        let ours: HashSet<i32> = {
+            let running = self.lock();
+            running
+                .values()
+                .flat_map(|s| std::iter::once(s.pid).chain(descendants(s.pid)))
+                .collect()
+        };
+        for pid in strays(&self.config.bwrap, &self.config.root, &ours) {
+            tracing::warn!(pid, "killing a sandbox left by a control plane that died");
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Sandbox>> {
         self.running
             .lock()
@@ -458,6 +497,7 @@ impl Backend for LocalBackend {
     }
 
     fn running(&self) -> BoxFuture<'_, Result<Vec<String>, BackendError>> {
+        self.kill_strays();
         Box::pin(std::future::ready(Ok(self
             .lock()
             .keys()

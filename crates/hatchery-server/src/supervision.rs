@@ -24,8 +24,14 @@ pub struct Supervision {
     pub heartbeat_flush_interval: Duration,
     /// Activity rows older than this are deleted.
     pub activity_retention: Duration,
+    /// How long a claimed provision job is its runner's; renewed while the start runs, so
+    /// a runner that died gives its jobs up after at most this long.
+    pub job_lease: Duration,
     /// Where "now" comes from; `None` for the system clock. Tests move it by hand.
     pub clock: Option<Clock>,
+    /// Fault injection for the crash tests: the process aborts (as if killed with -9) when
+    /// provisioning reaches this point (see [`crate::app::CRASH_POINTS`]).
+    pub crash_at: Option<String>,
 }
 
 /// Runtimes whose agents take longer to come up (hermes installs itself on first start).
@@ -44,7 +50,9 @@ impl Default for Supervision {
             sweep_interval: Duration::from_secs(5),
             heartbeat_flush_interval: Duration::from_secs(1),
             activity_retention: Duration::from_hours(7 * 24),
+            job_lease: Duration::from_secs(30),
             clock: None,
+            crash_at: None,
         }
     }
 }

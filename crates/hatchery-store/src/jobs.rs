@@ -72,6 +72,25 @@ impl Store {
             .await?)
     }
 
+    /// Extend `owner`'s lease on a job it still holds; `false` if it lost it.
+    pub async fn job_renew(
+        &self,
+        id: &str,
+        owner: &str,
+        lease_until: i64,
+    ) -> Result<bool, StoreError> {
+        let renewed = sqlx::query(
+            "UPDATE provision_jobs SET lease_until = $3 \
+             WHERE id = $1 AND lease_owner = $2 AND state = 'claimed'",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(lease_until)
+        .execute(&self.writer)
+        .await?;
+        Ok(renewed.rows_affected() == 1)
+    }
+
     /// Close a claimed job: `done`, `failed` or `cancelled`. Only its owner may.
     pub async fn job_finish(&self, id: &str, owner: &str, state: &str) -> Result<bool, StoreError> {
         let finished = sqlx::query(

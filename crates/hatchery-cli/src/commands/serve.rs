@@ -84,6 +84,14 @@ pub struct ServeArgs {
     /// Runtimes whose sandboxes get the host's network (comma-separated); none by default.
     #[arg(long, env = "HATCHERY_HOST_NETWORK_RUNTIMES", value_delimiter = ',')]
     host_network_runtimes: Vec<String>,
+    /// How long a claimed provision job stays its runner's without renewal: after a crash,
+    /// its jobs are taken over within this long.
+    #[arg(long, env = "HATCHERY_JOB_LEASE", default_value = "30s", value_parser = positive_duration)]
+    job_lease: Duration,
+    /// Fault injection, for the crash tests only: abort at this provisioning step
+    /// (`created`, `job-claimed`, `agent-started`, `job-done`).
+    #[arg(long, env = "HATCHERY_TEST_CRASH_AT", hide = true)]
+    test_crash_at: Option<String>,
     /// Per-runtime provisioning deadlines, e.g. `hermes=30m,codex=15m` (hermes=30m built in).
     #[arg(long, env = "HATCHERY_PROVISION_TIMEOUTS", value_parser = parse_runtime_timeouts, default_value = "")]
     provision_timeouts: BTreeMap<String, Duration>,
@@ -142,6 +150,8 @@ fn supervision(args: &ServeArgs) -> Supervision {
     let defaults = Supervision::default();
     let mut supervision = Supervision {
         heartbeat_ttl: args.heartbeat_ttl,
+        job_lease: args.job_lease,
+        crash_at: args.test_crash_at.clone().filter(|p| !p.is_empty()),
         // Sweep often enough that a silent workspace goes offline within ~1.25 TTL.
         sweep_interval: (args.heartbeat_ttl / 4)
             .clamp(Duration::from_millis(100), defaults.sweep_interval),

@@ -15,8 +15,6 @@ use super::{App, store_error};
 use crate::error::ApiError;
 use crate::supervision::micros;
 
-/// How long a claimed job is this runner's before another may take it over.
-const LEASE: Duration = Duration::from_mins(1);
 /// How often the queue is read when nobody wakes the runner (jobs of other replicas).
 const POLL: Duration = Duration::from_secs(1);
 /// How many agents start at the same time.
@@ -175,7 +173,10 @@ impl App {
         let mut in_flight = tokio::task::JoinSet::new();
         loop {
             if in_flight.len() < CONCURRENT_STARTS {
-                let lease_until = self.store.now().saturating_add(micros(LEASE));
+                let lease_until = self
+                    .store
+                    .now()
+                    .saturating_add(micros(self.supervision.job_lease));
                 match self.store.job_claim(&provisioner.owner, lease_until).await {
                     Ok(Some(job)) => {
                         let (app, provisioner) = (self.clone(), Arc::clone(&provisioner));
@@ -218,8 +219,12 @@ impl App {
             // Registered meanwhile, paused, removed, or an agent hatchery does not run.
             return finish("cancelled").await;
         }
+        self.crash_point("job-claimed");
         let started = match self.spec_of(&row).await {
-            Ok(spec) => provisioner.backend.start(&spec).await,
+            Ok(spec) => {
+                self.renewing(&job.id, owner, provisioner.backend.start(&spec))
+                    .await
+            }
             // The database or the secrets could not be read: worth another try.
             Err(error @ (ApiError::Internal { .. } | ApiError::PlatformUnavailable(_))) => {
                 Err(BackendError::Transient(error.to_string()))
@@ -229,7 +234,9 @@ impl App {
         match started {
             Ok(()) => {
                 tracing::info!(workspace_id = %row.id, backend = provisioner.backend.name(), "agent started");
+                self.crash_point("agent-started");
                 finish("done").await;
+                self.crash_point("job-done");
                 // Paused or deleted while it started: it must not run.
                 let now = self.store.workspace_get(&row.id).await.ok().flatten();
                 if now.is_none_or(|w| matches!(w.status.as_str(), "paused" | "removed" | "failed"))
@@ -251,6 +258,26 @@ impl App {
                 );
                 finish("failed").await;
                 self.fail_unregistered(&row.id, &reason).await;
+            }
+        }
+    }
+
+    /// Run `work` while renewing the job's lease, so a long start (an image to import, a
+    /// pod to schedule) is not taken over by another runner.
+    async fn renewing<T>(&self, job: &str, owner: &str, work: impl Future<Output = T>) -> T {
+        let lease = self.supervision.job_lease;
+        let mut work = std::pin::pin!(work);
+        let mut renew =
+            tokio::time::interval_at(tokio::time::Instant::now() + lease / 3, lease / 3);
+        loop {
+            tokio::select! {
+                done = &mut work => return done,
+                _ = renew.tick() => {
+                    let until = self.store.now().saturating_add(micros(lease));
+                    if let Err(error) = self.store.job_renew(job, owner, until).await {
+                        tracing::warn!(%error, job, "cannot renew the job's lease");
+                    }
+                }
             }
         }
     }

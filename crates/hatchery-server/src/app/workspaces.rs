@@ -364,6 +364,7 @@ impl App {
                     "parent workspace not found or removed",
                 )
             })?;
+        self.crash_point("created");
         self.hub.poke();
         if provision {
             self.wake_provisioner();
