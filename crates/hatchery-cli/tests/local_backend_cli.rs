@@ -367,3 +367,96 @@ async fn a_crash_at_each_provisioning_step_leaves_nothing_stuck_orphaned_or_doub
         assert_eq!(row["status"], "online", "{point}: {row}");
     }
 }
+
+/// The control-group directory (memory controller) and its memory limit file of a
+/// process, as the host sees them: v1's memory hierarchy, or v2's unified one.
+fn memory_group_of(pid: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    for line in own.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next(), parts.next().unwrap(), parts.next().unwrap());
+        let path = path.trim_start_matches('/');
+        if controllers.split(',').any(|c| c == "memory") {
+            let dir = Path::new("/sys/fs/cgroup/memory").join(path);
+            return (dir.clone(), dir.join("memory.limit_in_bytes"));
+        }
+        if controllers.is_empty() && Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            let dir = Path::new("/sys/fs/cgroup").join(path);
+            return (dir.clone(), dir.join("memory.max"));
+        }
+    }
+    panic!("{pid} is in no memory control group: {own}");
+}
+
+/// The v1 cpu controller's group of a process (`None` on v2).
+fn cpu_group_of(pid: &str) -> Option<std::path::PathBuf> {
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    own.lines().find_map(|line| {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let names: Vec<&str> = controllers.split(',').collect();
+        names.contains(&"cpu").then(|| {
+            Path::new("/sys/fs/cgroup")
+                .join(names.join(","))
+                .join(path.trim_start_matches('/'))
+        })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sandboxes_are_limited_by_control_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(
+        &dir.path().join("data"),
+        &[
+            ("HATCHERY_AGENT_MEMORY_MB", "1024"),
+            ("HATCHERY_AGENT_CPUS", "0.5"),
+        ],
+    )
+    .await;
+    let id = server
+        .create(json!({"name": "limited", "runtime": "claude-code", "model": "moonshot/kimi-k2.6"}))
+        .await;
+    server.until_status(&id, "online").await;
+    let sandbox = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&id))
+        })
+        .expect("the sandbox runs");
+    let (group, memory_limit) = memory_group_of(&sandbox);
+    assert!(
+        group.ends_with(&id),
+        "a group of its own: {}",
+        group.display()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&memory_limit).unwrap().trim(),
+        (1024_u64 * 1024 * 1024).to_string(),
+        "the configured memory"
+    );
+    // CPU: half a core.
+    let (quota_file, expected) = match cpu_group_of(&sandbox) {
+        Some(cpu) => (cpu.join("cpu.cfs_quota_us"), "50000"),
+        None => (group.join("cpu.max"), "50000 100000"),
+    };
+    assert_eq!(
+        std::fs::read_to_string(&quota_file).unwrap().trim(),
+        expected,
+        "{}",
+        quota_file.display()
+    );
+
+    server
+        .call(reqwest::Method::DELETE, &format!("/workspaces/{id}"), None)
+        .await;
+    until_gone(&id).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while group.exists() {
+        assert!(Instant::now() < deadline, "{} left behind", group.display());
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

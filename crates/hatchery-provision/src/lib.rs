@@ -8,6 +8,7 @@
 // Product code never unwraps what input can influence; tests may.
 #![warn(clippy::unwrap_used)]
 
+pub mod cgroups;
 pub mod docker;
 mod files;
 pub mod kubernetes;

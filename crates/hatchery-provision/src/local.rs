@@ -77,6 +77,8 @@ pub struct LocalConfig {
     pub bwrap: PathBuf,
     /// The prlimit binary, by absolute path.
     pub prlimit: PathBuf,
+    /// Control groups for memory, CPU and process limits; `None`: rlimits only.
+    pub cgroups: Option<crate::cgroups::Cgroups>,
 }
 
 /// One running sandbox.
@@ -88,6 +90,17 @@ struct Sandbox {
     stopping: Arc<std::sync::atomic::AtomicBool>,
     /// Whether it has exited, and how.
     exited: tokio::sync::watch::Receiver<Life>,
+}
+
+/// What a running sandbox is watched with.
+struct Watched {
+    id: String,
+    pid: i32,
+    child: tokio::process::Child,
+    log_path: PathBuf,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
+    exited: tokio::sync::watch::Sender<Life>,
+    group: Option<crate::cgroups::SandboxGroup>,
 }
 
 /// A sandbox's life.
@@ -282,9 +295,10 @@ impl LocalBackend {
         argv
     }
 
-    async fn start_sandbox(&self, spec: &WorkspaceSpec) -> Result<(), BackendError> {
-        // One agent per workspace: a running one stays; one being stopped is waited for.
-        let previous = self.lock().get(&spec.id).map(|sandbox| {
+    /// Whether an earlier sandbox of workspace `id` still runs (not being stopped); one
+    /// being stopped is waited for, within reason.
+    async fn previous_is_running(&self, id: &str) -> Result<bool, BackendError> {
+        let previous = self.lock().get(id).map(|sandbox| {
             (
                 *sandbox.exited.borrow() == Life::Running,
                 sandbox.stopping.load(std::sync::atomic::Ordering::Acquire),
@@ -292,19 +306,26 @@ impl LocalBackend {
             )
         });
         match previous {
-            Some((true, false, _)) => return Ok(()),
+            Some((true, false, _)) => Ok(true),
             Some((true, true, mut exited)) => {
                 let patience = self.config.grace + Duration::from_secs(5);
-                if tokio::time::timeout(patience, exited.wait_for(|life| *life != Life::Running))
+                tokio::time::timeout(patience, exited.wait_for(|life| *life != Life::Running))
                     .await
-                    .is_err()
-                {
-                    return Err(BackendError::Transient(
-                        "the previous agent of this workspace is still stopping".to_owned(),
-                    ));
-                }
+                    .map(|_| false)
+                    .map_err(|_| {
+                        BackendError::Transient(
+                            "the previous agent of this workspace is still stopping".to_owned(),
+                        )
+                    })
             }
-            _ => {}
+            _ => Ok(false),
+        }
+    }
+
+    async fn start_sandbox(&self, spec: &WorkspaceSpec) -> Result<(), BackendError> {
+        // One agent per workspace: a running one stays.
+        if self.previous_is_running(&spec.id).await? {
+            return Ok(());
         }
         let dir = lay_out(&self.config.root, spec)?;
         let environment = environment(spec)?;
@@ -318,6 +339,14 @@ impl LocalBackend {
             .try_clone()
             .map_err(|e| transient("opening the log", e))?;
         let argv = self.argv(spec, &dir);
+        let group = match &self.config.cgroups {
+            Some(cgroups) => Some(
+                cgroups
+                    .create(&spec.id, spec.limits)
+                    .map_err(|e| BackendError::Transient(format!("limiting the sandbox: {e}")))?,
+            ),
+            None => None,
+        };
         let mut command = tokio::process::Command::new(&argv[0]);
         command
             .args(&argv[1..])
@@ -341,6 +370,18 @@ impl LocalBackend {
             .id()
             .and_then(|pid| i32::try_from(pid).ok())
             .ok_or_else(|| BackendError::Transient("the sandbox exited at once".to_owned()))?;
+        // Into its groups while it is alone: bubblewrap forks nothing before it has read
+        // its arguments from stdin.
+        if let Some(group) = &group
+            && let Err(e) = group.join(pid)
+        {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            group.remove().await;
+            return Err(BackendError::Transient(format!(
+                "limiting the sandbox: {e}"
+            )));
+        }
         if let Some(mut stdin) = child.stdin.take() {
             use tokio::io::AsyncWriteExt as _;
             // bubblewrap reads these arguments (`--args 0`) before it starts anything.
@@ -360,23 +401,35 @@ impl LocalBackend {
             },
         );
         tracing::info!(workspace_id = %spec.id, pid, "sandbox started");
-        self.watch(spec.id.clone(), pid, child, log_path, stopping, exited_tx);
+        self.watch(Watched {
+            id: spec.id.clone(),
+            pid,
+            child,
+            log_path,
+            stopping,
+            exited: exited_tx,
+            group,
+        });
         Ok(())
     }
 
     /// Watch a sandbox: an exit we did not ask for is reported, with its last log lines.
-    fn watch(
-        &self,
-        id: String,
-        pid: i32,
-        mut child: tokio::process::Child,
-        log_path: PathBuf,
-        stopping: Arc<std::sync::atomic::AtomicBool>,
-        exited_tx: tokio::sync::watch::Sender<Life>,
-    ) {
+    fn watch(&self, watched: Watched) {
+        let Watched {
+            id,
+            pid,
+            mut child,
+            log_path,
+            stopping,
+            exited: exited_tx,
+            group,
+        } = watched;
         let (exits, running) = (self.exits.clone(), Arc::clone(&self.running));
         tokio::spawn(async move {
             let code = child.wait().await.ok().and_then(|status| status.code());
+            if let Some(group) = group {
+                group.remove().await;
+            }
             let _ = exited_tx.send(Life::Exited(code));
             {
                 let mut running = running
@@ -460,6 +513,14 @@ impl LocalBackend {
     }
 }
 
+impl Drop for LocalBackend {
+    fn drop(&mut self) {
+        if let Some(cgroups) = &self.config.cgroups {
+            cgroups.remove_bases();
+        }
+    }
+}
+
 impl Backend for LocalBackend {
     fn name(&self) -> &'static str {
         "local"
@@ -522,6 +583,7 @@ mod tests {
             grace: Duration::from_secs(1),
             bwrap: "/usr/bin/bwrap".into(),
             prlimit: "/usr/bin/prlimit".into(),
+            cgroups: None,
         });
         let spec = WorkspaceSpec {
             id: "w".into(),

@@ -537,6 +537,17 @@ async fn backend(config: &ServerConfig, store: &Store) -> Result<Option<BackendP
                 })
             };
             let (bwrap, prlimit) = (tool("bwrap")?, tool("prlimit")?);
+            let installation = installation_id(store).await.map_err(refuse)?;
+            let cgroups = match hatchery_provision::cgroups::Cgroups::detect(&installation) {
+                Ok(cgroups) => {
+                    tracing::info!(version = ?cgroups.version(), "sandboxes get control-group limits on memory, CPU and processes");
+                    Some(cgroups)
+                }
+                Err(reason) => {
+                    tracing::warn!(%reason, "no writable control groups: sandboxes get rlimits only (address space, processes, open files; no CPU limit)");
+                    None
+                }
+            };
             let (backend, exits) = LocalBackend::new(LocalConfig {
                 root,
                 hidden: vec![data_dir],
@@ -547,6 +558,7 @@ async fn backend(config: &ServerConfig, store: &Store) -> Result<Option<BackendP
                 grace,
                 bwrap,
                 prlimit,
+                cgroups,
             });
             Ok(Some((Arc::new(backend), exits)))
         }

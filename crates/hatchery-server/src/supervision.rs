@@ -27,6 +27,8 @@ pub struct Supervision {
     /// How long a claimed provision job is its runner's; renewed while the start runs, so
     /// a runner that died gives its jobs up after at most this long.
     pub job_lease: Duration,
+    /// Each agent's memory, CPU and process limits.
+    pub agent_limits: hatchery_provision::Limits,
     /// Where "now" comes from; `None` for the system clock. Tests move it by hand.
     pub clock: Option<Clock>,
     /// Fault injection for the crash tests: the process aborts (as if killed with -9) when
@@ -51,6 +53,7 @@ impl Default for Supervision {
             heartbeat_flush_interval: Duration::from_secs(1),
             activity_retention: Duration::from_hours(7 * 24),
             job_lease: Duration::from_secs(30),
+            agent_limits: hatchery_provision::Limits::default(),
             clock: None,
             crash_at: None,
         }

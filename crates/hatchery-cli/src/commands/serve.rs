@@ -84,6 +84,17 @@ pub struct ServeArgs {
     /// Runtimes whose sandboxes get the host's network (comma-separated); none by default.
     #[arg(long, env = "HATCHERY_HOST_NETWORK_RUNTIMES", value_delimiter = ',')]
     host_network_runtimes: Vec<String>,
+    /// Each agent's memory, in MiB (a control-group limit where control groups are
+    /// writable, else an address-space rlimit).
+    #[arg(long, env = "HATCHERY_AGENT_MEMORY_MB", default_value = "2048", value_parser = clap::value_parser!(u64).range(16..))]
+    agent_memory_mb: u64,
+    /// Each agent's CPU, in cores (`0.5`, `2`): containers, pods, and sandboxes where
+    /// control groups are writable.
+    #[arg(long, env = "HATCHERY_AGENT_CPUS", default_value = "1", value_parser = parse_cpus)]
+    agent_cpus: u64,
+    /// Each agent's processes and threads at most.
+    #[arg(long, env = "HATCHERY_AGENT_PROCESSES", default_value = "4096", value_parser = clap::value_parser!(u64).range(16..))]
+    agent_processes: u64,
     /// How long a claimed provision job stays its runner's without renewal: after a crash,
     /// its jobs are taken over within this long.
     #[arg(long, env = "HATCHERY_JOB_LEASE", default_value = "30s", value_parser = positive_duration)]
@@ -138,6 +149,20 @@ pub(crate) fn agent_command() -> std::io::Result<Vec<String>> {
     Ok(vec![exe.display().to_string(), "agent".to_owned()])
 }
 
+/// Cores → thousandths of a core.
+fn parse_cpus(text: &str) -> Result<u64, String> {
+    let cores: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of cores (e.g. 0.5, 2)"))?;
+    if !(0.01..=1024.0).contains(&cores) {
+        return Err("must be between 0.01 and 1024 cores".to_owned());
+    }
+    // In range, so the product fits.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    Ok((cores * 1000.0).round() as u64)
+}
+
 fn positive_duration(text: &str) -> Result<Duration, String> {
     let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
     if duration.is_zero() {
@@ -151,6 +176,12 @@ fn supervision(args: &ServeArgs) -> Supervision {
     let mut supervision = Supervision {
         heartbeat_ttl: args.heartbeat_ttl,
         job_lease: args.job_lease,
+        agent_limits: hatchery_provision::Limits {
+            memory_bytes: args.agent_memory_mb.saturating_mul(1024 * 1024),
+            cpu_millis: args.agent_cpus,
+            processes: args.agent_processes,
+            ..hatchery_provision::Limits::default()
+        },
         crash_at: args.test_crash_at.clone().filter(|p| !p.is_empty()),
         // Sweep often enough that a silent workspace goes offline within ~1.25 TTL.
         sweep_interval: (args.heartbeat_ttl / 4)

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hatchery_provision::{Backend, BackendError, Exit, Limits, WorkspaceSpec};
+use hatchery_provision::{Backend, BackendError, Exit, WorkspaceSpec};
 use hatchery_store::ClaimedJob;
 use tokio::sync::Notify;
 
@@ -332,7 +332,7 @@ impl App {
             bootstrap_token,
             // Three beats per TTL: one lost beat never takes an agent offline.
             heartbeat_interval: self.supervision.heartbeat_ttl / 3,
-            limits: Limits::default(),
+            limits: self.supervision.agent_limits,
         })
     }
 
