@@ -208,7 +208,8 @@ async fn the_container_keeps_the_agent_in_and_a_crash_fails_the_workspace() {
          if touch /hatchery-escape 2>/dev/null; then echo root=writable; else echo root=readonly; fi >> /workspace/result; \
          echo processes=$(ls /proc | grep -c '^[0-9]') >> /workspace/result; \
          if [ -S /run/hatchery/hatchery.sock ]; then echo socket=present; else echo socket=missing; fi >> /workspace/result; \
-         if [ -e /run/hatchery/hatchery.db ]; then echo data=visible; else echo data=hidden; fi >> /workspace/result; \
+         echo run=$(ls -A /run/hatchery) >> /workspace/result; \
+         echo interfaces=$(ls /sys/class/net) >> /workspace/result; \
          echo secret=$PROBE_SECRET >> /workspace/result; \
          echo done >> /workspace/result; exec sleep 600"
     );
@@ -251,7 +252,14 @@ async fn the_container_keeps_the_agent_in_and_a_crash_fails_the_workspace() {
         "{report}"
     );
     assert!(report.contains("socket=present"), "{report}");
-    assert!(report.contains("data=hidden"), "{report}");
+    assert!(
+        report.contains("run=hatchery.sock\n"),
+        "of the control plane only its socket: {report}"
+    );
+    assert!(
+        report.contains("interfaces=lo\n"),
+        "no network but loopback: {report}"
+    );
     let processes: usize = report
         .lines()
         .find_map(|l| l.strip_prefix("processes="))
@@ -362,6 +370,8 @@ async fn a_crash_while_a_container_starts_leaves_one_agent_and_nothing_stuck() {
 
         let server = serve_with(&engine, &data, &[lease]).await;
         let (_, all) = server.call(reqwest::Method::GET, "/workspaces", None).await;
+        let all = all.as_array().unwrap().clone();
+        assert_eq!(all.len(), 1, "{point}: {all:?}");
         let id = all[0]["id"].as_str().unwrap().to_owned();
         server.until_status(&id, "online").await;
         tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -369,15 +379,38 @@ async fn a_crash_while_a_container_starts_leaves_one_agent_and_nothing_stuck() {
             .call(reqwest::Method::GET, &format!("/workspaces/{id}"), None)
             .await;
         assert_eq!(row["status"], "online", "{point}: {row}");
-        let running: Vec<_> = containers(&engine)
+        let found: Vec<_> = containers(&engine)
             .await
             .into_iter()
-            .filter(|(w, _, state)| *w == id && state == "running")
+            .filter(|(w, _, _)| *w == id)
             .collect();
-        assert_eq!(running.len(), 1, "{point}: one agent: {running:?}");
+        assert_eq!(found.len(), 1, "{point}: one container: {found:?}");
+        assert_eq!(found[0].2, "running", "{point}: {found:?}");
         server
             .call(reqwest::Method::DELETE, &format!("/workspaces/{id}"), None)
             .await;
         until_no_container(&engine, &id).await;
     }
+}
+
+#[test]
+fn a_socket_in_a_shared_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::write(shared.join("docker.sock"), "").unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_hatchery"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--backend", "docker"])
+        .env("HATCHERY_DATA_DIR", dir.path().join("data"))
+        .env("HATCHERY_ADMIN_TOKEN", TOKEN)
+        .env("HATCHERY_SOCKET", shared.join("hatchery.sock"))
+        .env("HATCHERY_DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("must hold nothing but the socket") && stderr.contains("docker.sock"),
+        "{stderr}"
+    );
 }

@@ -77,6 +77,18 @@ async fn serve(cluster: &FakeCluster, data_dir: &std::path::Path, port: u16) -> 
     }
 }
 
+/// A secret's value at `key`, decoded.
+fn secret_value(secret: &Value, key: &str) -> String {
+    use base64::Engine as _;
+    let encoded = secret["data"][key]
+        .as_str()
+        .unwrap_or_else(|| panic!("{key} in {secret}"));
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .unwrap();
+    String::from_utf8(bytes).unwrap()
+}
+
 fn named<'a>(objects: &'a [Value], name: &str) -> Option<&'a Value> {
     objects.iter().find(|o| o["metadata"]["name"] == name)
 }
@@ -135,13 +147,6 @@ async fn a_create_ends_with_a_locked_down_pod_online_and_a_delete_removes_it() {
     );
     assert_eq!(container["resources"]["limits"]["memory"], "2147483648");
     assert_eq!(container["resources"]["limits"]["cpu"], "1000m");
-    let rendered = pod.to_string();
-    assert!(
-        !rendered.contains("platform-gateway-key")
-            && !rendered.contains("HATCHERY_BOOTSTRAP_TOKEN"),
-        "credentials only in the secret: {rendered}"
-    );
-
     let secrets = cluster.objects("secrets", NAMESPACE);
     let secret = named(&secrets, &name).expect("a secret beside the pod");
     let owner = &secret["metadata"]["ownerReferences"][0];
@@ -150,8 +155,32 @@ async fn a_create_ends_with_a_locked_down_pod_online_and_a_delete_removes_it() {
         owner["uid"], pod["metadata"]["uid"],
         "collected with its pod"
     );
-    assert!(secret["data"]["HATCHERY_BOOTSTRAP_TOKEN"].is_string());
-    assert!(secret["data"]["file-0"].is_string(), "config files too");
+    let bootstrap = secret_value(secret, "env.HATCHERY_BOOTSTRAP_TOKEN");
+    assert!(bootstrap.len() > 16, "{bootstrap}");
+    let config = secret_value(secret, "file.0");
+    assert!(config.contains("kimi-k2.6"), "config files too: {config}");
+    let rendered = pod.to_string();
+    assert!(
+        !rendered.contains(&bootstrap) && !rendered.contains("platform-gateway-key"),
+        "credentials only in the secret: {rendered}"
+    );
+    // Only the environment comes from the secret, variable by variable: the config files
+    // are not environment.
+    assert!(container["envFrom"].is_null(), "{container}");
+    let from_secret: Vec<&str> = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["valueFrom"]["secretKeyRef"]["key"].as_str())
+        .collect();
+    assert!(
+        from_secret.contains(&"env.HATCHERY_BOOTSTRAP_TOKEN"),
+        "{from_secret:?}"
+    );
+    assert!(
+        from_secret.iter().all(|k| k.starts_with("env.")),
+        "{from_secret:?}"
+    );
 
     // Logs come from the cluster.
     let (status, logs) = server

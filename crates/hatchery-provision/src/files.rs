@@ -61,7 +61,8 @@ pub(crate) fn lay_out(root: &Path, spec: &WorkspaceSpec) -> Result<PathBuf, Back
 }
 
 /// The agent's environment: the workspace's secrets first, then hatchery's own variables,
-/// which win (a secret named `HATCHERY_URL` cannot redirect the agent). `url` is where the
+/// which win (a secret named `HATCHERY_URL` cannot redirect the agent; the job runner
+/// keeps other `HATCHERY_*` secrets out of the spec). `url` is where the
 /// agent reaches the control plane (`unix:/run/hatchery/hatchery.sock`). Names with `=`
 /// and values with NUL cannot be passed and are refused.
 pub(crate) fn agent_env(
@@ -219,6 +220,7 @@ mod tests {
         assert_eq!(value("API_KEY"), "s3cret");
         assert_eq!(value("HATCHERY_BOOTSTRAP_TOKEN"), "boot");
         assert_eq!(value("HATCHERY_HEARTBEAT_INTERVAL"), "20000ms");
+
         for bad in [("A", "x\0y"), ("A=B", "x"), ("", "x")] {
             assert!(agent_env(&spec(vec![bad]), "unix:/s").is_err(), "{bad:?}");
         }

@@ -25,9 +25,9 @@ use futures_util::stream::BoxStream;
 use futures_util::{AsyncBufReadExt as _, StreamExt as _};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar, EnvVarSource, KeyToPath,
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, KeyToPath,
     ObjectFieldSelector, Pod, PodSecurityContext, PodSpec, ResourceRequirements, SeccompProfile,
-    Secret, SecretEnvSource, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    Secret, SecretKeySelector, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -44,6 +44,10 @@ pub const WORKSPACE_LABEL: &str = "hatchery.dev/workspace";
 pub const INSTALLATION_LABEL: &str = "hatchery.dev/installation";
 /// The annotation naming the runtime (runtimes need not be valid label values).
 const RUNTIME_ANNOTATION: &str = "hatchery.dev/runtime";
+/// Secret keys of environment variables: `env.<NAME>`.
+const ENV_KEY_PREFIX: &str = "env.";
+/// Secret keys of config files: `file.<N>`.
+const FILE_KEY_PREFIX: &str = "file.";
 /// The port agents serve A2A on.
 const AGENT_PORT: u16 = 8000;
 /// The user agents run as: nobody.
@@ -133,6 +137,12 @@ pub async fn connect(
 /// be refused again; anything else may pass next time.
 fn api_error(context: &str, error: &kube::Error) -> BackendError {
     match error {
+        // A namespace at its quota has room again once a workspace goes.
+        kube::Error::Api(status)
+            if status.code == 403 && status.message.contains("exceeded quota") =>
+        {
+            BackendError::Transient(format!("{context}: {}", status.message))
+        }
         kube::Error::Api(status)
             if (400..500).contains(&status.code) && ![409, 429].contains(&status.code) =>
         {
@@ -162,6 +172,31 @@ fn pod_state(pod: &Pod) -> AgentState {
         ),
         _ => AgentState::Running(pod.metadata.uid.clone().unwrap_or_default()),
     }
+}
+
+/// Waiting reasons of a container that will not start without someone changing something
+/// (an image that cannot be pulled, a configuration the kubelet refuses).
+const CANNOT_START: &[&str] = &[
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+];
+
+/// Why a pending pod's container cannot start, if it cannot.
+fn cannot_start(pod: &Pod) -> Option<String> {
+    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+    statuses.iter().find_map(|status| {
+        let waiting = status.state.as_ref()?.waiting.as_ref()?;
+        let reason = waiting.reason.as_deref()?;
+        CANNOT_START.contains(&reason).then(|| {
+            format!(
+                "its pod cannot start: {reason}: {}",
+                waiting.message.as_deref().unwrap_or("(no message)")
+            )
+        })
+    })
 }
 
 impl KubernetesBackend {
@@ -211,7 +246,12 @@ impl KubernetesBackend {
 
     /// The pod's one container: the runtime's image, its environment from the secret,
     /// locked down, limited.
-    fn agent_container(&self, spec: &WorkspaceSpec, secret: &str) -> Container {
+    fn agent_container(
+        &self,
+        spec: &WorkspaceSpec,
+        secret: &str,
+        env_names: &[String],
+    ) -> Container {
         let image = self
             .config
             .images
@@ -238,38 +278,48 @@ impl KubernetesBackend {
         Container {
             name: "agent".to_owned(),
             image: Some(image),
-            // Everything from the secret: the workspace's secrets and hatchery's variables.
-            env_from: Some(vec![EnvFromSource {
-                secret_ref: Some(SecretEnvSource {
-                    name: secret.to_owned(),
-                    optional: Some(false),
-                }),
-                ..Default::default()
-            }]),
-            // It serves A2A on the pod's address, and registers that address.
-            env: Some(vec![
-                EnvVar {
-                    name: "POD_IP".to_owned(),
-                    value_from: Some(EnvVarSource {
-                        field_ref: Some(ObjectFieldSelector {
-                            field_path: "status.podIP".to_owned(),
-                            api_version: None,
+            // Each variable from the secret, by key: the workspace's secrets and hatchery's
+            // own; then where it serves A2A (the pod's address) and registers it.
+            env: Some(
+                env_names
+                    .iter()
+                    .map(|name| EnvVar {
+                        name: name.clone(),
+                        value_from: Some(EnvVarSource {
+                            secret_key_ref: Some(SecretKeySelector {
+                                name: secret.to_owned(),
+                                key: format!("{ENV_KEY_PREFIX}{name}"),
+                                optional: Some(false),
+                            }),
+                            ..Default::default()
                         }),
                         ..Default::default()
-                    }),
-                    ..Default::default()
-                },
-                EnvVar {
-                    name: "HATCHERY_AGENT_LISTEN".to_owned(),
-                    value: Some(format!("0.0.0.0:{AGENT_PORT}")),
-                    ..Default::default()
-                },
-                EnvVar {
-                    name: "HATCHERY_AGENT_URL".to_owned(),
-                    value: Some(format!("http://$(POD_IP):{AGENT_PORT}")),
-                    ..Default::default()
-                },
-            ]),
+                    })
+                    .chain([
+                        EnvVar {
+                            name: "POD_IP".to_owned(),
+                            value_from: Some(EnvVarSource {
+                                field_ref: Some(ObjectFieldSelector {
+                                    field_path: "status.podIP".to_owned(),
+                                    api_version: None,
+                                }),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        },
+                        EnvVar {
+                            name: "HATCHERY_AGENT_LISTEN".to_owned(),
+                            value: Some(format!("0.0.0.0:{AGENT_PORT}")),
+                            ..Default::default()
+                        },
+                        EnvVar {
+                            name: "HATCHERY_AGENT_URL".to_owned(),
+                            value: Some(format!("http://$(POD_IP):{AGENT_PORT}")),
+                            ..Default::default()
+                        },
+                    ])
+                    .collect(),
+            ),
             working_dir: Some("/workspace".to_owned()),
             resources: Some(ResourceRequirements {
                 limits: Some(resources.clone()),
@@ -296,7 +346,11 @@ impl KubernetesBackend {
     }
 
     /// The pod for `spec`: everything but its secret's contents.
-    pub fn render_pod(&self, spec: &WorkspaceSpec) -> Result<Pod, BackendError> {
+    pub fn render_pod(
+        &self,
+        spec: &WorkspaceSpec,
+        env_names: &[String],
+    ) -> Result<Pod, BackendError> {
         let name = Self::object_name(&spec.id);
         let config_files = spec
             .files
@@ -304,7 +358,7 @@ impl KubernetesBackend {
             .enumerate()
             .map(|(index, (path, _))| {
                 Ok(KeyToPath {
-                    key: format!("file-{index}"),
+                    key: format!("{FILE_KEY_PREFIX}{index}"),
                     path: safe_relative(path)?.display().to_string(),
                     mode: None,
                 })
@@ -318,7 +372,7 @@ impl KubernetesBackend {
             }),
             ..Default::default()
         };
-        let container = self.agent_container(spec, &name);
+        let container = self.agent_container(spec, &name, env_names);
         Ok(Pod {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
@@ -370,18 +424,38 @@ impl KubernetesBackend {
         })
     }
 
-    /// The secret for `spec`, owned by `pod`: its environment (secrets, the bootstrap
-    /// token, hatchery's variables) and its config files (`file-N`, mapped to their paths
-    /// by the pod's volume).
-    pub fn render_secret(&self, spec: &WorkspaceSpec, pod: &Pod) -> Result<Secret, BackendError> {
-        let mut data: BTreeMap<String, ByteString> = agent_env(spec, &self.config.agent_url)?
+    /// The agent's environment, checked: every name must be storable as a secret key.
+    pub fn agent_env(&self, spec: &WorkspaceSpec) -> Result<Vec<(String, String)>, BackendError> {
+        let env = agent_env(spec, &self.config.agent_url)?;
+        if let Some((bad, _)) = env.iter().find(|(name, _)| !valid_secret_key(name)) {
+            return Err(BackendError::Permanent(format!(
+                "environment variable {bad:?} cannot go in a Kubernetes secret (letters, digits, '-', '_' and '.' only)"
+            )));
+        }
+        Ok(env)
+    }
+
+    /// The secret for `spec`, owned by `pod`: its environment (`env.<NAME>`: secrets, the
+    /// bootstrap token, hatchery's variables) and its config files (`file.<N>`, mapped
+    /// to their paths by the pod's volume).
+    pub fn render_secret(
+        &self,
+        spec: &WorkspaceSpec,
+        env: Vec<(String, String)>,
+        pod: &Pod,
+    ) -> Result<Secret, BackendError> {
+        let mut data: BTreeMap<String, ByteString> = env
             .into_iter()
-            .filter(|(name, _)| valid_secret_key(name))
-            .map(|(name, value)| (name, ByteString(value.into_bytes())))
+            .map(|(name, value)| {
+                (
+                    format!("{ENV_KEY_PREFIX}{name}"),
+                    ByteString(value.into_bytes()),
+                )
+            })
             .collect();
         for (index, (_, content)) in spec.files.iter().enumerate() {
             data.insert(
-                format!("file-{index}"),
+                format!("{FILE_KEY_PREFIX}{index}"),
                 ByteString(content.clone().into_bytes()),
             );
         }
@@ -419,7 +493,10 @@ impl KubernetesBackend {
             Ok(None) => {}
             Err(e) => return Err(api_error("looking for the workspace's pod", &e)),
         }
-        let pod = self.render_pod(spec)?;
+        // Everything that can be refused is checked before anything is created.
+        let env = self.agent_env(spec)?;
+        let env_names: Vec<String> = env.iter().map(|(name, _)| name.clone()).collect();
+        let pod = self.render_pod(spec, &env_names)?;
         let created = self
             .pods
             .create(&PostParams::default(), &pod)
@@ -427,7 +504,14 @@ impl KubernetesBackend {
             .map_err(|e| api_error("creating the pod", &e))?;
         let uid = created.metadata.uid.clone().unwrap_or_default();
         self.adopt(&spec.id, uid);
-        let secret = self.render_secret(spec, &created)?;
+        // From here on a failure removes the pod: none is left waiting for its secret.
+        let secret = match self.render_secret(spec, env, &created) {
+            Ok(secret) => secret,
+            Err(error) => {
+                let _ = self.remove(&spec.id).await;
+                return Err(error);
+            }
+        };
         if let Err(e) = self.secrets.create(&PostParams::default(), &secret).await {
             let error = api_error("creating the pod's secret", &e);
             let _ = self.remove(&spec.id).await;
@@ -501,8 +585,7 @@ impl KubernetesBackend {
             self.pods.clone(),
             watcher::Config::default().labels(&selector),
         )
-        .default_backoff()
-        .applied_objects();
+        .default_backoff();
         let (pods, tracked, exits) = (
             self.pods.clone(),
             Arc::clone(&self.tracked),
@@ -511,15 +594,21 @@ impl KubernetesBackend {
         tokio::spawn(async move {
             let mut events = std::pin::pin!(events);
             while let Some(event) = events.next().await {
-                let pod = match event {
-                    Ok(pod) => pod,
+                let (pod, deleted) = match event {
+                    Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => (pod, false),
+                    Ok(watcher::Event::Delete(pod)) => (pod, true),
+                    Ok(watcher::Event::Init | watcher::Event::InitDone) => continue,
                     Err(error) => {
                         tracing::warn!(%error, "watching pods failed; retrying");
                         continue;
                     }
                 };
-                let AgentState::Exited(code) = pod_state(&pod) else {
-                    continue;
+                // Why it will not run: ended, deleted by someone else, or unable to start.
+                let (code, why) = match (pod_state(&pod), deleted, cannot_start(&pod)) {
+                    (AgentState::Exited(code), _, _) => (code, None),
+                    (_, true, _) => (None, Some("its pod was deleted".to_owned())),
+                    (_, false, Some(reason)) => (None, Some(reason)),
+                    _ => continue,
                 };
                 let Some(id) = pod
                     .metadata
@@ -545,11 +634,15 @@ impl KubernetesBackend {
                     }
                 };
                 if ended_on_its_own {
-                    tracing::warn!(workspace_id = %id, ?code, "agent pod ended");
-                    let last_lines =
-                        pod_logs(&pods, &KubernetesBackend::object_name(&id), EXIT_LOG_LINES)
-                            .await
-                            .unwrap_or_default();
+                    tracing::warn!(workspace_id = %id, ?code, ?why, "agent pod ended");
+                    let last_lines = match why {
+                        Some(why) => why,
+                        None => {
+                            pod_logs(&pods, &KubernetesBackend::object_name(&id), EXIT_LOG_LINES)
+                                .await
+                                .unwrap_or_default()
+                        }
+                    };
                     let _ = exits.send(Exit {
                         id,
                         code,

@@ -29,8 +29,9 @@ pub struct WorkspaceSpec {
     pub runtime: String,
     /// Generated config files, by relative path (`config.yaml`, …).
     pub files: Vec<(String, String)>,
-    /// Environment for the agent: its secrets and the platform's settings. Never written
-    /// to disk or put on a command line.
+    /// Environment for the agent: its secrets and the platform's settings. Never put on a
+    /// command line or in hatchery's files; a container engine keeps a container's
+    /// environment in its own state (`docker inspect` shows it), a cluster in a Secret.
     pub env: Vec<(String, String)>,
     /// The single-use credential the agent registers with.
     pub bootstrap_token: String,

@@ -592,14 +592,29 @@ async fn docker_backend(
     else {
         return Err("not the docker backend".to_owned());
     };
-    // Each container sees the socket's directory: it must not be the data directory or
-    // hold it.
+    // Each container sees the socket's directory: it must hold the socket and nothing else
+    // (not the data directory, not another program's socket, such as the engine's own).
     let socket = std::path::absolute(&socket).map_err(|e| e.to_string())?;
-    let socket_dir = socket.parent().unwrap_or(&socket);
-    if data_dir.starts_with(socket_dir) {
+    let socket_dir = socket
+        .parent()
+        .and_then(|dir| std::fs::canonicalize(dir).ok())
+        .ok_or_else(|| format!("the socket {} has no directory", socket.display()))?;
+    let others: Vec<String> = std::fs::read_dir(&socket_dir)
+        .map_err(|e| format!("reading {}: {e}", socket_dir.display()))?
+        .filter_map(Result::ok)
+        .map(|entry| entry.file_name())
+        .filter(|name| Some(name.as_os_str()) != socket.file_name())
+        .map(|name| name.to_string_lossy().into_owned())
+        .collect();
+    if data_dir.starts_with(&socket_dir) || !others.is_empty() {
         return Err(format!(
-            "containers are given the directory of the socket, {}, which holds the data directory: put the socket in a directory of its own (HATCHERY_SOCKET)",
-            socket_dir.display()
+            "containers are given the directory of the socket, {}, so it must hold nothing but the socket (it holds: {}): put HATCHERY_SOCKET in a directory of its own, such as the default <data dir>/run/hatchery.sock",
+            socket_dir.display(),
+            if others.is_empty() {
+                "the data directory".to_owned()
+            } else {
+                others.join(", ")
+            }
         ));
     }
     let engine = docker::connect(endpoint).await.map_err(|e| {

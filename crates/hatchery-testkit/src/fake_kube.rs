@@ -582,7 +582,9 @@ async fn run_pod(cluster: Cluster, namespace: String, pod: Value) {
     };
     let pod_dir = cluster.node_dir.join(&name);
     let mounts = lay_out_volumes(&pod, &container, &secrets, &pod_dir);
-    let env = container_env(&container, &secrets, &mounts);
+    let Ok(env) = container_env(&container, &secrets, &mounts) else {
+        return fail("CreateContainerConfigError");
+    };
     let workdir = container["workingDir"]
         .as_str()
         .and_then(|w| mounts.get(w))
@@ -622,6 +624,17 @@ async fn wait_for_secrets(
         .flatten()
         .filter_map(|source| source["secretRef"]["name"].as_str().map(str::to_owned))
         .collect();
+    wanted.extend(
+        container["env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| {
+                v["valueFrom"]["secretKeyRef"]["name"]
+                    .as_str()
+                    .map(str::to_owned)
+            }),
+    );
     wanted.extend(
         pod["spec"]["volumes"]
             .as_array()
@@ -716,12 +729,13 @@ fn lay_out_volumes(
 }
 
 /// The environment, as Kubernetes makes it: `envFrom` first, then `env` (which wins),
-/// with `$(VAR)` expanded from what came before, and the pod IP from the downward API.
+/// with `$(VAR)` expanded from what came before, secret keys and the pod IP from the
+/// downward API; a missing secret key is an error, as for a kubelet.
 fn container_env(
     container: &Value,
     secrets: &HashMap<String, BTreeMap<String, String>>,
     mounts: &HashMap<String, PathBuf>,
-) -> BTreeMap<String, String> {
+) -> Result<BTreeMap<String, String>, String> {
     let mut env: BTreeMap<String, String> = BTreeMap::new();
     for source in container["envFrom"].as_array().into_iter().flatten() {
         if let Some(data) = source["secretRef"]["name"]
@@ -733,8 +747,16 @@ fn container_env(
     }
     for variable in container["env"].as_array().into_iter().flatten() {
         let key = variable["name"].as_str().unwrap_or_default().to_owned();
+        let from_secret = &variable["valueFrom"]["secretKeyRef"];
         let value = if variable["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP" {
             "127.0.0.1".to_owned()
+        } else if let (Some(secret), Some(key)) =
+            (from_secret["name"].as_str(), from_secret["key"].as_str())
+        {
+            let Some(value) = secrets.get(secret).and_then(|data| data.get(key)) else {
+                return Err(format!("secret {secret} has no key {key}"));
+            };
+            value.clone()
         } else {
             let mut value = variable["value"].as_str().unwrap_or_default().to_owned();
             for (name, known) in &env {
@@ -753,7 +775,7 @@ fn container_env(
             *value = dir.display().to_string();
         }
     }
-    env
+    Ok(env)
 }
 
 /// Report the pod running, then how it ended: on its own (`Succeeded`/`Failed` with the

@@ -97,7 +97,7 @@ pub struct ServeArgs {
     agent_processes: u64,
     /// How long a claimed provision job stays its runner's without renewal: after a crash,
     /// its jobs are taken over within this long.
-    #[arg(long, env = "HATCHERY_JOB_LEASE", default_value = "30s", value_parser = positive_duration)]
+    #[arg(long, env = "HATCHERY_JOB_LEASE", default_value = "30s", value_parser = at_least_a_second)]
     job_lease: Duration,
     /// Fault injection, for the crash tests only: abort at this provisioning step
     /// (`created`, `job-claimed`, `agent-started`, `job-done`).
@@ -161,6 +161,14 @@ fn parse_cpus(text: &str) -> Result<u64, String> {
     // In range, so the product fits.
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     Ok((cores * 1000.0).round() as u64)
+}
+
+fn at_least_a_second(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if duration < Duration::from_secs(1) {
+        return Err("must be at least 1s".to_owned());
+    }
+    Ok(duration)
 }
 
 fn positive_duration(text: &str) -> Result<Duration, String> {

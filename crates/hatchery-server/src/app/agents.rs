@@ -599,7 +599,7 @@ impl App {
             .provisioning()
             .await
             .map_err(store_error("provisioning sweep failed"))?;
-        let mut failed = 0;
+        let mut failed = Vec::new();
         for workspace in waiting {
             let timeout = self.supervision.provision_timeout_of(&workspace.runtime);
             if now.saturating_sub(workspace.provisioning_since) <= micros(timeout) {
@@ -613,14 +613,16 @@ impl App {
                 .map_err(store_error("provisioning sweep failed"))?;
             if changed {
                 tracing::warn!(workspace_id = %workspace.id, %reason, "provisioning deadline passed: failed");
-                failed += 1;
+                failed.push(workspace.id);
             }
         }
-        if failed > 0 {
-            self.metrics.provisioning_failed(failed);
+        if !failed.is_empty() {
+            self.metrics.provisioning_failed(failed.len());
             self.hub.poke();
+            // An agent that never registered in time must not linger (nor its credentials).
+            self.stop_agents(&failed).await;
         }
-        Ok(failed)
+        Ok(failed.len())
     }
 }
 

@@ -19,6 +19,8 @@ use crate::supervision::micros;
 const POLL: Duration = Duration::from_secs(1);
 /// How many agents start at the same time.
 const CONCURRENT_STARTS: usize = 8;
+/// Reconcile at start is tried this many times, with doubling back-off.
+const RECONCILE_ATTEMPTS: u32 = 5;
 /// Transient failures are retried this many times, with doubling back-off.
 const MAX_ATTEMPTS: i64 = 5;
 
@@ -114,11 +116,14 @@ impl App {
             .map_err(|e| ApiError::internal("reconcile failed", e))?;
         let mut orphans = Vec::new();
         for id in &running {
-            let row = self
-                .store
-                .workspace_get(id)
-                .await
-                .map_err(store_error("reconcile failed"))?;
+            let row = match self.store.workspace_get(id).await {
+                Ok(row) => row,
+                Err(error) => {
+                    // Left running (and watched) rather than stopped on a guess.
+                    tracing::warn!(%error, workspace_id = %id, "cannot read an adopted agent's workspace");
+                    continue;
+                }
+            };
             let wanted = row.is_some_and(|w| {
                 w.external == 0
                     && matches!(
@@ -166,8 +171,20 @@ impl App {
         let Some(provisioner) = self.provisioner.clone() else {
             return;
         };
-        if let Err(error) = self.reconcile().await {
-            tracing::warn!(%error, "cannot reconcile agents after the start");
+        // Reconcile before taking jobs; an engine or database that is briefly away gets a
+        // few tries, with back-off.
+        for attempt in 0..RECONCILE_ATTEMPTS {
+            match self.reconcile().await {
+                Ok(_) => break,
+                Err(error) if attempt + 1 < RECONCILE_ATTEMPTS => {
+                    let back_off = Duration::from_secs(1 << attempt);
+                    tracing::warn!(%error, ?back_off, "cannot reconcile agents after the start; retrying");
+                    tokio::time::sleep(back_off).await;
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot reconcile agents after the start; running jobs anyway");
+                }
+            }
         }
         // Several starts at once: a burst of creates is not served one sandbox at a time.
         let mut in_flight = tokio::task::JoinSet::new();
@@ -220,10 +237,14 @@ impl App {
             return finish("cancelled").await;
         }
         self.crash_point("job-claimed");
+        let mut lease_lost = false;
         let started = match self.spec_of(&row).await {
             Ok(spec) => {
-                self.renewing(&job.id, owner, provisioner.backend.start(&spec))
-                    .await
+                let (started, lost) = self
+                    .renewing(&job.id, owner, provisioner.backend.start(&spec))
+                    .await;
+                lease_lost = lost;
+                started
             }
             // The database or the secrets could not be read: worth another try.
             Err(error @ (ApiError::Internal { .. } | ApiError::PlatformUnavailable(_))) => {
@@ -231,17 +252,29 @@ impl App {
             }
             Err(error) => Err(BackendError::Permanent(error.to_string())),
         };
+        if lease_lost {
+            // Another runner has the job now: its start decides (it replaces this agent
+            // or keeps it), so this one neither closes the job nor fails the workspace.
+            tracing::warn!(workspace_id = %row.id, "lost the job's lease while starting; leaving it to its new runner");
+            return;
+        }
         match started {
             Ok(()) => {
                 tracing::info!(workspace_id = %row.id, backend = provisioner.backend.name(), "agent started");
                 self.crash_point("agent-started");
                 finish("done").await;
                 self.crash_point("job-done");
-                // Paused or deleted while it started: it must not run.
-                let now = self.store.workspace_get(&row.id).await.ok().flatten();
-                if now.is_none_or(|w| matches!(w.status.as_str(), "paused" | "removed" | "failed"))
-                {
-                    self.stop_agents(std::slice::from_ref(&row.id)).await;
+                // Paused or deleted while it started: it must not run. (If the database
+                // cannot say, it runs: the sweeps settle it, a healthy agent is not killed.)
+                match self.store.workspace_get(&row.id).await {
+                    Ok(None) => self.stop_agents(std::slice::from_ref(&row.id)).await,
+                    Ok(Some(w)) if matches!(w.status.as_str(), "paused" | "removed" | "failed") => {
+                        self.stop_agents(std::slice::from_ref(&row.id)).await;
+                    }
+                    Ok(Some(_)) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, workspace_id = %row.id, "cannot read the workspace after its start");
+                    }
                 }
             }
             Err(BackendError::Transient(reason)) if job.attempts < MAX_ATTEMPTS => {
@@ -263,19 +296,28 @@ impl App {
     }
 
     /// Run `work` while renewing the job's lease, so a long start (an image to import, a
-    /// pod to schedule) is not taken over by another runner.
-    async fn renewing<T>(&self, job: &str, owner: &str, work: impl Future<Output = T>) -> T {
+    /// pod to schedule) is not taken over by another runner. Also whether the lease was
+    /// lost meanwhile (another runner took the job over).
+    async fn renewing<T>(
+        &self,
+        job: &str,
+        owner: &str,
+        work: impl Future<Output = T>,
+    ) -> (T, bool) {
         let lease = self.supervision.job_lease;
+        let every = (lease / 3).max(Duration::from_millis(10));
         let mut work = std::pin::pin!(work);
-        let mut renew =
-            tokio::time::interval_at(tokio::time::Instant::now() + lease / 3, lease / 3);
+        let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let mut lost = false;
         loop {
             tokio::select! {
-                done = &mut work => return done,
-                _ = renew.tick() => {
+                done = &mut work => return (done, lost),
+                _ = renew.tick(), if !lost => {
                     let until = self.store.now().saturating_add(micros(lease));
-                    if let Err(error) = self.store.job_renew(job, owner, until).await {
-                        tracing::warn!(%error, job, "cannot renew the job's lease");
+                    match self.store.job_renew(job, owner, until).await {
+                        Ok(true) => {}
+                        Ok(false) => lost = true,
+                        Err(error) => tracing::warn!(%error, job, "cannot renew the job's lease"),
                     }
                 }
             }
@@ -307,6 +349,15 @@ impl App {
             }
             BTreeMap::new()
         };
+        // `HATCHERY_*` names are the agent's own settings: a secret cannot change them
+        // (the platform credential below may use one).
+        env.retain(|name, _| {
+            let reserved = name.starts_with("HATCHERY_");
+            if reserved {
+                tracing::warn!(workspace_id = %row.id, secret = %name, "a secret named HATCHERY_* is not given to the agent");
+            }
+            !reserved
+        });
         let snapshot = self.registry.snapshot().ok();
         if row.llm_billing_mode.as_deref() == Some("platform")
             && let (Some(key), Some(name), Some(snapshot)) =
@@ -350,6 +401,9 @@ impl App {
                 tracing::warn!(workspace_id = id, %reason, "provisioning failed");
                 self.metrics.provisioning_failed(1);
                 self.hub.poke();
+                // Whatever is left of it (an exited container, a pod that cannot start,
+                // the secret beside it) goes.
+                self.stop_agents(&[id.to_owned()]).await;
             }
             Ok(false) => {}
             Err(error) => tracing::warn!(%error, "cannot record the failure"),
@@ -361,7 +415,10 @@ impl App {
     pub async fn watch_exits(self, mut exits: tokio::sync::mpsc::UnboundedReceiver<Exit>) {
         while let Some(exit) = exits.recv().await {
             let code = exit.code.map_or_else(
-                || "was killed by a signal".to_owned(),
+                || {
+                    "ended without an exit code (killed by a signal, or it never started)"
+                        .to_owned()
+                },
                 |c| format!("exited with code {c}"),
             );
             // The reason lands in the record and an event: its last 4 KiB are plenty.
