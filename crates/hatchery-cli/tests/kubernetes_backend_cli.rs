@@ -66,7 +66,7 @@ async fn serve(cluster: &FakeCluster, data_dir: &std::path::Path, port: u16) -> 
         ("HATCHERY_AGENT_IMAGE", "hatchery-agent:test".to_owned()),
         (
             "HATCHERY_RUNTIME_IMAGES",
-            json!({"crasher": "crasher:test"}).to_string(),
+            json!({"crasher": "crasher:test", "unpullable": "nowhere.example/agent:1"}).to_string(),
         ),
         ("HATCHERY_HEARTBEAT_TTL", "3s".to_owned()),
     ];
@@ -223,6 +223,21 @@ async fn a_crashing_pod_fails_its_workspace_with_the_exit_code_and_last_words() 
     server
         .call(reqwest::Method::DELETE, &format!("/workspaces/{id}"), None)
         .await;
+    until_gone(&cluster, &id).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pod_that_cannot_start_fails_its_workspace_at_once_and_goes() {
+    let cluster = cluster().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&cluster, &dir.path().join("data"), common::free_port()).await;
+    let id = server
+        .create(json!({"name": "unpullable", "runtime": "unpullable"}))
+        .await;
+    // Long before the provisioning deadline (10 minutes).
+    let row = server.until_status(&id, "failed").await;
+    let reason = row["failure_reason"].as_str().unwrap();
+    assert!(reason.contains("ErrImagePull"), "{reason}");
     until_gone(&cluster, &id).await;
 }
 

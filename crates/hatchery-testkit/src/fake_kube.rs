@@ -563,11 +563,16 @@ async fn run_pod(cluster: Cluster, namespace: String, pod: Value) {
         .unwrap_or_default()
         .to_owned();
     let container = pod["spec"]["containers"][0].clone();
+    // A container that cannot start waits, with the reason, as a kubelet reports it.
     let fail = |reason: &str| {
         cluster.set_pod_status(
             &namespace,
             &name,
-            json!({"phase": "Pending", "reason": reason}),
+            json!({"phase": "Pending",
+                   "containerStatuses": [{"name": "agent", "ready": false, "restartCount": 0,
+                                          "image": container["image"], "imageID": "",
+                                          "state": {"waiting": {"reason": reason,
+                                                                "message": format!("{reason} (fake kubelet)")}}}]}),
         );
     };
     let Some(command) = container["image"]
