@@ -213,6 +213,7 @@ impl App {
     }
 
     async fn run_job(&self, provisioner: &Provisioner, job: ClaimedJob) {
+        tracing::debug!(workspace_id = %job.workspace_id, attempts = job.attempts, "provision job claimed");
         let owner = provisioner.owner.as_str();
         let finish = |state: &'static str| {
             let store = self.store.clone();

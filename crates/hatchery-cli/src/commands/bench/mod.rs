@@ -5,6 +5,8 @@
 //! The load generator runs in the same process, on the same cores as the server: the
 //! figures include its cost.
 
+mod milestones;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -153,6 +155,7 @@ pub fn run(command: BenchCommand) -> ExitCode {
 /// A server on a fresh SQLite data directory, run in this process until dropped.
 struct BenchServer {
     base: String,
+    data_dir: PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     _temp: tempfile::TempDir,
@@ -173,7 +176,7 @@ impl BenchServer {
             .then(|| data_dir.join("run/hatchery.sock"));
         let config = ServerConfig {
             listen: "127.0.0.1:0".parse()?,
-            data_dir,
+            data_dir: data_dir.clone(),
             database_url: None,
             providers: None,
             admin_token: Some(TOKEN.to_owned()),
@@ -193,6 +196,7 @@ impl BenchServer {
         }));
         Ok(Self {
             base,
+            data_dir,
             stop: Some(stop),
             task,
             _temp: temp,
@@ -623,6 +627,7 @@ async fn bench_create_online(args: CreateOnlineArgs) -> anyhow::Result<()> {
         commands: std::collections::HashMap::new(),
         host_network: std::collections::HashSet::new(),
     };
+    let milestones = milestones::Milestones::record();
     let server = BenchServer::start_with(None, backend).await?;
     let client = client(16)?;
     // Online is read off the event stream, timed by the event's own timestamp (when the
@@ -653,15 +658,18 @@ async fn bench_create_online(args: CreateOnlineArgs) -> anyhow::Result<()> {
     let body = json!({"name": "bench", "runtime": "claude-code", "model": "moonshot/kimi-k2.6"});
     let mut latencies = Vec::with_capacity(args.creates);
     let mut ids = Vec::new();
+    let mut timelines = Vec::with_capacity(args.creates);
     for _ in 0..args.creates {
         let sent = SystemTime::now();
         let id = server.create(&client, body.clone()).await?;
         let at = wait_online(&mut online, &id).await?;
         latencies.push(at.duration_since(sent).unwrap_or_default());
+        timelines.push((id.clone(), sent));
         tokio::time::sleep(args.pause).await;
         ids.push(id);
     }
     latencies.sort_unstable();
+    let breakdown = breakdown(&milestones, &server.data_dir, &timelines);
     // Stop them before the burst, so the burst's memory figure counts only its own.
     for id in &ids {
         client
@@ -689,6 +697,10 @@ async fn bench_create_online(args: CreateOnlineArgs) -> anyhow::Result<()> {
             millis(sorted.last().copied().unwrap_or_default()),
         ));
     }
+    out("\n| step of a create (sequential run) | p50 |\n|---|---|");
+    for (step, p50) in &breakdown {
+        out(format_args!("| {step} | {:.1} ms |", millis(*p50)));
+    }
     out(format_args!(
         "\ncreate → online p50 vs baseline: {:.1}×; {} concurrent creates all online in {:.0} ms; \
          control plane RSS with {} agents running: {rss:.1} MB (load generator included)",
@@ -700,6 +712,48 @@ async fn bench_create_online(args: CreateOnlineArgs) -> anyhow::Result<()> {
     ));
     server.stop().await?;
     Ok(())
+}
+
+/// The median of each step of the timed creates: from the request to the server's
+/// milestones (see [`milestones::STEPS`]), with the agent's first log line between the
+/// spawn and its registration.
+fn breakdown(
+    milestones: &milestones::Milestones,
+    data_dir: &std::path::Path,
+    timelines: &[(String, SystemTime)],
+) -> Vec<(&'static str, Duration)> {
+    let mut steps: Vec<(&'static str, Vec<Duration>)> = Vec::new();
+    for (id, sent) in timelines {
+        let at = |step| milestones.at(id, step);
+        let agent_log = data_dir.join("workspaces").join(id).join("agent.log");
+        let points = [
+            ("request sent", Some(*sent)),
+            (milestones::STEPS[0].1, at(milestones::STEPS[0].0)),
+            (milestones::STEPS[1].1, at(milestones::STEPS[1].0)),
+            (milestones::STEPS[2].1, at(milestones::STEPS[2].0)),
+            (
+                "agent start (sandbox set-up, exec, config)",
+                milestones::agent_first_line(&agent_log),
+            ),
+            (milestones::STEPS[3].1, at(milestones::STEPS[3].0)),
+        ];
+        for pair in points.windows(2) {
+            let (_, Some(from)) = pair[0] else { continue };
+            let (name, Some(to)) = pair[1] else { continue };
+            let spent = to.duration_since(from).unwrap_or_default();
+            match steps.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, all)) => all.push(spent),
+                None => steps.push((name, vec![spent])),
+            }
+        }
+    }
+    steps
+        .into_iter()
+        .map(|(name, mut all)| {
+            all.sort_unstable();
+            (name, percentile(&all, 0.50))
+        })
+        .collect()
 }
 
 /// Create a workspace through the API of the server at `base`; its id.
