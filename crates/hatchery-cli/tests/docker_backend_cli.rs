@@ -178,20 +178,10 @@ async fn a_create_ends_with_a_locked_down_container_online_and_a_delete_removes_
     );
 
     // Logs come from the engine.
-    let (status, logs) = server
-        .call(
-            reqwest::Method::GET,
-            &format!("/workspaces/{id}/logs?tail=50"),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200);
-    assert!(logs.as_str().unwrap().contains("registered"), "{logs}");
+    let logs = server.logs(&id).await;
+    assert!(logs.contains("registered"), "{logs}");
 
-    let (status, _) = server
-        .call(reqwest::Method::DELETE, &format!("/workspaces/{id}"), None)
-        .await;
-    assert_eq!(status, 200);
+    server.delete(&id).await;
     until_no_container(&engine, &id).await;
 }
 
@@ -227,21 +217,7 @@ async fn the_container_keeps_the_agent_in_and_a_crash_fails_the_workspace() {
     let id = server
         .create(json!({"name": "probe", "runtime": "probe", "secrets": {"PROBE_SECRET": "s3cret-value"}}))
         .await;
-    let result = data
-        .join("workspaces")
-        .join(&id)
-        .join("workspace")
-        .join("result");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let report = loop {
-        if let Ok(text) = std::fs::read_to_string(&result)
-            && text.contains("done")
-        {
-            break text;
-        }
-        assert!(Instant::now() < deadline, "the probe never reported");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let report = common::probe_report(&data, &id).await;
     assert!(report.contains("net=closed"), "no network at all: {report}");
     assert!(
         listener.accept().is_err(),

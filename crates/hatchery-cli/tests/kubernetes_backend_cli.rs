@@ -183,20 +183,10 @@ async fn a_create_ends_with_a_locked_down_pod_online_and_a_delete_removes_it() {
     );
 
     // Logs come from the cluster.
-    let (status, logs) = server
-        .call(
-            reqwest::Method::GET,
-            &format!("/workspaces/{id}/logs?tail=50"),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200);
-    assert!(logs.as_str().unwrap().contains("registered"), "{logs}");
+    let logs = server.logs(&id).await;
+    assert!(logs.contains("registered"), "{logs}");
 
-    let (status, _) = server
-        .call(reqwest::Method::DELETE, &format!("/workspaces/{id}"), None)
-        .await;
-    assert_eq!(status, 200);
+    server.delete(&id).await;
     until_gone(&cluster, &id).await;
     assert!(
         cluster

@@ -117,20 +117,10 @@ async fn a_create_ends_with_a_sandboxed_agent_online_and_a_delete_leaves_nothing
     assert_eq!(row["agent_card"]["provider"], "platform", "{row}");
     assert_eq!(row["agent_card"]["llm_billing_mode"], "platform");
     assert!(!processes_mentioning(&id).is_empty(), "the sandbox runs");
-    let (status, logs) = server
-        .call(
-            reqwest::Method::GET,
-            &format!("/workspaces/{id}/logs?tail=50"),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200);
-    assert!(logs.as_str().unwrap().contains("registered"), "{logs}");
+    let logs = server.logs(&id).await;
+    assert!(logs.contains("registered"), "{logs}");
 
-    let (status, _) = server
-        .call(reqwest::Method::DELETE, &format!("/workspaces/{id}"), None)
-        .await;
-    assert_eq!(status, 200);
+    server.delete(&id).await;
     until_gone(&id).await;
 
     // A create that names no runtime launches nothing: its agent registers by itself.
@@ -155,21 +145,7 @@ async fn the_sandbox_keeps_the_agent_in() {
     let id = server
         .create(json!({"name": "probe", "runtime": "probe", "secrets": {"PROBE_SECRET": "s3cret-value"}}))
         .await;
-    let result = data
-        .join("workspaces")
-        .join(&id)
-        .join("workspace")
-        .join("result");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let report = loop {
-        if let Ok(text) = std::fs::read_to_string(&result)
-            && text.contains("done")
-        {
-            break text;
-        }
-        assert!(Instant::now() < deadline, "the probe never reported");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
+    let report = common::probe_report(&data, &id).await;
     assert!(
         report.contains("net=closed"),
         "no TCP out, not even to the host's loopback: {report}"

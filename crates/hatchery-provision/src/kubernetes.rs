@@ -174,6 +174,11 @@ fn pod_state(pod: &Pod) -> AgentState {
     }
 }
 
+/// The workspace a pod runs, by its label.
+fn workspace_of(pod: &Pod) -> Option<String> {
+    pod.metadata.labels.as_ref()?.get(WORKSPACE_LABEL).cloned()
+}
+
 /// Waiting reasons of a container that will not start without someone changing something
 /// (an image that cannot be pulled, a configuration the kubelet refuses).
 const CANNOT_START: &[&str] = &[
@@ -610,13 +615,7 @@ impl KubernetesBackend {
                     (_, false, Some(reason)) => (None, Some(reason)),
                     _ => continue,
                 };
-                let Some(id) = pod
-                    .metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(WORKSPACE_LABEL))
-                    .cloned()
-                else {
+                let Some(id) = workspace_of(&pod) else {
                     continue;
                 };
                 let uid = pod.metadata.uid.clone().unwrap_or_default();
@@ -662,13 +661,7 @@ impl KubernetesBackend {
             .map_err(|e| api_error("listing pods", &e))?;
         let mut running = Vec::new();
         for pod in found.items {
-            let Some(id) = pod
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(WORKSPACE_LABEL))
-                .cloned()
-            else {
+            let Some(id) = workspace_of(&pod) else {
                 continue;
             };
             let live = matches!(pod_state(&pod), AgentState::Running(_))

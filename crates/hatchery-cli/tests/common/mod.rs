@@ -130,6 +130,27 @@ impl Admin {
         created["id"].as_str().unwrap().to_owned()
     }
 
+    /// The agent's last log lines (200 asserted).
+    pub async fn logs(&self, id: &str) -> String {
+        let (status, logs) = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/workspaces/{id}/logs?tail=50"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{logs}");
+        logs.as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Delete a workspace (200 asserted).
+    pub async fn delete(&self, id: &str) {
+        let (status, body) = self
+            .call(reqwest::Method::DELETE, &format!("/workspaces/{id}"), None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
     /// Wait (bounded) until the workspace reaches `status`; its record.
     pub async fn until_status(&self, id: &str, status: &str) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -143,5 +164,25 @@ impl Admin {
             assert!(Instant::now() < deadline, "never {status}: {row}");
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+    }
+}
+
+/// Wait (bounded) until a probe agent's report in its workspace directory is complete
+/// (ends with `done`); the report.
+pub async fn probe_report(data_dir: &std::path::Path, id: &str) -> String {
+    let result = data_dir
+        .join("workspaces")
+        .join(id)
+        .join("workspace")
+        .join("result");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&result)
+            && text.contains("done")
+        {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "the probe never reported");
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }

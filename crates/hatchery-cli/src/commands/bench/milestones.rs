@@ -72,7 +72,7 @@ impl Visit for Fields {
         match field.name() {
             "message" => self.message = Some(format!("{value:?}")),
             "workspace_id" => {
-                self.workspace_id = Some(format!("{value:?}").trim_matches('"').to_owned())
+                self.workspace_id = Some(format!("{value:?}").trim_matches('"').to_owned());
             }
             _ => {}
         }
