@@ -56,7 +56,28 @@ enum Command {
     Secrets(commands::secrets::SecretsCommand),
 }
 
+/// `hatchery agent …` alone: what every sandbox runs, so it skips building the whole
+/// command tree (a millisecond of every agent's start).
+#[derive(Debug, Parser)]
+#[command(name = "hatchery agent", version, about = "Run the reference agent")]
+struct AgentCli {
+    #[command(flatten)]
+    args: commands::agent::AgentArgs,
+}
+
 fn main() -> ExitCode {
+    let mut command_line = std::env::args_os();
+    if command_line.nth(1).is_some_and(|first| first == "agent") {
+        return match AgentCli::try_parse_from(
+            std::iter::once("hatchery agent".into()).chain(command_line),
+        ) {
+            Ok(cli) => commands::agent::run(cli.args),
+            Err(err) => {
+                let _ = err.print();
+                ExitCode::from(if err.use_stderr() { 2 } else { 0 })
+            }
+        };
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {

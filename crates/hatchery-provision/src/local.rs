@@ -119,6 +119,21 @@ pub struct LocalBackend {
     exits: mpsc::UnboundedSender<Exit>,
 }
 
+/// Where `path` points, if it is a top-level symlink into `/usr` (`/bin` → `usr/bin`).
+fn usr_symlink(path: &str) -> Option<String> {
+    let top_level = path
+        .strip_prefix('/')
+        .is_some_and(|rest| !rest.contains('/'));
+    if !top_level {
+        return None;
+    }
+    let target = std::fs::read_link(path).ok()?;
+    let target = target.to_str()?;
+    let inside_usr =
+        ["usr/", "/usr/"].iter().any(|p| target.starts_with(p)) && !target.contains("..");
+    inside_usr.then(|| target.to_owned())
+}
+
 /// Sandboxes of `bwrap` whose command line binds a directory under `root` and whose pid is
 /// not in `ours`: left by a control plane that died before they could arrange to die with
 /// it (a kill in the instant between spawn and bubblewrap's `--die-with-parent`).
@@ -254,11 +269,18 @@ impl LocalBackend {
             .map(Path::new)
             .filter(|p| p.is_absolute())
             .and_then(Path::parent)
+            // Already visible (a system directory, or under one): nothing more to bind.
+            && !visible.iter().any(|v| program_dir.starts_with(v))
         {
             visible.push(program_dir.display().to_string());
         }
         for path in &visible {
-            argv.extend(["--ro-bind-try".to_owned(), path.clone(), path.clone()]);
+            // A merged-/usr system's /bin, /lib, … are symlinks into /usr: the same symlink
+            // in the sandbox costs no mount (mounts are most of a sandbox's set-up time).
+            match usr_symlink(path) {
+                Some(target) => argv.extend(["--symlink".to_owned(), target, path.clone()]),
+                None => argv.extend(["--ro-bind-try".to_owned(), path.clone(), path.clone()]),
+            }
         }
         // Should the program live under the data directory, its data stays hidden.
         for hidden in &self.config.hidden {

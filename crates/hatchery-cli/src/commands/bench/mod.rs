@@ -669,7 +669,7 @@ async fn bench_create_online(args: CreateOnlineArgs) -> anyhow::Result<()> {
         ids.push(id);
     }
     latencies.sort_unstable();
-    let breakdown = breakdown(&milestones, &server.data_dir, &timelines);
+    let sequential_steps = breakdown(&milestones, &server.data_dir, &timelines);
     // Stop them before the burst, so the burst's memory figure counts only its own.
     for id in &ids {
         client
@@ -680,7 +680,8 @@ async fn bench_create_online(args: CreateOnlineArgs) -> anyhow::Result<()> {
             .error_for_status()?;
     }
 
-    let burst = burst(&server, &client, &body, args.burst, &mut online).await?;
+    let (burst, burst_timelines) = burst(&server, &client, &body, args.burst, &mut online).await?;
+    let burst_breakdown = breakdown(&milestones, &server.data_dir, &burst_timelines);
     let rss = rss_megabytes();
     reader.abort();
 
@@ -697,9 +698,19 @@ async fn bench_create_online(args: CreateOnlineArgs) -> anyhow::Result<()> {
             millis(sorted.last().copied().unwrap_or_default()),
         ));
     }
-    out("\n| step of a create (sequential run) | p50 |\n|---|---|");
-    for (step, p50) in &breakdown {
-        out(format_args!("| {step} | {:.1} ms |", millis(*p50)));
+    out(format_args!(
+        "\n| step of a create (p50) | sequential | burst of {} |\n|---|---|---|",
+        args.burst
+    ));
+    for (step, p50) in &sequential_steps {
+        let in_burst = burst_breakdown
+            .iter()
+            .find(|(name, _)| name == step)
+            .map_or(0.0, |(_, d)| millis(*d));
+        out(format_args!(
+            "| {step} | {:.1} ms | {in_burst:.1} ms |",
+            millis(*p50)
+        ));
     }
     out(format_args!(
         "\ncreate → online p50 vs baseline: {:.1}×; {} concurrent creates all online in {:.0} ms; \
@@ -777,14 +788,15 @@ async fn create_workspace(
         .ok_or_else(|| anyhow::anyhow!("create answered without an id: {created}"))
 }
 
-/// `count` concurrent creates; how long until the last came online.
+/// `count` concurrent creates; how long until the last came online, and each one's id
+/// with when the burst started.
 async fn burst(
     server: &BenchServer,
     client: &reqwest::Client,
     body: &serde_json::Value,
     count: usize,
     online: &mut tokio::sync::mpsc::UnboundedReceiver<(String, SystemTime)>,
-) -> anyhow::Result<Duration> {
+) -> anyhow::Result<(Duration, Vec<(String, SystemTime)>)> {
     err(format_args!("bench: {count} concurrent creates …"));
     let burst_started = SystemTime::now();
     let mut in_flight = tokio::task::JoinSet::new();
@@ -796,6 +808,10 @@ async fn burst(
     while let Some(id) = in_flight.join_next().await {
         pending.insert(id??);
     }
+    let timelines = pending
+        .iter()
+        .map(|id| (id.clone(), burst_started))
+        .collect();
     let mut last_online = burst_started;
     while !pending.is_empty() {
         let (id, at) = tokio::time::timeout(Duration::from_secs(30), online.recv())
@@ -806,9 +822,12 @@ async fn burst(
             last_online = at;
         }
     }
-    Ok(last_online
-        .duration_since(burst_started)
-        .unwrap_or_default())
+    Ok((
+        last_online
+            .duration_since(burst_started)
+            .unwrap_or_default(),
+        timelines,
+    ))
 }
 
 /// Wait for `id`'s `WORKSPACE_ONLINE`; other workspaces' arrivals are dropped.
