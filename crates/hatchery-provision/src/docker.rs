@@ -160,34 +160,47 @@ pub fn agent_image_tag(program: &Path) -> std::io::Result<String> {
     }
     let digest = hasher.finalize();
     let short: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    // Qualified with `localhost/`: Podman would qualify it so, and would not find the
+    // short name again; Docker takes it as it is. Never pulled either way.
     Ok(format!(
-        "hatchery-agent:{}-{short}",
+        "localhost/hatchery-agent:{}-{short}",
         env!("CARGO_PKG_VERSION")
     ))
 }
 
 /// Make `tag` on the engine, unless it is there: an image whose whole filesystem is
 /// `program` at `/usr/local/bin/hatchery` and the shared libraries it loads, running
-/// `hatchery agent`. `true` if it was built now.
+/// `hatchery agent`. Its id (what containers are created from: Podman qualifies local
+/// names as `localhost/…`, so the id is the one name both engines agree on), and whether
+/// it was built now.
 pub async fn build_agent_image(
     docker: &Docker,
     tag: &str,
     program: &Path,
-) -> Result<bool, BackendError> {
-    match docker.inspect_image(tag).await {
-        Ok(_) => return Ok(false),
-        Err(e) if not_found(&e) => {}
+) -> Result<(String, bool), BackendError> {
+    let built = match docker.inspect_image(tag).await {
+        Ok(_) => false,
+        Err(e) if not_found(&e) => {
+            let entrypoint = [IMAGE_PROGRAM.to_owned(), "agent".to_owned()];
+            import_image(
+                docker,
+                tag,
+                &[(program.to_owned(), IMAGE_PROGRAM.to_owned())],
+                &entrypoint,
+            )
+            .await?;
+            true
+        }
         Err(e) => return Err(engine_error("looking for the agent image", &e)),
-    }
-    let entrypoint = [IMAGE_PROGRAM.to_owned(), "agent".to_owned()];
-    import_image(
-        docker,
-        tag,
-        &[(program.to_owned(), IMAGE_PROGRAM.to_owned())],
-        &entrypoint,
-    )
-    .await?;
-    Ok(true)
+    };
+    let image = docker
+        .inspect_image(tag)
+        .await
+        .map_err(|e| engine_error("looking for the agent image", &e))?;
+    let id = image
+        .id
+        .ok_or_else(|| BackendError::Permanent(format!("the engine gave the image {tag} no id")))?;
+    Ok((id, built))
 }
 
 /// Import an image from this machine's files (`docker import`, so nothing is pulled):
@@ -206,11 +219,11 @@ pub async fn import_image(
         .map_err(|e| BackendError::Permanent(format!("building the image {tag}: {e}")))?;
     let entrypoint = serde_json::to_string(entrypoint)
         .map_err(|e| BackendError::Permanent(format!("building the image {tag}: {e}")))?;
-    let (repo, version) = tag.rsplit_once(':').unwrap_or((tag, "latest"));
     let options = CreateImageOptions {
         from_src: Some("-".to_owned()),
-        repo: Some(repo.to_owned()),
-        tag: Some(version.to_owned()),
+        // The whole reference as `repo`: both engines take a tag there, and Podman ignores
+        // a separate `tag` on import.
+        repo: Some(tag.to_owned()),
         changes: vec![
             format!("ENTRYPOINT {entrypoint}"),
             "WORKDIR /workspace".to_owned(),
@@ -751,7 +764,7 @@ mod tests {
         let (tag_a, tag_b) = (agent_image_tag(&a).unwrap(), agent_image_tag(&b).unwrap());
         assert_ne!(tag_a, tag_b);
         assert_eq!(tag_a, agent_image_tag(&a).unwrap());
-        assert!(tag_a.starts_with("hatchery-agent:"), "{tag_a}");
+        assert!(tag_a.starts_with("localhost/hatchery-agent:"), "{tag_a}");
     }
 
     #[test]

@@ -625,13 +625,13 @@ async fn docker_backend(
     } else {
         let tag = docker::agent_image_tag(agent_program)
             .map_err(|e| format!("reading {}: {e}", agent_program.display()))?;
-        if docker::build_agent_image(&engine, &tag, agent_program)
+        let (id, built) = docker::build_agent_image(&engine, &tag, agent_program)
             .await
-            .map_err(|e| e.to_string())?
-        {
-            tracing::info!(image = %tag, "built the agent image from this binary");
+            .map_err(|e| e.to_string())?;
+        if built {
+            tracing::info!(image = %tag, %id, "built the agent image from this binary");
         }
-        tag
+        id
     };
     let installation = store
         .setting_get_or_insert(
