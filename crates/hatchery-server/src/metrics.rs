@@ -1,117 +1,328 @@
-//! A few counters in Prometheus' text format. (The full metrics surface arrives with the
-//! CLI and dashboard work.)
+//! Prometheus metrics (`prometheus-client`, `OpenMetrics` text at `GET /metrics`).
+//!
+//! Counted as things happen: workspaces created, derivation outcomes, heartbeats, liveness
+//! expiries, provisioning failures, how long provisioning took (create → online), and every
+//! HTTP request's duration by method, route and status. Read at each scrape: workspaces by
+//! status and backend, the provision queue's depth and oldest job, the stalest heartbeat of
+//! a live workspace, event subscribers, buffered heartbeats, and the registry's state.
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
-use crate::registry_source::LiveRegistry;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
 
-/// Counters the server keeps.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    workspaces_created: AtomicU64,
-    heartbeats: AtomicU64,
-    expired: AtomicU64,
-    provisioning_failed: AtomicU64,
+/// The content type of the exposition.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Labels of a request's duration.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: u16,
 }
 
-/// Gauges read at render time.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Gauges {
+/// Labels of a derivation's outcome.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// What is read at each scrape, gathered (asynchronously) just before it.
+#[derive(Debug, Clone, Default)]
+pub struct Scrape {
+    /// Registry reloads attempted, and refused.
+    pub registry_reloads: (u64, u64),
+    /// Whether a registry snapshot is in force.
+    pub registry_available: bool,
     /// Live event stream subscribers.
     pub subscribers: usize,
     /// Heartbeats waiting to be written.
     pub buffered_heartbeats: usize,
+    /// The backend hatchery's own workspaces run on (`local`, `docker`, …, `none`).
+    pub backend: &'static str,
+    /// What the database says.
+    pub stats: hatchery_store::Stats,
+    /// Now, in microseconds since the epoch (ages are measured against it).
+    pub now: i64,
+}
+
+/// The scrape-time values, as a collector of the registry.
+#[derive(Debug, Default)]
+struct ScrapeCollector(Mutex<Scrape>);
+
+/// The server's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    workspaces_created: Counter,
+    heartbeats: Counter,
+    expired: Counter,
+    provisioning_failed: Counter,
+    derive_outcomes: Family<OutcomeLabels, Counter>,
+    provision_duration: Histogram,
+    requests: HistogramFamily<RequestLabels>,
+    scrape: Arc<ScrapeCollector>,
+}
+
+fn request_histogram() -> Histogram {
+    // 0.5 ms … ~16 s.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut metrics = Self {
+            registry: Registry::default(),
+            workspaces_created: Counter::default(),
+            heartbeats: Counter::default(),
+            expired: Counter::default(),
+            provisioning_failed: Counter::default(),
+            derive_outcomes: Family::default(),
+            // 10 ms … ~3 h: sandboxes come up in milliseconds, hermes in many minutes.
+            provision_duration: Histogram::new(exponential_buckets(0.01, 2.0, 21)),
+            requests: Family::new_with_constructor(request_histogram),
+            scrape: Arc::default(),
+        };
+        let registry = &mut metrics.registry;
+        registry.register(
+            "hatchery_workspaces_created",
+            "Workspaces created since start.",
+            metrics.workspaces_created.clone(),
+        );
+        registry.register(
+            "hatchery_heartbeats",
+            "Heartbeats accepted since start.",
+            metrics.heartbeats.clone(),
+        );
+        registry.register(
+            "hatchery_liveness_expired",
+            "Workspaces marked offline by this replica for missing heartbeats.",
+            metrics.expired.clone(),
+        );
+        registry.register(
+            "hatchery_provisioning_failed",
+            "Workspaces this replica failed while provisioning (deadline passed, agent died, backend refused).",
+            metrics.provisioning_failed.clone(),
+        );
+        registry.register(
+            "hatchery_derive_outcomes",
+            "Provider decisions of creates and runtime changes, by outcome (the provider's source, or the refusal's code).",
+            metrics.derive_outcomes.clone(),
+        );
+        registry.register(
+            "hatchery_provision_duration_seconds",
+            "From entering provisioning (a create, restart or relaunch) to the agent's registration.",
+            metrics.provision_duration.clone(),
+        );
+        registry.register(
+            "hatchery_http_request_duration_seconds",
+            "HTTP requests by method, route and status.",
+            metrics.requests.clone(),
+        );
+        registry.register_collector(Box::new(Arc::clone(&metrics.scrape)));
+        metrics
+    }
 }
 
 impl Metrics {
     /// Count one accepted heartbeat.
     pub fn heartbeat(&self) {
-        self.heartbeats.fetch_add(1, Ordering::Relaxed);
+        self.heartbeats.inc();
     }
 
     /// Count workspaces the liveness sweep marked offline.
     pub fn expired(&self, count: usize) {
-        self.expired.fetch_add(count as u64, Ordering::Relaxed);
+        self.expired.inc_by(count as u64);
     }
 
-    /// Count workspaces the provisioning sweep failed.
+    /// Count workspaces that failed while provisioning.
     pub fn provisioning_failed(&self, count: usize) {
-        self.provisioning_failed
-            .fetch_add(count as u64, Ordering::Relaxed);
+        self.provisioning_failed.inc_by(count as u64);
     }
 
     /// Count one created workspace.
     pub fn workspace_created(&self) {
-        self.workspaces_created.fetch_add(1, Ordering::Relaxed);
+        self.workspaces_created.inc();
     }
 
-    /// The exposition text.
+    /// Count one provider decision: its source (`derived:exact_model`, …) or its refusal's
+    /// code (`provider_derivation_failed`, …).
+    pub fn derive_outcome(&self, outcome: &str) {
+        self.derive_outcomes
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Record how long a workspace took from provisioning to online.
+    pub fn provisioned(&self, micros: i64) {
+        #[allow(clippy::cast_precision_loss, reason = "a duration in seconds")]
+        self.provision_duration.observe(micros.max(0) as f64 / 1e6);
+    }
+
+    /// Record one request.
+    pub fn request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                method: method.to_owned(),
+                route: route.to_owned(),
+                status,
+            })
+            .observe(seconds);
+    }
+
+    /// The exposition text, with `scrape` as the scrape-time values.
     #[must_use]
-    pub fn render(&self, registry: &LiveRegistry, gauges: Gauges) -> String {
-        let (reloads, failures) = registry.reload_counts();
-        let available = u8::from(registry.snapshot().is_ok());
+    pub fn render(&self, scrape: Scrape) -> String {
+        *self
+            .scrape
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = scrape;
         let mut out = String::new();
-        let mut counter = |name: &str, help: &str, kind: &str, value: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Seconds from `then` to `now` (microseconds), 0 when there is no `then`.
+#[allow(clippy::cast_precision_loss, reason = "an age in seconds")]
+fn age_seconds(now: i64, then: Option<i64>) -> f64 {
+    then.map_or(0.0, |then| now.saturating_sub(then).max(0) as f64 / 1e6)
+}
+
+impl prometheus_client::collector::Collector for ScrapeCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let scrape = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let counter = |encoder: &mut DescriptorEncoder, name, help, value: u64| {
+            let metric = ConstCounter::new(value);
+            metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
         };
+        let gauge = |encoder: &mut DescriptorEncoder, name, help, value: i64| {
+            let metric = ConstGauge::new(value);
+            metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+        };
+        let seconds = |encoder: &mut DescriptorEncoder, name, help, value: f64| {
+            let metric = ConstGauge::new(value);
+            metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+        };
+        let (reloads, failures) = scrape.registry_reloads;
         counter(
-            "hatchery_registry_reloads_total",
+            &mut encoder,
+            "hatchery_registry_reloads",
             "Registry reloads attempted since start.",
-            "counter",
             reloads,
-        );
+        )?;
         counter(
-            "hatchery_registry_reload_failures_total",
+            &mut encoder,
+            "hatchery_registry_reload_failures",
             "Registry reloads refused since start (the last good snapshot stayed in force).",
-            "counter",
             failures,
-        );
-        counter(
+        )?;
+        gauge(
+            &mut encoder,
             "hatchery_registry_available",
             "1 when a registry snapshot is in force.",
-            "gauge",
-            u64::from(available),
-        );
-        counter(
-            "hatchery_workspaces_created_total",
-            "Workspaces created since start.",
-            "counter",
-            self.workspaces_created.load(Ordering::Relaxed),
-        );
-        counter(
-            "hatchery_heartbeats_total",
-            "Heartbeats accepted since start.",
-            "counter",
-            self.heartbeats.load(Ordering::Relaxed),
-        );
-        counter(
-            "hatchery_liveness_expired_total",
-            "Workspaces marked offline by this replica for missing heartbeats.",
-            "counter",
-            self.expired.load(Ordering::Relaxed),
-        );
-        counter(
-            "hatchery_provisioning_failed_total",
-            "Workspaces failed by this replica for passing their provisioning deadline.",
-            "counter",
-            self.provisioning_failed.load(Ordering::Relaxed),
-        );
-        counter(
+            i64::from(scrape.registry_available),
+        )?;
+        let as_gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        gauge(
+            &mut encoder,
             "hatchery_event_subscribers",
             "Live event stream subscribers (SSE and WebSocket).",
-            "gauge",
-            gauges.subscribers as u64,
-        );
-        counter(
+            as_gauge(scrape.subscribers),
+        )?;
+        gauge(
+            &mut encoder,
             "hatchery_buffered_heartbeats",
             "Heartbeats waiting for the next write.",
-            "gauge",
-            gauges.buffered_heartbeats as u64,
-        );
-        out
+            as_gauge(scrape.buffered_heartbeats),
+        )?;
+        gauge(
+            &mut encoder,
+            "hatchery_provision_jobs_pending",
+            "Provision jobs waiting to be claimed.",
+            scrape.stats.jobs_pending,
+        )?;
+        seconds(
+            &mut encoder,
+            "hatchery_provision_job_oldest_pending_seconds",
+            "Age of the oldest provision job waiting to be claimed (0 when none waits).",
+            age_seconds(scrape.now, scrape.stats.oldest_pending_job),
+        )?;
+        seconds(
+            &mut encoder,
+            "hatchery_heartbeat_stalest_seconds",
+            "Time since the stalest last heartbeat of an online or degraded workspace (0 when none).",
+            age_seconds(scrape.now, scrape.stats.stalest_heartbeat),
+        )?;
+        let mut family = encoder.encode_descriptor(
+            "hatchery_workspaces",
+            "Workspaces by status and backend (external: agents hatchery does not run).",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (status, external, n) in &scrape.stats.workspaces {
+            let backend = if *external {
+                "external"
+            } else {
+                scrape.backend
+            };
+            let labels = [("status", status.as_str()), ("backend", backend)];
+            ConstGauge::new(*n).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exposition_holds_counters_histograms_and_scrape_values() {
+        let metrics = Metrics::default();
+        metrics.workspace_created();
+        metrics.derive_outcome("derived:exact_model");
+        metrics.provisioned(250_000);
+        metrics.request("GET", "/workspaces/{id}", 200, 0.002);
+        let text = metrics.render(Scrape {
+            backend: "local",
+            stats: hatchery_store::Stats {
+                workspaces: vec![("online".into(), false, 3), ("offline".into(), true, 1)],
+                jobs_pending: 2,
+                oldest_pending_job: Some(1_000_000),
+                stalest_heartbeat: None,
+            },
+            now: 3_500_000,
+            ..Scrape::default()
+        });
+        for line in [
+            "hatchery_workspaces_created_total 1",
+            "hatchery_derive_outcomes_total{outcome=\"derived:exact_model\"} 1",
+            "hatchery_provision_duration_seconds_count 1",
+            "hatchery_http_request_duration_seconds_count{method=\"GET\",route=\"/workspaces/{id}\",status=\"200\"} 1",
+            "hatchery_workspaces{status=\"online\",backend=\"local\"} 3",
+            "hatchery_workspaces{status=\"offline\",backend=\"external\"} 1",
+            "hatchery_provision_jobs_pending 2",
+            "hatchery_provision_job_oldest_pending_seconds 2.5",
+            "hatchery_heartbeat_stalest_seconds 0.0",
+            "# EOF",
+        ] {
+            assert!(text.contains(line), "{line} not in:\n{text}");
+        }
     }
 }

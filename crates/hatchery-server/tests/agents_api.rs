@@ -23,6 +23,7 @@ hatchery_testkit::both_databases!(
     pause_resume_restart_cascade_with_events,
     dev_mode_lets_a_tokenless_workspace_bootstrap,
     external_workspaces_join_with_a_connection_and_expire_after_90s,
+    metrics_count_what_happened_and_read_the_database_at_each_scrape,
 );
 
 /// Events of a workspace, oldest first: `(event_type, payload)`.
@@ -1185,4 +1186,92 @@ async fn external_workspaces_join_with_a_connection_and_expire_after_90s(db: Db)
     env.clock.advance(Duration::from_secs(20));
     server.app.sweep_liveness().await.unwrap();
     assert_eq!(status_of(&server, &waiting).await, "offline");
+}
+
+/// The sample of `name` (with its labels, exactly as exposed) in an exposition.
+fn sample(metrics: &str, name: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?.strip_prefix(' ')?;
+        rest.parse().ok()
+    })
+}
+
+async fn metrics_count_what_happened_and_read_the_database_at_each_scrape(db: Db) {
+    let env = Env::new(db).await;
+    let server = env.spawn().await;
+    let scrape = || async {
+        let (status, text) = server.get("/metrics").await;
+        assert_eq!(status, 200);
+        text.as_str().unwrap().to_owned()
+    };
+    let before = scrape().await;
+    assert_eq!(
+        sample(&before, "hatchery_provision_duration_seconds_count"),
+        Some(0.0)
+    );
+    let id = create(
+        &server,
+        json!({"name": "a", "runtime": "claude-code", "model": "moonshot/kimi-k2.6"}),
+    )
+    .await;
+    let (status, _) = server
+        .post(
+            "/workspaces",
+            &json!({"name": "b", "runtime": "claude-code", "model": "anthropic:claude-opus-4-5"}),
+        )
+        .await;
+    assert_eq!(status, 422, "a bring-your-own-key provider without a key");
+    let metrics = scrape().await;
+    assert_eq!(
+        sample(
+            &metrics,
+            "hatchery_workspaces{status=\"provisioning\",backend=\"none\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("hatchery_derive_outcomes_total{outcome=\"derived:prefix_match\"} 1")
+            || metrics
+                .contains("hatchery_derive_outcomes_total{outcome=\"derived:exact_model\"} 1"),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "hatchery_http_request_duration_seconds_count{method=\"POST\",route=\"/workspaces\",status=\"201\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "hatchery_provision_jobs_pending"),
+        Some(1.0),
+        "{metrics}"
+    );
+
+    // Registration ends provisioning: its duration is observed, the gauge follows.
+    register(&server, &id).await;
+    let metrics = scrape().await;
+    assert_eq!(
+        sample(&metrics, "hatchery_provision_duration_seconds_count"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "hatchery_workspaces{status=\"online\",backend=\"none\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert!(
+        sample(
+            &metrics,
+            "hatchery_workspaces{status=\"provisioning\",backend=\"none\"}"
+        )
+        .is_none(),
+        "{metrics}"
+    );
 }

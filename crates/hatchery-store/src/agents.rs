@@ -34,6 +34,8 @@ pub enum Registered {
     Online {
         /// Whether the new token was stored (it is shown to the agent then, and only then).
         token_issued: bool,
+        /// When it came from `provisioning`: how long that took, in microseconds.
+        provisioned_in: Option<i64>,
     },
     /// No such workspace.
     NotFound,
@@ -237,12 +239,12 @@ impl Store {
                 return Ok(Registered::BootstrapSpent);
             }
         }
-        let current: Option<(String, String)> =
-            sqlx::query_as("SELECT status, url FROM workspaces WHERE id = $1")
+        let current: Option<(String, String, Option<i64>)> =
+            sqlx::query_as("SELECT status, url, provisioning_since FROM workspaces WHERE id = $1")
                 .bind(registration.id)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let Some((status, old_url)) = current else {
+        let Some((status, old_url, provisioning_since)) = current else {
             return Ok(Registered::NotFound);
         };
         match status.as_str() {
@@ -284,7 +286,13 @@ impl Store {
             insert_token(&mut tx, registration.new_token, now).await?;
         }
         tx.commit().await?;
-        Ok(Registered::Online { token_issued })
+        let provisioned_in = provisioning_since
+            .filter(|_| status == "provisioning")
+            .map(|since| now.saturating_sub(since));
+        Ok(Registered::Online {
+            token_issued,
+            provisioned_in,
+        })
     }
 
     /// What the heartbeat rules need of a workspace; `None` if it does not exist.

@@ -17,6 +17,7 @@ mod events;
 mod jobs;
 mod secrets;
 mod settings;
+mod stats;
 mod tokens;
 mod workspaces;
 
@@ -35,6 +36,7 @@ pub use agents::{
 pub use events::{EventRow, NewEvent};
 pub use jobs::{ClaimedJob, JobRow};
 pub use secrets::{GLOBAL_SCOPE, KEY_CHECK_SETTING, SealedSecret, SecretRow, workspace_scope};
+pub use stats::Stats;
 pub use tokens::{NewToken, TokenKind, TokenMatch, TokenRow};
 pub use workspaces::{
     CreateRefusal, NewWorkspace, Reconfiguration, RemovedWorkspaces, WorkspaceFile, WorkspacePatch,

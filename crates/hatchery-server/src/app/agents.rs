@@ -392,7 +392,13 @@ impl App {
             .await
             .map_err(store_error("failed to register"))?;
         match registered {
-            Registered::Online { token_issued } => {
+            Registered::Online {
+                token_issued,
+                provisioned_in,
+            } => {
+                if let Some(micros) = provisioned_in {
+                    self.metrics.provisioned(micros);
+                }
                 self.heartbeats.forget(id);
                 self.hub.poke();
                 tracing::info!(workspace_id = id, url, "agent registered");

@@ -445,7 +445,7 @@ impl App {
             .map_err(store_error("failed to read global secrets"))?;
         secret_names.extend(globals.into_iter().map(|g| g.name));
         let secret_names: Vec<&str> = secret_names.iter().map(String::as_str).collect();
-        Ok(prepare_config(
+        let prepared = prepare_config(
             &snapshot.registry,
             &ProviderRequest {
                 runtime,
@@ -455,7 +455,12 @@ impl App {
                 secret_names: &secret_names,
                 platform_key_configured: self.platform_key.is_some(),
             },
-        )?)
+        );
+        self.metrics.derive_outcome(match &prepared {
+            Ok(config) => config.source.as_str(),
+            Err(refusal) => refusal.code(),
+        });
+        Ok(prepared?)
     }
 
     /// A runtime change re-derives the provider, failing closed like a create: the old

@@ -39,6 +39,7 @@ pub struct AppState {
 
 /// The router with every route.
 pub fn router(state: AppState) -> Router {
+    let request_metrics = std::sync::Arc::clone(&state.app.metrics);
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
@@ -51,6 +52,10 @@ pub fn router(state: AppState) -> Router {
         .merge(activity::routes())
         .merge(ws::routes())
         .with_state(state)
+        .route_layer(axum::middleware::from_fn_with_state(
+            request_metrics,
+            record_request,
+        ))
 }
 
 async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> Json<Value> {
@@ -66,16 +71,53 @@ async fn metrics(
     headers: HeaderMap,
 ) -> Result<(StatusCode, [(&'static str, &'static str); 1], String), ApiError> {
     require_admin(&state, &headers)?;
-    let gauges = crate::metrics::Gauges {
-        subscribers: state.app.hub.subscribers(),
-        buffered_heartbeats: state.app.heartbeats.len(),
+    let app = &state.app;
+    let database = app
+        .store
+        .stats()
+        .await
+        .map_err(|e| ApiError::internal("failed to read metrics", e))?;
+    let scrape = crate::metrics::Scrape {
+        registry_reloads: app.registry.reload_counts(),
+        registry_available: app.registry.snapshot().is_ok(),
+        subscribers: app.hub.subscribers(),
+        buffered_heartbeats: app.heartbeats.len(),
+        backend: app
+            .provisioner
+            .as_ref()
+            .map_or("none", |p| p.backend.name()),
+        stats: database,
+        now: app.store.now(),
     };
-    let text = state.app.metrics.render(&state.app.registry, gauges);
     Ok((
         StatusCode::OK,
-        [("content-type", "text/plain; version=0.0.4")],
-        text,
+        [("content-type", crate::metrics::CONTENT_TYPE)],
+        app.metrics.render(scrape),
     ))
+}
+
+/// Time every request, by method, route (its pattern, not its path: ids stay out of the
+/// labels) and status.
+async fn record_request(
+    axum::extract::State(metrics): axum::extract::State<std::sync::Arc<crate::metrics::Metrics>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", axum::extract::MatchedPath::as_str)
+        .to_owned();
+    let response = next.run(request).await;
+    metrics.request(
+        &method,
+        &route,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
 }
 
 /// The first `Authorization` header (clients may send two; the first counts).

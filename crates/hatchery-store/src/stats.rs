@@ -1,0 +1,48 @@
+//! What `/metrics` reads off the database at each scrape: workspaces by status, the
+//! provision queue, and the stalest heartbeat.
+
+use crate::{Store, StoreError};
+
+/// A scrape's view of the database.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// `(status, external, count)` of the workspaces not removed.
+    pub workspaces: Vec<(String, bool, i64)>,
+    /// Provision jobs waiting to be claimed.
+    pub jobs_pending: i64,
+    /// When the oldest of them was queued (microseconds since the epoch).
+    pub oldest_pending_job: Option<i64>,
+    /// The oldest last heartbeat of an `online` or `degraded` workspace.
+    pub stalest_heartbeat: Option<i64>,
+}
+
+impl Store {
+    /// Read [`Stats`], from the reader pool (a scrape never waits on the writer).
+    pub async fn stats(&self) -> Result<Stats, StoreError> {
+        let workspaces: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT status, external, COUNT(*) FROM workspaces WHERE status <> 'removed' \
+             GROUP BY status, external ORDER BY status, external",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        let (jobs_pending, oldest_pending_job): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT COUNT(*), MIN(created_at) FROM provision_jobs WHERE state = 'pending'",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        let stalest_heartbeat: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(last_seen_at) FROM workspaces WHERE status IN ('online', 'degraded')",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(Stats {
+            workspaces: workspaces
+                .into_iter()
+                .map(|(status, external, count)| (status, external != 0, count))
+                .collect(),
+            jobs_pending,
+            oldest_pending_job,
+            stalest_heartbeat,
+        })
+    }
+}
