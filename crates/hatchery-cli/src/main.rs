@@ -56,6 +56,17 @@ enum Command {
     Secrets(commands::secrets::SecretsCommand),
 }
 
+/// Print a command-line parse failure. Help and version are successes; every other
+/// failure is the user's input.
+fn parse_failure(err: &clap::Error) -> ExitCode {
+    let _ = err.print();
+    if err.use_stderr() {
+        ExitCode::from(exit::USER_ERROR)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 /// `hatchery agent …` alone: what every sandbox runs, so it skips building the whole
 /// command tree (a millisecond of every agent's start).
 #[derive(Debug, Parser)]
@@ -72,23 +83,12 @@ fn main() -> ExitCode {
             std::iter::once("hatchery agent".into()).chain(command_line),
         ) {
             Ok(cli) => commands::agent::run(cli.args),
-            Err(err) => {
-                let _ = err.print();
-                ExitCode::from(if err.use_stderr() { 2 } else { 0 })
-            }
+            Err(err) => parse_failure(&err),
         };
     }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(err) => {
-            let _ = err.print();
-            // Help and version are successes; every other parse failure is the user's input.
-            return if err.use_stderr() {
-                ExitCode::from(exit::USER_ERROR)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
+        Err(err) => return parse_failure(&err),
     };
     match cli.command {
         Command::Providers(command) => commands::providers::run(command),

@@ -19,24 +19,16 @@ use common::dockerd::Dockerd;
 const TOKEN: &str = "docker-backend-admin";
 const PROBE_IMAGE: &str = "hatchery-test-probe:1";
 
-struct Server {
-    process: common::Serve,
-    api: common::Admin,
-}
-
-impl std::ops::Deref for Server {
-    type Target = common::Admin;
-    fn deref(&self) -> &common::Admin {
-        &self.api
-    }
-}
-
 /// `hatchery serve` with the docker backend on `engine`, its data in `data_dir`.
-async fn serve(engine: &Dockerd, data_dir: &Path) -> Server {
+async fn serve(engine: &Dockerd, data_dir: &Path) -> common::Server {
     serve_with(engine, data_dir, &[]).await
 }
 
-async fn serve_with(engine: &Dockerd, data_dir: &Path, extra: &[(&'static str, &str)]) -> Server {
+async fn serve_with(
+    engine: &Dockerd,
+    data_dir: &Path,
+    extra: &[(&'static str, &str)],
+) -> common::Server {
     let port = common::free_port();
     let images = json!({"probe": PROBE_IMAGE, "crasher": "hatchery-test-crasher:1"});
     let mut env = vec![
@@ -53,11 +45,7 @@ async fn serve_with(engine: &Dockerd, data_dir: &Path, extra: &[(&'static str, &
         ),
     ];
     env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
-    let process = common::Serve::start_on(port, &env).await;
-    Server {
-        api: common::Admin::new(&process.base, TOKEN),
-        process,
-    }
+    common::Server::start_on(port, &env, TOKEN).await
 }
 
 /// An image of bash and a few tools whose entrypoint runs `script`.
@@ -255,9 +243,7 @@ async fn the_container_keeps_the_agent_in_and_a_crash_fails_the_workspace() {
     assert!(reason.contains("cannot find my model weights"), "{reason}");
 
     for id in [&id, &crasher] {
-        server
-            .call(reqwest::Method::DELETE, &format!("/workspaces/{id}"), None)
-            .await;
+        server.delete(id).await;
         until_no_container(&engine, id).await;
     }
 }
@@ -362,9 +348,7 @@ async fn a_crash_while_a_container_starts_leaves_one_agent_and_nothing_stuck() {
             .collect();
         assert_eq!(found.len(), 1, "{point}: one container: {found:?}");
         assert_eq!(found[0].2, "running", "{point}: {found:?}");
-        server
-            .call(reqwest::Method::DELETE, &format!("/workspaces/{id}"), None)
-            .await;
+        server.delete(&id).await;
         until_no_container(&engine, &id).await;
     }
 }

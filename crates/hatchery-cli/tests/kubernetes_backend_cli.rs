@@ -17,18 +17,6 @@ mod common;
 const TOKEN: &str = "kubernetes-backend-admin";
 const NAMESPACE: &str = "agents";
 
-struct Server {
-    process: common::Serve,
-    api: common::Admin,
-}
-
-impl std::ops::Deref for Server {
-    type Target = common::Admin;
-    fn deref(&self) -> &common::Admin {
-        &self.api
-    }
-}
-
 async fn cluster() -> FakeCluster {
     FakeCluster::start(HashMap::from([
         (
@@ -51,7 +39,7 @@ async fn cluster() -> FakeCluster {
 }
 
 /// `hatchery serve` on `port`: agents reach it there, as through a Service's stable URL.
-async fn serve(cluster: &FakeCluster, data_dir: &std::path::Path, port: u16) -> Server {
+async fn serve(cluster: &FakeCluster, data_dir: &std::path::Path, port: u16) -> common::Server {
     let env = vec![
         ("HATCHERY_DATA_DIR", data_dir.display().to_string()),
         ("HATCHERY_ADMIN_TOKEN", TOKEN.to_owned()),
@@ -70,11 +58,7 @@ async fn serve(cluster: &FakeCluster, data_dir: &std::path::Path, port: u16) -> 
         ),
         ("HATCHERY_HEARTBEAT_TTL", "3s".to_owned()),
     ];
-    let process = common::Serve::start_on(port, &env).await;
-    Server {
-        api: common::Admin::new(&process.base, TOKEN),
-        process,
-    }
+    common::Server::start_on(port, &env, TOKEN).await
 }
 
 /// A secret's value at `key`, decoded.
@@ -210,9 +194,7 @@ async fn a_crashing_pod_fails_its_workspace_with_the_exit_code_and_last_words() 
     let reason = row["failure_reason"].as_str().unwrap();
     assert!(reason.contains("exited with code 3"), "{reason}");
     assert!(reason.contains("cannot find my model weights"), "{reason}");
-    server
-        .call(reqwest::Method::DELETE, &format!("/workspaces/{id}"), None)
-        .await;
+    server.delete(&id).await;
     until_gone(&cluster, &id).await;
 }
 

@@ -13,18 +13,6 @@ mod common;
 
 const TOKEN: &str = "local-backend-admin";
 
-struct Server {
-    process: common::Serve,
-    api: common::Admin,
-}
-
-impl std::ops::Deref for Server {
-    type Target = common::Admin;
-    fn deref(&self) -> &common::Admin {
-        &self.api
-    }
-}
-
 /// A runtime whose "agent" is a probe: it tries to leave its sandbox and writes what
 /// happened into its workspace directory, then waits to be stopped.
 fn probe_script(server_port: u16) -> String {
@@ -41,11 +29,11 @@ fn probe_script(server_port: u16) -> String {
     )
 }
 
-async fn start(data_dir: &Path) -> Server {
+async fn start(data_dir: &Path) -> common::Server {
     start_with(data_dir, &[]).await
 }
 
-async fn start_with(data_dir: &Path, extra_env: &[(&str, &str)]) -> Server {
+async fn start_with(data_dir: &Path, extra_env: &[(&str, &str)]) -> common::Server {
     let port = common::free_port();
     let commands = json!({
         "probe": ["/bin/bash", "-c", probe_script(port)],
@@ -63,11 +51,7 @@ async fn start_with(data_dir: &Path, extra_env: &[(&str, &str)]) -> Server {
         ),
     ];
     env.extend(extra_env.iter().map(|(k, v)| (*k, (*v).to_owned())));
-    let process = common::Serve::start_on(port, &env).await;
-    Server {
-        api: common::Admin::new(&process.base, TOKEN),
-        process,
-    }
+    common::Server::start_on(port, &env, TOKEN).await
 }
 
 /// Wait (bounded) until no process of the workspace's sandbox remains.
@@ -182,9 +166,7 @@ async fn the_sandbox_keeps_the_agent_in() {
         processes_mentioning("s3cret-value").is_empty(),
         "never on a command line"
     );
-    server
-        .call(reqwest::Method::DELETE, &format!("/workspaces/{id}"), None)
-        .await;
+    server.delete(&id).await;
     until_gone(&id).await;
 }
 
@@ -426,9 +408,7 @@ async fn sandboxes_are_limited_by_control_groups() {
         quota_file.display()
     );
 
-    server
-        .call(reqwest::Method::DELETE, &format!("/workspaces/{id}"), None)
-        .await;
+    server.delete(&id).await;
     until_gone(&id).await;
     let deadline = Instant::now() + Duration::from_secs(5);
     while group.exists() {

@@ -226,12 +226,6 @@ impl SandboxGroup {
         Ok(())
     }
 
-    /// The directories, one per hierarchy.
-    #[must_use]
-    pub fn dirs(&self) -> &[PathBuf] {
-        &self.dirs
-    }
-
     /// Remove the groups once their processes are gone (a few tries: the kernel lets go
     /// of an exited process's group membership a moment after it is reaped).
     pub async fn remove(&self) {

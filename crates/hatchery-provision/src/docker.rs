@@ -55,9 +55,6 @@ const ENGINE_TIMEOUT_SECS: u64 = 120;
 /// How the docker backend runs agents.
 #[derive(Debug, Clone)]
 pub struct DockerConfig {
-    /// The engine's socket (`unix:///var/run/docker.sock`, Podman's
-    /// `unix:///run/podman/podman.sock`, …).
-    pub endpoint: String,
     /// Where each workspace gets its directory on the host (`<root>/<id>/…`), bound into
     /// its container: the engine must run on this machine.
     pub root: PathBuf,
@@ -92,6 +89,10 @@ pub struct DockerBackend {
     config: DockerConfig,
     /// `uid:gid` containers run as: the owner of the workspace root.
     user: String,
+    /// The host directory of the control plane's socket, bound into every container.
+    socket_dir: PathBuf,
+    /// Where agents reach the control plane from inside their containers.
+    agent_url: String,
     tracked: Arc<Mutex<HashMap<String, Tracked>>>,
     exits: mpsc::UnboundedSender<Exit>,
 }
@@ -178,29 +179,27 @@ pub async fn build_agent_image(
     tag: &str,
     program: &Path,
 ) -> Result<(String, bool), BackendError> {
-    let built = match docker.inspect_image(tag).await {
-        Ok(_) => false,
+    let image = match docker.inspect_image(tag).await {
+        Ok(image) => image,
         Err(e) if not_found(&e) => {
             let entrypoint = [IMAGE_PROGRAM.to_owned(), "agent".to_owned()];
-            import_image(
-                docker,
-                tag,
-                &[(program.to_owned(), IMAGE_PROGRAM.to_owned())],
-                &entrypoint,
-            )
-            .await?;
-            true
+            let files = [(program.to_owned(), IMAGE_PROGRAM.to_owned())];
+            import_image(docker, tag, &files, &entrypoint).await?;
+            let image = docker
+                .inspect_image(tag)
+                .await
+                .map_err(|e| engine_error("looking for the agent image", &e))?;
+            return image_id(image, tag).map(|id| (id, true));
         }
         Err(e) => return Err(engine_error("looking for the agent image", &e)),
     };
-    let image = docker
-        .inspect_image(tag)
-        .await
-        .map_err(|e| engine_error("looking for the agent image", &e))?;
-    let id = image
+    image_id(image, tag).map(|id| (id, false))
+}
+
+fn image_id(image: bollard::models::ImageInspect, tag: &str) -> Result<String, BackendError> {
+    image
         .id
-        .ok_or_else(|| BackendError::Permanent(format!("the engine gave the image {tag} no id")))?;
-    Ok((id, built))
+        .ok_or_else(|| BackendError::Permanent(format!("the engine gave the image {tag} no id")))
 }
 
 /// Import an image from this machine's files (`docker import`, so nothing is pulled):
@@ -296,10 +295,26 @@ impl DockerBackend {
         let owner = std::fs::metadata(&config.root).map_err(|e| {
             BackendError::Permanent(format!("reading {}: {e}", config.root.display()))
         })?;
+        // Containers see the socket's directory at CONTAINER_SOCKET_DIR.
+        let (Some(socket_dir), Some(socket_name)) = (
+            config.socket.parent(),
+            config.socket.file_name().and_then(|n| n.to_str()),
+        ) else {
+            return Err(BackendError::Permanent(format!(
+                "the control plane's socket {} is not a file in a directory",
+                config.socket.display()
+            )));
+        };
+        let (socket_dir, agent_url) = (
+            socket_dir.to_owned(),
+            format!("unix:{CONTAINER_SOCKET_DIR}/{socket_name}"),
+        );
         let (exits, reports) = mpsc::unbounded_channel();
         Ok((
             Self {
                 docker,
+                socket_dir,
+                agent_url,
                 user: format!("{}:{}", owner.uid(), owner.gid()),
                 config,
                 tracked: Arc::default(),
@@ -307,12 +322,6 @@ impl DockerBackend {
             },
             reports,
         ))
-    }
-
-    /// The engine this backend drives.
-    #[must_use]
-    pub fn engine(&self) -> &Docker {
-        &self.docker
     }
 
     /// A workspace's container name: one per workspace and installation.
@@ -339,18 +348,7 @@ impl DockerBackend {
             .get(&spec.runtime)
             .unwrap_or(&self.config.default_image)
             .clone();
-        let socket_dir = self.config.socket.parent().ok_or_else(|| {
-            BackendError::Permanent("the control plane's socket has no directory".to_owned())
-        })?;
-        let socket_name = self
-            .config
-            .socket
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| {
-                BackendError::Permanent("the control plane's socket has no file name".to_owned())
-            })?;
-        let env = agent_env(spec, &format!("unix:{CONTAINER_SOCKET_DIR}/{socket_name}"))?
+        let env = agent_env(spec, &self.agent_url)?
             .into_iter()
             .map(|(name, value)| format!("{name}={value}"))
             .collect();
@@ -389,7 +387,7 @@ impl DockerBackend {
                 mounts: Some(vec![
                     bind(&dir.join("workspace"), "/workspace", false),
                     bind(&dir.join("config"), "/config", true),
-                    bind(socket_dir, CONTAINER_SOCKET_DIR, true),
+                    bind(&self.socket_dir, CONTAINER_SOCKET_DIR, true),
                 ]),
                 readonly_rootfs: Some(true),
                 tmpfs: Some(HashMap::from([(

@@ -15,7 +15,6 @@
 //! an [`Exit`] with its exit code and last log lines.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -81,7 +80,7 @@ struct Tracked {
     /// The pod's uid: a new pod of the same name is another one.
     uid: String,
     /// Set when we stop it: its end is then no news.
-    stopping: Arc<AtomicBool>,
+    stopping: bool,
 }
 
 /// The kubernetes backend.
@@ -536,15 +535,15 @@ impl KubernetesBackend {
             id.to_owned(),
             Tracked {
                 uid,
-                stopping: Arc::new(AtomicBool::new(false)),
+                stopping: false,
             },
         );
     }
 
     /// Delete the workspace's pod and secret, and wait (bounded) until the pod is gone.
     async fn remove(&self, id: &str) -> Result<(), BackendError> {
-        if let Some(tracked) = self.lock().get(id) {
-            tracked.stopping.store(true, Ordering::Release);
+        if let Some(tracked) = self.lock().get_mut(id) {
+            tracked.stopping = true;
         }
         let name = Self::object_name(id);
         let grace = u32::try_from(self.config.grace.as_secs()).unwrap_or(u32::MAX);
@@ -625,7 +624,7 @@ impl KubernetesBackend {
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
                     match tracked.get(&id) {
                         Some(t) if t.uid == uid => {
-                            let on_its_own = !t.stopping.load(Ordering::Acquire);
+                            let on_its_own = !t.stopping;
                             tracked.remove(&id);
                             on_its_own
                         }

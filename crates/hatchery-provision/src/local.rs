@@ -159,10 +159,15 @@ fn strays(bwrap: &Path, root: &Path, ours: &HashSet<i32>) -> Vec<i32> {
 
 /// Every descendant of `root` (its children, theirs, …), by pid.
 fn descendants(root: i32) -> Vec<i32> {
+    descendants_in(&process_parents(), root)
+}
+
+/// `(pid, parent pid)` of every process, from one read of `/proc`.
+fn process_parents() -> Vec<(i32, i32)> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    let parents: Vec<(i32, i32)> = entries
+    entries
         .filter_map(Result::ok)
         .filter_map(|entry| {
             let pid = entry.file_name().to_str()?.parse::<i32>().ok()?;
@@ -177,7 +182,11 @@ fn descendants(root: i32) -> Vec<i32> {
                 .ok()?;
             Some((pid, parent_pid))
         })
-        .collect();
+        .collect()
+}
+
+/// Every descendant of `root` in `parents` (its children, theirs, …).
+fn descendants_in(parents: &[(i32, i32)], root: i32) -> Vec<i32> {
     let mut found = vec![root];
     let mut index = 0;
     while index < found.len() {
@@ -365,7 +374,7 @@ impl LocalBackend {
             Some(cgroups) => Some(
                 cgroups
                     .create(&spec.id, spec.limits)
-                    .map_err(|e| BackendError::Transient(format!("limiting the sandbox: {e}")))?,
+                    .map_err(|e| transient("limiting the sandbox", e))?,
             ),
             None => None,
         };
@@ -515,13 +524,12 @@ impl LocalBackend {
     /// Kill the sandboxes of this backend's directory that it does not know: none may run
     /// unsupervised, or beside the one a new start makes.
     fn kill_strays(&self) {
-        let ours: HashSet<i32> = {
-            let running = self.lock();
-            running
-                .values()
-                .flat_map(|s| std::iter::once(s.pid).chain(descendants(s.pid)))
-                .collect()
-        };
+        let known: Vec<i32> = self.lock().values().map(|s| s.pid).collect();
+        let parents = process_parents();
+        let ours: HashSet<i32> = known
+            .iter()
+            .flat_map(|pid| std::iter::once(*pid).chain(descendants_in(&parents, *pid)))
+            .collect();
         for pid in strays(&self.config.bwrap, &self.config.root, &ours) {
             tracing::warn!(pid, "killing a sandbox left by a control plane that died");
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);

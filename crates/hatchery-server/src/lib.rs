@@ -497,78 +497,79 @@ fn prepare_data_dir(data_dir: &std::path::Path, default_sqlite: bool) -> std::io
 /// engine answers), and the socket its agents reach the control plane through is
 /// configured.
 async fn backend(config: &ServerConfig, store: &Store) -> Result<Option<BackendParts>, StartError> {
-    let name = match &config.backend {
+    let grace = std::time::Duration::from_secs(5);
+    let (name, built) = match &config.backend {
         BackendChoice::None => return Ok(None),
-        BackendChoice::Local { .. } => "local",
-        BackendChoice::Docker { .. } => "docker",
-        BackendChoice::Kubernetes { .. } => "kubernetes",
+        BackendChoice::Local { .. } => ("local", local_backend(config, store, grace).await),
+        BackendChoice::Docker { .. } => ("docker", docker_backend(config, store, grace).await),
+        BackendChoice::Kubernetes { .. } => {
+            ("kubernetes", kubernetes_backend(config, store, grace).await)
+        }
     };
-    let refuse = |reason: String| StartError::Backend {
+    built.map(Some).map_err(|reason| StartError::Backend {
         backend: name,
         reason,
-    };
-    let grace = std::time::Duration::from_secs(5);
-    if let BackendChoice::Kubernetes { .. } = &config.backend {
-        return kubernetes_backend(config, store, grace)
-            .await
-            .map(Some)
-            .map_err(refuse);
-    }
+    })
+}
+
+/// The socket agents on this machine reach the control plane through, and the data
+/// directory (canonical).
+fn socket_and_data_dir(config: &ServerConfig) -> Result<(PathBuf, PathBuf), String> {
     let socket = config.unix_socket.clone().ok_or_else(|| {
-        refuse(
-            "it needs the Unix socket (HATCHERY_SOCKET) its agents reach the control plane through"
-                .to_owned(),
-        )
+        "it needs the Unix socket (HATCHERY_SOCKET) its agents reach the control plane through"
+            .to_owned()
     })?;
-    let data_dir = std::fs::canonicalize(&config.data_dir).map_err(|e| refuse(e.to_string()))?;
-    let root = data_dir.join("workspaces");
-    match &config.backend {
-        BackendChoice::None | BackendChoice::Kubernetes { .. } => Ok(None),
-        BackendChoice::Local {
-            default_command,
-            commands,
-            host_network,
-        } => {
-            let tool = |name: &str| {
-                on_path(name).ok_or_else(|| {
-                    refuse(format!(
-                        "{name} is not installed: run scripts/setup (Debian: apt-get install bubblewrap util-linux), or start with HATCHERY_BACKEND=none"
-                    ))
-                })
-            };
-            let (bwrap, prlimit) = (tool("bwrap")?, tool("prlimit")?);
-            let installation = installation_id(store).await.map_err(refuse)?;
-            let cgroups = match hatchery_provision::cgroups::Cgroups::detect(&installation) {
-                Ok(cgroups) => {
-                    tracing::info!(version = ?cgroups.version(), "sandboxes get control-group limits on memory, CPU and processes");
-                    Some(cgroups)
-                }
-                Err(reason) => {
-                    tracing::warn!(%reason, "no writable control groups: sandboxes get rlimits only (address space, processes, open files; no CPU limit)");
-                    None
-                }
-            };
-            let (backend, exits) = LocalBackend::new(LocalConfig {
-                root,
-                hidden: vec![data_dir],
-                socket,
-                commands: commands.clone(),
-                default_command: default_command.clone(),
-                host_network: host_network.clone(),
-                grace,
-                bwrap,
-                prlimit,
-                cgroups,
-            });
-            Ok(Some((Arc::new(backend), exits)))
+    let data_dir = std::fs::canonicalize(&config.data_dir).map_err(|e| e.to_string())?;
+    Ok((socket, data_dir))
+}
+
+/// The local backend: its tools are installed; control groups where they are writable.
+async fn local_backend(
+    config: &ServerConfig,
+    store: &Store,
+    grace: std::time::Duration,
+) -> Result<BackendParts, String> {
+    let BackendChoice::Local {
+        default_command,
+        commands,
+        host_network,
+    } = &config.backend
+    else {
+        return Err("not the local backend".to_owned());
+    };
+    let (socket, data_dir) = socket_and_data_dir(config)?;
+    let tool = |name: &str| {
+        on_path(name).ok_or_else(|| {
+            format!(
+                "{name} is not installed: run scripts/setup (Debian: apt-get install bubblewrap util-linux), or start with HATCHERY_BACKEND=none"
+            )
+        })
+    };
+    let (bwrap, prlimit) = (tool("bwrap")?, tool("prlimit")?);
+    let installation = installation_id(store).await?;
+    let cgroups = match hatchery_provision::cgroups::Cgroups::detect(&installation) {
+        Ok(cgroups) => {
+            tracing::info!(version = ?cgroups.version(), "sandboxes get control-group limits on memory, CPU and processes");
+            Some(cgroups)
         }
-        BackendChoice::Docker { .. } => {
-            docker_backend(config, store, socket, data_dir, root, grace)
-                .await
-                .map(Some)
-                .map_err(refuse)
+        Err(reason) => {
+            tracing::warn!(%reason, "no writable control groups: sandboxes get rlimits only (address space, processes, open files; no CPU limit)");
+            None
         }
-    }
+    };
+    let (backend, exits) = LocalBackend::new(LocalConfig {
+        root: data_dir.join("workspaces"),
+        hidden: vec![data_dir],
+        socket,
+        commands: commands.clone(),
+        default_command: default_command.clone(),
+        host_network: host_network.clone(),
+        grace,
+        bwrap,
+        prlimit,
+        cgroups,
+    });
+    Ok((Arc::new(backend), exits))
 }
 
 /// The docker backend: its engine answers, its agent image is there (built from this
@@ -576,9 +577,6 @@ async fn backend(config: &ServerConfig, store: &Store) -> Result<Option<BackendP
 async fn docker_backend(
     config: &ServerConfig,
     store: &Store,
-    socket: PathBuf,
-    data_dir: PathBuf,
-    root: PathBuf,
     grace: std::time::Duration,
 ) -> Result<BackendParts, String> {
     use hatchery_provision::docker;
@@ -592,6 +590,8 @@ async fn docker_backend(
     else {
         return Err("not the docker backend".to_owned());
     };
+    let (socket, data_dir) = socket_and_data_dir(config)?;
+    let root = data_dir.join("workspaces");
     // Each container sees the socket's directory: it must hold the socket and nothing else
     // (not the data directory, not another program's socket, such as the engine's own).
     let socket = std::path::absolute(&socket).map_err(|e| e.to_string())?;
@@ -633,17 +633,10 @@ async fn docker_backend(
         }
         id
     };
-    let installation = store
-        .setting_get_or_insert(
-            "installation_id",
-            &uuid::Uuid::new_v4().simple().to_string(),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+    let installation = installation_id(store).await?;
     let (backend, exits) = docker::DockerBackend::new(
         engine,
         docker::DockerConfig {
-            endpoint: endpoint.clone(),
             root,
             socket,
             images: images.clone(),

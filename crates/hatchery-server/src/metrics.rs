@@ -169,11 +169,11 @@ impl Metrics {
     }
 
     /// Record one request.
-    pub fn request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+    pub fn request(&self, method: String, route: String, status: u16, seconds: f64) {
         self.requests
             .get_or_create(&RequestLabels {
-                method: method.to_owned(),
-                route: route.to_owned(),
+                method,
+                route,
                 status,
             })
             .observe(seconds);
@@ -298,7 +298,7 @@ mod tests {
         metrics.workspace_created();
         metrics.derive_outcome("derived:exact_model");
         metrics.provisioned(250_000);
-        metrics.request("GET", "/workspaces/{id}", 200, 0.002);
+        metrics.request("GET".into(), "/workspaces/{id}".into(), 200, 0.002);
         let text = metrics.render(Scrape {
             backend: "local",
             stats: hatchery_store::Stats {

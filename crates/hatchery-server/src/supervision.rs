@@ -32,7 +32,7 @@ pub struct Supervision {
     /// Where "now" comes from; `None` for the system clock. Tests move it by hand.
     pub clock: Option<Clock>,
     /// Fault injection for the crash tests: the process aborts (as if killed with -9) when
-    /// provisioning reaches this point (see [`crate::app::CRASH_POINTS`]).
+    /// provisioning reaches this point (see `App::crash_point`).
     pub crash_at: Option<String>,
 }
 

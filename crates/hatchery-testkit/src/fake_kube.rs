@@ -5,7 +5,7 @@
 //!
 //! The kubelet maps images to commands (there is no image registry here), waits for the
 //! secrets a pod refers to, gives the process the environment Kubernetes would (secret
-//! `envFrom`, `$(VAR)` expansion, the downward API's pod IP, which is loopback here),
+//! keys, `$(VAR)` expansion, the downward API's pod IP, which is loopback here),
 //! writes the secret volume's items as files, and reports the pod's phase: `Pending`,
 //! `Running`, then `Succeeded` or `Failed` with the exit code. Deleting a pod SIGTERMs its
 //! process, SIGKILLs it after the grace period, then removes the pod and, like the garbage
@@ -623,12 +623,7 @@ async fn wait_for_secrets(
 ) -> Option<HashMap<String, BTreeMap<String, String>>> {
     let name = pod["metadata"]["name"].as_str().unwrap_or_default();
     let container = &pod["spec"]["containers"][0];
-    let mut wanted: Vec<String> = container["envFrom"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|source| source["secretRef"]["name"].as_str().map(str::to_owned))
-        .collect();
+    let mut wanted: Vec<String> = Vec::new();
     wanted.extend(
         container["env"]
             .as_array()
@@ -733,23 +728,15 @@ fn lay_out_volumes(
         .collect()
 }
 
-/// The environment, as Kubernetes makes it: `envFrom` first, then `env` (which wins),
-/// with `$(VAR)` expanded from what came before, secret keys and the pod IP from the
-/// downward API; a missing secret key is an error, as for a kubelet.
+/// The environment, as Kubernetes makes it from `env`: `$(VAR)` expanded from what came
+/// before, values from secret keys, the pod IP from the downward API; a missing secret key
+/// is an error, as for a kubelet. (`envFrom` is not supported: the backend does not use it.)
 fn container_env(
     container: &Value,
     secrets: &HashMap<String, BTreeMap<String, String>>,
     mounts: &HashMap<String, PathBuf>,
 ) -> Result<BTreeMap<String, String>, String> {
     let mut env: BTreeMap<String, String> = BTreeMap::new();
-    for source in container["envFrom"].as_array().into_iter().flatten() {
-        if let Some(data) = source["secretRef"]["name"]
-            .as_str()
-            .and_then(|s| secrets.get(s))
-        {
-            env.extend(data.clone());
-        }
-    }
     for variable in container["env"].as_array().into_iter().flatten() {
         let key = variable["name"].as_str().unwrap_or_default().to_owned();
         let from_secret = &variable["valueFrom"]["secretKeyRef"];

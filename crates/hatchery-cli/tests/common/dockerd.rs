@@ -46,8 +46,10 @@ impl Dockerd {
         let engine = Self { child, dir };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok(docker) = hatchery_provision::docker::connect(&engine.endpoint()).await
-                && docker.ping().await.is_ok()
+            // Connecting pings it.
+            if hatchery_provision::docker::connect(&engine.endpoint())
+                .await
+                .is_ok()
             {
                 break;
             }
@@ -85,14 +87,6 @@ impl Dockerd {
 
 impl Drop for Dockerd {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        super::terminate(&mut self.child, Duration::from_secs(20));
     }
 }

@@ -68,19 +68,48 @@ impl Serve {
 
 impl Drop for Serve {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        terminate(&mut self.child, Duration::from_secs(10));
     }
 }
 
+/// SIGTERM `child`, then SIGKILL it if it is still there after `patience`; reaped.
+pub fn terminate(child: &mut Child, patience: Duration) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + patience;
+    while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 pub mod dockerd;
+
+/// A running server, and the admin's view of its API.
+pub struct Server {
+    pub process: Serve,
+    pub api: Admin,
+}
+
+impl Server {
+    /// `hatchery serve` on `port` with `env`, its admin holding `token`.
+    pub async fn start_on(port: u16, env: &[(&str, String)], token: &str) -> Self {
+        let process = Serve::start_on(port, env).await;
+        Self {
+            api: Admin::new(&process.base, token),
+            process,
+        }
+    }
+}
+
+impl std::ops::Deref for Server {
+    type Target = Admin;
+    fn deref(&self) -> &Admin {
+        &self.api
+    }
+}
 
 /// The admin's view of a running server's API.
 pub struct Admin {

@@ -47,14 +47,12 @@ pub struct App {
     pub metrics: Arc<crate::metrics::Metrics>,
 }
 
-/// Where provisioning can be made to crash, in order (`HATCHERY_TEST_CRASH_AT`): after a
-/// create's transaction, after a job's claim, after the backend started the agent, after
-/// the job was closed.
-pub const CRASH_POINTS: &[&str] = &["created", "job-claimed", "agent-started", "job-done"];
-
 impl App {
     /// Fault injection: abort the process — no cleanup, no graceful shutdown, as `kill -9`
-    /// would — if the crash tests asked for a crash at `point`.
+    /// would — if the crash tests asked for a crash at `point`. The points, in order
+    /// (`HATCHERY_TEST_CRASH_AT`): `created` (after a create's transaction),
+    /// `job-claimed`, `agent-started` (the backend started the agent), `job-done` (the job
+    /// was closed).
     pub(crate) fn crash_point(&self, point: &str) {
         if self.supervision.crash_at.as_deref() == Some(point) {
             tracing::error!(point, "crashing on purpose (HATCHERY_TEST_CRASH_AT)");

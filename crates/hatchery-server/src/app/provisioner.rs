@@ -268,11 +268,14 @@ impl App {
                 // Paused or deleted while it started: it must not run. (If the database
                 // cannot say, it runs: the sweeps settle it, a healthy agent is not killed.)
                 match self.store.workspace_get(&row.id).await {
-                    Ok(None) => self.stop_agents(std::slice::from_ref(&row.id)).await,
-                    Ok(Some(w)) if matches!(w.status.as_str(), "paused" | "removed" | "failed") => {
+                    Ok(now)
+                        if now.as_ref().is_none_or(|w| {
+                            matches!(w.status.as_str(), "paused" | "removed" | "failed")
+                        }) =>
+                    {
                         self.stop_agents(std::slice::from_ref(&row.id)).await;
                     }
-                    Ok(Some(_)) => {}
+                    Ok(_) => {}
                     Err(error) => {
                         tracing::warn!(%error, workspace_id = %row.id, "cannot read the workspace after its start");
                     }

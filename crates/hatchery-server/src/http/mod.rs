@@ -112,8 +112,8 @@ async fn record_request(
         .to_owned();
     let response = next.run(request).await;
     metrics.request(
-        &method,
-        &route,
+        method,
+        route,
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),
     );
