@@ -33,28 +33,27 @@ use crate::files::{
 use crate::{AgentState, Backend, BackendError, Exit, WorkspaceSpec};
 
 /// The host paths a sandbox sees, read-only (missing ones are skipped). Of `/etc` only
-/// what programs need to run and resolve names: not the host's service configuration,
-/// which may hold credentials.
-const SYSTEM_DIRS: &[&str] = &[
-    "/usr",
-    "/bin",
-    "/sbin",
-    "/lib",
-    "/lib32",
-    "/lib64",
-    "/etc/ld.so.cache",
-    "/etc/ld.so.conf",
-    "/etc/ld.so.conf.d",
-    "/etc/passwd",
-    "/etc/group",
-    "/etc/nsswitch.conf",
-    "/etc/hosts",
-    "/etc/resolv.conf",
-    "/etc/localtime",
-    "/etc/ssl",
-    "/etc/ca-certificates",
-    "/etc/alternatives",
+/// what programs need to run and resolve names ([`ETC_ENTRIES`]): not the host's service
+/// configuration, which may hold credentials.
+const SYSTEM_DIRS: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64"];
+/// What of `/etc` a sandbox sees.
+const ETC_ENTRIES: &[&str] = &[
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "passwd",
+    "group",
+    "nsswitch.conf",
+    "hosts",
+    "resolv.conf",
+    "localtime",
+    "ssl",
+    "ca-certificates",
+    "alternatives",
 ];
+/// What of `/etc` changes while the control plane runs, and matters to sandboxes with
+/// the host's network: bound live over the copy.
+const LIVE_ETC_ENTRIES: &[&str] = &["hosts", "resolv.conf"];
 
 /// How the local backend runs agents.
 #[derive(Debug, Clone)]
@@ -115,8 +114,47 @@ enum Life {
 #[derive(Debug)]
 pub struct LocalBackend {
     config: LocalConfig,
+    /// A copy of [`ETC_ENTRIES`], made at start and bound as the sandboxes' `/etc`: one
+    /// mount instead of a dozen (mounts are most of a sandbox's set-up time). `None`:
+    /// the entries are bound one by one.
+    etc: Option<PathBuf>,
     running: Arc<Mutex<HashMap<String, Sandbox>>>,
     exits: mpsc::UnboundedSender<Exit>,
+}
+
+/// Copy [`ETC_ENTRIES`] of the host's `/etc` to `dest` (replacing what is there): files,
+/// directories and symlinks as they are, but never `/etc/ssl/private`.
+fn copy_etc(dest: &Path) -> std::io::Result<()> {
+    if dest.exists() {
+        std::fs::remove_dir_all(dest)?;
+    }
+    std::fs::create_dir_all(dest)?;
+    for entry in ETC_ENTRIES {
+        let source = Path::new("/etc").join(entry);
+        if std::fs::symlink_metadata(&source).is_ok() {
+            copy_entry(&source, &dest.join(entry))?;
+        }
+    }
+    Ok(())
+}
+
+fn copy_entry(from: &Path, to: &Path) -> std::io::Result<()> {
+    let kind = std::fs::symlink_metadata(from)?.file_type();
+    if kind.is_symlink() {
+        std::os::unix::fs::symlink(std::fs::read_link(from)?, to)
+    } else if kind.is_dir() {
+        std::fs::create_dir(to)?;
+        for entry in std::fs::read_dir(from)? {
+            let path = entry?.path();
+            // Private keys stay on the host.
+            if path != Path::new("/etc/ssl/private") {
+                copy_entry(&path, &to.join(path.file_name().unwrap_or_default()))?;
+            }
+        }
+        Ok(())
+    } else {
+        std::fs::copy(from, to).map(|_| ())
+    }
 }
 
 /// Where `path` points, if it is a top-level symlink into `/usr` (`/bin` → `usr/bin`).
@@ -220,9 +258,18 @@ impl LocalBackend {
     #[must_use]
     pub fn new(config: LocalConfig) -> (Self, mpsc::UnboundedReceiver<Exit>) {
         let (exits, reports) = mpsc::unbounded_channel();
+        let etc = config.root.join(".etc");
+        let etc = match copy_etc(&etc) {
+            Ok(()) => Some(etc),
+            Err(error) => {
+                tracing::warn!(%error, "cannot prepare the sandboxes' /etc: binding its entries one by one");
+                None
+            }
+        };
         (
             Self {
                 config,
+                etc,
                 running: Arc::default(),
                 exits,
             },
@@ -289,6 +336,27 @@ impl LocalBackend {
             match usr_symlink(path) {
                 Some(target) => argv.extend(["--symlink".to_owned(), target, path.clone()]),
                 None => argv.extend(["--ro-bind-try".to_owned(), path.clone(), path.clone()]),
+            }
+        }
+        match &self.etc {
+            Some(copy) => {
+                argv.extend([
+                    "--ro-bind".to_owned(),
+                    copy.display().to_string(),
+                    "/etc".to_owned(),
+                ]);
+                if self.config.host_network.contains(&spec.runtime) {
+                    for entry in LIVE_ETC_ENTRIES {
+                        let live = format!("/etc/{entry}");
+                        argv.extend(["--ro-bind-try".to_owned(), live.clone(), live]);
+                    }
+                }
+            }
+            None => {
+                for entry in ETC_ENTRIES {
+                    let path = format!("/etc/{entry}");
+                    argv.extend(["--ro-bind-try".to_owned(), path.clone(), path]);
+                }
             }
         }
         // Should the program live under the data directory, its data stays hidden.
@@ -603,10 +671,11 @@ mod tests {
 
     #[test]
     fn a_program_under_tmp_stays_visible_and_secrets_stay_off_the_command_line() {
+        let data = tempfile::tempdir().unwrap();
         let (backend, _exits) = LocalBackend::new(LocalConfig {
-            root: "/var/lib/hatchery/workspaces".into(),
-            hidden: vec!["/var/lib/hatchery".into()],
-            socket: "/var/lib/hatchery/hatchery.sock".into(),
+            root: data.path().join("workspaces"),
+            hidden: vec![data.path().to_owned()],
+            socket: data.path().join("run/hatchery.sock"),
             commands: HashMap::new(),
             default_command: vec!["/tmp/build/hatchery".into(), "agent".into()],
             host_network: HashSet::new(),
@@ -624,7 +693,7 @@ mod tests {
             heartbeat_interval: Duration::from_secs(20),
             limits: crate::Limits::default(),
         };
-        let argv = backend.argv(&spec, Path::new("/var/lib/hatchery/workspaces/w"));
+        let argv = backend.argv(&spec, &data.path().join("workspaces/w"));
         let at = |needle: &[&str]| {
             argv.windows(needle.len())
                 .position(|w| w.iter().zip(needle).all(|(a, b)| a == b))
@@ -645,6 +714,12 @@ mod tests {
             !argv.iter().any(|a| a == "--share-net"),
             "no network unless opted in"
         );
+        // /etc is one prepared copy of what programs need, with no private keys.
+        let etc = data.path().join("workspaces/.etc");
+        at(&["--ro-bind", &etc.display().to_string(), "/etc"]);
+        assert!(etc.join("passwd").exists());
+        assert!(!etc.join("shadow").exists());
+        assert!(!etc.join("ssl/private").exists());
     }
 
     #[test]
