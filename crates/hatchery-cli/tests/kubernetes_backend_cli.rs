@@ -40,7 +40,16 @@ async fn cluster() -> FakeCluster {
 
 /// `hatchery serve` on `port`: agents reach it there, as through a Service's stable URL.
 async fn serve(cluster: &FakeCluster, data_dir: &std::path::Path, port: u16) -> common::Server {
-    let env = vec![
+    serve_with(cluster, data_dir, port, &[]).await
+}
+
+async fn serve_with(
+    cluster: &FakeCluster,
+    data_dir: &std::path::Path,
+    port: u16,
+    extra: &[(&'static str, &str)],
+) -> common::Server {
+    let mut env = vec![
         ("HATCHERY_DATA_DIR", data_dir.display().to_string()),
         ("HATCHERY_ADMIN_TOKEN", TOKEN.to_owned()),
         ("HATCHERY_PLATFORM_KEY", "platform-gateway-key".to_owned()),
@@ -58,6 +67,7 @@ async fn serve(cluster: &FakeCluster, data_dir: &std::path::Path, port: u16) -> 
         ),
         ("HATCHERY_HEARTBEAT_TTL", "3s".to_owned()),
     ];
+    env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
     common::Server::start_on(port, &env, TOKEN).await
 }
 
@@ -267,4 +277,54 @@ async fn after_kill_9_live_pods_are_adopted_and_the_unwanted_deleted() {
         )
         .await;
     until_gone(&cluster, &kept).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_while_a_pod_starts_leaves_one_agent_and_nothing_stuck() {
+    let cluster = cluster().await;
+    // The steps after which a pod exists: it outlives the crash.
+    for point in ["agent-started", "job-done"] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let port = common::free_port();
+        let lease = ("HATCHERY_JOB_LEASE", "1s");
+        let mut server = serve_with(
+            &cluster,
+            &data,
+            port,
+            &[("HATCHERY_TEST_CRASH_AT", point), lease],
+        )
+        .await;
+        let _ = server
+            .client
+            .post(format!("{}/workspaces", server.base))
+            .bearer_auth(TOKEN)
+            .json(&json!({"name": "fragile", "runtime": "claude-code", "model": "moonshot/kimi-k2.6"}))
+            .timeout(Duration::from_secs(20))
+            .send()
+            .await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while server.process.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "{point}: it never crashed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        drop(server);
+
+        let server = serve_with(&cluster, &data, port, &[lease]).await;
+        let (_, all) = server.call(reqwest::Method::GET, "/workspaces", None).await;
+        let all = all.as_array().unwrap().clone();
+        assert_eq!(all.len(), 1, "{point}: {all:?}");
+        let id = all[0]["id"].as_str().unwrap().to_owned();
+        server.until_status(&id, "online").await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let (_, row) = server
+            .call(reqwest::Method::GET, &format!("/workspaces/{id}"), None)
+            .await;
+        assert_eq!(row["status"], "online", "{point}: {row}");
+        let pods = cluster.objects("pods", NAMESPACE);
+        assert_eq!(pods.len(), 1, "{point}: one pod: {pods:?}");
+        assert_eq!(cluster.processes(), 1, "{point}: one agent process");
+        server.delete(&id).await;
+        until_gone(&cluster, &id).await;
+    }
 }

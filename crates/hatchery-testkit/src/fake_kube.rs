@@ -319,6 +319,12 @@ impl FakeCluster {
             .collect()
     }
 
+    /// How many pod processes the kubelet runs now.
+    #[must_use]
+    pub fn processes(&self) -> usize {
+        self.cluster.lock().stops.len()
+    }
+
     /// Every request the API server answered, as `METHOD path`.
     #[must_use]
     pub fn requests(&self) -> Vec<String> {
