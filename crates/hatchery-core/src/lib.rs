@@ -1,6 +1,7 @@
 //! hatchery's domain rules, pure and shared by every path that creates a workspace
 //! (single create, org import, bundle import): field validation, the fail-closed
-//! provider and billing decision, and the generated default config.
+//! provider and billing decision, the generated default config, and org templates with
+//! the plan of their import.
 //!
 //! No IO, no async, no database: callers hand in the registry snapshot and the names of
 //! the secrets available, and get a decision or a typed error they map to HTTP.
@@ -10,6 +11,7 @@
 
 pub mod config;
 pub mod fields;
+pub mod org;
 pub mod provider;
 
 pub use config::{PreparedConfig, WorkspaceConfig, prepare_config, render_config_yaml};

@@ -118,6 +118,12 @@ pub enum ApiError {
     /// An auth lookup could not reach the database: fail closed, and say to retry.
     #[error("platform datastore unavailable — retry shortly")]
     PlatformUnavailable(String),
+    /// A route whose work is not built yet: it says so, and changes nothing.
+    #[error("{message}")]
+    NotImplemented {
+        /// What is missing, and what to do instead.
+        message: &'static str,
+    },
     /// Something failed inside; `message` is what the client sees, `context` goes to the log.
     #[error("{message}")]
     Internal {
@@ -205,6 +211,7 @@ impl ApiError {
             Self::PlatformUnavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "platform_unavailable")
             }
+            Self::NotImplemented { .. } => (StatusCode::NOT_IMPLEMENTED, "not_implemented"),
             Self::Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

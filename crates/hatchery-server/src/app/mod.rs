@@ -6,6 +6,7 @@ pub mod access;
 pub mod activity;
 pub mod agents;
 pub mod lifecycle;
+pub mod org;
 pub mod provisioner;
 pub mod secrets;
 pub mod workspaces;

@@ -4,6 +4,7 @@
 mod activity;
 mod agents;
 mod events;
+mod org;
 mod registry;
 mod secrets;
 pub(crate) mod views;
@@ -51,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         .merge(agents::routes())
         .merge(activity::routes())
         .merge(ws::routes())
+        .merge(org::routes())
         .with_state(state)
         .route_layer(axum::middleware::from_fn_with_state(
             request_metrics,
