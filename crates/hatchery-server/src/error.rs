@@ -118,11 +118,20 @@ pub enum ApiError {
     /// An auth lookup could not reach the database: fail closed, and say to retry.
     #[error("platform datastore unavailable — retry shortly")]
     PlatformUnavailable(String),
-    /// A route whose work is not built yet: it says so, and changes nothing.
-    #[error("{message}")]
-    NotImplemented {
-        /// What is missing, and what to do instead.
-        message: &'static str,
+    /// An org template that cannot be imported (template-level problems, or any problem
+    /// in strict mode): nothing was written; `plan` says why, node by node.
+    #[error("org template cannot be imported")]
+    OrgRefused {
+        /// The plan, with every node's problems.
+        plan: Value,
+    },
+    /// Required environment variables of an org template are not global secrets.
+    #[error("missing required environment variables")]
+    MissingEnv {
+        /// The requirements no global secret meets.
+        missing: Vec<String>,
+        /// The template's name.
+        template: String,
     },
     /// Something failed inside; `message` is what the client sees, `context` goes to the log.
     #[error("{message}")]
@@ -211,7 +220,8 @@ impl ApiError {
             Self::PlatformUnavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "platform_unavailable")
             }
-            Self::NotImplemented { .. } => (StatusCode::NOT_IMPLEMENTED, "not_implemented"),
+            Self::OrgRefused { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "org_import_refused"),
+            Self::MissingEnv { .. } => (StatusCode::PRECONDITION_FAILED, "missing_required_env"),
             Self::Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -251,6 +261,15 @@ impl IntoResponse for ApiError {
             Self::Provider(error) => body = provider_body(&error),
             Self::SecretsUndecryptable { failed_keys } => body["failed_keys"] = json!(failed_keys),
             Self::WorkspaceUnavailable { status } => body["status"] = json!(status),
+            Self::OrgRefused { plan } => body["plan"] = plan,
+            Self::MissingEnv { missing, template } => {
+                body["missing_env"] = json!(missing);
+                body["required_env"] = json!(missing);
+                body["template"] = json!(template);
+                body["suggestion"] = json!(
+                    "set them as global secrets (PUT /settings/secrets), or import with force=true"
+                );
+            }
             Self::PlatformUnavailable(context) => {
                 tracing::error!(error = %context, "auth lookup failed");
             }

@@ -1,16 +1,60 @@
-//! Org import, its first part: the plan of a template (`POST /org/import?dry_run=true`)
-//! against the real server on SQLite and Postgres. A dry run changes nothing; the import
-//! itself answers 501 until it is built, and changes nothing either.
+//! Org import against the real server on SQLite and Postgres: the plan (a dry run changes
+//! nothing), the best-effort import where a node that cannot be created is `failed` with
+//! its reason and its subtree with "parent failed" (never left `provisioning`), strict
+//! mode, required environment variables, and bad templates.
 
 mod common;
 
-use common::{Db, Env};
-use serde_json::json;
+use common::{Db, Env, Running, spawn, write_manifest};
+use serde_json::{Value, json};
 
 hatchery_testkit::both_databases!(
     a_dry_run_plans_every_node_and_changes_nothing,
     bad_templates_are_refused_with_the_path_of_the_problem,
+    a_node_that_cannot_be_derived_fails_with_its_subtree_and_the_rest_provisions,
+    strict_imports_all_or_nothing,
+    required_env_is_checked_unless_forced,
 );
+
+/// `x-1` is matched by both `a` and `b`: ambiguous for `rt`; `p/…` is the platform's.
+const OVERLAPPING: &str = "schema_version: 1
+providers:
+  - {name: a, display_name: A, protocol: openai, auth_mode: k, auth_env: [A_KEY], model_prefix_match: '^x-'}
+  - {name: b, display_name: B, protocol: openai, auth_mode: k, auth_env: [B_KEY], model_prefix_match: '^x-1'}
+  - {name: platform, display_name: P, protocol: openai, auth_mode: k, auth_env: [P_KEY], model_prefix_match: '^p/'}
+runtimes:
+  rt: {providers: [{name: a}, {name: b}, {name: platform}]}
+";
+
+/// A team on `rt` whose "Analyst" asks for an ambiguous model.
+const SEED: &str = "name: seed
+defaults:
+  runtime: rt
+  model: p/large
+workspaces:
+  - name: PM
+    children:
+      - name: Analyst
+        model: x-1
+        children:
+          - name: Junior Analyst
+      - name: Engineer
+";
+
+async fn spawn_overlapping(env: &Env) -> Running {
+    let path = write_manifest(env.dir.path(), "providers.yaml", OVERLAPPING);
+    let mut config = env.config();
+    config.providers = Some(path);
+    spawn(config).await
+}
+
+fn by_name<'a>(list: &'a Value, name: &str) -> &'a Value {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == name)
+        .unwrap_or_else(|| panic!("{name} in {list}"))
+}
 
 const TEAM: &str = "name: research\n\
     required_env: [SEARCH_API_KEY]\n\
@@ -53,14 +97,6 @@ async fn a_dry_run_plans_every_node_and_changes_nothing(db: Db) {
     assert_eq!(status, 200, "{plan}");
     assert_eq!(plan["ok"], true, "{plan}");
 
-    // Not a dry run: not built yet, said plainly, nothing created.
-    let (status, body) = server
-        .post("/org/import", &json!({"template": object}))
-        .await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (501, Some("not_implemented"))
-    );
     assert_eq!(server.counts().await, before);
 }
 
@@ -101,4 +137,105 @@ async fn bad_templates_are_refused_with_the_path_of_the_problem(db: Db) {
         .await;
     assert_eq!(status, 401, "admin only");
     assert_eq!(server.counts().await, before);
+}
+
+async fn a_node_that_cannot_be_derived_fails_with_its_subtree_and_the_rest_provisions(db: Db) {
+    let env = Env::new(db).await;
+    let server = spawn_overlapping(&env).await;
+    let (status, body) = server.post("/org/import", &json!({"template": SEED})).await;
+    assert_eq!(status, 207, "some nodes failed: {body}");
+    assert_eq!(body["org"], "seed");
+    assert_eq!(body["count"], 4);
+    let answered = &body["workspaces"];
+    assert_eq!(by_name(answered, "Analyst")["status"], "failed");
+    assert!(
+        by_name(answered, "Analyst")["error"]
+            .as_str()
+            .unwrap()
+            .contains("provider_derivation_failed"),
+        "{body}"
+    );
+    assert_eq!(
+        by_name(answered, "Junior Analyst")["error"],
+        "parent failed"
+    );
+    for fine in ["PM", "Engineer"] {
+        assert_eq!(by_name(answered, fine)["status"], "provisioning", "{body}");
+        assert!(by_name(answered, fine).get("error").is_none());
+    }
+
+    // What is stored says the same; nothing failed is left provisioning, the tree holds.
+    let (_, list) = server.get("/workspaces").await;
+    let analyst = by_name(&list, "Analyst");
+    assert_eq!(analyst["status"], "failed");
+    assert!(
+        analyst["failure_reason"]
+            .as_str()
+            .unwrap()
+            .contains("provider_derivation_failed")
+    );
+    let junior = by_name(&list, "Junior Analyst");
+    assert_eq!(junior["status"], "failed");
+    assert_eq!(junior["failure_reason"], "parent failed");
+    assert_eq!(junior["parent_id"], analyst["id"]);
+    let pm = by_name(&list, "PM");
+    assert_eq!(pm["provider"], "platform");
+    assert_eq!(by_name(&list, "Engineer")["parent_id"], pm["id"]);
+    // Jobs only for what provisions.
+    let jobs = server.store.job_list().await.unwrap();
+    assert_eq!(jobs.len(), 2, "{jobs:?}");
+    let (_, config) = server
+        .get(&format!(
+            "/workspaces/{}/config",
+            pm["id"].as_str().unwrap()
+        ))
+        .await;
+    assert!(config.to_string().contains("platform"), "{config}");
+}
+
+async fn strict_imports_all_or_nothing(db: Db) {
+    let env = Env::new(db).await;
+    let server = spawn_overlapping(&env).await;
+    let before = server.counts().await;
+    let (status, body) = server
+        .post("/org/import?strict=true", &json!({"template": SEED}))
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["code"], "org_import_refused");
+    let analyst = by_name(&body["plan"]["nodes"], "Analyst");
+    assert!(
+        !analyst["problems"].as_array().unwrap().is_empty(),
+        "{body}"
+    );
+    assert_eq!(server.counts().await, before, "nothing created");
+
+    let clean = SEED.replace("        model: x-1\n", "");
+    let (status, body) = server
+        .post("/org/import?strict=true", &json!({"template": clean}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["count"], 4);
+    let (_, list) = server.get("/workspaces").await;
+    assert_eq!(list.as_array().unwrap().len(), 4);
+}
+
+async fn required_env_is_checked_unless_forced(db: Db) {
+    let env = Env::new(db).await;
+    let server = env.spawn().await;
+    let template = "name: needs\nrequired_env: [SEARCH_API_KEY]\n\
+        defaults:\n  runtime: claude-code\n  model: moonshot/kimi-k2.6\n\
+        workspaces:\n  - name: solo\n";
+    let before = server.counts().await;
+    let (status, body) = server
+        .post("/org/import", &json!({"template": template}))
+        .await;
+    assert_eq!(status, 412, "{body}");
+    assert_eq!(body["error"], "missing required environment variables");
+    assert_eq!(body["missing_env"], json!(["SEARCH_API_KEY"]));
+    assert_eq!(body["template"], "needs");
+    assert_eq!(server.counts().await, before);
+    let (status, body) = server
+        .post("/org/import", &json!({"template": template, "force": true}))
+        .await;
+    assert_eq!(status, 201, "{body}");
 }

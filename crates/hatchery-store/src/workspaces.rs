@@ -96,6 +96,23 @@ pub struct NewWorkspace {
     pub derivation: String,
 }
 
+/// One workspace of an org import, with everything written beside it.
+#[derive(Debug)]
+pub struct ImportedWorkspace {
+    /// Its row (`provisioning`, `online` for an external one, or `failed`).
+    pub workspace: NewWorkspace,
+    /// Why it failed, for a `failed` one.
+    pub failure_reason: Option<String>,
+    /// Its generated files.
+    pub files: Vec<WorkspaceFile>,
+    /// Its events.
+    pub events: Vec<NewEvent>,
+    /// Whether a provision job starts its agent.
+    pub provision: bool,
+    /// An external agent's token.
+    pub token: Option<crate::NewToken>,
+}
+
 /// One generated file of a workspace (`config.yaml`, …).
 #[allow(missing_docs, reason = "fields mirror the columns in migrations/")]
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -173,42 +190,7 @@ impl Store {
             }
         }
         let now = self.now();
-        sqlx::query(
-            "INSERT INTO workspaces (id, name, role, tier, status, url, parent_id, \
-             max_concurrent_tasks, runtime, model, workspace_dir, workspace_access, x, y, \
-             external, budget_limit, provider, provider_source, llm_billing_mode, \
-             registry_hash, derivation, created_at, updated_at, provisioning_since, \
-             last_seen_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-             $17, $18, $19, $20, $21, $22, $22, $23, $24)",
-        )
-        .bind(&workspace.id)
-        .bind(&workspace.name)
-        .bind(&workspace.role)
-        .bind(workspace.tier)
-        .bind(workspace.status)
-        .bind(&workspace.url)
-        .bind(&workspace.parent_id)
-        .bind(workspace.max_concurrent_tasks)
-        .bind(&workspace.runtime)
-        .bind(&workspace.model)
-        .bind(&workspace.workspace_dir)
-        .bind(workspace.workspace_access)
-        .bind(workspace.x)
-        .bind(workspace.y)
-        .bind(flag(workspace.external))
-        .bind(workspace.budget_limit)
-        .bind(&workspace.provider)
-        .bind(workspace.provider_source)
-        .bind(workspace.llm_billing_mode)
-        .bind(&workspace.registry_hash)
-        .bind(&workspace.derivation)
-        .bind(now)
-        // The provisioning deadline runs from now; an agent already online counts as seen.
-        .bind((workspace.status == "provisioning").then_some(now))
-        .bind((workspace.status == "online").then_some(now))
-        .execute(&mut *tx)
-        .await?;
+        insert_row(&mut tx, workspace, now).await?;
         if let Some(token) = token {
             crate::tokens::insert_token(&mut tx, token, now).await?;
         }
@@ -226,6 +208,45 @@ impl Store {
         }
         tx.commit().await?;
         Ok(Ok(()))
+    }
+
+    /// Create a whole tree of workspaces (an org import) in one transaction: a crash
+    /// leaves all of it or none. Parents come before their children in `items`. A failed
+    /// node is stored `failed` with its reason and gets no job. `after_each` is called
+    /// with the count of rows written so far, inside the transaction (the crash tests use
+    /// it to die midway).
+    pub async fn workspace_import(
+        &self,
+        items: &[ImportedWorkspace],
+        after_each: impl Fn(usize),
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin_events().await?;
+        let now = self.now();
+        for (index, item) in items.iter().enumerate() {
+            insert_row(&mut tx, &item.workspace, now).await?;
+            if let Some(reason) = &item.failure_reason {
+                sqlx::query("UPDATE workspaces SET failure_reason = $2 WHERE id = $1")
+                    .bind(&item.workspace.id)
+                    .bind(reason)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if let Some(token) = &item.token {
+                crate::tokens::insert_token(&mut tx, token, now).await?;
+            }
+            for file in &item.files {
+                insert_file(&mut tx, &item.workspace.id, file).await?;
+            }
+            for event in &item.events {
+                insert_event(&mut tx, event, now).await?;
+            }
+            if item.provision {
+                crate::jobs::queue(&mut tx, &item.workspace.id, "start", now).await?;
+            }
+            after_each(index + 1);
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// One workspace, removed ones included.
@@ -444,5 +465,50 @@ async fn insert_file(
         .bind(&file.content)
         .execute(&mut **tx)
         .await?;
+    Ok(())
+}
+
+/// Insert a workspace's row; its provisioning deadline runs from `now`.
+async fn insert_row(
+    tx: &mut Transaction<'_, Any>,
+    workspace: &NewWorkspace,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO workspaces (id, name, role, tier, status, url, parent_id, \
+         max_concurrent_tasks, runtime, model, workspace_dir, workspace_access, x, y, \
+         external, budget_limit, provider, provider_source, llm_billing_mode, \
+         registry_hash, derivation, created_at, updated_at, provisioning_since, \
+         last_seen_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+         $17, $18, $19, $20, $21, $22, $22, $23, $24)",
+    )
+    .bind(&workspace.id)
+    .bind(&workspace.name)
+    .bind(&workspace.role)
+    .bind(workspace.tier)
+    .bind(workspace.status)
+    .bind(&workspace.url)
+    .bind(&workspace.parent_id)
+    .bind(workspace.max_concurrent_tasks)
+    .bind(&workspace.runtime)
+    .bind(&workspace.model)
+    .bind(&workspace.workspace_dir)
+    .bind(workspace.workspace_access)
+    .bind(workspace.x)
+    .bind(workspace.y)
+    .bind(flag(workspace.external))
+    .bind(workspace.budget_limit)
+    .bind(&workspace.provider)
+    .bind(workspace.provider_source)
+    .bind(workspace.llm_billing_mode)
+    .bind(&workspace.registry_hash)
+    .bind(&workspace.derivation)
+    .bind(now)
+    // The provisioning deadline runs from now; an agent already online counts as seen.
+    .bind((workspace.status == "provisioning").then_some(now))
+    .bind((workspace.status == "online").then_some(now))
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }

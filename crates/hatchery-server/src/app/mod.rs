@@ -53,7 +53,8 @@ impl App {
     /// would — if the crash tests asked for a crash at `point`. The points, in order
     /// (`HATCHERY_TEST_CRASH_AT`): `created` (after a create's transaction),
     /// `job-claimed`, `agent-started` (the backend started the agent), `job-done` (the job
-    /// was closed).
+    /// was closed); and `org-import-midway` (half of an org import's rows written, inside
+    /// its transaction).
     pub(crate) fn crash_point(&self, point: &str) {
         if self.supervision.crash_at.as_deref() == Some(point) {
             tracing::error!(point, "crashing on purpose (HATCHERY_TEST_CRASH_AT)");

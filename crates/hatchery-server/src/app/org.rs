@@ -1,11 +1,45 @@
-//! Org import: the plan of a template (dry run). Persisting the planned tree arrives with
-//! the rest of the org-import work.
+//! Org import: the plan of a template (dry run), and the import itself — every node built
+//! exactly as a single create builds a workspace, the whole tree written in one
+//! transaction. Best effort by default (Molecule's contract): a node that cannot be
+//! created is stored `failed` with its reason, its subtree `failed` with "parent failed",
+//! the rest provisioned. `strict`: any problem refuses the whole import, nothing written.
 
-use hatchery_core::org::{OrgTemplate, Plan, PlanContext, plan};
-use hatchery_store::GLOBAL_SCOPE;
+use std::collections::HashMap;
 
+use hatchery_core::org::{Node, OrgTemplate, Plan, PlanContext, PlannedNode, plan};
+use hatchery_store::{GLOBAL_SCOPE, ImportedWorkspace, NewEvent, NewWorkspace};
+use serde_json::json;
+
+use super::workspaces::{Built, Canvas, CreateWorkspace};
 use super::{App, store_error};
 use crate::error::ApiError;
+
+/// How an import treats problems.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ImportOptions {
+    /// Any problem refuses the whole import.
+    pub strict: bool,
+    /// Import even when required environment variables are not global secrets.
+    pub force: bool,
+}
+
+/// One imported workspace, as the answer lists it.
+#[derive(Debug, Clone)]
+pub struct ImportedNode {
+    /// Its new id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its tier.
+    pub tier: i64,
+    /// `provisioning`, `online`/`awaiting_agent` (external), or `failed`.
+    pub status: &'static str,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// Why a failed node's subtree failed.
+const PARENT_FAILED: &str = "parent failed";
 
 impl App {
     /// Plan the import of `template` on the registry in force, with the global secrets
@@ -30,4 +64,209 @@ impl App {
             },
         ))
     }
+
+    /// Import `template`: plan it, refuse what cannot be imported at all (template-level
+    /// problems; missing required env without `force`; any problem with `strict`), then
+    /// write the whole tree in one transaction.
+    pub async fn org_import(
+        &self,
+        template: &OrgTemplate,
+        options: ImportOptions,
+    ) -> Result<Vec<ImportedNode>, ApiError> {
+        let plan = self.org_plan(template).await?;
+        if !plan.problems.is_empty() || (options.strict && !plan.is_clean()) {
+            return Err(ApiError::OrgRefused {
+                plan: serde_json::to_value(&plan).unwrap_or_default(),
+            });
+        }
+        if !plan.missing_env.is_empty() && !options.force {
+            return Err(ApiError::MissingEnv {
+                missing: plan.missing_env.clone(),
+                template: template.name.clone(),
+            });
+        }
+        let nodes = flatten(&template.workspaces);
+        let mut ids: HashMap<&str, String> = HashMap::new();
+        let mut failed: HashMap<&str, bool> = HashMap::new();
+        let mut items = Vec::with_capacity(nodes.len());
+        let mut answer = Vec::with_capacity(nodes.len());
+        // Plan and flattening visit the tree in the same order: parents first.
+        for (planned, node) in plan.nodes.iter().zip(nodes) {
+            let id = uuid::Uuid::new_v4().hyphenated().to_string();
+            let parent_id = planned.parent.as_deref().and_then(|p| ids.get(p).cloned());
+            let parent_failed = planned
+                .parent
+                .as_deref()
+                .is_some_and(|p| failed.get(p).copied().unwrap_or(false));
+            let reason = if parent_failed {
+                Some(PARENT_FAILED.to_owned())
+            } else if planned.problems.is_empty() {
+                None
+            } else {
+                Some(planned.problems.join("; "))
+            };
+            let built = match reason {
+                Some(reason) => Err(reason),
+                None => self
+                    .build_workspace(request_of(node, planned, parent_id.clone()), id.clone())
+                    .await
+                    .map_err(|e| e.to_string()),
+            };
+            let (item, entry) = match built {
+                Ok(built) => imported(built, &id, planned),
+                Err(reason) => failed_item(node, planned, &id, parent_id, reason),
+            };
+            failed.insert(&planned.path, entry.status == "failed");
+            ids.insert(&planned.path, id);
+            items.push(item);
+            answer.push(entry);
+        }
+        let total = items.len();
+        self.store
+            .workspace_import(&items, |written| {
+                if written * 2 >= total && written * 2 < total + 2 {
+                    self.crash_point("org-import-midway");
+                }
+            })
+            .await
+            .map_err(store_error("failed to import the org"))?;
+        self.hub.poke();
+        if items.iter().any(|i| i.provision) {
+            self.wake_provisioner();
+        }
+        for entry in &answer {
+            if entry.status == "failed" {
+                self.metrics.provisioning_failed(1);
+            } else {
+                self.metrics.workspace_created();
+            }
+        }
+        tracing::info!(org = %template.name, workspaces = total, "org imported");
+        Ok(answer)
+    }
+}
+
+/// The tree's nodes, parents before children, as the planner walks it.
+fn flatten(nodes: &[Node]) -> Vec<&Node> {
+    let mut all = Vec::new();
+    for node in nodes {
+        all.push(node);
+        all.extend(flatten(&node.children));
+    }
+    all
+}
+
+/// A node as the create request it stands for, with the runtime, model and tier the plan
+/// resolved (node, else the template's defaults).
+fn request_of(node: &Node, planned: &PlannedNode, parent_id: Option<String>) -> CreateWorkspace {
+    CreateWorkspace {
+        name: Some(node.name.clone()),
+        role: node.role.clone(),
+        template: node.template.clone(),
+        tier: Some(planned.tier),
+        model: planned.model.clone(),
+        runtime: planned.runtime.clone(),
+        external: Some(node.external),
+        url: node.url.clone(),
+        workspace_dir: node.workspace_dir.clone(),
+        workspace_access: node.workspace_access.clone(),
+        parent_id,
+        max_concurrent_tasks: node
+            .max_concurrent_tasks
+            .and_then(|n| i64::try_from(n).ok()),
+        canvas: node.canvas.map(|c| Canvas { x: c.x, y: c.y }),
+        ..CreateWorkspace::default()
+    }
+}
+
+fn imported(built: Built, id: &str, planned: &PlannedNode) -> (ImportedWorkspace, ImportedNode) {
+    let entry = ImportedNode {
+        id: id.to_owned(),
+        name: planned.name.clone(),
+        tier: built.workspace.tier,
+        status: built.status,
+        error: None,
+    };
+    let item = ImportedWorkspace {
+        workspace: built.workspace,
+        failure_reason: None,
+        files: built.files,
+        events: built.events,
+        provision: built.provision,
+        token: built.token.map(|t| t.stored),
+    };
+    (item, entry)
+}
+
+/// A node that cannot be created: stored `failed`, with why, never `provisioning`.
+fn failed_item(
+    node: &Node,
+    planned: &PlannedNode,
+    id: &str,
+    parent_id: Option<String>,
+    reason: String,
+) -> (ImportedWorkspace, ImportedNode) {
+    // Its name as written when it is one a workspace may have, else a placeholder.
+    let name_ok = hatchery_core::check_text_fields(
+        &hatchery_core::TextFields {
+            name: Some(&node.name),
+            ..Default::default()
+        },
+        true,
+    )
+    .is_ok();
+    let name = if name_ok {
+        node.name.clone()
+    } else {
+        "(invalid name)".to_owned()
+    };
+    let tier = if (1..=4).contains(&planned.tier) {
+        planned.tier
+    } else {
+        2
+    };
+    let workspace = NewWorkspace {
+        id: id.to_owned(),
+        name: name.clone(),
+        role: None,
+        tier,
+        status: "failed",
+        url: String::new(),
+        parent_id,
+        max_concurrent_tasks: 1,
+        runtime: planned.runtime.clone().unwrap_or_default(),
+        model: planned.model.clone().unwrap_or_default(),
+        workspace_dir: None,
+        workspace_access: "none",
+        x: 0.0,
+        y: 0.0,
+        external: node.external,
+        budget_limit: None,
+        provider: None,
+        provider_source: "unresolved",
+        llm_billing_mode: None,
+        registry_hash: String::new(),
+        derivation: "null".to_owned(),
+    };
+    let event = NewEvent::about(
+        "WORKSPACE_PROVISION_FAILED",
+        id,
+        json!({"name": name, "reason": reason}).to_string(),
+    );
+    let entry = ImportedNode {
+        id: id.to_owned(),
+        name,
+        tier,
+        status: "failed",
+        error: Some(reason.clone()),
+    };
+    let item = ImportedWorkspace {
+        workspace,
+        failure_reason: Some(reason),
+        files: Vec::new(),
+        events: vec![event],
+        provision: false,
+        token: None,
+    };
+    (item, entry)
 }

@@ -91,6 +91,19 @@ pub struct Created {
     pub external_token: Option<String>,
 }
 
+/// A workspace checked and decided, not yet stored.
+pub(crate) struct Built {
+    pub workspace: NewWorkspace,
+    pub files: Vec<WorkspaceFile>,
+    pub sealed: Vec<hatchery_store::SealedSecret>,
+    pub events: Vec<NewEvent>,
+    pub provision: bool,
+    pub token: Option<super::access::MintedToken>,
+    pub config: PreparedConfig,
+    pub access: &'static str,
+    pub status: &'static str,
+}
+
 const INVALID_FIELDS: &str = "invalid workspace fields";
 const INVALID_PAYLOAD: &str = "invalid workspace payload";
 
@@ -278,9 +291,14 @@ impl CheckedCreate {
 }
 
 impl App {
-    /// Create a workspace, failing closed: on any refusal nothing is written.
-    #[tracing::instrument(skip_all, fields(name = request.name.as_deref().unwrap_or("")))]
-    pub async fn workspace_create(&self, request: CreateWorkspace) -> Result<Created, ApiError> {
+    /// Everything a new workspace is made of, checked and decided (fields, the provider
+    /// decision, sealed secrets, config files, events, token): what a single create and an
+    /// org import both write. Nothing is stored here.
+    pub(crate) async fn build_workspace(
+        &self,
+        request: CreateWorkspace,
+        id: String,
+    ) -> Result<Built, ApiError> {
         let checked = check_create(request)?;
         if let Some(url) = &checked.url {
             // An external agent's URL passes the same rules as a registered one.
@@ -305,7 +323,6 @@ impl App {
             )
             .await?;
 
-        let id = uuid::Uuid::new_v4().hyphenated().to_string();
         let sealed = match key {
             Some(key) => checked
                 .secrets
@@ -345,6 +362,34 @@ impl App {
             }
             _ => {}
         }
+        Ok(Built {
+            workspace,
+            files,
+            sealed,
+            events,
+            provision,
+            token,
+            config,
+            access: access.as_str(),
+            status,
+        })
+    }
+
+    /// Create a workspace, failing closed: on any refusal nothing is written.
+    #[tracing::instrument(skip_all, fields(name = request.name.as_deref().unwrap_or("")))]
+    pub async fn workspace_create(&self, request: CreateWorkspace) -> Result<Created, ApiError> {
+        let id = uuid::Uuid::new_v4().hyphenated().to_string();
+        let Built {
+            workspace,
+            files,
+            sealed,
+            events,
+            provision,
+            token,
+            config,
+            access,
+            status,
+        } = self.build_workspace(request, id.clone()).await?;
         self.store
             .workspace_create(
                 &workspace,
@@ -378,7 +423,7 @@ impl App {
         Ok(Created {
             id,
             status,
-            workspace_access: access.as_str(),
+            workspace_access: access,
             config,
             external_token: token.map(|t| t.plaintext),
         })

@@ -1,16 +1,19 @@
-//! Org templates: `POST /org/import?dry_run=true` plans an import (spec §12). The import
-//! itself is not built yet: without `dry_run` the answer says so (501), and nothing is
-//! created.
+//! Org templates: `POST /org/import` (spec §12). `?dry_run=true` answers the plan and
+//! changes nothing; otherwise the tree is imported in one transaction: 201 when every
+//! node is fine, 207 when some failed (each listed with its status and error), 422 with
+//! the plan when nothing could be imported (or any problem, with `?strict=true`), 412
+//! when required environment variables are not global secrets and `force` is not set.
 
 use axum::body::Body;
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{AppState, json_body, require_admin};
+use crate::app::org::ImportOptions;
 use crate::error::ApiError;
 
 pub(super) fn routes() -> Router<AppState> {
@@ -35,6 +38,7 @@ struct ImportBody {
 #[derive(Debug, Deserialize)]
 struct ImportQuery {
     dry_run: Option<String>,
+    strict: Option<String>,
 }
 
 const INVALID_TEMPLATE: &str = "invalid org template";
@@ -44,7 +48,7 @@ async fn import(
     Query(query): Query<ImportQuery>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     require_admin(&state, &headers)?;
     let body: ImportBody = json_body(body, "invalid request body").await?;
     let template = match (body.template, body.dir) {
@@ -70,15 +74,37 @@ async fn import(
     .map_err(|e| {
         ApiError::bad_request(INVALID_TEMPLATE, "invalid_org_template", Some("template"), e.to_string())
     })?;
-    if query.dry_run.as_deref() != Some("true") {
-        return Err(ApiError::NotImplemented {
-            message: "org import is not available yet: plan it with ?dry_run=true",
-        });
+    if query.dry_run.as_deref() == Some("true") {
+        let plan = state.app.org_plan(&template).await?;
+        let mut answer = serde_json::to_value(&plan)
+            .map_err(|e| ApiError::internal("failed to render the plan", e))?;
+        answer["dry_run"] = json!(true);
+        answer["ok"] = json!(plan.is_clean());
+        return Ok((StatusCode::OK, Json(answer)));
     }
-    let plan = state.app.org_plan(&template).await?;
-    let mut answer = serde_json::to_value(&plan)
-        .map_err(|e| ApiError::internal("failed to render the plan", e))?;
-    answer["dry_run"] = json!(true);
-    answer["ok"] = json!(plan.is_clean());
-    Ok(Json(answer))
+    let options = ImportOptions {
+        strict: query.strict.as_deref() == Some("true"),
+        force: body.force,
+    };
+    let imported = state.app.org_import(&template, options).await?;
+    let all_fine = imported.iter().all(|n| n.error.is_none());
+    let workspaces: Vec<Value> = imported
+        .iter()
+        .map(|n| {
+            let mut entry = json!({"id": n.id, "name": n.name, "tier": n.tier, "status": n.status});
+            if let Some(error) = &n.error {
+                entry["error"] = json!(error);
+            }
+            entry
+        })
+        .collect();
+    let status = if all_fine {
+        StatusCode::CREATED
+    } else {
+        StatusCode::MULTI_STATUS
+    };
+    Ok((
+        status,
+        Json(json!({"org": template.name, "count": workspaces.len(), "workspaces": workspaces})),
+    ))
 }

@@ -1,0 +1,86 @@
+//! An org import is all or nothing, even when the server dies in the middle of writing
+//! it: the real `hatchery serve`, aborted (as by `kill -9`) halfway through the import's
+//! transaction, comes back with none of the tree; imported again, all of it.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+mod common;
+
+const TOKEN: &str = "org-cli-admin";
+
+const TEAM: &str = "name: crashy
+defaults:
+  runtime: claude-code
+  model: moonshot/kimi-k2.6
+workspaces:
+  - name: PM
+    children:
+      - name: Lead
+        children:
+          - name: A
+          - name: B
+      - name: Writer
+      - name: Critic
+";
+
+async fn serve(data: &std::path::Path, port: u16, extra: &[(&str, &str)]) -> common::Server {
+    let mut env = vec![
+        ("HATCHERY_DATA_DIR", data.display().to_string()),
+        ("HATCHERY_ADMIN_TOKEN", TOKEN.to_owned()),
+        ("HATCHERY_PLATFORM_KEY", "platform-gateway-key".to_owned()),
+        ("HATCHERY_BACKEND", "none".to_owned()),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    common::Server::start_on(port, &env, TOKEN).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_in_the_middle_of_an_import_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = common::free_port();
+    let mut server = serve(
+        &data,
+        port,
+        &[("HATCHERY_TEST_CRASH_AT", "org-import-midway")],
+    )
+    .await;
+    let answer = server
+        .client
+        .post(format!("{}/org/import", server.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"template": TEAM}))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await;
+    assert!(
+        answer.is_err(),
+        "the server died before answering: {answer:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = server.process.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "it never crashed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(!status.success());
+    drop(server);
+
+    let server = serve(&data, port, &[]).await;
+    let (_, list) = server.call(reqwest::Method::GET, "/workspaces", None).await;
+    assert_eq!(list, json!([]), "none of the tree");
+    let (status, body) = server
+        .call(
+            reqwest::Method::POST,
+            "/org/import",
+            Some(json!({"template": TEAM})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (_, list) = server.call(reqwest::Method::GET, "/workspaces", None).await;
+    assert_eq!(list.as_array().unwrap().len(), 6, "all of it");
+}
