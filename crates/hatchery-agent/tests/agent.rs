@@ -34,6 +34,7 @@ async fn server(dir: &Path) -> Server {
         event_buffer: hatchery_server::event_hub::DEFAULT_CAPACITY,
         unix_socket: Some(socket.clone()),
         backend: hatchery_server::BackendChoice::None,
+        templates_dir: None,
     };
     let app = Application::build(config).await.unwrap();
     let base = format!("http://{}", app.local_addr().unwrap());

@@ -165,14 +165,18 @@ pub enum EnvRequirement {
 }
 
 impl EnvRequirement {
-    fn names(&self) -> &[String] {
+    /// The names any one of which meets it.
+    #[must_use]
+    pub fn names(&self) -> &[String] {
         match self {
             Self::Name(name) => std::slice::from_ref(name),
             Self::AnyOf { any_of } => any_of,
         }
     }
 
-    fn describe(&self) -> String {
+    /// `NAME`, or `one of A, B`.
+    #[must_use]
+    pub fn describe(&self) -> String {
         match self {
             Self::Name(name) => name.clone(),
             Self::AnyOf { any_of } => format!("one of {}", any_of.join(", ")),
@@ -718,5 +722,41 @@ mod tests {
         assert_eq!(edit_distance("modle", "model"), 2);
         assert_eq!(edit_distance("", "abc"), 3);
         assert_eq!(edit_distance("tier", "tier"), 0);
+    }
+}
+
+#[cfg(test)]
+mod shipped_templates {
+    use super::*;
+
+    #[test]
+    fn the_example_org_templates_plan_clean_on_the_built_in_catalog() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates/org");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let template = parse_template(&std::fs::read(&path).unwrap())
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let planned = plan(
+                &template,
+                Registry::builtin(),
+                PlanContext {
+                    global_secrets: &[],
+                    platform_key_configured: true,
+                },
+            );
+            assert!(planned.is_clean(), "{}: {planned:#?}", path.display());
+            assert!(planned.missing_env.is_empty(), "{}", path.display());
+            assert!(
+                planned
+                    .nodes
+                    .iter()
+                    .all(|n| n.provider.as_deref() == Some("platform")),
+                "{}: {planned:#?}",
+                path.display()
+            );
+            seen += 1;
+        }
+        assert!(seen >= 2, "the repository ships its example templates");
     }
 }

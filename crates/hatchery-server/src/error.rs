@@ -48,6 +48,14 @@ pub enum ApiError {
         /// The stable code.
         code: &'static str,
     },
+    /// Not found, with a message naming what (`org template not found: <dir>`).
+    #[error("{message}")]
+    NotFoundDynamic {
+        /// The message.
+        message: String,
+        /// Machine-readable code.
+        code: &'static str,
+    },
     /// The workspace is removed; it can be read but not changed.
     #[error("workspace is removed")]
     WorkspaceRemoved,
@@ -196,7 +204,9 @@ impl ApiError {
             Self::InvalidWorkspaceId => (StatusCode::BAD_REQUEST, "invalid_workspace_id"),
             Self::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            Self::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
+            Self::NotFound { code, .. } | Self::NotFoundDynamic { code, .. } => {
+                (StatusCode::NOT_FOUND, code)
+            }
             Self::WorkspaceRemoved => (StatusCode::GONE, "workspace_removed"),
             Self::ConfirmationRequired { .. } => (StatusCode::CONFLICT, "confirmation_required"),
             Self::RegistryUnavailable(_) => {

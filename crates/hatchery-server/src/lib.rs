@@ -66,6 +66,8 @@ pub struct ServerConfig {
     pub unix_socket: Option<PathBuf>,
     /// Where agents run.
     pub backend: BackendChoice,
+    /// The templates directory (org templates in its `org/`); `None`: only inline ones.
+    pub templates_dir: Option<PathBuf>,
 }
 
 /// Which backend runs agents.
@@ -140,6 +142,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("event_buffer", &self.event_buffer)
             .field("unix_socket", &self.unix_socket)
             .field("backend", &self.backend)
+            .field("templates_dir", &self.templates_dir)
             .finish()
     }
 }
@@ -298,6 +301,7 @@ impl Application {
                     heartbeats: Arc::default(),
                     tokens: Arc::default(),
                     metrics: Arc::clone(&metrics),
+                    templates: config.templates_dir.as_deref().map(Arc::from),
                 },
                 admin,
             },

@@ -14,6 +14,8 @@ hatchery_testkit::both_databases!(
     a_node_that_cannot_be_derived_fails_with_its_subtree_and_the_rest_provisions,
     strict_imports_all_or_nothing,
     required_env_is_checked_unless_forced,
+    a_reimport_is_refused_unless_it_replaces_or_duplicates,
+    templates_of_the_server_directory_are_listed_and_imported_by_name,
 );
 
 /// `x-1` is matched by both `a` and `b`: ambiguous for `rt`; `p/…` is the platform's.
@@ -238,4 +240,140 @@ async fn required_env_is_checked_unless_forced(db: Db) {
         .post("/org/import", &json!({"template": template, "force": true}))
         .await;
     assert_eq!(status, 201, "{body}");
+}
+
+const SMALL: &str = "name: small
+defaults:
+  runtime: claude-code
+  model: moonshot/kimi-k2.6
+workspaces:
+  - name: Lead
+    children:
+      - name: Helper
+";
+
+async fn a_reimport_is_refused_unless_it_replaces_or_duplicates(db: Db) {
+    let env = Env::new(db).await;
+    let server = env.spawn().await;
+    let (status, first) = server
+        .post("/org/import", &json!({"template": SMALL}))
+        .await;
+    assert_eq!(status, 201, "{first}");
+    let first_root = by_name(&first["workspaces"], "Lead")["id"].clone();
+    let before = server.counts().await;
+
+    let (status, body) = server
+        .post("/org/import", &json!({"template": SMALL}))
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["code"], "org_already_imported");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains(first_root.as_str().unwrap()),
+        "names the existing root: {body}"
+    );
+    assert_eq!(server.counts().await, before, "nothing written");
+
+    let (status, body) = server
+        .post(
+            "/org/import?replace=true&duplicate=true",
+            &json!({"template": SMALL}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+
+    let (status, body) = server
+        .post("/org/import?duplicate=true", &json!({"template": SMALL}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (_, list) = server.get("/workspaces").await;
+    assert_eq!(list.as_array().unwrap().len(), 4, "two copies: {list}");
+
+    // Replace removes every live copy, in the same transaction as the new tree.
+    let (status, body) = server
+        .post("/org/import?replace=true", &json!({"template": SMALL}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let new_root = by_name(&body["workspaces"], "Lead")["id"].clone();
+    let (_, list) = server.get("/workspaces").await;
+    let live: Vec<&Value> = list.as_array().unwrap().iter().collect();
+    assert_eq!(live.len(), 2, "{list}");
+    assert!(live.iter().any(|w| w["id"] == new_root));
+    let (_, old) = server
+        .get(&format!("/workspaces/{}", first_root.as_str().unwrap()))
+        .await;
+    assert_eq!(old["status"], "removed", "{old}");
+    // And a plain re-import now finds the new tree.
+    let (status, _) = server
+        .post("/org/import", &json!({"template": SMALL}))
+        .await;
+    assert_eq!(status, 409);
+}
+
+async fn templates_of_the_server_directory_are_listed_and_imported_by_name(db: Db) {
+    let env = Env::new(db).await;
+    let templates = env.dir.path().join("templates");
+    std::fs::create_dir_all(templates.join("org/nested")).unwrap();
+    std::fs::write(templates.join("org/small.yaml"), SMALL).unwrap();
+    std::fs::write(
+        templates.join("org/nested/org.yaml"),
+        SMALL.replace("name: small", "name: nested\nrequired_env: [NESTED_KEY]"),
+    )
+    .unwrap();
+    std::fs::write(templates.join("org/broken.yaml"), "name: [unclosed\n").unwrap();
+    std::fs::write(env.dir.path().join("secret.yaml"), SMALL).unwrap();
+    std::os::unix::fs::symlink(
+        env.dir.path().join("secret.yaml"),
+        templates.join("org/escape.yaml"),
+    )
+    .unwrap();
+    let mut config = env.config();
+    config.templates_dir = Some(templates);
+    let server = common::spawn(config).await;
+
+    let (status, listed) = server.get("/org/templates").await;
+    assert_eq!(status, 200, "{listed}");
+    let small = by_dir(&listed, "small");
+    assert_eq!(small["name"], "small");
+    assert_eq!(small["workspaces"], 2);
+    assert_eq!(small["required_env_satisfied"], true);
+    let nested = by_dir(&listed, "nested");
+    assert_eq!(nested["required_env"], json!(["NESTED_KEY"]));
+    assert_eq!(nested["required_env_satisfied"], false);
+    assert!(by_dir(&listed, "broken")["error"].is_string(), "{listed}");
+    assert!(
+        by_dir(&listed, "escape")["error"].is_string(),
+        "a symlink out is not read: {listed}"
+    );
+
+    let before = server.counts().await;
+    let (status, plan) = server
+        .post("/org/import?dry_run=true", &json!({"dir": "small"}))
+        .await;
+    assert_eq!(status, 200, "{plan}");
+    assert_eq!(plan["org"], "small");
+    for (dir, expected) in [
+        ("../secret", 400),
+        ("escape", 404),
+        ("missing", 404),
+        ("", 400),
+    ] {
+        let (status, body) = server
+            .post("/org/import?dry_run=true", &json!({"dir": dir}))
+            .await;
+        assert_eq!(status, expected, "{dir}: {body}");
+    }
+    assert_eq!(server.counts().await, before);
+    let (status, body) = server.post("/org/import", &json!({"dir": "small"})).await;
+    assert_eq!(status, 201, "{body}");
+}
+
+fn by_dir<'a>(list: &'a Value, dir: &str) -> &'a Value {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["dir"] == dir)
+        .unwrap_or_else(|| panic!("{dir} in {list}"))
 }

@@ -39,8 +39,8 @@ pub use secrets::{GLOBAL_SCOPE, KEY_CHECK_SETTING, SealedSecret, SecretRow, work
 pub use stats::Stats;
 pub use tokens::{NewToken, TokenKind, TokenMatch, TokenRow};
 pub use workspaces::{
-    CreateRefusal, ImportedWorkspace, NewWorkspace, Reconfiguration, RemovedWorkspaces,
-    WorkspaceFile, WorkspacePatch, WorkspaceRow,
+    CreateRefusal, EarlierImports, ImportOutcome, ImportedWorkspace, NewWorkspace, Reconfiguration,
+    RemovedWorkspaces, WorkspaceFile, WorkspacePatch, WorkspaceRow,
 };
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");

@@ -96,6 +96,29 @@ pub struct NewWorkspace {
     pub derivation: String,
 }
 
+/// What an org import does about earlier imports of the same org that are still live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EarlierImports {
+    /// Refuse the import (nothing written).
+    Refuse,
+    /// Remove them, in the import's transaction.
+    Replace,
+    /// Leave them: an explicit second copy.
+    Duplicate,
+}
+
+/// How an org import ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImportOutcome {
+    /// Written; `removed` are the workspaces of replaced earlier imports.
+    Imported {
+        /// Workspaces removed by a replace.
+        removed: Vec<String>,
+    },
+    /// Refused: the org's earlier import, by its live roots.
+    AlreadyImported(Vec<String>),
+}
+
 /// One workspace of an org import, with everything written beside it.
 #[derive(Debug)]
 pub struct ImportedWorkspace {
@@ -217,11 +240,37 @@ impl Store {
     /// it to die midway).
     pub async fn workspace_import(
         &self,
+        org: &str,
+        earlier: EarlierImports,
         items: &[ImportedWorkspace],
         after_each: impl Fn(usize),
-    ) -> Result<(), StoreError> {
+    ) -> Result<ImportOutcome, StoreError> {
         let mut tx = self.begin_events().await?;
         let now = self.now();
+        // Read in the transaction: two imports of one org cannot both find none.
+        let roots: Vec<String> = sqlx::query_scalar(
+            "SELECT o.root_id FROM org_imports o JOIN workspaces w ON w.id = o.root_id \
+             WHERE o.org = $1 AND w.status <> 'removed' ORDER BY o.created_at, o.root_id",
+        )
+        .bind(org)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut removed = Vec::new();
+        match earlier {
+            EarlierImports::Refuse if !roots.is_empty() => {
+                return Ok(ImportOutcome::AlreadyImported(roots));
+            }
+            EarlierImports::Replace => {
+                for root in &roots {
+                    let (_, gone) = remove_tree(&mut tx, root, now).await?;
+                    if gone.target_was_live {
+                        removed.push(root.clone());
+                    }
+                    removed.extend(gone.descendants);
+                }
+            }
+            EarlierImports::Refuse | EarlierImports::Duplicate => {}
+        }
         for (index, item) in items.iter().enumerate() {
             insert_row(&mut tx, &item.workspace, now).await?;
             if let Some(reason) = &item.failure_reason {
@@ -243,10 +292,20 @@ impl Store {
             if item.provision {
                 crate::jobs::queue(&mut tx, &item.workspace.id, "start", now).await?;
             }
+            if item.workspace.parent_id.is_none() {
+                sqlx::query(
+                    "INSERT INTO org_imports (root_id, org, created_at) VALUES ($1, $2, $3)",
+                )
+                .bind(&item.workspace.id)
+                .bind(org)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
             after_each(index + 1);
         }
         tx.commit().await?;
-        Ok(())
+        Ok(ImportOutcome::Imported { removed })
     }
 
     /// One workspace, removed ones included.
@@ -390,34 +449,8 @@ impl Store {
         purge: bool,
     ) -> Result<RemovedWorkspaces, StoreError> {
         let mut tx = self.begin_events().await?;
-        let tree: Vec<(String, String)> = sqlx::query_as(
-            "WITH RECURSIVE tree (id) AS ( \
-                 SELECT id FROM workspaces WHERE id = $1 \
-                 UNION SELECT w.id FROM workspaces w JOIN tree t ON w.parent_id = t.id) \
-             SELECT w.id, w.status FROM workspaces w JOIN tree t ON w.id = t.id",
-        )
-        .bind(id)
-        .fetch_all(&mut *tx)
-        .await?;
         let now = self.now();
-        let mut removed = RemovedWorkspaces::default();
-        for (member, status) in &tree {
-            let live = status != "removed";
-            if member == id {
-                removed.target_was_live = live;
-                continue;
-            }
-            if live {
-                mark_removed(&mut tx, member, now).await?;
-                insert_event(&mut tx, &NewEvent::removed(member, "{}".to_owned()), now).await?;
-                removed.descendants.push(member.clone());
-            }
-        }
-        if removed.target_was_live {
-            mark_removed(&mut tx, id, now).await?;
-            let payload = format!("{{\"cascade_deleted\":{}}}", removed.descendants.len());
-            insert_event(&mut tx, &NewEvent::removed(id, payload), now).await?;
-        }
+        let (tree, removed) = remove_tree(&mut tx, id, now).await?;
         if purge {
             // Children before parents, so no row is left pointing at a deleted parent.
             for (member, _) in tree.iter().rev() {
@@ -511,4 +544,41 @@ async fn insert_row(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Mark `id` and its live descendants removed (jobs cancelled, tokens revoked), with a
+/// `WORKSPACE_REMOVED` for each; the tree's `(id, status before)` and what was removed.
+async fn remove_tree(
+    tx: &mut Transaction<'_, Any>,
+    id: &str,
+    now: i64,
+) -> Result<(Vec<(String, String)>, RemovedWorkspaces), StoreError> {
+    let tree: Vec<(String, String)> = sqlx::query_as(
+        "WITH RECURSIVE tree (id) AS ( \
+             SELECT id FROM workspaces WHERE id = $1 \
+             UNION SELECT w.id FROM workspaces w JOIN tree t ON w.parent_id = t.id) \
+         SELECT w.id, w.status FROM workspaces w JOIN tree t ON w.id = t.id",
+    )
+    .bind(id)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut removed = RemovedWorkspaces::default();
+    for (member, status) in &tree {
+        let live = status != "removed";
+        if member == id {
+            removed.target_was_live = live;
+            continue;
+        }
+        if live {
+            mark_removed(tx, member, now).await?;
+            insert_event(tx, &NewEvent::removed(member, "{}".to_owned()), now).await?;
+            removed.descendants.push(member.clone());
+        }
+    }
+    if removed.target_was_live {
+        mark_removed(tx, id, now).await?;
+        let payload = format!("{{\"cascade_deleted\":{}}}", removed.descendants.len());
+        insert_event(tx, &NewEvent::removed(id, payload), now).await?;
+    }
+    Ok((tree, removed))
 }

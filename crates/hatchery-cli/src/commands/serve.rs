@@ -95,6 +95,10 @@ pub struct ServeArgs {
     /// Each agent's processes and threads at most.
     #[arg(long, env = "HATCHERY_AGENT_PROCESSES", default_value = "4096", value_parser = clap::value_parser!(u64).range(16..))]
     agent_processes: u64,
+    /// Templates directory: org templates are `org/<name>.yaml` (or `org/<name>/org.yaml`)
+    /// in it [default: `./templates` when it exists; "" for none].
+    #[arg(long, env = "HATCHERY_TEMPLATES_DIR")]
+    templates_dir: Option<PathBuf>,
     /// How long a claimed provision job stays its runner's without renewal: after a crash,
     /// its jobs are taken over within this long.
     #[arg(long, env = "HATCHERY_JOB_LEASE", default_value = "30s", value_parser = at_least_a_second)]
@@ -111,6 +115,8 @@ pub struct ServeArgs {
 /// The socket sandboxed agents reach the control plane through, in a directory of its own
 /// under the data directory (containers are given that directory).
 const SOCKET_FILE: &str = "run/hatchery.sock";
+/// The templates directory when none is configured (the repository's, from a checkout).
+const DEFAULT_TEMPLATES_DIR: &str = "./templates";
 /// The engine the docker backend drives when neither flag nor `DOCKER_HOST` names one.
 const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
 
@@ -290,6 +296,12 @@ pub fn run(args: ServeArgs) -> ExitCode {
         event_buffer: hatchery_server::event_hub::DEFAULT_CAPACITY,
         backend,
         unix_socket: socket,
+        templates_dir: match args.templates_dir {
+            Some(dir) if dir.as_os_str().is_empty() => None,
+            Some(dir) => Some(dir),
+            // The repository's own templates, when run from a checkout.
+            None => Some(PathBuf::from(DEFAULT_TEMPLATES_DIR)).filter(|d| d.is_dir()),
+        },
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

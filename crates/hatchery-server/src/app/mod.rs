@@ -46,6 +46,8 @@ pub struct App {
     pub tokens: Arc<access::TokenCache>,
     /// Counters for `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The templates directory (org templates in its `org/`), if there is one.
+    pub templates: Option<Arc<std::path::Path>>,
 }
 
 impl App {

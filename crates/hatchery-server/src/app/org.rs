@@ -7,20 +7,24 @@
 use std::collections::HashMap;
 
 use hatchery_core::org::{Node, OrgTemplate, Plan, PlanContext, PlannedNode, plan};
-use hatchery_store::{GLOBAL_SCOPE, ImportedWorkspace, NewEvent, NewWorkspace};
+use hatchery_store::{
+    EarlierImports, GLOBAL_SCOPE, ImportOutcome, ImportedWorkspace, NewEvent, NewWorkspace,
+};
 use serde_json::json;
 
 use super::workspaces::{Built, Canvas, CreateWorkspace};
 use super::{App, store_error};
 use crate::error::ApiError;
 
-/// How an import treats problems.
-#[derive(Debug, Clone, Copy, Default)]
+/// How an import treats problems and earlier imports of the same org.
+#[derive(Debug, Clone, Copy)]
 pub struct ImportOptions {
     /// Any problem refuses the whole import.
     pub strict: bool,
     /// Import even when required environment variables are not global secrets.
     pub force: bool,
+    /// What to do about a live earlier import of the same org (refuse by default).
+    pub earlier: EarlierImports,
 }
 
 /// One imported workspace, as the answer lists it.
@@ -40,8 +44,141 @@ pub struct ImportedNode {
 
 /// Why a failed node's subtree failed.
 const PARENT_FAILED: &str = "parent failed";
+/// The largest template file read.
+const MAX_TEMPLATE_BYTES: u64 = 1024 * 1024;
+
+/// An org template of the templates directory, as `GET /org/templates` lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TemplateSummary {
+    /// Its name in the directory (what an import's `dir` names).
+    pub dir: String,
+    /// The org's name.
+    pub name: String,
+    /// Its description.
+    pub description: String,
+    /// How many workspaces it creates.
+    pub workspaces: usize,
+    /// Required environment (names, or `one of A, B`).
+    pub required_env: Vec<String>,
+    /// Recommended environment.
+    pub recommended_env: Vec<String>,
+    /// Whether the global secrets meet every requirement.
+    pub required_env_satisfied: bool,
+    /// Why it cannot be read, when it cannot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+fn org_not_found(dir: &str) -> ApiError {
+    ApiError::NotFoundDynamic {
+        message: format!("org template not found: {dir}"),
+        code: "org_template_not_found",
+    }
+}
 
 impl App {
+    /// The org templates of the templates directory, sorted by `dir`.
+    pub async fn org_templates(&self) -> Result<Vec<TemplateSummary>, ApiError> {
+        let Some(root) = self.templates.as_deref().map(|t| t.join("org")) else {
+            return Ok(Vec::new());
+        };
+        let Ok(entries) = std::fs::read_dir(&root) else {
+            return Ok(Vec::new());
+        };
+        let mut dirs: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter_map(|entry| {
+                let name = entry.file_name().to_str()?.to_owned();
+                let path = entry.path();
+                if path.is_dir() && path.join("org.yaml").is_file() {
+                    Some(name)
+                } else {
+                    name.strip_suffix(".yaml").map(str::to_owned)
+                }
+            })
+            .collect();
+        dirs.sort();
+        let globals = self
+            .store
+            .secret_list(GLOBAL_SCOPE)
+            .await
+            .map_err(store_error("failed to read global secrets"))?;
+        let held: Vec<&str> = globals.iter().map(|g| g.name.as_str()).collect();
+        Ok(dirs
+            .into_iter()
+            .map(|dir| match self.org_template(&dir) {
+                Ok(template) => summary(dir, &template, &held),
+                Err(error) => TemplateSummary {
+                    dir,
+                    name: String::new(),
+                    description: String::new(),
+                    workspaces: 0,
+                    required_env: Vec::new(),
+                    recommended_env: Vec::new(),
+                    required_env_satisfied: false,
+                    error: Some(error.to_string()),
+                },
+            })
+            .collect())
+    }
+
+    /// Read the org template `dir` of the templates directory: `org/<dir>.yaml` or
+    /// `org/<dir>/org.yaml`, never anything outside `org/` (no `..`, no separators, no
+    /// symlink out).
+    pub fn org_template(&self, dir: &str) -> Result<OrgTemplate, ApiError> {
+        let plain = !dir.is_empty()
+            && dir != "."
+            && dir != ".."
+            && dir
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !plain {
+            return Err(ApiError::bad_request(
+                "invalid org directory",
+                "invalid_org_directory",
+                Some("dir"),
+                format!("{dir:?}: letters, digits, '-', '_' and '.' only"),
+            ));
+        }
+        let root = self
+            .templates
+            .as_deref()
+            .map(|t| t.join("org"))
+            .ok_or_else(|| org_not_found(dir))?;
+        let root = std::fs::canonicalize(&root).map_err(|_| org_not_found(dir))?;
+        let path = [
+            root.join(format!("{dir}.yaml")),
+            root.join(dir).join("org.yaml"),
+        ]
+        .into_iter()
+        .find(|p| p.is_file())
+        .and_then(|p| std::fs::canonicalize(p).ok())
+        .filter(|p| p.starts_with(&root))
+        .ok_or_else(|| org_not_found(dir))?;
+        let size = std::fs::metadata(&path).map_or(0, |m| m.len());
+        let bytes = if size > MAX_TEMPLATE_BYTES {
+            Err(format!("larger than {MAX_TEMPLATE_BYTES} bytes"))
+        } else {
+            std::fs::read(&path).map_err(|e| e.to_string())
+        }
+        .map_err(|detail| {
+            ApiError::bad_request(
+                "invalid org directory",
+                "invalid_org_directory",
+                Some("dir"),
+                detail,
+            )
+        })?;
+        hatchery_core::org::parse_template(&bytes).map_err(|e| {
+            ApiError::bad_request(
+                "invalid org template",
+                "invalid_org_template",
+                Some("dir"),
+                e.to_string(),
+            )
+        })
+    }
+
     /// Plan the import of `template` on the registry in force, with the global secrets
     /// as the keys every node will hold. Changes nothing.
     pub async fn org_plan(&self, template: &OrgTemplate) -> Result<Plan, ApiError> {
@@ -122,15 +259,33 @@ impl App {
             answer.push(entry);
         }
         let total = items.len();
-        self.store
-            .workspace_import(&items, |written| {
+        let outcome = self
+            .store
+            .workspace_import(&template.name, options.earlier, &items, |written| {
                 if written * 2 >= total && written * 2 < total + 2 {
                     self.crash_point("org-import-midway");
                 }
             })
             .await
             .map_err(store_error("failed to import the org"))?;
+        let removed = match outcome {
+            ImportOutcome::Imported { removed } => removed,
+            ImportOutcome::AlreadyImported(roots) => {
+                return Err(ApiError::Conflict {
+                    message: format!(
+                        "org {:?} is already imported (root {}): import it with replace=true to replace it, or duplicate=true for a second copy",
+                        template.name,
+                        roots.join(", ")
+                    ),
+                    code: "org_already_imported",
+                });
+            }
+        };
         self.hub.poke();
+        if !removed.is_empty() {
+            self.tokens.clear();
+            self.stop_agents(&removed).await;
+        }
         if items.iter().any(|i| i.provision) {
             self.wake_provisioner();
         }
@@ -269,4 +424,30 @@ fn failed_item(
         token: None,
     };
     (item, entry)
+}
+
+fn summary(dir: String, template: &OrgTemplate, held: &[&str]) -> TemplateSummary {
+    let describe = |requirements: &[hatchery_core::org::EnvRequirement]| -> Vec<String> {
+        requirements
+            .iter()
+            .map(hatchery_core::org::EnvRequirement::describe)
+            .collect()
+    };
+    let required: Vec<&hatchery_core::org::EnvRequirement> = template
+        .required_env
+        .iter()
+        .chain(&template.defaults.required_env)
+        .collect();
+    TemplateSummary {
+        dir,
+        name: template.name.clone(),
+        description: template.description.clone().unwrap_or_default(),
+        workspaces: flatten(&template.workspaces).len(),
+        required_env: describe(&required.iter().map(|r| (*r).clone()).collect::<Vec<_>>()),
+        recommended_env: describe(&template.recommended_env),
+        required_env_satisfied: required
+            .iter()
+            .all(|r| r.names().iter().any(|n| held.contains(&n.as_str()))),
+        error: None,
+    }
 }

@@ -2,12 +2,13 @@
 //! changes nothing; otherwise the tree is imported in one transaction: 201 when every
 //! node is fine, 207 when some failed (each listed with its status and error), 422 with
 //! the plan when nothing could be imported (or any problem, with `?strict=true`), 412
-//! when required environment variables are not global secrets and `force` is not set.
+//! when required environment variables are not global secrets and `force` is not set,
+//! 409 when the org is already imported (unless `?replace=true` or `?duplicate=true`).
 
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -15,9 +16,12 @@ use serde_json::{Value, json};
 use super::{AppState, json_body, require_admin};
 use crate::app::org::ImportOptions;
 use crate::error::ApiError;
+use hatchery_store::EarlierImports;
 
 pub(super) fn routes() -> Router<AppState> {
-    Router::new().route("/org/import", post(import))
+    Router::new()
+        .route("/org/import", post(import))
+        .route("/org/templates", get(templates))
 }
 
 #[derive(Debug, Deserialize)]
@@ -39,9 +43,23 @@ struct ImportBody {
 struct ImportQuery {
     dry_run: Option<String>,
     strict: Option<String>,
+    replace: Option<String>,
+    duplicate: Option<String>,
 }
 
 const INVALID_TEMPLATE: &str = "invalid org template";
+
+/// `GET /org/templates`: the org templates of the server's templates directory.
+async fn templates(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&state, &headers)?;
+    let listed = state.app.org_templates().await?;
+    Ok(Json(serde_json::to_value(listed).map_err(|e| {
+        ApiError::internal("failed to list templates", e)
+    })?))
+}
 
 async fn import(
     State(state): State<AppState>,
@@ -54,14 +72,7 @@ async fn import(
     let template = match (body.template, body.dir) {
         (Some(Value::String(yaml)), _) => hatchery_core::org::parse_template(yaml.as_bytes()),
         (Some(object), _) => hatchery_core::org::decode(object),
-        (None, Some(dir)) => {
-            return Err(ApiError::bad_request(
-                "invalid org directory",
-                "invalid_org_directory",
-                Some("dir"),
-                format!("{dir:?}: this server has no org templates directory yet; send the template inline"),
-            ));
-        }
+        (None, Some(dir)) => Ok(state.app.org_template(&dir)?),
         (None, None) => {
             return Err(ApiError::bad_request(
                 "provide 'dir' or 'template'",
@@ -72,7 +83,12 @@ async fn import(
         }
     }
     .map_err(|e| {
-        ApiError::bad_request(INVALID_TEMPLATE, "invalid_org_template", Some("template"), e.to_string())
+        ApiError::bad_request(
+            INVALID_TEMPLATE,
+            "invalid_org_template",
+            Some("template"),
+            e.to_string(),
+        )
     })?;
     if query.dry_run.as_deref() == Some("true") {
         let plan = state.app.org_plan(&template).await?;
@@ -82,9 +98,26 @@ async fn import(
         answer["ok"] = json!(plan.is_clean());
         return Ok((StatusCode::OK, Json(answer)));
     }
+    let earlier = match (
+        query.replace.as_deref() == Some("true"),
+        query.duplicate.as_deref() == Some("true"),
+    ) {
+        (false, false) => EarlierImports::Refuse,
+        (true, false) => EarlierImports::Replace,
+        (false, true) => EarlierImports::Duplicate,
+        (true, true) => {
+            return Err(ApiError::bad_request(
+                "invalid request body",
+                "invalid_request",
+                None,
+                "replace and duplicate exclude each other",
+            ));
+        }
+    };
     let options = ImportOptions {
         strict: query.strict.as_deref() == Some("true"),
         force: body.force,
+        earlier,
     };
     let imported = state.app.org_import(&template, options).await?;
     let all_fine = imported.iter().all(|n| n.error.is_none());

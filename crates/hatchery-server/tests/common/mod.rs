@@ -67,6 +67,7 @@ impl Env {
             event_buffer: hatchery_server::event_hub::DEFAULT_CAPACITY,
             unix_socket: None,
             backend: hatchery_server::BackendChoice::None,
+            templates_dir: None,
         }
     }
 

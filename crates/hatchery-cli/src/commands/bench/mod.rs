@@ -187,6 +187,7 @@ impl BenchServer {
             event_buffer: hatchery_server::event_hub::DEFAULT_CAPACITY,
             unix_socket,
             backend,
+            templates_dir: None,
         };
         let app = Application::build(config).await?;
         let base = format!("http://{}", app.local_addr()?);
