@@ -6,6 +6,7 @@
 //! figures include its cost.
 
 mod milestones;
+mod org;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +34,9 @@ pub enum BenchCommand {
     /// Create → online with the local backend (sandboxed agents), against a bare
     /// `bwrap … true` as the baseline; then a burst of concurrent creates.
     CreateOnline(CreateOnlineArgs),
+    /// Plan and import a generated org tree (1,000 workspaces by default); one create is
+    /// the baseline.
+    OrgImport(org::OrgImportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -141,6 +145,7 @@ pub fn run(command: BenchCommand) -> ExitCode {
             BenchCommand::Heartbeats(args) => bench_heartbeats(args).await,
             BenchCommand::Events(args) => bench_events(args).await,
             BenchCommand::CreateOnline(args) => bench_create_online(args).await,
+            BenchCommand::OrgImport(args) => org::bench_org_import(args).await,
         }
     });
     match result {
