@@ -413,6 +413,30 @@ pub fn plan(template: &OrgTemplate, registry: &Registry, context: PlanContext<'_
     plan
 }
 
+/// What is wrong with a node's schedules: a cron expression that does not parse, a time
+/// zone the time zone database does not know, a schedule with no prompt.
+fn schedule_problems(schedules: &[Schedule]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (index, schedule) in schedules.iter().enumerate() {
+        let at = format!("schedules[{index}]");
+        if let Err(e) = schedule.cron_expr.parse::<croner::Cron>() {
+            problems.push(format!(
+                "{at}.cron_expr: {:?} is not a cron expression: {e}",
+                schedule.cron_expr
+            ));
+        }
+        if let Some(zone) = &schedule.timezone
+            && jiff::tz::db().get(zone).is_err()
+        {
+            problems.push(format!("{at}.timezone: unknown time zone {zone:?}"));
+        }
+        if schedule.prompt.is_none() && schedule.prompt_file.is_none() {
+            problems.push(format!("{at}: a schedule needs a prompt (or prompt_file)"));
+        }
+    }
+    problems
+}
+
 fn count_nodes(nodes: &[Node]) -> usize {
     nodes.iter().map(|n| 1 + count_nodes(&n.children)).sum()
 }
@@ -492,6 +516,7 @@ impl Walker<'_, '_> {
         if let Err(e) = check_tier(tier) {
             planned.problems.push(e.to_string());
         }
+        planned.problems.extend(schedule_problems(&node.schedules));
         if node.external {
             if node.url.as_deref().is_none_or(|u| u.trim().is_empty()) {
                 planned
@@ -715,6 +740,32 @@ mod tests {
             leaf.problems.iter().any(|p| p.contains("deeper than 16")),
             "{leaf:?}"
         );
+    }
+
+    #[test]
+    fn schedules_are_checked() {
+        let schedule = |cron: &str, zone: Option<&str>| Schedule {
+            name: "s".into(),
+            cron_expr: cron.into(),
+            timezone: zone.map(str::to_owned),
+            prompt: Some("go".into()),
+            prompt_file: None,
+            enabled: true,
+        };
+        assert!(schedule_problems(&[schedule("0 9 * * 1", Some("Europe/Berlin"))]).is_empty());
+        let problems = schedule_problems(&[
+            schedule("every monday", None),
+            schedule("0 9 * * 1", Some("Mars/Olympus_Mons")),
+        ]);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].starts_with("schedules[0].cron_expr"),
+            "{problems:?}"
+        );
+        assert!(problems[1].contains("unknown time zone"), "{problems:?}");
+        let mut silent = schedule("0 9 * * 1", None);
+        silent.prompt = None;
+        assert!(schedule_problems(&[silent])[0].contains("needs a prompt"));
     }
 
     #[test]
