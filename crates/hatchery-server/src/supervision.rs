@@ -29,11 +29,20 @@ pub struct Supervision {
     pub job_lease: Duration,
     /// Each agent's memory, CPU and process limits.
     pub agent_limits: hatchery_provision::Limits,
+    /// How many agents one runner starts at the same time (an org import of a thousand
+    /// workspaces does not start a thousand sandboxes at once).
+    pub concurrent_starts: usize,
     /// Where "now" comes from; `None` for the system clock. Tests move it by hand.
     pub clock: Option<Clock>,
     /// Fault injection for the crash tests: the process aborts (as if killed with -9) when
     /// provisioning reaches this point (see `App::crash_point`).
     pub crash_at: Option<String>,
+}
+
+/// Four starts per core: a start mostly waits (a spawn, an engine, an API server).
+#[must_use]
+pub fn default_concurrent_starts() -> usize {
+    std::thread::available_parallelism().map_or(8, |n| n.get() * 4)
 }
 
 /// Runtimes whose agents take longer to come up (hermes installs itself on first start).
@@ -54,6 +63,7 @@ impl Default for Supervision {
             activity_retention: Duration::from_hours(7 * 24),
             job_lease: Duration::from_secs(30),
             agent_limits: hatchery_provision::Limits::default(),
+            concurrent_starts: default_concurrent_starts(),
             clock: None,
             crash_at: None,
         }

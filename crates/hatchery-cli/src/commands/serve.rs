@@ -99,6 +99,9 @@ pub struct ServeArgs {
     /// in it [default: `./templates` when it exists; "" for none].
     #[arg(long, env = "HATCHERY_TEMPLATES_DIR")]
     templates_dir: Option<PathBuf>,
+    /// How many agents start at the same time [default: four per core].
+    #[arg(long, env = "HATCHERY_CONCURRENT_STARTS", value_parser = clap::value_parser!(u64).range(1..=1024))]
+    concurrent_starts: Option<u64>,
     /// How long a claimed provision job stays its runner's without renewal: after a crash,
     /// its jobs are taken over within this long.
     #[arg(long, env = "HATCHERY_JOB_LEASE", default_value = "30s", value_parser = at_least_a_second)]
@@ -190,6 +193,10 @@ fn supervision(args: &ServeArgs) -> Supervision {
     let mut supervision = Supervision {
         heartbeat_ttl: args.heartbeat_ttl,
         job_lease: args.job_lease,
+        concurrent_starts: args
+            .concurrent_starts
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or_else(hatchery_server::supervision::default_concurrent_starts),
         agent_limits: hatchery_provision::Limits {
             memory_bytes: args.agent_memory_mb.saturating_mul(1024 * 1024),
             cpu_millis: args.agent_cpus,

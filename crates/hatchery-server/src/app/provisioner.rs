@@ -17,8 +17,6 @@ use crate::supervision::micros;
 
 /// How often the queue is read when nobody wakes the runner (jobs of other replicas).
 const POLL: Duration = Duration::from_secs(1);
-/// How many agents start at the same time.
-const CONCURRENT_STARTS: usize = 8;
 /// Reconcile at start is tried this many times, with doubling back-off.
 const RECONCILE_ATTEMPTS: u32 = 5;
 /// Transient failures are retried this many times, with doubling back-off.
@@ -189,7 +187,7 @@ impl App {
         // Several starts at once: a burst of creates is not served one sandbox at a time.
         let mut in_flight = tokio::task::JoinSet::new();
         loop {
-            if in_flight.len() < CONCURRENT_STARTS {
+            if in_flight.len() < self.supervision.concurrent_starts.max(1) {
                 let lease_until = self
                     .store
                     .now()
