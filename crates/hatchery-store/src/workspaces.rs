@@ -233,14 +233,15 @@ impl Store {
         Ok(Ok(()))
     }
 
-    /// Create a whole tree of workspaces (an org import) in one transaction: a crash
-    /// leaves all of it or none. Parents come before their children in `items`. A failed
+    /// Create a whole tree of workspaces (an org or bundle import) in one transaction: a
+    /// crash leaves all of it or none. With `org`, its roots are recorded as that org's
+    /// import, and `earlier` says what to do about a live earlier one. Parents come before their children in `items`. A failed
     /// node is stored `failed` with its reason and gets no job. `after_each` is called
     /// with the count of rows written so far, inside the transaction (the crash tests use
     /// it to die midway).
     pub async fn workspace_import(
         &self,
-        org: &str,
+        org: Option<&str>,
         earlier: EarlierImports,
         items: &[ImportedWorkspace],
         after_each: impl Fn(usize),
@@ -248,13 +249,18 @@ impl Store {
         let mut tx = self.begin_events().await?;
         let now = self.now();
         // Read in the transaction: two imports of one org cannot both find none.
-        let roots: Vec<String> = sqlx::query_scalar(
-            "SELECT o.root_id FROM org_imports o JOIN workspaces w ON w.id = o.root_id \
-             WHERE o.org = $1 AND w.status <> 'removed' ORDER BY o.created_at, o.root_id",
-        )
-        .bind(org)
-        .fetch_all(&mut *tx)
-        .await?;
+        let roots: Vec<String> = match org {
+            Some(org) => {
+                sqlx::query_scalar(
+                    "SELECT o.root_id FROM org_imports o JOIN workspaces w ON w.id = o.root_id \
+                     WHERE o.org = $1 AND w.status <> 'removed' ORDER BY o.created_at, o.root_id",
+                )
+                .bind(org)
+                .fetch_all(&mut *tx)
+                .await?
+            }
+            None => Vec::new(),
+        };
         let mut removed = Vec::new();
         match earlier {
             EarlierImports::Refuse if !roots.is_empty() => {
@@ -292,7 +298,7 @@ impl Store {
             if item.provision {
                 crate::jobs::queue(&mut tx, &item.workspace.id, "start", now).await?;
             }
-            if item.workspace.parent_id.is_none() {
+            if let (None, Some(org)) = (&item.workspace.parent_id, org) {
                 sqlx::query(
                     "INSERT INTO org_imports (root_id, org, created_at) VALUES ($1, $2, $3)",
                 )

@@ -5,6 +5,7 @@
 pub mod access;
 pub mod activity;
 pub mod agents;
+pub mod bundles;
 pub mod lifecycle;
 pub mod org;
 pub mod provisioner;

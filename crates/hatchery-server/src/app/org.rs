@@ -25,6 +25,8 @@ pub struct ImportOptions {
     pub force: bool,
     /// What to do about a live earlier import of the same org (refuse by default).
     pub earlier: EarlierImports,
+    /// Record the tree as the org's import (a bundle import is not one).
+    pub as_org: bool,
 }
 
 /// One imported workspace, as the answer lists it.
@@ -261,11 +263,16 @@ impl App {
         let total = items.len();
         let outcome = self
             .store
-            .workspace_import(&template.name, options.earlier, &items, |written| {
-                if written * 2 >= total && written * 2 < total + 2 {
-                    self.crash_point("org-import-midway");
-                }
-            })
+            .workspace_import(
+                options.as_org.then_some(template.name.as_str()),
+                options.earlier,
+                &items,
+                |written| {
+                    if written * 2 >= total && written * 2 < total + 2 {
+                        self.crash_point("org-import-midway");
+                    }
+                },
+            )
             .await
             .map_err(store_error("failed to import the org"))?;
         let removed = match outcome {

@@ -3,6 +3,7 @@
 
 mod activity;
 mod agents;
+mod bundles;
 mod events;
 mod org;
 mod registry;
@@ -53,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .merge(activity::routes())
         .merge(ws::routes())
         .merge(org::routes())
+        .merge(bundles::routes())
         .with_state(state)
         .route_layer(axum::middleware::from_fn_with_state(
             request_metrics,

@@ -118,6 +118,7 @@ async fn import(
         strict: query.strict.as_deref() == Some("true"),
         force: body.force,
         earlier,
+        as_org: true,
     };
     let imported = state.app.org_import(&template, options).await?;
     let all_fine = imported.iter().all(|n| n.error.is_none());

@@ -1,0 +1,181 @@
+//! Bundles (spec §11): a workspace and its live subtree as one portable document, and
+//! back. An import goes through the org import — every node built as a create builds a
+//! workspace, the tree in one transaction — all or nothing: any node that cannot be
+//! created refuses the whole bundle.
+
+use std::collections::BTreeMap;
+
+use futures_util::future::BoxFuture;
+use hatchery_core::org::{Node, OrgTemplate};
+use hatchery_store::EarlierImports;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::org::{ImportOptions, ImportedNode};
+use super::{App, store_error};
+use crate::error::ApiError;
+
+/// A bundle as imported: the keys hatchery reads (the others are carried by exports
+/// and ignored here).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Bundle {
+    /// The workspace's name.
+    pub name: String,
+    /// Its role (`""` for none).
+    #[serde(default)]
+    pub description: String,
+    /// Its tier.
+    pub tier: Option<i64>,
+    /// Its model (`""` for none).
+    #[serde(default)]
+    pub model: String,
+    /// Its files by name; `config.yaml` says the runtime.
+    #[serde(default)]
+    pub prompts: BTreeMap<String, String>,
+    /// Its children.
+    #[serde(default)]
+    pub sub_workspaces: Vec<Bundle>,
+}
+
+fn bundle_not_found() -> ApiError {
+    ApiError::NotFound {
+        message: "bundle not found",
+        code: "bundle_not_found",
+    }
+}
+
+/// The runtime a bundle's `config.yaml` names (its first `runtime:` line), if any.
+fn runtime_of(prompts: &BTreeMap<String, String>) -> Option<String> {
+    let line = prompts
+        .get("config.yaml")?
+        .lines()
+        .find_map(|l| l.strip_prefix("runtime:"))?
+        .trim();
+    // hatchery writes values as JSON; others may write plain YAML scalars.
+    let runtime = serde_json::from_str::<String>(line).unwrap_or_else(|_| line.to_owned());
+    Some(runtime).filter(|r| !r.is_empty())
+}
+
+fn node_of(bundle: &Bundle) -> Node {
+    Node {
+        name: bundle.name.clone(),
+        role: Some(bundle.description.clone()).filter(|d| !d.is_empty()),
+        runtime: runtime_of(&bundle.prompts),
+        tier: bundle.tier,
+        model: Some(bundle.model.clone()).filter(|m| !m.is_empty()),
+        children: bundle.sub_workspaces.iter().map(node_of).collect(),
+        ..Node::default()
+    }
+}
+
+/// The answer's tree: `{workspace_id, name, status, children?}`, from the imported
+/// nodes in the order the import walked them (parents first).
+fn answer_of(bundle: &Bundle, imported: &mut std::slice::Iter<'_, ImportedNode>) -> Value {
+    let Some(node) = imported.next() else {
+        return Value::Null;
+    };
+    let mut answer = json!({"workspace_id": node.id, "name": node.name, "status": node.status});
+    let children: Vec<Value> = bundle
+        .sub_workspaces
+        .iter()
+        .map(|child| answer_of(child, imported))
+        .collect();
+    if !children.is_empty() {
+        answer["children"] = json!(children);
+    }
+    answer
+}
+
+impl App {
+    /// Export workspace `id` and its live subtree; removed workspaces are not exportable.
+    #[must_use]
+    pub fn bundle_export<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Value, ApiError>> {
+        Box::pin(async move {
+            let row = self
+                .store
+                .workspace_get(id)
+                .await
+                .map_err(store_error("failed to export"))?
+                .filter(|r| r.status != "removed")
+                .ok_or_else(bundle_not_found)?;
+            let prompts: BTreeMap<String, String> = self
+                .store
+                .workspace_files(id)
+                .await
+                .map_err(store_error("failed to export"))?
+                .into_iter()
+                .map(|f| (f.path, f.content))
+                .collect();
+            let children = self
+                .store
+                .workspace_live_children(id)
+                .await
+                .map_err(store_error("failed to export"))?;
+            let mut sub_workspaces = Vec::with_capacity(children.len());
+            for (child, _) in children {
+                sub_workspaces.push(self.bundle_export(&child).await?);
+            }
+            let agent_card = row
+                .agent_card
+                .as_deref()
+                .and_then(|c| serde_json::from_str::<Value>(c).ok())
+                .unwrap_or(Value::Null);
+            Ok(json!({
+                "schema": "1.0",
+                "id": row.id,
+                "name": row.name,
+                "description": row.role.unwrap_or_default(),
+                "tier": row.tier,
+                "model": row.model,
+                "system_prompt": "",
+                "skills": [],
+                "tools": [],
+                "prompts": prompts,
+                "sub_workspaces": sub_workspaces,
+                "agent_card": agent_card,
+                "author": "",
+                "version": "1.0.0",
+            }))
+        })
+    }
+
+    /// Import a bundle as new workspaces (fresh ids, the tree preserved), all or nothing.
+    pub async fn bundle_import(&self, bundle: &Bundle) -> Result<Value, ApiError> {
+        let template = OrgTemplate {
+            name: bundle.name.clone(),
+            workspaces: vec![node_of(bundle)],
+            ..OrgTemplate::default()
+        };
+        let options = ImportOptions {
+            strict: true,
+            // A bundle carries no environment requirements.
+            force: true,
+            earlier: EarlierImports::Duplicate,
+            as_org: false,
+        };
+        let imported = self.org_import(&template, options).await?;
+        Ok(answer_of(bundle, &mut imported.iter()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_runtime_comes_from_the_first_runtime_line_of_config_yaml() {
+        let prompts = |text: &str| BTreeMap::from([("config.yaml".to_owned(), text.to_owned())]);
+        assert_eq!(
+            runtime_of(&prompts(
+                "# by hatchery\nruntime: \"claude-code\"\nruntime: \"x\"\n"
+            )),
+            Some("claude-code".to_owned())
+        );
+        assert_eq!(
+            runtime_of(&prompts("runtime: hermes\n")),
+            Some("hermes".to_owned())
+        );
+        assert_eq!(runtime_of(&prompts("model: m\n")), None);
+        assert_eq!(runtime_of(&BTreeMap::new()), None);
+    }
+}
