@@ -16,6 +16,7 @@ hatchery_testkit::both_databases!(
     required_env_is_checked_unless_forced,
     a_reimport_is_refused_unless_it_replaces_or_duplicates,
     templates_of_the_server_directory_are_listed_and_imported_by_name,
+    a_directory_template_brings_its_files_and_none_from_outside,
 );
 
 /// `x-1` is matched by both `a` and `b`: ambiguous for `rt`; `p/…` is the platform's.
@@ -376,4 +377,75 @@ fn by_dir<'a>(list: &'a Value, dir: &str) -> &'a Value {
         .iter()
         .find(|t| t["dir"] == dir)
         .unwrap_or_else(|| panic!("{dir} in {list}"))
+}
+
+async fn a_directory_template_brings_its_files_and_none_from_outside(db: Db) {
+    let env = Env::new(db).await;
+    let templates = env.dir.path().join("templates");
+    let dir = templates.join("org/withfiles");
+    for sub in ["prompts", "skills/sub", "elsewhere"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    std::fs::create_dir_all(env.dir.path().join("outside")).unwrap();
+    std::fs::write(env.dir.path().join("outside/secret.txt"), "do not read").unwrap();
+    std::fs::write(dir.join("prompts/start.md"), "Start here.").unwrap();
+    std::fs::write(dir.join("skills/a.md"), "skill a").unwrap();
+    std::fs::write(dir.join("skills/sub/b.md"), "skill b").unwrap();
+    std::os::unix::fs::symlink(env.dir.path().join("outside"), dir.join("linked")).unwrap();
+    std::fs::write(
+        dir.join("org.yaml"),
+        "name: withfiles
+defaults:
+  runtime: claude-code
+  model: moonshot/kimi-k2.6
+  initial_prompt_file: prompts/start.md
+workspaces:
+  - name: Lead
+    system_prompt: You lead.
+    files_dir: skills
+    children:
+      - name: Sneaky
+        idle_prompt_file: ../../../outside/secret.txt
+      - name: Linked
+        files_dir: linked
+",
+    )
+    .unwrap();
+    let mut config = env.config();
+    config.templates_dir = Some(templates);
+    let server = common::spawn(config).await;
+
+    let (status, body) = server
+        .post("/org/import", &json!({"dir": "withfiles"}))
+        .await;
+    assert_eq!(status, 207, "{body}");
+    let answered = &body["workspaces"];
+    let sneaky = by_name(answered, "Sneaky")["error"].as_str().unwrap();
+    assert!(
+        sneaky.contains("relative path inside the template"),
+        "{sneaky}"
+    );
+    let linked = by_name(answered, "Linked")["error"].as_str().unwrap();
+    assert!(linked.contains("outside the template"), "{linked}");
+    let lead = by_name(answered, "Lead")["id"].as_str().unwrap();
+    let (_, config) = server.get(&format!("/workspaces/{lead}/config")).await;
+    let files = &config["files"];
+    assert_eq!(files["system-prompt.md"], "You lead.");
+    assert_eq!(
+        files["initial-prompt.md"], "Start here.",
+        "from the defaults' file"
+    );
+    assert_eq!(files["files/a.md"], "skill a");
+    assert_eq!(files["files/sub/b.md"], "skill b");
+    assert!(!config.to_string().contains("do not read"));
+
+    // An inline template has no directory to read files from.
+    let inline = "name: inline\ndefaults:\n  runtime: claude-code\n  model: moonshot/kimi-k2.6\n\
+                  workspaces:\n  - name: a\n    initial_prompt_file: start.md\n";
+    let (status, plan) = server
+        .post("/org/import?dry_run=true", &json!({"template": inline}))
+        .await;
+    assert_eq!(status, 200);
+    let problem = plan["nodes"][0]["problems"][0].as_str().unwrap();
+    assert!(problem.contains("needs a template directory"), "{problem}");
 }

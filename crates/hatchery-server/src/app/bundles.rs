@@ -153,7 +153,7 @@ impl App {
             earlier: EarlierImports::Duplicate,
             as_org: false,
         };
-        let imported = self.org_import(&template, options).await?;
+        let imported = self.org_import(&template, None, options).await?;
         Ok(answer_of(bundle, &mut imported.iter()))
     }
 }

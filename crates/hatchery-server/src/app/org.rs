@@ -5,10 +5,12 @@
 //! the rest provisioned. `strict`: any problem refuses the whole import, nothing written.
 
 use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
 
 use hatchery_core::org::{Node, OrgTemplate, Plan, PlanContext, PlannedNode, plan};
 use hatchery_store::{
     EarlierImports, GLOBAL_SCOPE, ImportOutcome, ImportedWorkspace, NewEvent, NewWorkspace,
+    WorkspaceFile,
 };
 use serde_json::json;
 
@@ -109,7 +111,7 @@ impl App {
         Ok(dirs
             .into_iter()
             .map(|dir| match self.org_template(&dir) {
-                Ok(template) => summary(dir, &template, &held),
+                Ok((template, _)) => summary(dir, &template, &held),
                 Err(error) => TemplateSummary {
                     dir,
                     name: String::new(),
@@ -127,7 +129,7 @@ impl App {
     /// Read the org template `dir` of the templates directory: `org/<dir>.yaml` or
     /// `org/<dir>/org.yaml`, never anything outside `org/` (no `..`, no separators, no
     /// symlink out).
-    pub fn org_template(&self, dir: &str) -> Result<OrgTemplate, ApiError> {
+    pub fn org_template(&self, dir: &str) -> Result<(OrgTemplate, Option<PathBuf>), ApiError> {
         let plain = !dir.is_empty()
             && dir != "."
             && dir != ".."
@@ -171,19 +173,27 @@ impl App {
                 detail,
             )
         })?;
-        hatchery_core::org::parse_template(&bytes).map_err(|e| {
+        let template = hatchery_core::org::parse_template(&bytes).map_err(|e| {
             ApiError::bad_request(
                 "invalid org template",
                 "invalid_org_template",
                 Some("dir"),
                 e.to_string(),
             )
-        })
+        })?;
+        // A directory template's files are beside its org.yaml; a single file has none.
+        let base = (path.file_name() == Some(std::ffi::OsStr::new("org.yaml")))
+            .then(|| path.parent().map(Path::to_path_buf))
+            .flatten();
+        Ok((template, base))
     }
-
     /// Plan the import of `template` on the registry in force, with the global secrets
     /// as the keys every node will hold. Changes nothing.
-    pub async fn org_plan(&self, template: &OrgTemplate) -> Result<Plan, ApiError> {
+    pub async fn org_plan(
+        &self,
+        template: &OrgTemplate,
+        base: Option<&Path>,
+    ) -> Result<Plan, ApiError> {
         let snapshot = self
             .registry
             .snapshot()
@@ -194,14 +204,24 @@ impl App {
             .await
             .map_err(store_error("failed to read global secrets"))?;
         let names: Vec<&str> = globals.iter().map(|g| g.name.as_str()).collect();
-        Ok(plan(
+        let mut planned = plan(
             template,
             &snapshot.registry,
             PlanContext {
                 global_secrets: &names,
                 platform_key_configured: self.platform_key.is_some(),
             },
-        ))
+        );
+        // The files a node names must read, from inside the template's directory.
+        for (node, entry) in flatten(&template.workspaces)
+            .into_iter()
+            .zip(&mut planned.nodes)
+        {
+            if let Err(problem) = node_files(template, node, base) {
+                entry.problems.push(problem);
+            }
+        }
+        Ok(planned)
     }
 
     /// Import `template`: plan it, refuse what cannot be imported at all (template-level
@@ -210,9 +230,10 @@ impl App {
     pub async fn org_import(
         &self,
         template: &OrgTemplate,
+        base: Option<&Path>,
         options: ImportOptions,
     ) -> Result<Vec<ImportedNode>, ApiError> {
-        let plan = self.org_plan(template).await?;
+        let plan = self.org_plan(template, base).await?;
         if !plan.problems.is_empty() || (options.strict && !plan.is_clean()) {
             return Err(ApiError::OrgRefused {
                 plan: serde_json::to_value(&plan).unwrap_or_default(),
@@ -252,7 +273,13 @@ impl App {
                     .map_err(|e| e.to_string()),
             };
             let (item, entry) = match built {
-                Ok(built) => imported(built, &id, planned),
+                Ok(mut built) => {
+                    // Checked by the plan: a node with unreadable files failed above.
+                    built
+                        .files
+                        .extend(node_files(template, node, base).unwrap_or_default());
+                    imported(built, &id, planned)
+                }
                 Err(reason) => failed_item(node, planned, &id, parent_id, reason),
             };
             failed.insert(&planned.path, entry.status == "failed");
@@ -457,4 +484,137 @@ fn summary(dir: String, template: &OrgTemplate, held: &[&str]) -> TemplateSummar
             .all(|r| r.names().iter().any(|n| held.contains(&n.as_str()))),
         error: None,
     }
+}
+
+/// The most files a node's `files_dir` may hold, and the most bytes of all its files.
+const MAX_NODE_FILES: usize = 200;
+const MAX_NODE_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The files a node brings to its workspace's config: its prompts (inline, or read from
+/// `*_file`, the node's own or the template's defaults) and its `files_dir` under
+/// `files/`. Paths are relative to the template's directory and never leave it.
+fn node_files(
+    template: &OrgTemplate,
+    node: &Node,
+    base: Option<&Path>,
+) -> Result<Vec<WorkspaceFile>, String> {
+    let defaults = &template.defaults;
+    let read = |field: &str, relative: &str| -> Result<String, String> {
+        let path = confined(base, field, relative)?;
+        let size = std::fs::metadata(&path).map_or(0, |m| m.len());
+        if size > MAX_NODE_FILE_BYTES {
+            return Err(format!(
+                "{field}: {relative:?} is larger than {MAX_NODE_FILE_BYTES} bytes"
+            ));
+        }
+        std::fs::read_to_string(&path).map_err(|e| format!("{field}: {relative:?}: {e}"))
+    };
+    let mut files = Vec::new();
+    let mut prompt = |name: &str, inline: Option<&String>, file: Option<&String>, field: &str| {
+        let content = match (inline, file) {
+            (Some(text), _) => Some(text.clone()),
+            (None, Some(relative)) => Some(read(field, relative)?),
+            (None, None) => None,
+        };
+        if let Some(content) = content {
+            files.push(WorkspaceFile {
+                path: name.to_owned(),
+                content,
+            });
+        }
+        Ok::<_, String>(())
+    };
+    prompt(
+        "system-prompt.md",
+        node.system_prompt.as_ref(),
+        None,
+        "system_prompt",
+    )?;
+    prompt(
+        "initial-prompt.md",
+        node.initial_prompt
+            .as_ref()
+            .or(defaults.initial_prompt.as_ref()),
+        node.initial_prompt_file
+            .as_ref()
+            .or(defaults.initial_prompt_file.as_ref()),
+        "initial_prompt_file",
+    )?;
+    prompt(
+        "idle-prompt.md",
+        node.idle_prompt.as_ref().or(defaults.idle_prompt.as_ref()),
+        node.idle_prompt_file
+            .as_ref()
+            .or(defaults.idle_prompt_file.as_ref()),
+        "idle_prompt_file",
+    )?;
+    for (index, schedule) in node.schedules.iter().enumerate() {
+        if let (None, Some(relative)) = (&schedule.prompt, &schedule.prompt_file) {
+            read(&format!("schedules[{index}].prompt_file"), relative)?;
+        }
+    }
+    if let Some(relative) = &node.files_dir {
+        let root = confined(base, "files_dir", relative)?;
+        let mut total = 0;
+        let mut pending = vec![root.clone()];
+        while let Some(dir) = pending.pop() {
+            let entries =
+                std::fs::read_dir(&dir).map_err(|e| format!("files_dir: {relative:?}: {e}"))?;
+            for entry in entries {
+                let path = entry.map_err(|e| format!("files_dir: {e}"))?.path();
+                // Symlinks are followed only to where they stay inside the directory.
+                let target = std::fs::canonicalize(&path).map_err(|e| format!("files_dir: {e}"))?;
+                if !target.starts_with(&root) {
+                    return Err(format!(
+                        "files_dir: {} points outside the template",
+                        path.display()
+                    ));
+                }
+                if target.is_dir() {
+                    pending.push(target);
+                    continue;
+                }
+                total += std::fs::metadata(&target).map_or(0, |m| m.len());
+                if files.len() >= MAX_NODE_FILES || total > MAX_NODE_FILE_BYTES {
+                    return Err(format!(
+                        "files_dir: {relative:?} holds more than {MAX_NODE_FILES} files or {MAX_NODE_FILE_BYTES} bytes"
+                    ));
+                }
+                let content = std::fs::read_to_string(&target)
+                    .map_err(|e| format!("files_dir: {}: {e}", path.display()))?;
+                let inside = target.strip_prefix(&root).unwrap_or(&target);
+                files.push(WorkspaceFile {
+                    path: format!("files/{}", inside.display()),
+                    content,
+                });
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// `relative` under the template directory `base`, resolved: a plain relative path (no
+/// `..`, not absolute) whose real location (symlinks followed) is inside `base`.
+fn confined(base: Option<&Path>, field: &str, relative: &str) -> Result<PathBuf, String> {
+    let Some(base) = base else {
+        return Err(format!(
+            "{field}: {relative:?} needs a template directory (org/<name>/org.yaml); an inline or single-file template has no files"
+        ));
+    };
+    let plain = !relative.is_empty()
+        && Path::new(relative)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    if !plain {
+        return Err(format!(
+            "{field}: {relative:?} must be a relative path inside the template"
+        ));
+    }
+    let base = std::fs::canonicalize(base).map_err(|e| format!("{field}: {e}"))?;
+    let path = std::fs::canonicalize(base.join(relative))
+        .map_err(|e| format!("{field}: {relative:?}: {e}"))?;
+    if !path.starts_with(&base) {
+        return Err(format!("{field}: {relative:?} points outside the template"));
+    }
+    Ok(path)
 }

@@ -69,9 +69,11 @@ async fn import(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     require_admin(&state, &headers)?;
     let body: ImportBody = json_body(body, "invalid request body").await?;
-    let template = match (body.template, body.dir) {
-        (Some(Value::String(yaml)), _) => hatchery_core::org::parse_template(yaml.as_bytes()),
-        (Some(object), _) => hatchery_core::org::decode(object),
+    let (template, base) = match (body.template, body.dir) {
+        (Some(Value::String(yaml)), _) => {
+            hatchery_core::org::parse_template(yaml.as_bytes()).map(|t| (t, None))
+        }
+        (Some(object), _) => hatchery_core::org::decode(object).map(|t| (t, None)),
         (None, Some(dir)) => Ok(state.app.org_template(&dir)?),
         (None, None) => {
             return Err(ApiError::bad_request(
@@ -91,7 +93,7 @@ async fn import(
         )
     })?;
     if query.dry_run.as_deref() == Some("true") {
-        let plan = state.app.org_plan(&template).await?;
+        let plan = state.app.org_plan(&template, base.as_deref()).await?;
         let mut answer = serde_json::to_value(&plan)
             .map_err(|e| ApiError::internal("failed to render the plan", e))?;
         answer["dry_run"] = json!(true);
@@ -120,7 +122,10 @@ async fn import(
         earlier,
         as_org: true,
     };
-    let imported = state.app.org_import(&template, options).await?;
+    let imported = state
+        .app
+        .org_import(&template, base.as_deref(), options)
+        .await?;
     let all_fine = imported.iter().all(|n| n.error.is_none());
     let workspaces: Vec<Value> = imported
         .iter()
