@@ -197,13 +197,20 @@ pub enum TemplateError {
 
 /// Read a template from its YAML bytes.
 pub fn parse_template(bytes: &[u8]) -> Result<OrgTemplate, TemplateError> {
+    match yaml_to_json(bytes)? {
+        serde_json::Value::Null => Err(TemplateError::Shape("the template is empty".to_owned())),
+        value => decode(value),
+    }
+}
+
+/// Strict YAML as JSON (a workspace template's `config.yaml`, say).
+pub fn yaml_to_json(bytes: &[u8]) -> Result<serde_json::Value, TemplateError> {
     let document = yaml::parse(bytes, yaml::Limits::default())
         .map_err(|e| TemplateError::Yaml(e.to_string()))?;
-    let value = match document.root() {
-        Some(root) => to_json(&document, root).map_err(TemplateError::Shape)?,
-        None => return Err(TemplateError::Shape("the template is empty".to_owned())),
-    };
-    decode(value)
+    match document.root() {
+        Some(root) => to_json(&document, root).map_err(TemplateError::Shape),
+        None => Ok(serde_json::Value::Null),
+    }
 }
 
 /// Decode a template already in JSON form (an inline template of an import request).

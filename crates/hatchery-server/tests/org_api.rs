@@ -330,9 +330,38 @@ async fn templates_of_the_server_directory_are_listed_and_imported_by_name(db: D
         templates.join("org/escape.yaml"),
     )
     .unwrap();
+    std::fs::create_dir_all(templates.join("coder/skills/review")).unwrap();
+    std::fs::write(
+        templates.join("coder/config.yaml"),
+        "name: Coder\ndescription: Writes code.\ntier: 2\nruntime: claude-code\n\
+         model: moonshot/kimi-k2.6\nrequired_env: [GITHUB_TOKEN]\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(templates.join("broken")).unwrap();
+    std::fs::write(templates.join("broken/config.yaml"), "a: 1\na: 2\n").unwrap();
     let mut config = env.config();
     config.templates_dir = Some(templates);
     let server = common::spawn(config).await;
+
+    let (status, workspace_templates) = server.get("/templates").await;
+    assert_eq!(status, 200, "{workspace_templates}");
+    let list = workspace_templates.as_array().unwrap();
+    assert_eq!(
+        list.len(),
+        2,
+        "org/ is not a workspace template: {workspace_templates}"
+    );
+    let coder = &list[1];
+    assert_eq!(coder["id"], "coder");
+    assert_eq!(coder["name"], "Coder");
+    assert_eq!(coder["runtime"], "claude-code");
+    assert_eq!(coder["required_env"], json!(["GITHUB_TOKEN"]));
+    assert_eq!(coder["skills"], json!(["review"]));
+    assert_eq!(coder["skill_count"], 1);
+    assert!(
+        list[0]["error"].is_string(),
+        "duplicate keys refused: {workspace_templates}"
+    );
 
     let (status, listed) = server.get("/org/templates").await;
     assert_eq!(status, 200, "{listed}");

@@ -81,6 +81,27 @@ fn org_not_found(dir: &str) -> ApiError {
 }
 
 impl App {
+    /// The workspace templates of the templates directory (each a directory with a
+    /// `config.yaml`; `org/` holds org templates), sorted by id, as spec §10 sums them up.
+    pub fn workspace_templates(&self) -> Vec<serde_json::Value> {
+        let Some(root) = self.templates.as_deref() else {
+            return Vec::new();
+        };
+        let Ok(entries) = std::fs::read_dir(root) else {
+            return Vec::new();
+        };
+        let mut found: Vec<(String, PathBuf)> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| Some((e.file_name().to_str()?.to_owned(), e.path())))
+            .filter(|(name, path)| name != "org" && path.join("config.yaml").is_file())
+            .collect();
+        found.sort();
+        found
+            .into_iter()
+            .map(|(id, path)| template_summary(&id, &path))
+            .collect()
+    }
+
     /// The org templates of the templates directory, sorted by `dir`.
     pub async fn org_templates(&self) -> Result<Vec<TemplateSummary>, ApiError> {
         let Some(root) = self.templates.as_deref().map(|t| t.join("org")) else {
@@ -617,4 +638,46 @@ fn confined(base: Option<&Path>, field: &str, relative: &str) -> Result<PathBuf,
         return Err(format!("{field}: {relative:?} points outside the template"));
     }
     Ok(path)
+}
+
+/// A workspace template's summary from its `config.yaml` (strict YAML; one that does not
+/// read is listed with its `error`).
+fn template_summary(id: &str, dir: &Path) -> serde_json::Value {
+    let config = std::fs::read(dir.join("config.yaml"))
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| hatchery_core::org::yaml_to_json(&bytes).map_err(|e| e.to_string()));
+    let skills: Vec<String> = std::fs::read_dir(dir.join("skills"))
+        .map(|entries| {
+            let mut names: Vec<String> = entries
+                .filter_map(Result::ok)
+                .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+                .collect();
+            names.sort();
+            names
+        })
+        .unwrap_or_default();
+    let mut summary = json!({"id": id, "skills": skills, "skill_count": skills.len()});
+    match config {
+        Ok(config) => {
+            let text = |key: &str| config.get(key).cloned().unwrap_or(serde_json::Value::Null);
+            summary["name"] = config.get("name").cloned().unwrap_or_else(|| json!(id));
+            summary["description"] = config
+                .get("description")
+                .cloned()
+                .unwrap_or_else(|| json!(""));
+            summary["tier"] = text("tier");
+            summary["runtime"] = text("runtime");
+            summary["model"] = text("model");
+            for optional in ["models", "required_env", "provision_timeout_seconds"] {
+                if let Some(value) = config.get(optional) {
+                    summary[optional] = value.clone();
+                }
+            }
+        }
+        Err(error) => {
+            summary["name"] = json!(id);
+            summary["error"] = json!(error);
+        }
+    }
+    summary
 }

@@ -22,6 +22,7 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/org/import", post(import))
         .route("/org/templates", get(templates))
+        .route("/templates", get(workspace_templates))
 }
 
 #[derive(Debug, Deserialize)]
@@ -48,6 +49,15 @@ struct ImportQuery {
 }
 
 const INVALID_TEMPLATE: &str = "invalid org template";
+
+/// `GET /templates`: the workspace templates of the server's templates directory.
+async fn workspace_templates(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&state, &headers)?;
+    Ok(Json(Value::Array(state.app.workspace_templates())))
+}
 
 /// `GET /org/templates`: the org templates of the server's templates directory.
 async fn templates(
