@@ -17,6 +17,7 @@ hatchery_testkit::both_databases!(
     a_reimport_is_refused_unless_it_replaces_or_duplicates,
     templates_of_the_server_directory_are_listed_and_imported_by_name,
     a_directory_template_brings_its_files_and_none_from_outside,
+    nodes_based_on_workspace_templates_inherit_and_cycles_are_refused,
 );
 
 /// `x-1` is matched by both `a` and `b`: ambiguous for `rt`; `p/…` is the platform's.
@@ -477,4 +478,53 @@ workspaces:
     assert_eq!(status, 200);
     let problem = plan["nodes"][0]["problems"][0].as_str().unwrap();
     assert!(problem.contains("needs a template directory"), "{problem}");
+}
+
+async fn nodes_based_on_workspace_templates_inherit_and_cycles_are_refused(db: Db) {
+    let env = Env::new(db).await;
+    let templates = env.dir.path().join("templates");
+    for (name, config) in [
+        (
+            "base",
+            "runtime: claude-code\nmodel: moonshot/kimi-k2.6\ntier: 3\ndescription: Base.\n",
+        ),
+        ("derived", "template: base\ndescription: Derived.\n"),
+        ("loop-a", "template: loop-b\n"),
+        ("loop-b", "template: loop-a\n"),
+    ] {
+        std::fs::create_dir_all(templates.join(name)).unwrap();
+        std::fs::write(templates.join(name).join("config.yaml"), config).unwrap();
+    }
+    let mut config = env.config();
+    config.templates_dir = Some(templates);
+    let server = common::spawn(config).await;
+    let template = "name: based\nworkspaces:\n  - name: x\n    template: derived\n\
+                    \x20 - name: y\n    template: loop-a\n  - name: z\n    template: missing\n";
+    let (status, plan) = server
+        .post("/org/import?dry_run=true", &json!({"template": template}))
+        .await;
+    assert_eq!(status, 200, "{plan}");
+    let x = by_name(&plan["nodes"], "x");
+    assert_eq!(
+        x["runtime"], "claude-code",
+        "from the template it is based on: {plan}"
+    );
+    assert_eq!(x["tier"], 3);
+    assert_eq!(x["provider"], "platform");
+    assert_eq!(x["problems"], json!([]));
+    let y = by_name(&plan["nodes"], "y")["problems"].to_string();
+    assert!(y.contains("cycle") && y.contains("loop-a"), "{y}");
+    let z = by_name(&plan["nodes"], "z")["problems"].to_string();
+    assert!(z.contains("not found"), "{z}");
+
+    // Imported: the role comes from the nearest template.
+    let only_x = "name: based-x\nworkspaces:\n  - name: x\n    template: derived\n";
+    let (status, body) = server
+        .post("/org/import", &json!({"template": only_x}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["workspaces"][0]["id"].as_str().unwrap();
+    let (_, row) = server.get(&format!("/workspaces/{id}")).await;
+    assert_eq!(row["role"], "Derived.");
+    assert_eq!(row["tier"], 3);
 }

@@ -102,6 +102,78 @@ impl App {
             .collect()
     }
 
+    /// `template` with every node that names a workspace template (`template: coder`)
+    /// given what it does not say itself — runtime, model, tier, role — from that
+    /// template's `config.yaml`, which may in turn name one it is based on. Problems (an
+    /// unknown template, a cycle of them) by node path.
+    fn resolve_workspace_templates(
+        &self,
+        template: &OrgTemplate,
+    ) -> (OrgTemplate, HashMap<String, String>) {
+        let mut resolved = template.clone();
+        let mut problems = HashMap::new();
+        let mut pending: Vec<(String, &mut Node)> = resolved
+            .workspaces
+            .iter_mut()
+            .enumerate()
+            .map(|(i, n)| (format!("workspaces[{i}]"), n))
+            .collect();
+        while let Some((path, node)) = pending.pop() {
+            if let Some(name) = node.template.clone()
+                && let Err(problem) = self.apply_workspace_template(node, &name)
+            {
+                problems.insert(path.clone(), problem);
+            }
+            pending.extend(
+                node.children
+                    .iter_mut()
+                    .enumerate()
+                    .map(|(i, c)| (format!("{path}.children[{i}]"), c)),
+            );
+        }
+        (resolved, problems)
+    }
+
+    /// Fill `node`'s gaps from workspace template `name` and those it is based on.
+    fn apply_workspace_template(&self, node: &mut Node, name: &str) -> Result<(), String> {
+        let mut seen: Vec<String> = Vec::new();
+        let mut next = Some(name.to_owned());
+        while let Some(name) = next.take() {
+            if seen.contains(&name) {
+                seen.push(name);
+                return Err(format!(
+                    "template: a cycle of templates: {}",
+                    seen.join(" → ")
+                ));
+            }
+            let plain = !name.is_empty()
+                && name != "org"
+                && !name.starts_with('.')
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            let config = self
+                .templates
+                .as_deref()
+                .filter(|_| plain)
+                .map(|root| root.join(&name).join("config.yaml"))
+                .and_then(|path| std::fs::read(path).ok())
+                .ok_or_else(|| format!("template: workspace template {name:?} not found"))?;
+            let config = hatchery_core::org::yaml_to_json(&config)
+                .map_err(|e| format!("template: {name:?}: {e}"))?;
+            let text = |key: &str| config.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+            node.runtime = node.runtime.take().or_else(|| text("runtime"));
+            node.model = node.model.take().or_else(|| text("model"));
+            node.role = node.role.take().or_else(|| text("description"));
+            node.tier = node
+                .tier
+                .or_else(|| config.get("tier").and_then(serde_json::Value::as_i64));
+            seen.push(name);
+            next = text("template");
+        }
+        Ok(())
+    }
+
     /// The org templates of the templates directory, sorted by `dir`.
     pub async fn org_templates(&self) -> Result<Vec<TemplateSummary>, ApiError> {
         let Some(root) = self.templates.as_deref().map(|t| t.join("org")) else {
@@ -225,6 +297,9 @@ impl App {
             .await
             .map_err(store_error("failed to read global secrets"))?;
         let names: Vec<&str> = globals.iter().map(|g| g.name.as_str()).collect();
+        // Nodes based on a workspace template take what they do not say from it.
+        let (resolved, template_problems) = self.resolve_workspace_templates(template);
+        let template = &resolved;
         let mut planned = plan(
             template,
             &snapshot.registry,
@@ -241,8 +316,55 @@ impl App {
             if let Err(problem) = node_files(template, node, base) {
                 entry.problems.push(problem);
             }
+            if let Some(problem) = template_problems.get(&entry.path) {
+                entry.problems.push(problem.clone());
+            }
         }
         Ok(planned)
+    }
+
+    /// Write an import's tree (one transaction), then tell who needs to know: the event
+    /// stream, and the agents of a replaced earlier import, which stop.
+    async fn write_import(
+        &self,
+        template: &OrgTemplate,
+        options: ImportOptions,
+        items: &[ImportedWorkspace],
+    ) -> Result<(), ApiError> {
+        let total = items.len();
+        let outcome = self
+            .store
+            .workspace_import(
+                options.as_org.then_some(template.name.as_str()),
+                options.earlier,
+                items,
+                |written| {
+                    if written * 2 >= total && written * 2 < total + 2 {
+                        self.crash_point("org-import-midway");
+                    }
+                },
+            )
+            .await
+            .map_err(store_error("failed to import the org"))?;
+        let removed = match outcome {
+            ImportOutcome::Imported { removed } => removed,
+            ImportOutcome::AlreadyImported(roots) => {
+                return Err(ApiError::Conflict {
+                    message: format!(
+                        "org {:?} is already imported (root {}): import it with replace=true to replace it, or duplicate=true for a second copy",
+                        template.name,
+                        roots.join(", ")
+                    ),
+                    code: "org_already_imported",
+                });
+            }
+        };
+        self.hub.poke();
+        if !removed.is_empty() {
+            self.tokens.clear();
+            self.stop_agents(&removed).await;
+        }
+        Ok(())
     }
 
     /// Import `template`: plan it, refuse what cannot be imported at all (template-level
@@ -255,6 +377,8 @@ impl App {
         options: ImportOptions,
     ) -> Result<Vec<ImportedNode>, ApiError> {
         let plan = self.org_plan(template, base).await?;
+        let (resolved, _) = self.resolve_workspace_templates(template);
+        let template = &resolved;
         if !plan.problems.is_empty() || (options.strict && !plan.is_clean()) {
             return Err(ApiError::OrgRefused {
                 plan: serde_json::to_value(&plan).unwrap_or_default(),
@@ -308,39 +432,7 @@ impl App {
             items.push(item);
             answer.push(entry);
         }
-        let total = items.len();
-        let outcome = self
-            .store
-            .workspace_import(
-                options.as_org.then_some(template.name.as_str()),
-                options.earlier,
-                &items,
-                |written| {
-                    if written * 2 >= total && written * 2 < total + 2 {
-                        self.crash_point("org-import-midway");
-                    }
-                },
-            )
-            .await
-            .map_err(store_error("failed to import the org"))?;
-        let removed = match outcome {
-            ImportOutcome::Imported { removed } => removed,
-            ImportOutcome::AlreadyImported(roots) => {
-                return Err(ApiError::Conflict {
-                    message: format!(
-                        "org {:?} is already imported (root {}): import it with replace=true to replace it, or duplicate=true for a second copy",
-                        template.name,
-                        roots.join(", ")
-                    ),
-                    code: "org_already_imported",
-                });
-            }
-        };
-        self.hub.poke();
-        if !removed.is_empty() {
-            self.tokens.clear();
-            self.stop_agents(&removed).await;
-        }
+        self.write_import(template, options, &items).await?;
         if items.iter().any(|i| i.provision) {
             self.wake_provisioner();
         }
@@ -351,7 +443,7 @@ impl App {
                 self.metrics.workspace_created();
             }
         }
-        tracing::info!(org = %template.name, workspaces = total, "org imported");
+        tracing::info!(org = %template.name, workspaces = answer.len(), "org imported");
         Ok(answer)
     }
 }
@@ -372,7 +464,8 @@ fn request_of(node: &Node, planned: &PlannedNode, parent_id: Option<String>) -> 
     CreateWorkspace {
         name: Some(node.name.clone()),
         role: node.role.clone(),
-        template: node.template.clone(),
+        // Its workspace template was applied to the node already.
+        template: None,
         tier: Some(planned.tier),
         model: planned.model.clone(),
         runtime: planned.runtime.clone(),
