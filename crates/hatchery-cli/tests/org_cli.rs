@@ -84,3 +84,48 @@ async fn a_crash_in_the_middle_of_an_import_leaves_nothing() {
     let (_, list) = server.call(reqwest::Method::GET, "/workspaces", None).await;
     assert_eq!(list.as_array().unwrap().len(), 6, "all of it");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_example_org_templates_import_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let templates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates");
+    let templates = templates.display().to_string();
+    let server = serve(
+        &dir.path().join("data"),
+        common::free_port(),
+        &[("HATCHERY_TEMPLATES_DIR", templates.as_str())],
+    )
+    .await;
+    let (status, listed) = server
+        .call(reqwest::Method::GET, "/org/templates", None)
+        .await;
+    assert_eq!(status, 200, "{listed}");
+    let dirs: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["dir"].as_str().unwrap())
+        .collect();
+    assert!(
+        dirs.contains(&"research-team") && dirs.contains(&"software-team"),
+        "{dirs:?}"
+    );
+    for dir in dirs {
+        let (status, body) = server
+            .call(
+                reqwest::Method::POST,
+                "/org/import",
+                Some(json!({"dir": dir})),
+            )
+            .await;
+        assert_eq!(status, 201, "{dir}: {body}");
+        assert!(
+            body["workspaces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|w| w["status"] == "provisioning"),
+            "{body}"
+        );
+    }
+}
