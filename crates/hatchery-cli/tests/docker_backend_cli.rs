@@ -315,19 +315,9 @@ async fn a_crash_while_a_container_starts_leaves_one_agent_and_nothing_stuck() {
         let lease = ("HATCHERY_JOB_LEASE", "1s");
         let mut server =
             serve_with(&engine, &data, &[("HATCHERY_TEST_CRASH_AT", point), lease]).await;
-        let _ = server
-            .client
-            .post(format!("{}/workspaces", server.base))
-            .bearer_auth(TOKEN)
-            .json(&json!({"name": "fragile", "runtime": "claude-code", "model": "moonshot/kimi-k2.6"}))
-            .timeout(Duration::from_secs(20))
-            .send()
-            .await;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while server.process.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "{point}: it never crashed");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let fragile =
+            json!({"name": "fragile", "runtime": "claude-code", "model": "moonshot/kimi-k2.6"});
+        server.crash_on("/workspaces", fragile).await;
         drop(server);
 
         let server = serve_with(&engine, &data, &[lease]).await;

@@ -274,22 +274,9 @@ async fn a_crash_at_each_provisioning_step_leaves_nothing_stuck_orphaned_or_doub
         let lease = ("HATCHERY_JOB_LEASE", "1s");
         let mut server = start_with(&data, &[("HATCHERY_TEST_CRASH_AT", point), lease]).await;
         // The answer may never come: the process dies on the way.
-        let _ = server
-            .client
-            .post(format!("{}/workspaces", server.base))
-            .bearer_auth(TOKEN)
-            .json(&json!({"name": "fragile", "runtime": "claude-code", "model": "moonshot/kimi-k2.6"}))
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let status = loop {
-            if let Some(status) = server.process.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "{point}: it never crashed");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let fragile =
+            json!({"name": "fragile", "runtime": "claude-code", "model": "moonshot/kimi-k2.6"});
+        let status = server.crash_on("/workspaces", fragile).await;
         assert!(!status.success(), "{point}: it crashed, it did not stop");
         // Sandboxes started in the instant before they could arrange to die with it may
         // outlive it: the next start must find and end them.

@@ -2,8 +2,6 @@
 //! it: the real `hatchery serve`, aborted (as by `kill -9`) halfway through the import's
 //! transaction, comes back with none of the tree; imported again, all of it.
 
-use std::time::{Duration, Instant};
-
 use serde_json::json;
 
 mod common;
@@ -47,26 +45,9 @@ async fn a_crash_in_the_middle_of_an_import_leaves_nothing() {
         &[("HATCHERY_TEST_CRASH_AT", "org-import-midway")],
     )
     .await;
-    let answer = server
-        .client
-        .post(format!("{}/org/import", server.base))
-        .bearer_auth(TOKEN)
-        .json(&json!({"template": TEAM}))
-        .timeout(Duration::from_secs(10))
-        .send()
+    let status = server
+        .crash_on("/org/import", json!({"template": TEAM}))
         .await;
-    assert!(
-        answer.is_err(),
-        "the server died before answering: {answer:?}"
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = server.process.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "it never crashed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
     assert!(!status.success());
     drop(server);
 

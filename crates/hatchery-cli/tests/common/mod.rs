@@ -104,6 +104,35 @@ impl Server {
     }
 }
 
+impl Server {
+    /// POST `body` to `path` with the admin token, ignoring the answer (there may be none:
+    /// the server was told to die on the way), then wait (bounded) for the process to end;
+    /// how it ended.
+    pub async fn crash_on(
+        &mut self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> std::process::ExitStatus {
+        let _ = self
+            .api
+            .client
+            .post(format!("{}{path}", self.api.base))
+            .bearer_auth(&self.api.token)
+            .json(&body)
+            .timeout(Duration::from_secs(20))
+            .send()
+            .await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.process.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "it never crashed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 impl std::ops::Deref for Server {
     type Target = Admin;
     fn deref(&self) -> &Admin {

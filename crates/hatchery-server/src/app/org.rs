@@ -9,8 +9,7 @@ use std::path::{Component, Path, PathBuf};
 
 use hatchery_core::org::{Node, OrgTemplate, Plan, PlanContext, PlannedNode, plan};
 use hatchery_store::{
-    EarlierImports, GLOBAL_SCOPE, ImportOutcome, ImportedWorkspace, NewEvent, NewWorkspace,
-    WorkspaceFile,
+    EarlierImports, ImportOutcome, ImportedWorkspace, NewEvent, NewWorkspace, WorkspaceFile,
 };
 use serde_json::json;
 
@@ -195,12 +194,8 @@ impl App {
             })
             .collect();
         dirs.sort();
-        let globals = self
-            .store
-            .secret_list(GLOBAL_SCOPE)
-            .await
-            .map_err(store_error("failed to read global secrets"))?;
-        let held: Vec<&str> = globals.iter().map(|g| g.name.as_str()).collect();
+        let globals = self.global_secret_names().await?;
+        let held: Vec<&str> = globals.iter().map(String::as_str).collect();
         Ok(dirs
             .into_iter()
             .map(|dir| match self.org_template(&dir) {
@@ -291,12 +286,8 @@ impl App {
             .registry
             .snapshot()
             .map_err(|e| ApiError::RegistryUnavailable(e.to_string()))?;
-        let globals = self
-            .store
-            .secret_list(GLOBAL_SCOPE)
-            .await
-            .map_err(store_error("failed to read global secrets"))?;
-        let names: Vec<&str> = globals.iter().map(|g| g.name.as_str()).collect();
+        let globals = self.global_secret_names().await?;
+        let names: Vec<&str> = globals.iter().map(String::as_str).collect();
         // Nodes based on a workspace template take what they do not say from it.
         let (resolved, template_problems) = self.resolve_workspace_templates(template);
         let template = &resolved;

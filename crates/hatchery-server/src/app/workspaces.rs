@@ -469,6 +469,18 @@ impl App {
             .map_err(store_error("failed to read workspace config"))
     }
 
+    /// The names of the global secrets: the keys every workspace holds.
+    pub(crate) async fn global_secret_names(&self) -> Result<Vec<String>, ApiError> {
+        Ok(self
+            .store
+            .secret_list(GLOBAL_SCOPE)
+            .await
+            .map_err(store_error("failed to read global secrets"))?
+            .into_iter()
+            .map(|g| g.name)
+            .collect())
+    }
+
     /// The provider decision and config for `runtime` + `model` on the registry in force,
     /// with the workspace's own secret names and the global ones counting as keys held.
     async fn prepare(
@@ -483,12 +495,7 @@ impl App {
             .registry
             .snapshot()
             .map_err(|e| ApiError::RegistryUnavailable(e.to_string()))?;
-        let globals = self
-            .store
-            .secret_list(GLOBAL_SCOPE)
-            .await
-            .map_err(store_error("failed to read global secrets"))?;
-        secret_names.extend(globals.into_iter().map(|g| g.name));
+        secret_names.extend(self.global_secret_names().await?);
         let secret_names: Vec<&str> = secret_names.iter().map(String::as_str).collect();
         let prepared = prepare_config(
             &snapshot.registry,
