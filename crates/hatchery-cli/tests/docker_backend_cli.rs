@@ -295,13 +295,7 @@ async fn after_kill_9_running_containers_are_adopted_and_the_unwanted_removed() 
     assert_eq!(after.len(), 1, "{after:?}");
     assert_eq!(after[0].1, was[0].1, "the same container, adopted");
 
-    server
-        .call(
-            reqwest::Method::DELETE,
-            &format!("/workspaces/{kept}"),
-            None,
-        )
-        .await;
+    server.delete(&kept).await;
     until_no_container(&engine, &kept).await;
 }
 
@@ -321,10 +315,7 @@ async fn a_crash_while_a_container_starts_leaves_one_agent_and_nothing_stuck() {
         drop(server);
 
         let server = serve_with(&engine, &data, &[lease]).await;
-        let (_, all) = server.call(reqwest::Method::GET, "/workspaces", None).await;
-        let all = all.as_array().unwrap().clone();
-        assert_eq!(all.len(), 1, "{point}: {all:?}");
-        let id = all[0]["id"].as_str().unwrap().to_owned();
+        let id = server.only_workspace().await;
         server.until_status(&id, "online").await;
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let (_, row) = server

@@ -269,13 +269,7 @@ async fn after_kill_9_live_pods_are_adopted_and_the_unwanted_deleted() {
     let pod = named(&pods, &format!("hatchery-{kept}")).unwrap();
     assert_eq!(pod["metadata"]["uid"], uid_before, "the same pod, adopted");
 
-    server
-        .call(
-            reqwest::Method::DELETE,
-            &format!("/workspaces/{kept}"),
-            None,
-        )
-        .await;
+    server.delete(&kept).await;
     until_gone(&cluster, &kept).await;
 }
 
@@ -301,10 +295,7 @@ async fn a_crash_while_a_pod_starts_leaves_one_agent_and_nothing_stuck() {
         drop(server);
 
         let server = serve_with(&cluster, &data, port, &[lease]).await;
-        let (_, all) = server.call(reqwest::Method::GET, "/workspaces", None).await;
-        let all = all.as_array().unwrap().clone();
-        assert_eq!(all.len(), 1, "{point}: {all:?}");
-        let id = all[0]["id"].as_str().unwrap().to_owned();
+        let id = server.only_workspace().await;
         server.until_status(&id, "online").await;
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let (_, row) = server

@@ -283,14 +283,7 @@ async fn a_crash_at_each_provisioning_step_leaves_nothing_stuck_orphaned_or_doub
         drop(server);
 
         let server = start_with(&data, &[lease]).await;
-        let (_, all) = server.call(reqwest::Method::GET, "/workspaces", None).await;
-        let all = all.as_array().unwrap().clone();
-        assert_eq!(
-            all.len(),
-            1,
-            "{point}: all or nothing, and here all: {all:?}"
-        );
-        let id = all[0]["id"].as_str().unwrap().to_owned();
+        let id = server.only_workspace().await;
         server.until_status(&id, "online").await;
         // One agent: as many processes as a workspace that never crashed has.
         let baseline = server

@@ -201,6 +201,14 @@ impl Admin {
         logs.as_str().unwrap_or_default().to_owned()
     }
 
+    /// The id of the one workspace there is (asserted: exactly one).
+    pub async fn only_workspace(&self) -> String {
+        let (_, all) = self.call(reqwest::Method::GET, "/workspaces", None).await;
+        let all = all.as_array().unwrap();
+        assert_eq!(all.len(), 1, "one workspace: {all:?}");
+        all[0]["id"].as_str().unwrap().to_owned()
+    }
+
     /// Delete a workspace (200 asserted).
     pub async fn delete(&self, id: &str) {
         let (status, body) = self
