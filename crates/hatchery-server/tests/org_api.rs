@@ -213,6 +213,21 @@ async fn strict_imports_all_or_nothing(db: Db) {
     );
     assert_eq!(server.counts().await, before, "nothing created");
 
+    // A field only the build checks (workspace_access) refuses a strict import too.
+    let bad_access = SEED.replace("        model: x-1\n", "").replace(
+        "      - name: Engineer\n",
+        "      - name: Engineer\n        workspace_access: everything\n",
+    );
+    let (status, body) = server
+        .post("/org/import?strict=true", &json!({"template": bad_access}))
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["plan"]["failed"].to_string().contains("Engineer"),
+        "{body}"
+    );
+    assert_eq!(server.counts().await, before, "nothing created");
+
     let clean = SEED.replace("        model: x-1\n", "");
     let (status, body) = server
         .post("/org/import?strict=true", &json!({"template": clean}))

@@ -423,6 +423,17 @@ impl App {
             items.push(item);
             answer.push(entry);
         }
+        // Strict: a node that failed only when built (a field the plan does not check)
+        // refuses the import too.
+        if options.strict && answer.iter().any(|n| n.error.is_some()) {
+            let failed: Vec<serde_json::Value> = answer
+                .iter()
+                .filter_map(|n| Some(json!({"name": n.name, "error": n.error.as_ref()?})))
+                .collect();
+            let mut plan = serde_json::to_value(&plan).unwrap_or_default();
+            plan["failed"] = json!(failed);
+            return Err(ApiError::OrgRefused { plan });
+        }
         self.write_import(template, options, &items).await?;
         if items.iter().any(|i| i.provision) {
             self.wake_provisioner();
