@@ -54,6 +54,20 @@ enum Command {
     /// Manage the key secrets are sealed with.
     #[command(subcommand)]
     Secrets(commands::secrets::SecretsCommand),
+    /// Workspaces of a running control plane (--url, --token).
+    Ws {
+        #[command(flatten)]
+        connection: commands::client::Connection,
+        #[command(subcommand)]
+        command: commands::client::WsCommand,
+    },
+    /// Org templates on a running control plane (--url, --token).
+    Org {
+        #[command(flatten)]
+        connection: commands::client::Connection,
+        #[command(subcommand)]
+        command: commands::client::OrgCommand,
+    },
 }
 
 /// Print a command-line parse failure. Help and version are successes; every other
@@ -97,5 +111,13 @@ fn main() -> ExitCode {
         Command::Secrets(command) => commands::secrets::run(command),
         Command::Bench(command) => commands::bench::run(command),
         Command::Agent(args) => commands::agent::run(args),
+        Command::Ws {
+            connection,
+            command,
+        } => commands::client::run_ws(&connection, command),
+        Command::Org {
+            connection,
+            command,
+        } => commands::client::run_org(&connection, command),
     }
 }
