@@ -267,25 +267,13 @@ async fn after_kill_9_running_containers_are_adopted_and_the_unwanted_removed() 
     server.process.child.kill().unwrap();
     server.process.child.wait().unwrap();
     // While it was down, another replica deleted one of them.
-    let store = hatchery_store::Store::connect(&hatchery_store::default_sqlite_url(&data))
-        .await
-        .unwrap();
-    store.workspace_remove(&dropped, false).await.unwrap();
-    store.close().await;
+    common::remove_while_down(&data, &dropped).await;
 
     let server = serve(&engine, &data).await;
     until_no_container(&engine, &dropped).await;
     // The kept agent was adopted, not started again: the same container, still beating
     // (through the new socket), its workspace online past several TTLs.
-    let (_, first) = server
-        .call(reqwest::Method::GET, &format!("/workspaces/{kept}"), None)
-        .await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let row = server.until_status(&kept, "online").await;
-    assert_ne!(
-        row["last_seen_at"], first["last_seen_at"],
-        "heartbeats reach the new control plane"
-    );
+    server.still_beating(&kept).await;
     let after: Vec<_> = containers(&engine)
         .await
         .into_iter()

@@ -248,23 +248,11 @@ async fn after_kill_9_live_pods_are_adopted_and_the_unwanted_deleted() {
     server.process.child.kill().unwrap();
     server.process.child.wait().unwrap();
     // While it was down, another replica deleted one of them.
-    let store = hatchery_store::Store::connect(&hatchery_store::default_sqlite_url(&data))
-        .await
-        .unwrap();
-    store.workspace_remove(&dropped, false).await.unwrap();
-    store.close().await;
+    common::remove_while_down(&data, &dropped).await;
 
     let server = serve(&cluster, &data, port).await;
     until_gone(&cluster, &dropped).await;
-    let (_, first) = server
-        .call(reqwest::Method::GET, &format!("/workspaces/{kept}"), None)
-        .await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let row = server.until_status(&kept, "online").await;
-    assert_ne!(
-        row["last_seen_at"], first["last_seen_at"],
-        "heartbeats reach the new control plane"
-    );
+    server.still_beating(&kept).await;
     let pods = cluster.objects("pods", NAMESPACE);
     let pod = named(&pods, &format!("hatchery-{kept}")).unwrap();
     assert_eq!(pod["metadata"]["uid"], uid_before, "the same pod, adopted");

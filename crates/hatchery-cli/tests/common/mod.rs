@@ -209,6 +209,20 @@ impl Admin {
         all[0]["id"].as_str().unwrap().to_owned()
     }
 
+    /// Assert that workspace `id` stays online and its heartbeats keep arriving (its
+    /// last-seen time moves over a few seconds).
+    pub async fn still_beating(&self, id: &str) {
+        let (_, first) = self
+            .call(reqwest::Method::GET, &format!("/workspaces/{id}"), None)
+            .await;
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let row = self.until_status(id, "online").await;
+        assert_ne!(
+            row["last_seen_at"], first["last_seen_at"],
+            "heartbeats reach the control plane"
+        );
+    }
+
     /// Delete a workspace (200 asserted).
     pub async fn delete(&self, id: &str) {
         let (status, body) = self
@@ -251,4 +265,14 @@ pub async fn probe_report(data_dir: &std::path::Path, id: &str) -> String {
         assert!(Instant::now() < deadline, "the probe never reported");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// Remove workspace `id` straight in the SQLite database of `data_dir`, as another
+/// replica would while this server is down.
+pub async fn remove_while_down(data_dir: &std::path::Path, id: &str) {
+    let store = hatchery_store::Store::connect(&hatchery_store::default_sqlite_url(data_dir))
+        .await
+        .unwrap();
+    store.workspace_remove(id, false).await.unwrap();
+    store.close().await;
 }
