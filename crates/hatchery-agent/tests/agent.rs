@@ -35,6 +35,7 @@ async fn server(dir: &Path) -> Server {
         unix_socket: Some(socket.clone()),
         backend: hatchery_server::BackendChoice::None,
         templates_dir: None,
+        dashboard_dir: None,
     };
     let app = Application::build(config).await.unwrap();
     let base = format!("http://{}", app.local_addr().unwrap());

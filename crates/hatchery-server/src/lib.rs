@@ -68,6 +68,9 @@ pub struct ServerConfig {
     pub backend: BackendChoice,
     /// The templates directory (org templates in its `org/`); `None`: only inline ones.
     pub templates_dir: Option<PathBuf>,
+    /// Serve the dashboard's files from this directory instead of the copy built into the
+    /// binary (for working on the dashboard without rebuilding).
+    pub dashboard_dir: Option<PathBuf>,
 }
 
 /// Which backend runs agents.
@@ -143,6 +146,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("unix_socket", &self.unix_socket)
             .field("backend", &self.backend)
             .field("templates_dir", &self.templates_dir)
+            .field("dashboard_dir", &self.dashboard_dir)
             .finish()
     }
 }
@@ -304,6 +308,7 @@ impl Application {
                     templates: config.templates_dir.as_deref().map(Arc::from),
                 },
                 admin,
+                dashboard_dir: config.dashboard_dir.map(Arc::from),
             },
             new_admin_token,
         })

@@ -266,3 +266,25 @@ impl LiveRegistry {
         }
     }
 }
+
+/// A derivation as clients see it (`hatchery providers derive`, `GET
+/// /admin/registry/explain`): the outcome's fields, the registry's hash and, when asked
+/// for, the trace of every rule tried.
+pub fn explanation_json(
+    explanation: &hatchery_registry::Explanation<'_>,
+    with_trace: bool,
+) -> serde_json::Value {
+    let mut body = serde_json::to_value(&explanation.outcome).unwrap_or_else(
+        |e| serde_json::json!({"outcome": "error", "kind": "internal", "message": e.to_string()}),
+    );
+    if let serde_json::Value::Object(fields) = &mut body {
+        fields.insert("registry_hash".into(), explanation.registry_hash.into());
+        if with_trace {
+            fields.insert(
+                "explain".into(),
+                serde_json::to_value(&explanation.steps).unwrap_or_default(),
+            );
+        }
+    }
+    body
+}

@@ -170,15 +170,7 @@ fn derive(path: Option<&Path>, runtime: &str, model: &str, explain: bool) -> Exi
         }
     };
     let explanation = registry.explain(runtime, model);
-    let mut body = serde_json::to_value(&explanation.outcome).unwrap_or_else(
-        |e| json!({"outcome": "error", "kind": "internal", "message": e.to_string()}),
-    );
-    if let serde_json::Value::Object(fields) = &mut body {
-        fields.insert("registry_hash".into(), json!(registry.hash()));
-        if explain {
-            fields.insert("explain".into(), json!(explanation.steps));
-        }
-    }
+    let body = hatchery_server::registry_source::explanation_json(&explanation, explain);
     out(body);
     if matches!(explanation.outcome, DeriveOutcome::Ambiguous(_)) {
         ExitCode::from(exit::USER_ERROR)

@@ -99,6 +99,10 @@ pub struct ServeArgs {
     /// in it [default: `./templates` when it exists; "" for none].
     #[arg(long, env = "HATCHERY_TEMPLATES_DIR")]
     templates_dir: Option<PathBuf>,
+    /// Serve the dashboard from this directory instead of the built-in copy (for working on
+    /// the dashboard itself).
+    #[arg(long, env = "HATCHERY_DASHBOARD_DIR")]
+    dashboard_dir: Option<PathBuf>,
     /// How many agents start at the same time [default: four per core].
     #[arg(long, env = "HATCHERY_CONCURRENT_STARTS", value_parser = clap::value_parser!(u64).range(1..=1024))]
     concurrent_starts: Option<u64>,
@@ -309,6 +313,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
             // The repository's own templates, when run from a checkout.
             None => Some(PathBuf::from(DEFAULT_TEMPLATES_DIR)).filter(|d| d.is_dir()),
         },
+        dashboard_dir: args.dashboard_dir.filter(|d| !d.as_os_str().is_empty()),
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

@@ -4,6 +4,7 @@
 mod activity;
 mod agents;
 mod bundles;
+mod dashboard;
 mod events;
 mod org;
 mod registry;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub app: App,
     /// How admin requests are checked.
     pub admin: AdminAuth,
+    /// Where the dashboard's files are read from instead of the built-in copy, if set.
+    pub dashboard_dir: Option<std::sync::Arc<std::path::Path>>,
 }
 
 /// The router with every route.
@@ -47,6 +50,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/admin/registry", get(registry::show))
         .route("/admin/registry/reload", post(registry::reload))
+        .route("/admin/registry/explain", get(registry::explain))
+        .merge(dashboard::routes())
         .merge(workspaces::routes())
         .merge(secrets::routes())
         .merge(events::routes())

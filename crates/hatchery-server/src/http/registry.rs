@@ -59,6 +59,45 @@ pub(super) async fn reload(
     }
 }
 
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct ExplainQuery {
+    runtime: Option<String>,
+    model: Option<String>,
+}
+
+/// `GET /admin/registry/explain?runtime=&model=`: what the live registry derives for a
+/// runtime and model, with the trace of every rule tried. An ambiguous model is an answer
+/// here (200, `outcome: ambiguous` with its candidates), not an error: nothing is created.
+pub(super) async fn explain(
+    State(state): State<AppState>,
+    axum::extract::Query(query): axum::extract::Query<ExplainQuery>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&state, &headers)?;
+    let required = |value: Option<String>, field: &'static str| {
+        value.filter(|v| !v.trim().is_empty()).ok_or_else(|| {
+            ApiError::bad_request(
+                "runtime and model are required",
+                "missing_field",
+                Some(field),
+                format!("{field} is required"),
+            )
+        })
+    };
+    let runtime = required(query.runtime, "runtime")?;
+    let model = required(query.model, "model")?;
+    let snapshot = state
+        .app
+        .registry
+        .snapshot()
+        .map_err(|e| ApiError::RegistryUnavailable(e.to_string()))?;
+    let explanation = snapshot.registry.explain(runtime.trim(), &model);
+    let mut body = crate::registry_source::explanation_json(&explanation, true);
+    body["runtime"] = json!(explanation.runtime);
+    body["model"] = json!(explanation.model);
+    Ok(Json(body))
+}
+
 fn snapshot_view(snapshot: &Snapshot) -> Value {
     json!({
         "hash": snapshot.registry.hash(),

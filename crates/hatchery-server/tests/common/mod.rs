@@ -68,6 +68,7 @@ impl Env {
             unix_socket: None,
             backend: hatchery_server::BackendChoice::None,
             templates_dir: None,
+            dashboard_dir: None,
         }
     }
 

@@ -193,6 +193,7 @@ impl BenchServer {
             unix_socket,
             backend,
             templates_dir: None,
+            dashboard_dir: None,
         };
         let app = Application::build(config).await?;
         let base = format!("http://{}", app.local_addr()?);
