@@ -51,7 +51,8 @@ enum Command {
     /// Measure the HTTP API under load (in-process server, fresh SQLite data dir).
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
-    /// Manage the key secrets are sealed with.
+    /// Secrets on a running control plane (set, list, delete), and re-sealing them all
+    /// under a new key (rotate-key).
     #[command(subcommand)]
     Secrets(commands::secrets::SecretsCommand),
     /// Workspaces of a running control plane (--url, --token).
@@ -61,6 +62,10 @@ enum Command {
         #[command(subcommand)]
         command: commands::client::WsCommand,
     },
+    /// Save a control plane's URL and admin token for the other client commands.
+    Login(commands::client::LoginArgs),
+    /// Forget the saved login.
+    Logout,
     /// Org templates on a running control plane (--url, --token).
     Org {
         #[command(flatten)]
@@ -119,5 +124,7 @@ fn main() -> ExitCode {
             connection,
             command,
         } => commands::client::run_org(&connection, command),
+        Command::Login(args) => commands::client::run_login(&args),
+        Command::Logout => commands::client::run_logout(),
     }
 }

@@ -14,7 +14,7 @@ pub mod error;
 pub mod event_hub;
 pub mod http;
 pub mod metrics;
-mod private_file;
+pub mod private_file;
 pub mod registry_source;
 pub mod secrets;
 pub mod supervision;

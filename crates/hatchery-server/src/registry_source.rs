@@ -270,6 +270,7 @@ impl LiveRegistry {
 /// A derivation as clients see it (`hatchery providers derive`, `GET
 /// /admin/registry/explain`): the outcome's fields, the registry's hash and, when asked
 /// for, the trace of every rule tried.
+#[must_use]
 pub fn explanation_json(
     explanation: &hatchery_registry::Explanation<'_>,
     with_trace: bool,

@@ -493,6 +493,35 @@ workspaces:
     assert_eq!(status, 200);
     let problem = plan["nodes"][0]["problems"][0].as_str().unwrap();
     assert!(problem.contains("needs a template directory"), "{problem}");
+
+    // Unless its files come with it (what `hatchery org import DIR` sends), each a plain
+    // relative path.
+    let (status, plan) = server
+        .post(
+            "/org/import?dry_run=true",
+            &json!({"template": inline, "files": {"start.md": "Go."}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{plan}");
+    assert_eq!(plan["ok"], true, "{plan}");
+    for escape in ["../start.md", "/etc/passwd", "a/../../b", ""] {
+        let (status, body) = server
+            .post(
+                "/org/import?dry_run=true",
+                &json!({"template": inline, "files": {escape: "x"}}),
+            )
+            .await;
+        assert_eq!(status, 400, "{escape:?}: {body}");
+        assert_eq!(body["code"], "invalid_template_files");
+        assert_eq!(body["field"], "files");
+    }
+    let (status, body) = server
+        .post(
+            "/org/import",
+            &json!({"dir": "withfiles", "files": {"start.md": "Go."}}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
 }
 
 async fn nodes_based_on_workspace_templates_inherit_and_cycles_are_refused(db: Db) {

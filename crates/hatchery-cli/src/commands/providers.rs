@@ -39,6 +39,18 @@ pub enum ProvidersCommand {
         #[arg(long)]
         explain: bool,
     },
+    /// Ask a running control plane what its live registry derives for a runtime and model,
+    /// and how (--url, --token).
+    Explain {
+        /// Runtime name (e.g. claude-code).
+        #[arg(long)]
+        runtime: String,
+        /// Model id.
+        #[arg(long, allow_hyphen_values = true)]
+        model: String,
+        #[command(flatten)]
+        connection: crate::commands::client::Connection,
+    },
     /// List providers: the whole catalog, or one runtime's native set in priority order.
     List {
         #[command(flatten)]
@@ -97,6 +109,11 @@ pub fn run(command: ProvidersCommand) -> ExitCode {
             model,
             explain,
         } => derive(manifest.manifest.as_deref(), &runtime, &model, explain),
+        ProvidersCommand::Explain {
+            runtime,
+            model,
+            connection,
+        } => crate::commands::client::run_explain(&connection, &runtime, &model),
         ProvidersCommand::List {
             manifest,
             runtime,

@@ -1,5 +1,6 @@
-//! `hatchery secrets rotate-key`: re-seal every stored secret under a new key, in one
-//! transaction. Stop the server first; start it again with the new key.
+//! `hatchery secrets`: `set|list|delete` against a running control plane (the operator
+//! client), and `rotate-key`: re-seal every stored secret under a new key, in one
+//! transaction (stop the server first; start it again with the new key).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,6 +16,29 @@ use crate::output::{err, out};
 #[derive(Debug, Subcommand)]
 #[allow(clippy::doc_markdown, reason = "clap help text, shown as written")]
 pub enum SecretsCommand {
+    /// Set a secret on a running control plane: a global one, or a workspace's with
+    /// --workspace. The value is read from stdin (typed unechoed, or piped) unless --value.
+    Set {
+        /// Its name (`^[A-Z][A-Z0-9_]{0,127}$`, e.g. OPENAI_API_KEY).
+        key: String,
+        /// The value (visible in shell history and process listings: prefer stdin).
+        #[arg(long)]
+        value: Option<String>,
+        #[command(flatten)]
+        scope: crate::commands::client::Scope,
+    },
+    /// List secrets (names and scopes; values are never shown).
+    List {
+        #[command(flatten)]
+        scope: crate::commands::client::Scope,
+    },
+    /// Delete a secret.
+    Delete {
+        /// Its name.
+        key: String,
+        #[command(flatten)]
+        scope: crate::commands::client::Scope,
+    },
     /// Re-encrypt every secret with a new key (all or nothing). The current key comes from
     /// HATCHERY_SECRETS_KEY, else the development key file in the data dir. The new key
     /// comes from HATCHERY_NEW_SECRETS_KEY, else one is generated and printed once (or,
@@ -36,12 +60,22 @@ pub enum SecretsCommand {
 }
 
 pub fn run(command: SecretsCommand) -> ExitCode {
-    let SecretsCommand::RotateKey {
-        data_dir,
-        database_url,
-        secrets_key,
-        new_key,
-    } = command;
+    use crate::commands::client::{SecretsAction, run_secrets};
+    let (data_dir, database_url, secrets_key, new_key) = match command {
+        SecretsCommand::Set { key, value, scope } => {
+            return run_secrets(&scope, SecretsAction::Set { key, value });
+        }
+        SecretsCommand::List { scope } => return run_secrets(&scope, SecretsAction::List),
+        SecretsCommand::Delete { key, scope } => {
+            return run_secrets(&scope, SecretsAction::Delete { key });
+        }
+        SecretsCommand::RotateKey {
+            data_dir,
+            database_url,
+            secrets_key,
+            new_key,
+        } => (data_dir, database_url, secrets_key, new_key),
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {

@@ -709,12 +709,59 @@ fn node_files(
     Ok(files)
 }
 
+/// The most files a request may send with an inline template.
+const MAX_SENT_FILES: usize = 1000;
+
+/// Lay out the files sent with an inline template in a fresh private directory, so they
+/// are read exactly as a template directory's would be (same confinement, same limits).
+/// Each path must be plain and relative; the whole request is already bounded in size.
+pub(crate) fn unpack_files(
+    files: &std::collections::BTreeMap<String, String>,
+) -> Result<tempfile::TempDir, ApiError> {
+    let refuse = |detail: String| {
+        ApiError::bad_request(
+            "invalid request body",
+            "invalid_template_files",
+            Some("files"),
+            detail,
+        )
+    };
+    if files.len() > MAX_SENT_FILES {
+        return Err(refuse(format!("at most {MAX_SENT_FILES} files")));
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("hatchery-org-")
+        .tempdir()
+        .map_err(|e| ApiError::internal("failed to unpack the template's files", e))?;
+    for (relative, content) in files {
+        let plain = !relative.is_empty()
+            && Path::new(relative)
+                .components()
+                .all(|c| matches!(c, Component::Normal(_)));
+        if !plain {
+            return Err(refuse(format!(
+                "files: {relative:?} must be a plain relative path"
+            )));
+        }
+        let path = dir.path().join(relative);
+        let written = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&path, content));
+        if let Err(e) = written {
+            // A path that is both a file and a directory, say.
+            return Err(refuse(format!("files: {relative:?}: {e}")));
+        }
+    }
+    Ok(dir)
+}
+
 /// `relative` under the template directory `base`, resolved: a plain relative path (no
 /// `..`, not absolute) whose real location (symlinks followed) is inside `base`.
 fn confined(base: Option<&Path>, field: &str, relative: &str) -> Result<PathBuf, String> {
     let Some(base) = base else {
         return Err(format!(
-            "{field}: {relative:?} needs a template directory (org/<name>/org.yaml); an inline or single-file template has no files"
+            "{field}: {relative:?} needs a template directory (org/<name>/org.yaml, or `hatchery org import DIR`); an inline or single-file template has no files"
         ));
     };
     let plain = !relative.is_empty()

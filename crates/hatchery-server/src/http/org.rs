@@ -31,12 +31,11 @@ struct ImportBody {
     dir: Option<String>,
     /// An inline template: an object, or its YAML as a string.
     template: Option<Value>,
+    /// The files an inline template's nodes name (`*_file`, `files_dir`), by their path
+    /// relative to the template: what `hatchery org import DIR` sends.
+    files: Option<std::collections::BTreeMap<String, String>>,
     /// Overrides only the missing-environment refusal.
     #[serde(default)]
-    #[allow(
-        dead_code,
-        reason = "read by the import itself, which is not built yet"
-    )]
     force: bool,
 }
 
@@ -79,11 +78,25 @@ async fn import(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     require_admin(&state, &headers)?;
     let body: ImportBody = json_body(body, "invalid request body").await?;
+    // Sent files are laid out in a private directory that lives as long as this import.
+    let unpacked = match (&body.files, &body.dir) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "invalid request body",
+                "invalid_request",
+                Some("files"),
+                "files go with an inline template, not with dir",
+            ));
+        }
+        (Some(files), None) => Some(crate::app::org::unpack_files(files)?),
+        (None, _) => None,
+    };
+    let sent_base = unpacked.as_ref().map(|dir| dir.path().to_owned());
     let (template, base) = match (body.template, body.dir) {
         (Some(Value::String(yaml)), _) => {
-            hatchery_core::org::parse_template(yaml.as_bytes()).map(|t| (t, None))
+            hatchery_core::org::parse_template(yaml.as_bytes()).map(|t| (t, sent_base))
         }
-        (Some(object), _) => hatchery_core::org::decode(object).map(|t| (t, None)),
+        (Some(object), _) => hatchery_core::org::decode(object).map(|t| (t, sent_base)),
         (None, Some(dir)) => Ok(state.app.org_template(&dir)?),
         (None, None) => {
             return Err(ApiError::bad_request(

@@ -1,0 +1,257 @@
+//! The operator client: `hatchery ws …`, `org …`, `secrets set|list|delete`, `providers
+//! explain` and `login` against a running control plane. Tables for people, `--json` for
+//! scripts. Exit codes: 0 ok, 1 the server refused (4xx: the input), 2 the server failed
+//! or could not be reached.
+
+mod config;
+mod explain;
+mod org;
+mod secrets;
+mod watch;
+mod ws;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use serde_json::Value;
+
+pub use config::{LoginArgs, run_login, run_logout};
+pub use explain::run_explain;
+pub use org::{OrgCommand, run_org};
+pub use secrets::{Scope, SecretsAction, run_secrets};
+pub use ws::{WsCommand, run_ws};
+
+use crate::exit;
+use crate::output::err;
+
+/// The control plane's address when neither a flag, the environment nor `hatchery login`
+/// gave one.
+const DEFAULT_URL: &str = "http://127.0.0.1:8080";
+/// How long one request may take (streams excepted).
+const REQUEST_TIMEOUT: Duration = Duration::from_mins(1);
+
+/// Where the control plane is, and the admin token: flags, else the environment, else the
+/// file `hatchery login` wrote.
+#[derive(Debug, Clone, Args)]
+pub struct Connection {
+    /// The control plane's URL [default: the one `hatchery login` saved, else
+    /// `http://127.0.0.1:8080`].
+    #[arg(long, env = "HATCHERY_URL", global = true)]
+    url: Option<String>,
+    /// The admin token [default: the one `hatchery login` saved for that URL].
+    #[arg(long, env = "HATCHERY_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
+    /// Print the server's JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+/// A failed command, with its exit code (its message is already printed).
+pub(crate) struct Failure {
+    code: u8,
+}
+
+impl Failure {
+    /// The user's input was refused: print why.
+    fn user(message: impl std::fmt::Display) -> Self {
+        err(format_args!("error: {message}"));
+        Self {
+            code: exit::USER_ERROR,
+        }
+    }
+}
+
+/// A connection resolved: the URL and token to use, and the HTTP client.
+#[derive(Clone)]
+pub(crate) struct Client {
+    base: String,
+    token: Option<String>,
+    json: bool,
+    http: reqwest::blocking::Client,
+}
+
+impl Connection {
+    /// Resolve the URL and token. A saved token is sent only to the URL it was saved for:
+    /// pointing `--url` elsewhere never leaks it.
+    pub(crate) fn client(&self) -> Result<Client, Failure> {
+        let saved = config::load().map_err(Failure::user)?;
+        let base = self
+            .url
+            .clone()
+            .or_else(|| saved.as_ref().map(|s| s.url.clone()))
+            .unwrap_or_else(|| DEFAULT_URL.to_owned())
+            .trim_end_matches('/')
+            .to_owned();
+        let token = self.token.clone().or_else(|| {
+            saved
+                .filter(|s| s.url.trim_end_matches('/') == base)
+                .and_then(|s| s.token)
+        });
+        let http = reqwest::blocking::Client::builder()
+            .timeout(None)
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| transport(&e))?;
+        Ok(Client {
+            base,
+            token,
+            json: self.json,
+            http,
+        })
+    }
+}
+
+impl Client {
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::blocking::RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    /// One call; a refusal is printed (with its code and a hint) and becomes the failure.
+    pub(crate) fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), Failure> {
+        let mut request = self.request(method, path).timeout(REQUEST_TIMEOUT);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().map_err(|e| transport(&e))?;
+        let status = response.status().as_u16();
+        let text = response.text().map_err(|e| transport(&e))?;
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        check(status, &value)?;
+        Ok((status, value))
+    }
+
+    /// A call whose answer is read as it comes (logs, event streams): the open response.
+    pub(crate) fn open(&self, path: &str) -> Result<reqwest::blocking::Response, Failure> {
+        let response = self
+            .request(reqwest::Method::GET, path)
+            .send()
+            .map_err(|e| transport(&e))?;
+        let status = response.status().as_u16();
+        if status >= 400 {
+            let text = response.text().map_err(|e| transport(&e))?;
+            let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            return Err(refused(status, &value));
+        }
+        Ok(response)
+    }
+}
+
+/// A 4xx is the input's fault (exit 1), a 5xx the server's (exit 2); either is explained.
+fn check(status: u16, body: &Value) -> Result<(), Failure> {
+    if status < 400 {
+        Ok(())
+    } else {
+        Err(refused(status, body))
+    }
+}
+
+/// The failure for a 4xx or 5xx answer, explained on stderr.
+fn refused(status: u16, body: &Value) -> Failure {
+    refusal(status, body);
+    Failure {
+        code: if status >= 500 {
+            exit::SERVER_ERROR
+        } else {
+            exit::USER_ERROR
+        },
+    }
+}
+
+fn transport(error: &reqwest::Error) -> Failure {
+    err(format_args!(
+        "error: cannot reach the control plane: {error}"
+    ));
+    Failure {
+        code: exit::SERVER_ERROR,
+    }
+}
+
+/// The server's refusal, its code, and what to do about it.
+fn refusal(status: u16, body: &Value) {
+    let message = body["error"]
+        .as_str()
+        .map_or_else(|| body.to_string(), str::to_owned);
+    let code = body["code"].as_str().unwrap_or("");
+    err(format_args!(
+        "error: {message} (HTTP {status}{}{code})",
+        if code.is_empty() { "" } else { ", " }
+    ));
+    if let Some(detail) = body["detail"].as_str().filter(|d| !d.is_empty()) {
+        err(format_args!("  {detail}"));
+    }
+    let hint = match code {
+        "provider_derivation_failed" => Some(format!(
+            "hint: the model matches several providers{}: name one with \"provider\", or pick a model id of one of them (hatchery providers explain)",
+            body["candidates"]
+                .as_array()
+                .map(|c| format!(
+                    " ({})",
+                    c.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+                .unwrap_or_default()
+        )),
+        "byok_key_missing" => Some(
+            "hint: set the provider's key: `hatchery secrets set NAME` (global) or, after creating, `--workspace ID`"
+                .to_owned(),
+        ),
+        "platform_key_missing" => {
+            Some("hint: start the server with HATCHERY_PLATFORM_KEY".to_owned())
+        }
+        "admin_auth_required" | "invalid_admin_token" => {
+            Some("hint: run `hatchery login`, pass --token or set HATCHERY_TOKEN".to_owned())
+        }
+        "org_already_imported" => {
+            Some("hint: --replace to replace it, or --duplicate for a second copy".to_owned())
+        }
+        "missing_required_env" => Some(
+            "hint: set them with `hatchery secrets set NAME`, or import with --force".to_owned(),
+        ),
+        _ => None,
+    };
+    if let Some(hint) = hint {
+        err(hint);
+    }
+}
+
+fn finish(result: Result<(), Failure>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => ExitCode::from(failure.code),
+    }
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::Null => "-".to_owned(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A value made safe to put in a URL path as one segment: an id typed by the user must
+/// not turn `/workspaces/{id}` into another route (`..` and `/` are encoded too).
+fn segment(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~') {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
