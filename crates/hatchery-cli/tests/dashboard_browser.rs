@@ -1,0 +1,81 @@
+//! The dashboard in a real browser: headless Chromium, driven by playwright-core
+//! (`tests/browser/dashboard.test.mjs`), against the real `hatchery serve` with the local
+//! backend. The script loads the dashboard, creates a workspace and watches it come online
+//! without a reload, opens its details, meets a fail-closed refusal and previews an org
+//! import; it saves a screenshot of each state (path printed at the end).
+//!
+//! Needs Node.js, Debian's Chromium and the script's packages: `scripts/setup` installs
+//! them (CI runs it first), so their absence is a failure, not a skip.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+
+const TOKEN: &str = "dashboard-browser-admin";
+/// The whole browser script's bound (it takes well under a minute).
+const PATIENCE: Duration = Duration::from_secs(180);
+
+fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_in_chromium() {
+    let browser_tests = repository().join("tests/browser");
+    assert!(
+        browser_tests.join("node_modules/playwright-core").is_dir(),
+        "playwright-core is not installed in tests/browser: run scripts/setup"
+    );
+    assert!(
+        Path::new("/usr/bin/chromium").exists(),
+        "Chromium is not installed: run scripts/setup"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let env = vec![
+        ("HATCHERY_DATA_DIR", dir.path().join("data").display().to_string()),
+        ("HATCHERY_ADMIN_TOKEN", TOKEN.to_owned()),
+        ("HATCHERY_PLATFORM_KEY", "platform-gateway-key".to_owned()),
+        ("HATCHERY_BACKEND", "local".to_owned()),
+        (
+            "HATCHERY_TEMPLATES_DIR",
+            repository().join("templates").display().to_string(),
+        ),
+    ];
+    let server = common::Server::start_on(common::free_port(), &env, TOKEN).await;
+    let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
+    std::fs::create_dir_all(&artifacts).unwrap();
+
+    let mut child = Command::new("node")
+        .arg("dashboard.test.mjs")
+        .current_dir(&browser_tests)
+        .env("HATCHERY_URL", &server.base)
+        .env("HATCHERY_TOKEN", TOKEN)
+        .env("ARTIFACTS_DIR", &artifacts)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node is not installed: run scripts/setup");
+    let deadline = Instant::now() + PATIENCE;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let output = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "the browser test failed ({}); screenshots in {}:\n{said}",
+        output.status,
+        artifacts.display()
+    );
+    println!("{said}screenshots: {}", artifacts.display());
+}
