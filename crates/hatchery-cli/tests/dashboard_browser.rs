@@ -1,8 +1,10 @@
 //! The dashboard in a real browser: headless Chromium, driven by playwright-core
 //! (`tests/browser/dashboard.test.mjs`), against the real `hatchery serve` with the local
 //! backend. The script loads the dashboard, creates a workspace and watches it come online
-//! without a reload, opens its details, meets a fail-closed refusal and previews an org
-//! import; it saves a screenshot of each state (path printed at the end).
+//! without a reload, opens its details, meets two fail-closed refusals (an ambiguous model,
+//! a missing own key) and previews an org import; it saves a screenshot of each state
+//! (path printed at the end). The server reads `tests/browser/providers.yaml`, which has
+//! the ambiguous pair the built-in catalog has not.
 //!
 //! Needs Node.js, Debian's Chromium and the script's packages: `scripts/setup` installs
 //! them (CI runs it first), so their absence is a failure, not a skip.
@@ -34,10 +36,18 @@ async fn the_dashboard_in_chromium() {
     );
     let dir = tempfile::tempdir().unwrap();
     let env = vec![
-        ("HATCHERY_DATA_DIR", dir.path().join("data").display().to_string()),
+        (
+            "HATCHERY_DATA_DIR",
+            dir.path().join("data").display().to_string(),
+        ),
         ("HATCHERY_ADMIN_TOKEN", TOKEN.to_owned()),
         ("HATCHERY_PLATFORM_KEY", "platform-gateway-key".to_owned()),
         ("HATCHERY_BACKEND", "local".to_owned()),
+        // A manifest with one ambiguous pair, so the ambiguity step runs rather than skips.
+        (
+            "HATCHERY_PROVIDERS",
+            browser_tests.join("providers.yaml").display().to_string(),
+        ),
         (
             "HATCHERY_TEMPLATES_DIR",
             repository().join("templates").display().to_string(),
@@ -53,6 +63,8 @@ async fn the_dashboard_in_chromium() {
         .env("HATCHERY_URL", &server.base)
         .env("HATCHERY_TOKEN", TOKEN)
         .env("ARTIFACTS_DIR", &artifacts)
+        .env("HATCHERY_AMBIGUOUS_RUNTIME", "claude-code")
+        .env("HATCHERY_AMBIGUOUS_MODEL", "kimi-k2.6")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -76,6 +88,17 @@ async fn the_dashboard_in_chromium() {
         "the browser test failed ({}); screenshots in {}:\n{said}",
         output.status,
         artifacts.display()
+    );
+    // Only cutting the browser's connections (`ss -K`) may be impossible on a machine; every
+    // other step must have run.
+    let skipped: Vec<&str> = said
+        .lines()
+        .filter(|line| line.starts_with("ok ") && line.contains(" # SKIP"))
+        .filter(|line| !line.contains(" - 6. "))
+        .collect();
+    assert!(
+        skipped.is_empty(),
+        "steps were skipped: {skipped:?}\n{said}"
     );
     println!("{said}screenshots: {}", artifacts.display());
 }
