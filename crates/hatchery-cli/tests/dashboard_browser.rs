@@ -17,7 +17,7 @@ mod common;
 
 const TOKEN: &str = "dashboard-browser-admin";
 /// The whole browser script's bound (it takes well under a minute).
-const PATIENCE: Duration = Duration::from_secs(180);
+const PATIENCE: Duration = Duration::from_mins(3);
 
 fn repository() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
