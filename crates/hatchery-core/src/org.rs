@@ -318,6 +318,7 @@ pub struct PlanContext<'a> {
 
 /// One node of the plan.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PlannedNode {
     /// Where it is in the template (`workspaces[0].children[1]`).
     pub path: String,
@@ -345,6 +346,7 @@ pub struct PlannedNode {
 
 /// The plan of an import: every node, with what it would be or why it cannot be.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Plan {
     /// The template's name (the org's).
     pub org: String,

@@ -28,9 +28,11 @@ const MAX_LIMIT: i64 = 500;
 const MAX_TEXT: usize = 64 * 1024;
 
 /// `POST /workspaces/:id/activity`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ReportActivity {
-    /// One of [`ACTIVITY_TYPES`].
+    /// One of `a2a_send`, `a2a_receive`, `task_update`, `agent_log`, `skill_promotion`,
+    /// `memory_write`, `error`.
+    #[schema(required, value_type = String)]
     pub activity_type: Option<String>,
     /// The A2A method or tool, if any.
     pub method: Option<String>,
@@ -55,7 +57,8 @@ pub struct ReportActivity {
 }
 
 /// Query of `GET /workspaces/:id/activity`, as given.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ActivityQuery {
     /// Exact activity type.
     #[serde(rename = "type")]

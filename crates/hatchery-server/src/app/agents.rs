@@ -28,41 +28,52 @@ const MAX_MONTHLY_SPEND: i64 = 1_000_000_000_000;
 pub(crate) const INVALID_BODY: &str = "invalid request body";
 
 /// `POST /registry/register`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct Register {
     /// The workspace.
+    #[schema(required, value_type = String, format = Uuid)]
     pub id: Option<String>,
-    /// Where the agent serves A2A.
+    /// Where the agent serves A2A: `http` or `https`; private, loopback and documentation
+    /// addresses are refused (`localhost` is allowed by name).
+    #[schema(required, value_type = String)]
     pub url: Option<String>,
     /// Any JSON; stored and returned as given.
+    #[schema(required, value_type = Object)]
     pub agent_card: Option<Value>,
 }
 
 /// `POST /registry/heartbeat`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct Heartbeat {
     /// The workspace.
+    #[schema(required, value_type = String, format = Uuid)]
     pub workspace_id: Option<String>,
     /// 0–1.
+    #[schema(minimum = 0.0, maximum = 1.0)]
     pub error_rate: Option<f64>,
     /// An example error.
+    #[schema(max_length = 4096)]
     pub sample_error: Option<String>,
     /// Tasks in flight.
+    #[schema(minimum = 0)]
     pub active_tasks: Option<i64>,
     /// Seconds since the agent started.
+    #[schema(minimum = 0)]
     pub uptime_seconds: Option<i64>,
     /// What it works on; `""` when idle.
+    #[schema(max_length = 4096)]
     pub current_task: Option<String>,
-    /// Cents spent this month; 0 leaves the stored figure unchanged.
+    /// Cents spent this month; 0 leaves the stored figure unchanged; clamped to 0–10¹².
     pub monthly_spend: Option<i64>,
     /// `""` or `wedged`.
+    #[schema(pattern = "^(wedged)?$")]
     pub runtime_state: Option<String>,
     /// `{capabilities: {name: bool}, idle_timeout_seconds}`.
     pub runtime_metadata: Option<RuntimeMetadata>,
 }
 
 /// What an agent declares about itself in a heartbeat.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct RuntimeMetadata {
     /// Named capabilities; `status_mgmt` means the agent manages its own status.
     #[serde(default)]
@@ -72,11 +83,13 @@ pub struct RuntimeMetadata {
 }
 
 /// `POST /registry/update-card`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct UpdateCard {
     /// The workspace.
+    #[schema(required, value_type = String, format = Uuid)]
     pub workspace_id: Option<String>,
     /// The new card.
+    #[schema(required, value_type = Object)]
     pub agent_card: Option<Value>,
 }
 

@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use futures_util::future::BoxFuture;
 use hatchery_core::org::{Node, OrgTemplate};
 use hatchery_store::EarlierImports;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::org::{ImportOptions, ImportedNode};
 use super::{App, store_error};
@@ -17,7 +18,8 @@ use crate::error::ApiError;
 
 /// A bundle as imported: the keys hatchery reads (the others are carried by exports
 /// and ignored here).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[schema(no_recursion)]
 pub struct Bundle {
     /// The workspace's name.
     pub name: String,
@@ -68,28 +70,85 @@ fn node_of(bundle: &Bundle) -> Node {
     }
 }
 
-/// The answer's tree: `{workspace_id, name, status, children?}`, from the imported
-/// nodes in the order the import walked them (parents first).
-fn answer_of(bundle: &Bundle, imported: &mut std::slice::Iter<'_, ImportedNode>) -> Value {
-    let Some(node) = imported.next() else {
-        return Value::Null;
-    };
-    let mut answer = json!({"workspace_id": node.id, "name": node.name, "status": node.status});
-    let children: Vec<Value> = bundle
-        .sub_workspaces
-        .iter()
-        .map(|child| answer_of(child, imported))
-        .collect();
-    if !children.is_empty() {
-        answer["children"] = json!(children);
-    }
-    answer
+/// A workspace and its live subtree, as `GET /bundles/export/:id` gives it (spec §11:
+/// every key always present).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(no_recursion)]
+pub struct BundleExport {
+    /// `1.0`.
+    schema: &'static str,
+    /// The source workspace's id.
+    #[schema(format = Uuid)]
+    id: String,
+    /// Its name.
+    name: String,
+    /// Its role, `""` if none.
+    description: String,
+    /// Its tier.
+    tier: i64,
+    /// Its model, `""` if none.
+    model: String,
+    /// Not stored by hatchery yet: `""`.
+    system_prompt: &'static str,
+    /// Not stored by hatchery yet: empty.
+    skills: Vec<Value>,
+    /// Not stored by hatchery yet: empty.
+    tools: Vec<Value>,
+    /// Its files by name (`config.yaml` among them).
+    prompts: BTreeMap<String, String>,
+    /// The bundles of its live children.
+    sub_workspaces: Vec<BundleExport>,
+    /// Its agent card.
+    #[schema(value_type = Option<Object>)]
+    agent_card: Value,
+    /// `""`.
+    author: &'static str,
+    /// `1.0.0`.
+    version: &'static str,
+}
+
+/// What `POST /bundles/import` made: the new tree.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(no_recursion)]
+pub struct BundleImported {
+    /// The new workspace.
+    #[schema(format = Uuid)]
+    workspace_id: String,
+    /// Its name.
+    name: String,
+    /// `provisioning`.
+    status: &'static str,
+    /// Its children, when it has any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    children: Vec<BundleImported>,
+}
+
+/// The answer's tree, from the imported nodes in the order the import walked them
+/// (parents first).
+fn answer_of(
+    bundle: &Bundle,
+    imported: &mut std::slice::Iter<'_, ImportedNode>,
+) -> Option<BundleImported> {
+    let node = imported.next()?;
+    Some(BundleImported {
+        workspace_id: node.id.clone(),
+        name: node.name.clone(),
+        status: node.status,
+        children: bundle
+            .sub_workspaces
+            .iter()
+            .filter_map(|child| answer_of(child, imported))
+            .collect(),
+    })
 }
 
 impl App {
     /// Export workspace `id` and its live subtree; removed workspaces are not exportable.
     #[must_use]
-    pub fn bundle_export<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Value, ApiError>> {
+    pub fn bundle_export<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<BundleExport, ApiError>> {
         Box::pin(async move {
             let row = self
                 .store
@@ -115,32 +174,27 @@ impl App {
             for (child, _) in children {
                 sub_workspaces.push(self.bundle_export(&child).await?);
             }
-            let agent_card = row
-                .agent_card
-                .as_deref()
-                .and_then(|c| serde_json::from_str::<Value>(c).ok())
-                .unwrap_or(Value::Null);
-            Ok(json!({
-                "schema": "1.0",
-                "id": row.id,
-                "name": row.name,
-                "description": row.role.unwrap_or_default(),
-                "tier": row.tier,
-                "model": row.model,
-                "system_prompt": "",
-                "skills": [],
-                "tools": [],
-                "prompts": prompts,
-                "sub_workspaces": sub_workspaces,
-                "agent_card": agent_card,
-                "author": "",
-                "version": "1.0.0",
-            }))
+            Ok(BundleExport {
+                schema: "1.0",
+                agent_card: crate::http::views::stored_json(row.agent_card.as_deref()),
+                id: row.id,
+                name: row.name,
+                description: row.role.unwrap_or_default(),
+                tier: row.tier,
+                model: row.model,
+                system_prompt: "",
+                skills: Vec::new(),
+                tools: Vec::new(),
+                prompts,
+                sub_workspaces,
+                author: "",
+                version: "1.0.0",
+            })
         })
     }
 
     /// Import a bundle as new workspaces (fresh ids, the tree preserved), all or nothing.
-    pub async fn bundle_import(&self, bundle: &Bundle) -> Result<Value, ApiError> {
+    pub async fn bundle_import(&self, bundle: &Bundle) -> Result<BundleImported, ApiError> {
         let template = OrgTemplate {
             name: bundle.name.clone(),
             workspaces: vec![node_of(bundle)],
@@ -154,7 +208,9 @@ impl App {
             as_org: false,
         };
         let imported = self.org_import(&template, None, options).await?;
-        Ok(answer_of(bundle, &mut imported.iter()))
+        answer_of(bundle, &mut imported.iter()).ok_or_else(|| {
+            ApiError::internal("failed to import bundle", "the import wrote no workspace")
+        })
     }
 }
 

@@ -51,7 +51,7 @@ const PARENT_FAILED: &str = "parent failed";
 const MAX_TEMPLATE_BYTES: u64 = 1024 * 1024;
 
 /// An org template of the templates directory, as `GET /org/templates` lists it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct TemplateSummary {
     /// Its name in the directory (what an import's `dir` names).
     pub dir: String,

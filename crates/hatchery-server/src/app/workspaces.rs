@@ -27,29 +27,36 @@ pub const DEFAULT_TIER: u8 = 2;
 const MAX_DEPTH: usize = 32;
 
 /// The body of `POST /workspaces`. Unknown fields are ignored; wrong types are refused.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct CreateWorkspace {
-    /// Required, non-empty.
+    /// Required: non-empty, at most 255 bytes, no newlines or `{ } [ ] | > * & !`.
+    #[schema(required, value_type = String, max_length = 255)]
     pub name: Option<String>,
-    /// Free text; `""` is stored as null.
+    /// Free text, at most 1000 bytes; `""` is stored as null.
+    #[schema(max_length = 1000)]
     pub role: Option<String>,
     /// A template directory name (templates arrive with org import).
     pub template: Option<String>,
     /// 1–4; omitted or 0 means the default tier.
+    #[schema(minimum = 0, maximum = 4)]
     pub tier: Option<i64>,
-    /// The model id.
+    /// The model id, at most 100 bytes.
+    #[schema(max_length = 100)]
     pub model: Option<String>,
-    /// The runtime.
+    /// The runtime, at most 100 bytes. None: nothing is launched, and the workspace waits
+    /// in `provisioning` for an agent to register.
+    #[schema(max_length = 100)]
     pub runtime: Option<String>,
     /// An agent hatchery does not start.
     pub external: Option<bool>,
-    /// The external agent's URL.
+    /// The external agent's URL (the register URL rules apply).
     pub url: Option<String>,
-    /// A host directory to mount.
+    /// A host directory to mount: absolute, no `..`, no system path.
     pub workspace_dir: Option<String>,
-    /// `none`, `read_only` or `read_write`.
+    /// `none`, `read_only` or `read_write` (the last two need `workspace_dir`).
     pub workspace_access: Option<String>,
-    /// The parent workspace.
+    /// The parent workspace (must exist and not be removed).
+    #[schema(format = Uuid)]
     pub parent_id: Option<String>,
     /// Monthly budget in cents.
     pub budget_limit: Option<i64>,
@@ -61,12 +68,13 @@ pub struct CreateWorkspace {
     pub canvas: Option<Canvas>,
     /// An explicit provider (validated against the registry, never overridden).
     pub provider: Option<String>,
-    /// An explicit billing mode (must agree with the provider).
+    /// An explicit billing mode, `platform` or `byok` (must agree with the provider).
+    #[schema(value_type = Option<String>, pattern = "^(platform|byok)$")]
     pub llm_billing_mode: Option<BillingMode>,
 }
 
 /// A canvas position.
-#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[derive(Debug, Default, Clone, Copy, Deserialize, utoipa::ToSchema)]
 pub struct Canvas {
     /// Horizontal.
     #[serde(default)]
@@ -787,10 +795,16 @@ fn patch_from_body(
         patch.workspace_dir = dir.map(str::to_owned);
         needs_restart = true;
     }
-    // x and y move together: one without the other is ignored, as Molecule does.
-    if let (Some(x), Some(y)) = (body.get("x"), body.get("y")) {
-        patch.x = x.as_f64().ok_or_else(|| wrong_type("x", "a number"))?;
-        patch.y = y.as_f64().ok_or_else(|| wrong_type("y", "a number"))?;
+    // x and y move together: one without the other is ignored, as Molecule does (but a
+    // value of the wrong type is refused all the same).
+    let number = |field: &'static str| {
+        body.get(field)
+            .map(|v| v.as_f64().ok_or_else(|| wrong_type(field, "a number")))
+            .transpose()
+    };
+    if let (Some(x), Some(y)) = (number("x")?, number("y")?) {
+        patch.x = x;
+        patch.y = y;
     }
     Ok((patch, needs_restart))
 }

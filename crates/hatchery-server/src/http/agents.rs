@@ -2,15 +2,18 @@
 //! discover, peers, check-access) and workspace tokens (test-token, bootstrap token,
 //! `/workspaces/:id/tokens`).
 
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::views::timestamp;
+use super::views::{StatusAnswer, WorkspaceStatus, stored_json, timestamp};
+use super::workspaces::WorkspaceId;
 use super::{AppState, credential, json_body, require_admin, require_boot, require_workspace};
 use crate::app::access::Credential;
 use crate::app::agents::{
@@ -18,26 +21,30 @@ use crate::app::agents::{
     update_card_id,
 };
 use crate::app::workspaces::parse_workspace_id;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/registry/register", post(register))
-        .route("/registry/heartbeat", post(heartbeat))
-        .route("/registry/update-card", post(update_card))
-        .route("/registry/discover/{id}", get(discover))
-        .route("/registry/{id}/peers", get(peers))
-        .route("/registry/check-access", post(check_access))
-        .route("/admin/workspaces/{id}/test-token", get(test_token))
-        .route(
-            "/admin/workspaces/{id}/bootstrap-token",
-            post(bootstrap_token),
-        )
-        .route(
-            "/workspaces/{id}/tokens",
-            get(list_tokens).post(create_token),
-        )
-        .route("/workspaces/{id}/tokens/{token_id}", delete(revoke_token))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(heartbeat))
+        .routes(routes!(update_card))
+        .routes(routes!(discover))
+        .routes(routes!(peers))
+        .routes(routes!(check_access))
+        .routes(routes!(test_token))
+        .routes(routes!(bootstrap_token))
+        .routes(routes!(list_tokens, create_token))
+        .routes(routes!(revoke_token))
+}
+
+/// `POST /registry/register`.
+#[derive(Debug, Serialize, ToSchema)]
+struct RegisterAnswer {
+    /// `registered`.
+    status: &'static str,
+    /// The workspace's token, only when it had none before this call (shown once).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_token: Option<String>,
 }
 
 fn token_id_of(credential: &Credential) -> Option<String> {
@@ -47,27 +54,48 @@ fn token_id_of(credential: &Credential) -> Option<String> {
     }
 }
 
+/// An agent announces itself: its URL and agent card. The workspace goes `online`. The
+/// first registration presents the bootstrap token the agent was started with.
+#[utoipa::path(post, operation_id = "agent_register", path = "/registry/register", tag = "agents", security(("workspace" = [])),
+    request_body = Register,
+    responses(
+        (status = 200, body = RegisterAnswer),
+        (status = 400, description = "`invalid request body`: a missing field, or a refused URL.", body = ErrorBody),
+        (status = 404, description = "`workspace not found`.", body = ErrorBody),
+        (status = 409, description = "The workspace is paused or hibernated (`workspace_not_registrable`).", body = ErrorBody),
+        (status = 410, description = "The workspace is removed (`workspace_removed`).", body = ErrorBody),
+    ))]
 async fn register(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RegisterAnswer>, ApiError> {
     let body: Register = json_body(body, INVALID_BODY).await?;
     let id = register_id(&body)?;
     let credential = credential(&state, &headers).await?;
     let auth = state.app.gate_register(&credential, &id).await?;
-    let token = state.app.register(&id, auth, body).await?;
-    Ok(Json(match token {
-        Some(token) => json!({"status": "registered", "auth_token": token}),
-        None => json!({"status": "registered"}),
+    let auth_token = state.app.register(&id, auth, body).await?;
+    Ok(Json(RegisterAnswer {
+        status: "registered",
+        auth_token,
     }))
 }
 
+/// An agent's heartbeat: its error rate, tasks and uptime. Keeps it alive and moves it
+/// between `online` and `degraded`.
+#[utoipa::path(post, operation_id = "agent_heartbeat", path = "/registry/heartbeat", tag = "agents", security(("workspace" = [])),
+    request_body = Heartbeat,
+    responses(
+        (status = 200, body = StatusAnswer),
+        (status = 400, description = "A value out of range; `field` names it.", body = ErrorBody),
+        (status = 404, description = "`workspace not found`.", body = ErrorBody),
+        (status = 410, description = "The workspace is removed (`workspace_removed`).", body = ErrorBody),
+    ))]
 async fn heartbeat(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StatusAnswer>, ApiError> {
     let body: Heartbeat = json_body(body, INVALID_BODY).await?;
     let id = heartbeat_id(&body)?;
     let credential = require_boot(&state, &headers, &id).await?;
@@ -75,19 +103,28 @@ async fn heartbeat(
         .app
         .heartbeat(&id, token_id_of(&credential), &body)
         .await?;
-    Ok(Json(json!({"status": "ok"})))
+    Ok(Json(StatusAnswer { status: "ok" }))
 }
 
+/// An agent replaces its agent card.
+#[utoipa::path(post, operation_id = "agent_update_card", path = "/registry/update-card", tag = "agents", security(("workspace" = [])),
+    request_body = UpdateCard,
+    responses(
+        (status = 200, body = StatusAnswer),
+        (status = 400, description = "`invalid request body`: a missing field.", body = ErrorBody),
+        (status = 404, description = "`workspace not found`.", body = ErrorBody),
+        (status = 410, description = "The workspace is removed (`workspace_removed`).", body = ErrorBody),
+    ))]
 async fn update_card(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StatusAnswer>, ApiError> {
     let body: UpdateCard = json_body(body, INVALID_BODY).await?;
     let id = update_card_id(&body)?;
     require_boot(&state, &headers, &id).await?;
     state.app.update_card(&id, body).await?;
-    Ok(Json(json!({"status": "updated"})))
+    Ok(Json(StatusAnswer { status: "updated" }))
 }
 
 /// The CALLER gate: `X-Workspace-ID` is required, and the caller's bearer must be its own.
@@ -108,6 +145,33 @@ async fn require_caller(state: &AppState, headers: &HeaderMap) -> Result<String,
     Ok(caller)
 }
 
+/// `GET /registry/discover/:id`.
+#[derive(ToSchema)]
+#[allow(
+    dead_code,
+    reason = "a schema for the OpenAPI document; never constructed"
+)]
+struct Discovered {
+    /// The target workspace.
+    #[schema(format = Uuid)]
+    id: String,
+    /// Where its agent serves A2A.
+    url: String,
+    /// Its name.
+    name: String,
+}
+
+/// Where a workspace the caller can reach serves A2A. The caller names itself in
+/// `X-Workspace-ID` and presents its own token.
+#[utoipa::path(get, operation_id = "agent_discover", path = "/registry/discover/{id}", tag = "agents", security(("workspace" = [])),
+    params(WorkspaceId, ("X-Workspace-ID" = String, Header, description = "The calling workspace.")),
+    responses(
+        (status = 200, body = Discovered),
+        (status = 400, description = "`X-Workspace-ID header is required` (`caller_required`), or an id is not a UUID.", body = ErrorBody),
+        (status = 403, description = "`not authorized to discover this workspace` (`not_reachable`).", body = ErrorBody),
+        (status = 404, description = "`workspace not found`.", body = ErrorBody),
+        (status = 503, description = "`workspace not available` (no URL, or not up), with its `status`.", body = ErrorBody),
+    ))]
 async fn discover(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -118,99 +182,228 @@ async fn discover(
     Ok(Json(state.app.discover(&caller, &target).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PeersQuery {
+    /// Keep only peers whose name or role contains this, ignoring case.
     q: Option<String>,
 }
 
+/// A peer of a workspace.
+#[derive(Debug, Serialize, ToSchema)]
+struct Peer {
+    #[schema(format = Uuid)]
+    id: String,
+    name: String,
+    role: Option<String>,
+    tier: i64,
+    #[schema(value_type = WorkspaceStatus)]
+    status: String,
+    url: String,
+    #[schema(format = Uuid)]
+    parent_id: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    agent_card: Value,
+    active_tasks: i64,
+}
+
+/// The workspace's direct relations: its siblings (root siblings for a root), then its
+/// children, then its parent; never removed ones.
+#[utoipa::path(get, operation_id = "agent_peers", path = "/registry/{id}/peers", tag = "agents",
+    security(("admin" = []), ("workspace" = [])), params(WorkspaceId, PeersQuery),
+    responses(
+        (status = 200, body = Vec<Peer>),
+        (status = 404, description = "`workspace not found`.", body = ErrorBody),
+    ))]
 async fn peers(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<PeersQuery>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<Peer>>, ApiError> {
     let id = parse_workspace_id(&id)?;
     require_boot(&state, &headers, &id).await?;
     let peers = state.app.peers(&id, query.q.as_deref()).await?;
-    Ok(Json(Value::Array(
+    Ok(Json(
         peers
             .iter()
-            .map(|w| {
-                json!({
-                    "id": w.id,
-                    "name": w.name,
-                    "role": w.role,
-                    "tier": w.tier,
-                    "status": w.status,
-                    "url": w.url,
-                    "parent_id": w.parent_id,
-                    "agent_card": w.agent_card.as_deref().and_then(|c| serde_json::from_str::<Value>(c).ok()),
-                    "active_tasks": w.active_tasks,
-                })
+            .map(|w| Peer {
+                id: w.id.clone(),
+                name: w.name.clone(),
+                role: w.role.clone(),
+                tier: w.tier,
+                status: w.status.clone(),
+                url: w.url.clone(),
+                parent_id: w.parent_id.clone(),
+                agent_card: stored_json(w.agent_card.as_deref()),
+                active_tasks: w.active_tasks,
             })
             .collect(),
-    )))
+    ))
 }
 
-#[derive(Debug, Deserialize)]
+/// The body of `POST /registry/check-access`.
+#[derive(Debug, Deserialize, ToSchema)]
 struct CheckAccess {
+    /// The asking workspace (its own token, or the admin's, is required).
+    #[schema(required, value_type = String, format = Uuid)]
     caller_id: Option<String>,
+    /// The workspace it wants to reach.
+    #[schema(required, value_type = String, format = Uuid)]
     target_id: Option<String>,
 }
 
+/// `POST /registry/check-access`.
+#[derive(Debug, Serialize, ToSchema)]
+struct AccessAnswer {
+    /// Whether the caller may reach the target.
+    allowed: bool,
+}
+
+/// Whether one workspace may reach another: itself, siblings, ancestors and descendants;
+/// an unknown or removed one on either side never.
+#[utoipa::path(post, operation_id = "agent_check_access", path = "/registry/check-access", tag = "agents",
+    security(("admin" = []), ("workspace" = [])), request_body = CheckAccess,
+    responses(
+        (status = 200, body = AccessAnswer),
+        (status = 400, description = "`invalid request body`: a missing or non-UUID id.", body = ErrorBody),
+    ))]
 async fn check_access(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AccessAnswer>, ApiError> {
     let body: CheckAccess = json_body(body, INVALID_BODY).await?;
     let caller = body_id(body.caller_id.as_deref(), "caller_id")?;
     let target = body_id(body.target_id.as_deref(), "target_id")?;
     // Not a topology oracle: only the caller itself (or the admin) may ask.
     require_workspace(&state, &headers, &caller).await?;
     let allowed = state.app.reachable(&caller, &target).await?;
-    Ok(Json(json!({"allowed": allowed})))
+    Ok(Json(AccessAnswer { allowed }))
 }
 
+/// A token issued to a workspace.
+#[derive(Debug, Serialize, ToSchema)]
+struct IssuedToken {
+    /// The token; shown once.
+    auth_token: String,
+    /// Its workspace.
+    #[schema(format = Uuid)]
+    workspace_id: String,
+    /// A reminder to keep it (`POST /workspaces/:id/tokens` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'static str>,
+}
+
+/// A new token for a workspace, without any other credential of its own: dev mode only
+/// (404 otherwise).
+#[utoipa::path(get, operation_id = "token_test", path = "/admin/workspaces/{id}/test-token", tag = "agents",
+    security(("admin" = [])), params(WorkspaceId),
+    responses(
+        (status = 200, body = IssuedToken),
+        (status = 404, description = "`workspace not found`.", body = ErrorBody),
+        (status = 410, description = "The workspace is removed (`workspace_removed`).", body = ErrorBody),
+        (status = 429, description = "`maximum 50 active tokens per workspace`.", body = ErrorBody),
+    ))]
 async fn test_token(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<IssuedToken>, ApiError> {
     let id = parse_workspace_id(&id)?;
     require_admin(&state, &headers)?;
-    let token = state.app.token_issue(&id).await?;
-    Ok(Json(json!({"auth_token": token, "workspace_id": id})))
+    let auth_token = state.app.token_issue(&id).await?;
+    Ok(Json(IssuedToken {
+        auth_token,
+        workspace_id: id,
+        message: None,
+    }))
 }
 
+/// `POST /admin/workspaces/:id/bootstrap-token`.
+#[derive(Debug, Serialize, ToSchema)]
+struct BootstrapAnswer {
+    /// The single-use token an agent's first registration presents.
+    bootstrap_token: String,
+    /// Its workspace.
+    #[schema(format = Uuid)]
+    workspace_id: String,
+    /// When it stops working (the workspace's provisioning deadline).
+    expires_at: String,
+}
+
+/// A bootstrap token for a workspace that is provisioning: what an agent started outside
+/// hatchery presents on its first registration.
+#[utoipa::path(post, operation_id = "token_bootstrap", path = "/admin/workspaces/{id}/bootstrap-token", tag = "agents",
+    security(("admin" = [])), params(WorkspaceId),
+    responses(
+        (status = 201, body = BootstrapAnswer),
+        (status = 404, description = "`workspace not found`.", body = ErrorBody),
+        (status = 409, description = "The workspace is not provisioning.", body = ErrorBody),
+        (status = 410, description = "The workspace is removed (`workspace_removed`).", body = ErrorBody),
+    ))]
 async fn bootstrap_token(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<BootstrapAnswer>), ApiError> {
     let id = parse_workspace_id(&id)?;
     require_admin(&state, &headers)?;
-    let (token, expires_at) = state.app.bootstrap_issue(&id).await?;
+    let (bootstrap_token, expires_at) = state.app.bootstrap_issue(&id).await?;
     Ok((
         StatusCode::CREATED,
-        Json(
-            json!({"bootstrap_token": token, "workspace_id": id, "expires_at": timestamp(expires_at)}),
-        ),
+        Json(BootstrapAnswer {
+            bootstrap_token,
+            workspace_id: id,
+            expires_at: timestamp(expires_at),
+        }),
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct TokensQuery {
+    /// 1–200 (50 by default; other values mean 50).
     limit: Option<String>,
+    /// How many to skip (0 by default).
     offset: Option<String>,
 }
 
+/// `GET /workspaces/:id/tokens`.
+#[derive(Debug, Serialize, ToSchema)]
+struct TokenList {
+    /// The live tokens, newest first.
+    tokens: Vec<TokenListed>,
+    /// How many live tokens there are in all.
+    count: i64,
+}
+
+/// A live token, by its display prefix: the token itself is never stored.
+#[derive(Debug, Serialize, ToSchema)]
+struct TokenListed {
+    /// Its id (what a revoke names).
+    id: String,
+    /// Its first 8 characters.
+    prefix: String,
+    /// When it was issued.
+    created_at: String,
+    /// When it was last used, if ever.
+    last_used_at: Option<String>,
+}
+
+/// The workspace's live tokens.
+#[utoipa::path(get, operation_id = "token_list", path = "/workspaces/{id}/tokens", tag = "agents",
+    security(("admin" = []), ("workspace" = [])), params(WorkspaceId, TokensQuery),
+    responses(
+        (status = 200, body = TokenList),
+        (status = 404, description = "`workspace not found`.", body = ErrorBody),
+    ))]
 async fn list_tokens(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<TokensQuery>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TokenList>, ApiError> {
     let id = parse_workspace_id(&id)?;
     require_workspace(&state, &headers, &id).await?;
     let limit = query
@@ -224,45 +417,74 @@ async fn list_tokens(
         .filter(|o| *o >= 0)
         .unwrap_or(0);
     let (tokens, count) = state.app.token_list(&id, limit, offset).await?;
-    let tokens: Vec<Value> = tokens
+    let tokens = tokens
         .iter()
-        .map(|t| {
-            json!({
-                "id": t.id,
-                "prefix": t.prefix,
-                "created_at": timestamp(t.created_at),
-                "last_used_at": t.last_used_at.map(timestamp),
-            })
+        .map(|t| TokenListed {
+            id: t.id.clone(),
+            prefix: t.prefix.clone(),
+            created_at: timestamp(t.created_at),
+            last_used_at: t.last_used_at.map(timestamp),
         })
         .collect();
-    Ok(Json(json!({"tokens": tokens, "count": count})))
+    Ok(Json(TokenList { tokens, count }))
 }
 
+/// Issue one more token for the workspace; the others stay valid.
+#[utoipa::path(post, operation_id = "token_create", path = "/workspaces/{id}/tokens", tag = "agents",
+    security(("admin" = []), ("workspace" = [])), params(WorkspaceId),
+    responses(
+        (status = 201, body = IssuedToken),
+        (status = 404, description = "`workspace not found`.", body = ErrorBody),
+        (status = 410, description = "The workspace is removed (`workspace_removed`).", body = ErrorBody),
+        (status = 429, description = "`maximum 50 active tokens per workspace`.", body = ErrorBody),
+    ))]
 async fn create_token(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<IssuedToken>), ApiError> {
     let id = parse_workspace_id(&id)?;
     require_workspace(&state, &headers, &id).await?;
-    let token = state.app.token_issue(&id).await?;
+    let auth_token = state.app.token_issue(&id).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "auth_token": token,
-            "workspace_id": id,
-            "message": "store this token now: it is shown once",
-        })),
+        Json(IssuedToken {
+            auth_token,
+            workspace_id: id,
+            message: Some("store this token now: it is shown once"),
+        }),
     ))
 }
 
+/// The workspace and token of a revoke.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(
+    dead_code,
+    reason = "a schema for the OpenAPI document; handlers read the raw text"
+)]
+struct TokenOf {
+    /// The workspace's id.
+    #[param(format = Uuid)]
+    id: String,
+    /// The token's id.
+    token_id: String,
+}
+
+/// Revoke one of the workspace's tokens.
+#[utoipa::path(delete, operation_id = "token_revoke", path = "/workspaces/{id}/tokens/{token_id}", tag = "agents",
+    security(("admin" = []), ("workspace" = [])), params(TokenOf),
+    responses(
+        (status = 200, body = StatusAnswer),
+        (status = 404, description = "`workspace not found`, or `token not found or already revoked`.", body = ErrorBody),
+    ))]
 async fn revoke_token(
     State(state): State<AppState>,
     Path((id, token_id)): Path<(String, String)>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StatusAnswer>, ApiError> {
     let id = parse_workspace_id(&id)?;
     require_workspace(&state, &headers, &id).await?;
     state.app.token_revoke(&id, &token_id).await?;
-    Ok(Json(json!({"status": "revoked"})))
+    Ok(Json(StatusAnswer { status: "revoked" }))
 }

@@ -2,14 +2,14 @@
 //! HTML, CSS and JavaScript talking to the same API as every other client, so there is no
 //! build step and nothing to fetch when the binary is built.
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 
 /// Each file the dashboard has: its name under `/dashboard/`, content type and the copy
 /// built into the binary. Only these names are ever served.
@@ -35,16 +35,26 @@ const FILES: &[(&str, &str, &str)] = &[
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:; \
      connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/", get(index))
-        .route("/dashboard/{file}", get(file))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(index))
+        .routes(routes!(file))
 }
 
+/// The dashboard's page.
+#[utoipa::path(get, operation_id = "dashboard_index", path = "/", tag = "dashboard",
+    responses((status = 200, description = "The dashboard's HTML page.", body = String, content_type = "text/html")))]
 async fn index(State(state): State<AppState>) -> Result<Response, ApiError> {
     serve(&state, "index.html").await
 }
 
+/// One of the dashboard's files (`app.js`, `app.css`, `index.html`).
+#[utoipa::path(get, operation_id = "dashboard_file", path = "/dashboard/{file}", tag = "dashboard",
+    params(("file" = String, Path, description = "The file's name.")),
+    responses(
+        (status = 200, description = "The file.", content((String = "text/javascript"), (String = "text/css"), (String = "text/html"))),
+        (status = 404, description = "No such file (`not_found`).", body = ErrorBody),
+    ))]
 async fn file(
     State(state): State<AppState>,
     Path(name): Path<String>,

@@ -5,40 +5,46 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
+use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse as _, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use hatchery_store::EventRow;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::views::timestamp;
+use super::workspaces::WorkspaceId;
 use super::{AppState, require_admin, require_workspace};
 use crate::app::store_error;
 use crate::app::workspaces::parse_workspace_id;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::event_hub::{Cursor, Delivery};
 
 /// The most events one listing returns without a cursor (the spec's), and with one.
 const LIMIT: i64 = 100;
 const MAX_CURSOR_LIMIT: i64 = 1000;
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/events", get(all))
-        .route("/events/stream", get(stream_all))
-        .route("/events/{workspace_id}", get(one_workspace))
-        .route("/workspaces/{id}/events/stream", get(stream_one))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(all))
+        .routes(routes!(stream_all))
+        .routes(routes!(one_workspace))
+        .routes(routes!(stream_one))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// An event's `seq`: only the events after it, oldest first.
+    #[param(pattern = "^\\s*[0-9]+\\s*$")]
     after: Option<String>,
+    /// With `after`: how many at most (100 by default, at most 1000).
     limit: Option<String>,
-    workspace_id: Option<String>,
 }
 
 impl ListQuery {
@@ -50,21 +56,87 @@ impl ListQuery {
     }
 }
 
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct StreamQuery {
+    /// Resume after this event's `seq` (`Last-Event-ID` wins when both are sent).
+    #[param(pattern = "^\\s*[0-9]+\\s*$")]
+    after: Option<String>,
+    /// Only this workspace's events.
+    #[param(format = Uuid)]
+    workspace_id: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ResumeQuery {
+    /// Resume after this event's `seq` (`Last-Event-ID` wins when both are sent).
+    #[param(pattern = "^\\s*[0-9]+\\s*$")]
+    after: Option<String>,
+}
+
+/// A persisted event.
+#[derive(Debug, Serialize, ToSchema)]
+struct EventView {
+    /// Its id.
+    #[schema(format = Uuid)]
+    id: String,
+    /// Its place in the log: the cursor `after=` and `Last-Event-ID` take.
+    seq: i64,
+    /// `WORKSPACE_ONLINE`, `WORKSPACE_PROVISION_FAILED`, …
+    event_type: String,
+    /// The workspace it is about, if any.
+    #[schema(format = Uuid)]
+    workspace_id: Option<String>,
+    /// What happened, by event type.
+    #[schema(value_type = Object)]
+    payload: Value,
+    /// When.
+    created_at: String,
+}
+
+/// The workspace of `/events/{workspace_id}`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(
+    dead_code,
+    reason = "a schema for the OpenAPI document; handlers read the raw text"
+)]
+struct EventsOf {
+    /// The workspace's id.
+    #[param(format = Uuid)]
+    workspace_id: String,
+}
+
+/// The event log: without `after`, the newest 100, newest first; with it, the events
+/// after that cursor, oldest first, so a client can page forward without gaps.
+#[utoipa::path(get, operation_id = "event_list", path = "/events", tag = "events", security(("admin" = [])), params(ListQuery),
+    responses(
+        (status = 200, body = Vec<EventView>),
+        (status = 400, description = "`after` is not an event's seq (`invalid_cursor`), or `workspace_id` is not a UUID.", body = ErrorBody),
+    ))]
 async fn all(
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<EventView>>, ApiError> {
     require_admin(&state, &headers)?;
     list(&state, None, &query).await
 }
 
+/// One workspace's events, as `GET /events` lists them.
+#[utoipa::path(get, operation_id = "event_list_workspace", path = "/events/{workspace_id}", tag = "events", security(("admin" = [])),
+    params(EventsOf, ListQuery),
+    responses(
+        (status = 200, body = Vec<EventView>),
+        (status = 400, description = "The id is not a UUID (`invalid_workspace_id`), or `after` is not an event's seq (`invalid_cursor`).", body = ErrorBody),
+    ))]
 async fn one_workspace(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<ListQuery>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<EventView>>, ApiError> {
     let id = parse_workspace_id(&id)?;
     require_admin(&state, &headers)?;
     list(&state, Some(&id), &query).await
@@ -76,7 +148,7 @@ async fn list(
     state: &AppState,
     workspace_id: Option<&str>,
     query: &ListQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<EventView>>, ApiError> {
     let read = store_error("failed to list events");
     let rows = match query.after()? {
         None => state
@@ -100,23 +172,35 @@ async fn list(
                 .map_err(read)?
         }
     };
-    Ok(Json(Value::Array(rows.iter().map(event_view).collect())))
+    Ok(Json(rows.iter().map(EventView::of).collect()))
 }
 
-fn event_view(e: &EventRow) -> Value {
-    json!({
-        "id": e.id,
-        "seq": e.seq,
-        "event_type": e.event_type,
-        "workspace_id": e.workspace_id,
-        "payload": serde_json::from_str::<Value>(&e.payload).unwrap_or(Value::Null),
-        "created_at": timestamp(e.created_at),
-    })
+impl EventView {
+    fn of(e: &EventRow) -> Self {
+        Self {
+            id: e.id.clone(),
+            seq: e.seq,
+            event_type: e.event_type.clone(),
+            workspace_id: e.workspace_id.clone(),
+            payload: serde_json::from_str::<Value>(&e.payload).unwrap_or(Value::Null),
+            created_at: timestamp(e.created_at),
+        }
+    }
 }
 
+/// Every event as it happens, as server-sent events (`id:` is the event's seq, `data:`
+/// `{"type","timestamp","data"}`), after a first `: ping`. Resumes after `Last-Event-ID`
+/// (what `EventSource` sends on reconnect) or `?after=`; a subscriber too slow to keep up
+/// is sent `event: lagged` with where to resume.
+#[utoipa::path(get, operation_id = "event_stream", path = "/events/stream", tag = "events", security(("admin" = [])),
+    params(StreamQuery, ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event's seq.")),
+    responses(
+        (status = 200, description = "A stream of events that stays open.", body = String, content_type = "text/event-stream"),
+        (status = 400, description = "The cursor is not an event's seq (`invalid_cursor`), or `workspace_id` is not a UUID.", body = ErrorBody),
+    ))]
 async fn stream_all(
     State(state): State<AppState>,
-    Query(query): Query<ListQuery>,
+    Query(query): Query<StreamQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     require_admin(&state, &headers)?;
@@ -129,10 +213,19 @@ async fn stream_all(
     sse(&state, filter, after).await
 }
 
+/// One workspace's events as they happen, as `GET /events/stream` sends them.
+#[utoipa::path(get, operation_id = "event_stream_workspace", path = "/workspaces/{id}/events/stream", tag = "events",
+    security(("admin" = []), ("workspace" = [])),
+    params(WorkspaceId, ResumeQuery, ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event's seq.")),
+    responses(
+        (status = 200, description = "A stream of events that stays open.", body = String, content_type = "text/event-stream"),
+        (status = 400, description = "The cursor is not an event's seq (`invalid_cursor`).", body = ErrorBody),
+        (status = 404, description = "`workspace not found`.", body = ErrorBody),
+    ))]
 async fn stream_one(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(query): Query<ListQuery>,
+    Query(query): Query<ResumeQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = parse_workspace_id(&id)?;

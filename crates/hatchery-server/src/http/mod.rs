@@ -1,11 +1,13 @@
 //! HTTP: the router, shared extractors and gates. One resource per module; handlers
-//! extract, call one application function, convert the result.
+//! extract, call one application function, convert the result. Each handler carries its
+//! OpenAPI operation (`#[utoipa::path]`), and routes are registered with it.
 
 mod activity;
 mod agents;
 mod bundles;
 mod dashboard;
 mod events;
+mod openapi;
 mod org;
 mod registry;
 mod secrets;
@@ -14,11 +16,12 @@ mod workspaces;
 mod ws;
 
 use axum::body::{Body, Bytes};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app::App;
 use crate::app::access::Credential;
@@ -42,15 +45,14 @@ pub struct AppState {
     pub dashboard_dir: Option<std::sync::Arc<std::path::Path>>,
 }
 
-/// The router with every route.
-pub fn router(state: AppState) -> Router {
-    let request_metrics = std::sync::Arc::clone(&state.app.metrics);
-    Router::new()
-        .route("/health", get(health))
-        .route("/metrics", get(metrics))
-        .route("/admin/registry", get(registry::show))
-        .route("/admin/registry/reload", post(registry::reload))
-        .route("/admin/registry/explain", get(registry::explain))
+/// Every route, each registered together with its OpenAPI operation, so no route can be
+/// served undocumented.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(health))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi_json))
+        .merge(registry::routes())
         .merge(dashboard::routes())
         .merge(workspaces::routes())
         .merge(secrets::routes())
@@ -60,6 +62,13 @@ pub fn router(state: AppState) -> Router {
         .merge(ws::routes())
         .merge(org::routes())
         .merge(bundles::routes())
+}
+
+/// The router with every route.
+pub fn router(state: AppState) -> Router {
+    let request_metrics = std::sync::Arc::clone(&state.app.metrics);
+    let (router, _) = api_routes().split_for_parts();
+    router
         .with_state(state)
         .route_layer(axum::middleware::from_fn_with_state(
             request_metrics,
@@ -67,16 +76,53 @@ pub fn router(state: AppState) -> Router {
         ))
 }
 
-async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> Json<Value> {
-    if state.app.dev {
-        Json(json!({"status": "ok", "dev_mode": true}))
-    } else {
-        Json(json!({"status": "ok"}))
-    }
+/// The OpenAPI 3.1 document of every route, as `GET /openapi.json` serves it.
+#[must_use]
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, document) = api_routes().split_for_parts();
+    openapi::finish(document)
 }
 
+/// Liveness: the server answers.
+#[utoipa::path(get, operation_id = "health", path = "/health", tag = "server",
+    responses((status = 200, description = "The server is up; `dev_mode` only in dev mode.", body = HealthAnswer)))]
+async fn health(State(state): State<AppState>) -> Json<HealthAnswer> {
+    Json(HealthAnswer {
+        status: "ok",
+        dev_mode: state.app.dev.then_some(true),
+    })
+}
+
+/// `GET /health`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct HealthAnswer {
+    /// Always `ok`.
+    status: &'static str,
+    /// Present (true) only when the server runs in dev mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dev_mode: Option<bool>,
+}
+
+/// This document.
+#[utoipa::path(get, operation_id = "openapi", path = "/openapi.json", tag = "server",
+    responses((status = 200, description = "The OpenAPI 3.1 document of every route.", body = Object)))]
+async fn openapi_json() -> impl axum::response::IntoResponse {
+    static DOCUMENT: std::sync::LazyLock<Bytes> = std::sync::LazyLock::new(|| {
+        // Serializing a document of plain data cannot fail; an empty object is a safe
+        // answer if it ever did.
+        Bytes::from(serde_json::to_vec(&openapi()).unwrap_or_else(|_| b"{}".to_vec()))
+    });
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        DOCUMENT.clone(),
+    )
+}
+
+/// Prometheus metrics, in the text exposition format.
+#[utoipa::path(get, operation_id = "metrics", path = "/metrics", tag = "server", security(("admin" = [])),
+    responses((status = 200, description = "The metrics, in Prometheus' text format.", body = String, content_type = "application/openmetrics-text")))]
 async fn metrics(
-    axum::extract::State(state): axum::extract::State<AppState>,
+    State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<(StatusCode, [(&'static str, &'static str); 1], String), ApiError> {
     require_admin(&state, &headers)?;

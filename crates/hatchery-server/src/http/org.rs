@@ -5,31 +5,37 @@
 //! when required environment variables are not global secrets and `force` is not set,
 //! 409 when the org is already imported (unless `?replace=true` or `?duplicate=true`).
 
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use hatchery_core::org::Plan;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::views::WorkspaceStatus;
 use super::{AppState, json_body, require_admin};
-use crate::app::org::ImportOptions;
-use crate::error::ApiError;
+use crate::app::org::{ImportOptions, TemplateSummary};
+use crate::error::{ApiError, ErrorBody};
 use hatchery_store::EarlierImports;
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/org/import", post(import))
-        .route("/org/templates", get(templates))
-        .route("/templates", get(workspace_templates))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(import))
+        .routes(routes!(templates))
+        .routes(routes!(workspace_templates))
 }
 
-#[derive(Debug, Deserialize)]
+/// The body of `POST /org/import`: `dir` or `template`.
+#[derive(Debug, Deserialize, ToSchema)]
 struct ImportBody {
     /// An org template directory on the server.
     dir: Option<String>,
     /// An inline template: an object, or its YAML as a string.
+    #[schema(value_type = Option<Value>)]
     template: Option<Value>,
     /// The files an inline template's nodes name (`*_file`, `files_dir`), by their path
     /// relative to the template: what `hatchery org import DIR` sends.
@@ -39,17 +45,117 @@ struct ImportBody {
     force: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ImportQuery {
+    /// `true`: answer the plan and change nothing.
     dry_run: Option<String>,
+    /// `true`: any problem refuses the whole import (422 with the plan).
     strict: Option<String>,
+    /// `true`: remove the earlier import of the same org in the same transaction.
     replace: Option<String>,
+    /// `true`: import a second copy beside the earlier one.
     duplicate: Option<String>,
+}
+
+impl ImportQuery {
+    /// What to do about an earlier import of the same org.
+    fn earlier(&self) -> Result<EarlierImports, ApiError> {
+        match (
+            self.replace.as_deref() == Some("true"),
+            self.duplicate.as_deref() == Some("true"),
+        ) {
+            (false, false) => Ok(EarlierImports::Refuse),
+            (true, false) => Ok(EarlierImports::Replace),
+            (false, true) => Ok(EarlierImports::Duplicate),
+            (true, true) => Err(ApiError::bad_request(
+                "invalid request body",
+                "invalid_request",
+                None,
+                "replace and duplicate exclude each other",
+            )),
+        }
+    }
+}
+
+/// What an import answers: the plan of a dry run, or what was written.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum ImportReply {
+    DryRun(DryRunAnswer),
+    Imported(ImportAnswer),
+}
+
+/// A dry run's answer: the plan, node by node.
+#[derive(Debug, Serialize, ToSchema)]
+struct DryRunAnswer {
+    #[schema(inline)]
+    #[serde(flatten)]
+    plan: Plan,
+    /// Always true.
+    dry_run: bool,
+    /// Whether every node could be created as it is.
+    ok: bool,
+}
+
+/// An import's answer.
+#[derive(Debug, Serialize, ToSchema)]
+struct ImportAnswer {
+    /// The org's name.
+    org: String,
+    /// How many workspaces were written.
+    count: usize,
+    /// Each, parents first.
+    workspaces: Vec<ImportedView>,
+}
+
+/// A workspace an import wrote.
+#[derive(Debug, Serialize, ToSchema)]
+struct ImportedView {
+    /// Its new id.
+    #[schema(format = Uuid)]
+    id: String,
+    /// Its name.
+    name: String,
+    /// Its tier.
+    tier: i64,
+    /// `provisioning`, `online`/`awaiting_agent` (external), or `failed`.
+    #[schema(value_type = WorkspaceStatus)]
+    status: &'static str,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 const INVALID_TEMPLATE: &str = "invalid org template";
 
-/// `GET /templates`: the workspace templates of the server's templates directory.
+/// A workspace template, summed up from its `config.yaml`.
+#[derive(ToSchema)]
+#[allow(
+    dead_code,
+    reason = "a schema for the OpenAPI document; never constructed"
+)]
+struct WorkspaceTemplateView {
+    /// Its directory's name.
+    id: String,
+    /// Its name (the directory's when it names none).
+    name: String,
+    /// What it is for.
+    description: Option<String>,
+    /// Its tier, runtime and model as written.
+    tier: Option<String>,
+    runtime: Option<String>,
+    model: Option<String>,
+    /// Its skills (the folders of `skills/`).
+    skills: Vec<String>,
+    skill_count: usize,
+    /// Why its `config.yaml` could not be read, if it could not.
+    error: Option<String>,
+}
+
+/// The workspace templates of the server's templates directory.
+#[utoipa::path(get, operation_id = "template_list", path = "/templates", tag = "org", security(("admin" = [])),
+    responses((status = 200, body = Vec<WorkspaceTemplateView>)))]
 async fn workspace_templates(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -58,24 +164,40 @@ async fn workspace_templates(
     Ok(Json(Value::Array(state.app.workspace_templates())))
 }
 
-/// `GET /org/templates`: the org templates of the server's templates directory.
+/// The org templates of the server's templates directory, with whether the global
+/// secrets meet their required environment.
+#[utoipa::path(get, operation_id = "org_template_list", path = "/org/templates", tag = "org", security(("admin" = [])),
+    responses((status = 200, body = Vec<TemplateSummary>)))]
 async fn templates(
     State(state): State<AppState>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<TemplateSummary>>, ApiError> {
     require_admin(&state, &headers)?;
-    let listed = state.app.org_templates().await?;
-    Ok(Json(serde_json::to_value(listed).map_err(|e| {
-        ApiError::internal("failed to list templates", e)
-    })?))
+    Ok(Json(state.app.org_templates().await?))
 }
 
+/// Import an org template: every node checked as a create would be, the whole tree
+/// written in one transaction. A node that cannot be created is recorded `failed` with its
+/// reason, its subtree with `parent failed`; nothing is left provisioning.
+#[utoipa::path(post, operation_id = "org_import", path = "/org/import", tag = "org", security(("admin" = [])),
+    params(ImportQuery), request_body = ImportBody,
+    responses(
+        (status = 200, description = "The plan of a dry run; nothing was changed.", body = DryRunAnswer),
+        (status = 201, description = "Every node was created.", body = ImportAnswer),
+        (status = 207, description = "Some nodes failed; each says why.", body = ImportAnswer),
+        (status = 400, description = "`invalid request body`, `provide 'dir' or 'template'`, `invalid org template` (`detail` says where), `invalid org directory`.", body = ErrorBody),
+        (status = 404, description = "`org template not found: <dir>`.", body = ErrorBody),
+        (status = 409, description = "The org is already imported (`org_already_imported`, naming its root); pass `replace` or `duplicate`.", body = ErrorBody),
+        (status = 412, description = "Required environment variables are not global secrets (`missing_required_env`, with `missing_env`); pass `force`.", body = ErrorBody),
+        (status = 422, description = "Nothing could be imported, or, with `strict`, anything could not (`org_import_refused`, with the `plan`).", body = ErrorBody),
+        (status = 503, description = "No registry snapshot is in force (`registry_unavailable`).", body = ErrorBody),
+    ))]
 async fn import(
     State(state): State<AppState>,
     Query(query): Query<ImportQuery>,
     headers: HeaderMap,
     body: Body,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<ImportReply>), ApiError> {
     require_admin(&state, &headers)?;
     let body: ImportBody = json_body(body, "invalid request body").await?;
     // Sent files are laid out in a private directory that lives as long as this import.
@@ -117,32 +239,17 @@ async fn import(
     })?;
     if query.dry_run.as_deref() == Some("true") {
         let plan = state.app.org_plan(&template, base.as_deref()).await?;
-        let mut answer = serde_json::to_value(&plan)
-            .map_err(|e| ApiError::internal("failed to render the plan", e))?;
-        answer["dry_run"] = json!(true);
-        answer["ok"] = json!(plan.is_clean());
-        return Ok((StatusCode::OK, Json(answer)));
+        let answer = DryRunAnswer {
+            ok: plan.is_clean(),
+            plan,
+            dry_run: true,
+        };
+        return Ok((StatusCode::OK, Json(ImportReply::DryRun(answer))));
     }
-    let earlier = match (
-        query.replace.as_deref() == Some("true"),
-        query.duplicate.as_deref() == Some("true"),
-    ) {
-        (false, false) => EarlierImports::Refuse,
-        (true, false) => EarlierImports::Replace,
-        (false, true) => EarlierImports::Duplicate,
-        (true, true) => {
-            return Err(ApiError::bad_request(
-                "invalid request body",
-                "invalid_request",
-                None,
-                "replace and duplicate exclude each other",
-            ));
-        }
-    };
     let options = ImportOptions {
         strict: query.strict.as_deref() == Some("true"),
         force: body.force,
-        earlier,
+        earlier: query.earlier()?,
         as_org: true,
     };
     let imported = state
@@ -150,14 +257,14 @@ async fn import(
         .org_import(&template, base.as_deref(), options)
         .await?;
     let all_fine = imported.iter().all(|n| n.error.is_none());
-    let workspaces: Vec<Value> = imported
-        .iter()
-        .map(|n| {
-            let mut entry = json!({"id": n.id, "name": n.name, "tier": n.tier, "status": n.status});
-            if let Some(error) = &n.error {
-                entry["error"] = json!(error);
-            }
-            entry
+    let workspaces: Vec<ImportedView> = imported
+        .into_iter()
+        .map(|n| ImportedView {
+            id: n.id,
+            name: n.name,
+            tier: n.tier,
+            status: n.status,
+            error: n.error,
         })
         .collect();
     let status = if all_fine {
@@ -165,8 +272,10 @@ async fn import(
     } else {
         StatusCode::MULTI_STATUS
     };
-    Ok((
-        status,
-        Json(json!({"org": template.name, "count": workspaces.len(), "workspaces": workspaces})),
-    ))
+    let answer = ImportAnswer {
+        org: template.name,
+        count: workspaces.len(),
+        workspaces,
+    };
+    Ok((status, Json(ImportReply::Imported(answer))))
 }

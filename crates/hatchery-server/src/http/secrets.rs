@@ -1,112 +1,233 @@
 //! Secrets: global (`/settings/secrets`, alias `/admin/secrets`) and per workspace.
 //! Lists show names and times, never values.
 
+use std::collections::BTreeMap;
+
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::routing::{delete, get};
-use axum::{Json, Router};
 use hatchery_store::{GLOBAL_SCOPE, workspace_scope};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::views::timestamp;
+use super::workspaces::WorkspaceId;
 use super::{AppState, json_body, require_admin, require_boot, require_workspace};
 use crate::app::secrets::SecretSummary;
 use crate::app::workspaces::parse_workspace_id;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/settings/secrets",
-            get(global_list).put(global_set).post(global_set),
-        )
-        .route("/settings/secrets/{key}", delete(global_delete))
-        .route("/admin/secrets", get(global_list).post(global_set))
-        .route("/admin/secrets/{key}", delete(global_delete))
-        .route(
-            "/workspaces/{id}/secrets",
-            get(workspace_list).put(workspace_set).post(workspace_set),
-        )
-        .route("/workspaces/{id}/secrets/values", get(workspace_values))
-        .route("/workspaces/{id}/secrets/{key}", delete(workspace_delete))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(global_list, global_set))
+        .routes(routes!(global_delete))
+        .routes(routes!(admin_list, admin_set))
+        .routes(routes!(admin_delete))
+        .routes(routes!(workspace_list, workspace_set))
+        .routes(routes!(workspace_values))
+        .routes(routes!(workspace_delete))
 }
 
-#[derive(Debug, Deserialize)]
+/// The body that sets a secret.
+#[derive(Debug, Deserialize, ToSchema)]
 struct SetSecret {
+    /// Its name: `^[A-Z][A-Z0-9_]{0,127}$`.
     #[serde(default)]
+    #[schema(pattern = "^[A-Z][A-Z0-9_]{0,127}$")]
     key: String,
+    /// Its value, non-empty; stored encrypted, never shown again.
     #[serde(default)]
+    #[schema(min_length = 1)]
     value: String,
 }
 
-fn listed(summaries: Vec<SecretSummary>) -> Json<Value> {
-    Json(Value::Array(
-        summaries
-            .into_iter()
-            .map(|s| {
-                json!({
-                    "key": s.key,
-                    "has_value": true,
-                    "scope": s.scope,
-                    "created_at": timestamp(s.created_at),
-                    "updated_at": timestamp(s.updated_at),
-                })
-            })
-            .collect(),
-    ))
+/// A secret, by name: the value is never listed.
+#[derive(Debug, Serialize, ToSchema)]
+struct SecretListed {
+    /// Its name.
+    key: String,
+    /// Always true.
+    has_value: bool,
+    /// `workspace` or `global`.
+    scope: &'static str,
+    /// When it was first set.
+    created_at: String,
+    /// When it was last set.
+    updated_at: String,
 }
 
+/// A secret saved or deleted.
+#[derive(Debug, Serialize, ToSchema)]
+struct SecretChanged {
+    /// `saved` or `deleted`.
+    status: &'static str,
+    /// Its name.
+    key: String,
+    /// `global` for a global secret; absent for a workspace's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<&'static str>,
+}
+
+/// The secret in the path.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(
+    dead_code,
+    reason = "a schema for the OpenAPI document; handlers read the raw text"
+)]
+struct SecretKey {
+    /// The secret's name.
+    key: String,
+}
+
+fn listed(summaries: Vec<SecretSummary>) -> Json<Vec<SecretListed>> {
+    Json(
+        summaries
+            .into_iter()
+            .map(|s| SecretListed {
+                key: s.key,
+                has_value: true,
+                scope: s.scope,
+                created_at: timestamp(s.created_at),
+                updated_at: timestamp(s.updated_at),
+            })
+            .collect(),
+    )
+}
+
+/// The global secrets, by name.
+#[utoipa::path(get, operation_id = "secret_list_global", path = "/settings/secrets", tag = "secrets", security(("admin" = [])),
+    responses((status = 200, body = Vec<SecretListed>)))]
 async fn global_list(
     State(state): State<AppState>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<SecretListed>>, ApiError> {
     require_admin(&state, &headers)?;
     Ok(listed(state.app.secret_list_global().await?))
 }
 
+/// Set a global secret. Workspaces that do not override it restart to pick it up.
+#[utoipa::path(method(put, post), operation_id = "secret_set_global", path = "/settings/secrets", tag = "secrets", security(("admin" = [])),
+    request_body = SetSecret,
+    responses(
+        (status = 200, body = SecretChanged),
+        (status = 400, description = "`invalid request body`: an empty or badly named key, or an empty value.", body = ErrorBody),
+        (status = 503, description = "The server has no secrets key (`secrets_key_missing`).", body = ErrorBody),
+    ))]
 async fn global_set(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SecretChanged>, ApiError> {
     require_admin(&state, &headers)?;
     let body: SetSecret = json_body(body, "invalid request body").await?;
     state.app.secret_set_global(&body.key, &body.value).await?;
-    Ok(Json(
-        json!({"status": "saved", "key": body.key, "scope": "global"}),
-    ))
+    Ok(Json(SecretChanged {
+        status: "saved",
+        key: body.key,
+        scope: Some("global"),
+    }))
 }
 
+/// Delete a global secret.
+#[utoipa::path(delete, operation_id = "secret_delete_global", path = "/settings/secrets/{key}", tag = "secrets", security(("admin" = [])),
+    params(SecretKey),
+    responses(
+        (status = 200, body = SecretChanged),
+        (status = 404, description = "`secret not found`.", body = ErrorBody),
+    ))]
 async fn global_delete(
     State(state): State<AppState>,
     Path(key): Path<String>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SecretChanged>, ApiError> {
     require_admin(&state, &headers)?;
     state.app.secret_delete(GLOBAL_SCOPE, &key).await?;
-    Ok(Json(
-        json!({"status": "deleted", "key": key, "scope": "global"}),
-    ))
+    Ok(Json(SecretChanged {
+        status: "deleted",
+        key,
+        scope: Some("global"),
+    }))
 }
 
+/// The global secrets, by name (an alias of `GET /settings/secrets`).
+#[utoipa::path(get, operation_id = "secret_list_global_alias", path = "/admin/secrets", tag = "secrets", security(("admin" = [])),
+    responses((status = 200, body = Vec<SecretListed>)))]
+async fn admin_list(
+    state: State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<SecretListed>>, ApiError> {
+    global_list(state, headers).await
+}
+
+/// Set a global secret (an alias of `POST /settings/secrets`).
+#[utoipa::path(post, operation_id = "secret_set_global_alias", path = "/admin/secrets", tag = "secrets", security(("admin" = [])),
+    request_body = SetSecret,
+    responses(
+        (status = 200, body = SecretChanged),
+        (status = 400, description = "`invalid request body`: an empty or badly named key, or an empty value.", body = ErrorBody),
+        (status = 503, description = "The server has no secrets key (`secrets_key_missing`).", body = ErrorBody),
+    ))]
+async fn admin_set(
+    state: State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<SecretChanged>, ApiError> {
+    global_set(state, headers, body).await
+}
+
+/// Delete a global secret (an alias of `DELETE /settings/secrets/{key}`).
+#[utoipa::path(delete, operation_id = "secret_delete_global_alias", path = "/admin/secrets/{key}", tag = "secrets", security(("admin" = [])),
+    params(SecretKey),
+    responses(
+        (status = 200, body = SecretChanged),
+        (status = 404, description = "`secret not found`.", body = ErrorBody),
+    ))]
+async fn admin_delete(
+    state: State<AppState>,
+    key: Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<SecretChanged>, ApiError> {
+    global_delete(state, key, headers).await
+}
+
+/// The workspace's secrets, then the global ones it does not override, by name.
+#[utoipa::path(get, operation_id = "secret_list_workspace", path = "/workspaces/{id}/secrets", tag = "secrets",
+    security(("admin" = []), ("workspace" = [])), params(WorkspaceId),
+    responses(
+        (status = 200, body = Vec<SecretListed>),
+        (status = 404, description = "`workspace not found`.", body = ErrorBody),
+    ))]
 async fn workspace_list(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Vec<SecretListed>>, ApiError> {
     let id = parse_workspace_id(&id)?;
     require_workspace(&state, &headers, &id).await?;
     Ok(listed(state.app.secret_list_workspace(&id).await?))
 }
 
+/// Set one of the workspace's secrets; the workspace restarts to pick it up.
+#[utoipa::path(method(put, post), operation_id = "secret_set_workspace", path = "/workspaces/{id}/secrets", tag = "secrets",
+    security(("admin" = []), ("workspace" = [])), params(WorkspaceId),
+    request_body = SetSecret,
+    responses(
+        (status = 200, body = SecretChanged),
+        (status = 400, description = "`invalid request body`: an empty or badly named key, or an empty value.", body = ErrorBody),
+        (status = 404, description = "`workspace not found`.", body = ErrorBody),
+        (status = 410, description = "The workspace is removed (`workspace_removed`).", body = ErrorBody),
+        (status = 503, description = "The server has no secrets key (`secrets_key_missing`).", body = ErrorBody),
+    ))]
 async fn workspace_set(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SecretChanged>, ApiError> {
     let id = parse_workspace_id(&id)?;
     require_workspace(&state, &headers, &id).await?;
     let body: SetSecret = json_body(body, "invalid request body").await?;
@@ -114,28 +235,51 @@ async fn workspace_set(
         .app
         .secret_set_workspace(&id, &body.key, &body.value)
         .await?;
-    Ok(Json(json!({"status": "saved", "key": body.key})))
+    Ok(Json(SecretChanged {
+        status: "saved",
+        key: body.key,
+        scope: None,
+    }))
 }
 
+/// The values the workspace's agent gets: its own secrets over the global ones. What does
+/// not decrypt refuses the whole answer (500 with `failed_keys`), never a partial one.
+#[utoipa::path(get, operation_id = "secret_values", path = "/workspaces/{id}/secrets/values", tag = "secrets",
+    security(("admin" = []), ("workspace" = [])), params(WorkspaceId),
+    responses(
+        (status = 200, description = "Each value by its name.", body = BTreeMap<String, String>),
+        (status = 404, description = "`workspace not found`.", body = ErrorBody),
+        (status = 503, description = "The server has no secrets key (`secrets_key_missing`).", body = ErrorBody),
+    ))]
 async fn workspace_values(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BTreeMap<String, String>>, ApiError> {
     let id = parse_workspace_id(&id)?;
     require_boot(&state, &headers, &id).await?;
-    let values = state.app.secret_values(&id).await?;
-    Ok(Json(json!(values)))
+    Ok(Json(state.app.secret_values(&id).await?))
 }
 
+/// Delete one of the workspace's secrets.
+#[utoipa::path(delete, operation_id = "secret_delete_workspace", path = "/workspaces/{id}/secrets/{key}", tag = "secrets",
+    security(("admin" = []), ("workspace" = [])), params(WorkspaceId, SecretKey),
+    responses(
+        (status = 200, body = SecretChanged),
+        (status = 404, description = "`workspace not found`, or `secret not found`.", body = ErrorBody),
+    ))]
 async fn workspace_delete(
     State(state): State<AppState>,
     Path((id, key)): Path<(String, String)>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SecretChanged>, ApiError> {
     let id = parse_workspace_id(&id)?;
     require_workspace(&state, &headers, &id).await?;
     state.app.workspace_exists(&id).await?;
     state.app.secret_delete(&workspace_scope(&id), &key).await?;
-    Ok(Json(json!({"status": "deleted", "key": key})))
+    Ok(Json(SecretChanged {
+        status: "deleted",
+        key,
+        scope: None,
+    }))
 }

@@ -1,9 +1,13 @@
-//! Wire shapes: the JSON clients see, field for field as the platform API has them.
+//! Wire shapes: the JSON clients see, field for field as the platform API has them. The
+//! handlers serialize these types, and the OpenAPI document is generated from them, so the
+//! two cannot drift apart.
 
 use std::time::SystemTime;
 
 use hatchery_store::{WorkspaceRow, micros_to_time};
-use serde_json::{Map, Value, json};
+use serde::{Serialize, Serializer};
+use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 /// RFC 3339 in UTC.
 pub(crate) fn timestamp(micros: i64) -> String {
@@ -28,63 +32,244 @@ pub(crate) fn go_number(value: f64) -> Value {
     json!(value)
 }
 
+#[allow(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's serialize_with passes a reference"
+)]
+fn serialize_go_number<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+    go_number(*value).serialize(serializer)
+}
+
 /// Parse a stored JSON column; a damaged one shows as null rather than failing the list.
-fn stored_json(text: Option<&str>) -> Value {
+pub(crate) fn stored_json(text: Option<&str>) -> Value {
     text.and_then(|t| serde_json::from_str(t).ok())
         .unwrap_or(Value::Null)
 }
 
-fn common(row: &WorkspaceRow) -> Map<String, Value> {
-    let mut out = Map::new();
-    let mut put = |key: &str, value: Value| {
-        out.insert(key.to_owned(), value);
-    };
-    put("id", json!(row.id));
-    put("name", json!(row.name));
-    put("role", json!(row.role));
-    put("tier", json!(row.tier));
-    put("status", json!(row.status));
-    put("url", json!(row.url));
-    put("parent_id", json!(row.parent_id));
-    put("agent_card", stored_json(row.agent_card.as_deref()));
-    put("active_tasks", json!(row.active_tasks));
-    put("max_concurrent_tasks", json!(row.max_concurrent_tasks));
-    put("last_error_rate", go_number(row.last_error_rate));
-    put("uptime_seconds", json!(row.uptime_seconds));
-    put("runtime", json!(row.runtime));
-    put("x", go_number(row.x));
-    put("y", go_number(row.y));
-    put("collapsed", json!(row.collapsed != 0));
-    // hatchery's additions: what was decided about the provider, and by which registry.
-    put("model", json!(row.model));
-    put("provider", json!(row.provider));
-    put("provider_source", json!(row.provider_source));
-    put("llm_billing_mode", json!(row.llm_billing_mode));
-    put("registry_hash", json!(row.registry_hash));
-    put("workspace_access", json!(row.workspace_access));
-    put("failure_reason", json!(row.failure_reason));
-    put("last_seen_at", json!(row.last_seen_at.map(timestamp)));
-    put("created_at", json!(timestamp(row.created_at)));
-    out
+/// The states a workspace can be in (spec §3). Only a schema: the store keeps the status
+/// as its wire string.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(
+    dead_code,
+    reason = "a schema for the OpenAPI document; never constructed"
+)]
+pub(crate) enum WorkspaceStatus {
+    Provisioning,
+    Online,
+    Degraded,
+    Offline,
+    Failed,
+    Paused,
+    Hibernating,
+    Hibernated,
+    AwaitingAgent,
+    Removed,
+}
+
+/// What every view of a workspace has.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct WorkspaceCommon {
+    /// The workspace's id (a lower-case UUID).
+    #[schema(format = Uuid)]
+    id: String,
+    /// Its name.
+    name: String,
+    /// Its role, null when none.
+    role: Option<String>,
+    /// 1 sandboxed, 2 standard, 3 privileged, 4 full host.
+    tier: i64,
+    /// Where it is in its life.
+    #[schema(value_type = WorkspaceStatus)]
+    status: String,
+    /// The agent's registered URL, `""` when none.
+    url: String,
+    /// The parent workspace, null for a root.
+    #[schema(format = Uuid)]
+    parent_id: Option<String>,
+    /// The agent card the agent registered, as it sent it.
+    #[schema(value_type = Option<Object>)]
+    agent_card: Value,
+    /// Tasks in flight, as the agent last reported.
+    active_tasks: i64,
+    /// How many tasks the agent may run at once.
+    max_concurrent_tasks: i64,
+    /// The error rate the agent last reported (0–1).
+    #[serde(serialize_with = "serialize_go_number")]
+    last_error_rate: f64,
+    /// Seconds since the agent started, as it last reported.
+    uptime_seconds: i64,
+    /// The agent runtime, `""` when none was named.
+    runtime: String,
+    /// Canvas position.
+    #[serde(serialize_with = "serialize_go_number")]
+    x: f64,
+    /// Canvas position.
+    #[serde(serialize_with = "serialize_go_number")]
+    y: f64,
+    /// Whether the canvas shows its children folded.
+    collapsed: bool,
+    /// The model id, `""` when none was named.
+    model: String,
+    /// The provider stamped into its config; null when the registry does not know the
+    /// runtime/model (pass-through) or the create was refused.
+    provider: Option<String>,
+    /// How the provider was obtained (`explicit`, `derived`, `pass_through`, …).
+    provider_source: String,
+    /// Who pays for its model calls: `platform` or `byok`; null with no provider.
+    llm_billing_mode: Option<String>,
+    /// The registry snapshot the decision was made with.
+    registry_hash: String,
+    /// `none`, `read_only` or `read_write`.
+    workspace_access: String,
+    /// Why it is `failed`, when it is.
+    failure_reason: Option<String>,
+    /// Its agent's last register or heartbeat.
+    last_seen_at: Option<String>,
+    /// When it was created.
+    created_at: String,
+}
+
+impl WorkspaceCommon {
+    fn of(row: &WorkspaceRow) -> Self {
+        Self {
+            id: row.id.clone(),
+            name: row.name.clone(),
+            role: row.role.clone(),
+            tier: row.tier,
+            status: row.status.clone(),
+            url: row.url.clone(),
+            parent_id: row.parent_id.clone(),
+            agent_card: stored_json(row.agent_card.as_deref()),
+            active_tasks: row.active_tasks,
+            max_concurrent_tasks: row.max_concurrent_tasks,
+            last_error_rate: row.last_error_rate,
+            uptime_seconds: row.uptime_seconds,
+            runtime: row.runtime.clone(),
+            x: row.x,
+            y: row.y,
+            collapsed: row.collapsed != 0,
+            model: row.model.clone(),
+            provider: row.provider.clone(),
+            provider_source: row.provider_source.clone(),
+            llm_billing_mode: row.llm_billing_mode.clone(),
+            registry_hash: row.registry_hash.clone(),
+            workspace_access: row.workspace_access.clone(),
+            failure_reason: row.failure_reason.clone(),
+            last_seen_at: row.last_seen_at.map(timestamp),
+            created_at: timestamp(row.created_at),
+        }
+    }
 }
 
 /// An element of `GET /workspaces`.
-pub(crate) fn workspace_full(row: &WorkspaceRow) -> Value {
-    let mut out = common(row);
-    out.insert("last_sample_error".into(), json!(row.last_sample_error));
-    out.insert("current_task".into(), json!(row.current_task));
-    out.insert("workspace_dir".into(), json!(row.workspace_dir));
-    out.insert("budget_limit".into(), json!(row.budget_limit));
-    out.insert("monthly_spend".into(), json!(row.monthly_spend));
-    Value::Object(out)
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct WorkspaceFull {
+    #[serde(flatten)]
+    common: WorkspaceCommon,
+    /// An example error from the agent's last heartbeat.
+    last_sample_error: String,
+    /// What the agent works on, `""` when idle.
+    current_task: String,
+    /// The host directory mounted into it, if any.
+    workspace_dir: Option<String>,
+    /// Monthly budget in cents, null for none.
+    budget_limit: Option<i64>,
+    /// Cents spent this month, as the agent last reported.
+    monthly_spend: i64,
+}
+
+impl From<&WorkspaceRow> for WorkspaceFull {
+    fn from(row: &WorkspaceRow) -> Self {
+        Self {
+            common: WorkspaceCommon::of(row),
+            last_sample_error: row.last_sample_error.clone(),
+            current_task: row.current_task.clone(),
+            workspace_dir: row.workspace_dir.clone(),
+            budget_limit: row.budget_limit,
+            monthly_spend: row.monthly_spend,
+        }
+    }
 }
 
 /// `GET /workspaces/:id`.
-pub(crate) fn workspace_single(row: &WorkspaceRow) -> Value {
-    let mut out = common(row);
-    out.insert(
-        "last_outbound_at".into(),
-        json!(row.last_outbound_at.map(timestamp)),
-    );
-    Value::Object(out)
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct WorkspaceSingle {
+    #[serde(flatten)]
+    common: WorkspaceCommon,
+    /// The agent's last outbound call.
+    last_outbound_at: Option<String>,
+}
+
+impl From<&WorkspaceRow> for WorkspaceSingle {
+    fn from(row: &WorkspaceRow) -> Self {
+        Self {
+            common: WorkspaceCommon::of(row),
+            last_outbound_at: row.last_outbound_at.map(timestamp),
+        }
+    }
+}
+
+/// An answer that is only a status word (`{"status":"ok"}`, `{"status":"updated"}`, …).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct StatusAnswer {
+    /// What was done.
+    pub status: &'static str,
+}
+
+/// `GET /admin/registry/explain`: what the live registry derives for a runtime and model,
+/// in the registry's own words, with the trace of every rule tried.
+#[derive(ToSchema)]
+#[allow(
+    dead_code,
+    reason = "a schema for the OpenAPI document; never constructed"
+)]
+pub(crate) struct ExplainAnswer {
+    /// The runtime asked about.
+    runtime: String,
+    /// The model asked about.
+    model: String,
+    /// `derived`, `pass_through` or `error`.
+    outcome: String,
+    /// The provider decided on.
+    provider: Option<String>,
+    /// `platform` or `byok`.
+    billing: Option<String>,
+    /// Which rule decided (`exact_model`, `prefix_match`, …).
+    via: Option<String>,
+    /// For an error or a pass-through: its kind (`ambiguous`, `no_match`, …).
+    kind: Option<String>,
+    /// For an ambiguous model: every provider that matches.
+    candidates: Option<Vec<String>>,
+    /// For an error: what went wrong, naming runtime and model.
+    message: Option<String>,
+    /// The registry snapshot that decided.
+    registry_hash: String,
+    /// The rules tried, in order.
+    explain: Vec<Value>,
+}
+
+/// `GET /workspaces/:id/derivation`: the provider decision recorded when the workspace's
+/// config was generated. A workspace refused before any decision has only the ids.
+#[derive(ToSchema)]
+#[allow(
+    dead_code,
+    reason = "a schema for the OpenAPI document; never constructed"
+)]
+pub(crate) struct WorkspaceDerivation {
+    /// The workspace.
+    #[schema(format = Uuid)]
+    workspace_id: String,
+    /// The registry snapshot that decided.
+    registry_hash: String,
+    /// The provider stamped into its config.
+    provider: Option<String>,
+    /// How it was obtained.
+    provider_source: Option<String>,
+    /// `platform` or `byok`.
+    llm_billing_mode: Option<String>,
+    /// The provider the create named, if it named one.
+    explicit_provider: Option<String>,
+    /// The registry's trace: the outcome and the rules tried (`steps`).
+    explain: Option<Value>,
 }

@@ -1,62 +1,142 @@
 //! `/workspaces`: create, list, read, update, remove; the generated config and the
 //! derivation behind it.
 
+use std::collections::BTreeMap;
+
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::views::{workspace_full, workspace_single};
+use super::views::{WorkspaceDerivation, WorkspaceFull, WorkspaceSingle, WorkspaceStatus};
 use super::{AppState, json_body, require_admin, require_boot, require_workspace};
 use crate::app::workspaces::{CreateWorkspace, parse_workspace_id};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/workspaces", get(list).post(create))
-        .route("/workspaces/{id}", get(show).patch(update).delete(remove))
-        .route("/workspaces/{id}/config", get(config))
-        .route("/workspaces/{id}/derivation", get(derivation))
-        .route("/workspaces/{id}/state", get(state_of))
-        .route("/workspaces/{id}/logs", get(logs))
-        .route("/workspaces/{id}/restart", post(restart))
-        .route("/workspaces/{id}/pause", post(pause))
-        .route("/workspaces/{id}/resume", post(resume))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, update, remove))
+        .routes(routes!(config))
+        .routes(routes!(derivation))
+        .routes(routes!(state_of))
+        .routes(routes!(logs))
+        .routes(routes!(restart))
+        .routes(routes!(pause))
+        .routes(routes!(resume))
 }
 
+/// The workspace in the path.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(
+    dead_code,
+    reason = "a schema for the OpenAPI document; handlers read the raw text"
+)]
+pub(super) struct WorkspaceId {
+    /// The workspace's id.
+    #[param(format = Uuid)]
+    id: String,
+}
+
+/// `POST /workspaces`.
+#[derive(Debug, Serialize, ToSchema)]
+struct CreateAnswer {
+    /// The new workspace.
+    #[schema(format = Uuid)]
+    id: String,
+    /// `provisioning`, or for an external agent `online` (with a URL) or `awaiting_agent`.
+    #[schema(value_type = WorkspaceStatus)]
+    status: &'static str,
+    /// `workspace:<id>`.
+    awareness_namespace: String,
+    /// `none`, `read_only` or `read_write`.
+    workspace_access: &'static str,
+    /// The provider stamped into its config; null for a pass-through.
+    provider: Option<String>,
+    /// How the provider was obtained.
+    provider_source: &'static str,
+    /// `platform` or `byok`; null with no provider.
+    llm_billing_mode: Option<&'static str>,
+    /// The registry snapshot that decided.
+    registry_hash: String,
+    /// Present (true) for an external agent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    external: Option<bool>,
+    /// For an external agent without a URL: how it joins (its token is shown only here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connection: Option<Connection>,
+}
+
+/// What an external agent needs to join.
+#[derive(Debug, Serialize, ToSchema)]
+struct Connection {
+    /// The workspace.
+    #[schema(format = Uuid)]
+    workspace_id: String,
+    /// This server, as the request reached it.
+    platform_url: String,
+    /// The agent's token; shown once.
+    auth_token: String,
+    /// Where to register.
+    registry_endpoint: String,
+    /// Where to beat.
+    heartbeat_endpoint: String,
+    /// A `curl` command that registers.
+    curl_register_template: String,
+    /// The same, in Python.
+    python_snippet: String,
+}
+
+/// Create a workspace: validate it, derive its provider, decide who pays, generate its
+/// config and queue its start, all in one transaction. A runtime/model the registry knows
+/// is never created without its provider: such a refusal is a 422 and nothing is written.
+#[utoipa::path(post, operation_id = "workspace_create", path = "/workspaces", tag = "workspaces", security(("admin" = [])),
+    request_body = CreateWorkspace,
+    responses(
+        (status = 201, body = CreateAnswer),
+        (status = 400, description = "`invalid workspace payload` (bad JSON, no name), `invalid workspace fields`, `invalid workspace directory`, `invalid workspace access`, `invalid template`, or a bad `parent_id`, `url` or secret name; `field` names the culprit.", body = ErrorBody),
+        (status = 422, description = "The provider decision failed closed: `provider_derivation_failed` (with `candidates` when ambiguous), `provider_not_allowed`, `byok_key_missing` (with `variables`), `platform_key_missing`, `billing_mode_conflict`.", body = ErrorBody),
+        (status = 503, description = "No registry snapshot is in force (`registry_unavailable`), or secrets were sent to a server without a secrets key (`secrets_key_missing`).", body = ErrorBody),
+    ))]
 async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<CreateAnswer>), ApiError> {
     require_admin(&state, &headers)?;
     let request: CreateWorkspace = json_body(body, "invalid workspace payload").await?;
     let created = state.app.workspace_create(request).await?;
     state.app.metrics.workspace_created();
-    let mut body = json!({
-        "id": created.id,
-        "status": created.status,
-        "awareness_namespace": format!("workspace:{}", created.id),
-        "workspace_access": created.workspace_access,
-        "provider": created.config.provider,
-        "provider_source": created.config.source.as_str(),
-        "llm_billing_mode": created.config.billing.map(hatchery_core::BillingMode::as_str),
-        "registry_hash": created.config.registry_hash,
-    });
-    if created.status != "provisioning" {
-        body["external"] = json!(true);
-    }
-    if let Some(token) = &created.external_token {
-        body["connection"] = connection(&headers, &created.id, token);
-    }
-    Ok((StatusCode::CREATED, Json(body)))
+    let connection = created
+        .external_token
+        .as_deref()
+        .map(|token| connection(&headers, &created.id, token));
+    let answer = CreateAnswer {
+        awareness_namespace: format!("workspace:{}", created.id),
+        status: created.status,
+        workspace_access: created.workspace_access,
+        provider: created.config.provider,
+        provider_source: created.config.source.as_str(),
+        llm_billing_mode: created
+            .config
+            .billing
+            .map(hatchery_core::BillingMode::as_str),
+        registry_hash: created.config.registry_hash,
+        external: (created.status != "provisioning").then_some(true),
+        connection,
+        id: created.id,
+    };
+    Ok((StatusCode::CREATED, Json(answer)))
 }
 
 /// What an external agent needs to join: where to register and beat, with its token.
-fn connection(headers: &HeaderMap, id: &str, token: &str) -> Value {
+fn connection(headers: &HeaderMap, id: &str, token: &str) -> Connection {
     let host = headers
         .get("host")
         .and_then(|h| h.to_str().ok())
@@ -64,95 +144,233 @@ fn connection(headers: &HeaderMap, id: &str, token: &str) -> Value {
     let platform_url = format!("http://{host}");
     let registry_endpoint = format!("{platform_url}/registry/register");
     let heartbeat_endpoint = format!("{platform_url}/registry/heartbeat");
-    json!({
-        "workspace_id": id,
-        "platform_url": platform_url,
-        "auth_token": token,
-        "registry_endpoint": registry_endpoint,
-        "heartbeat_endpoint": heartbeat_endpoint,
-        "curl_register_template": format!(
+    Connection {
+        workspace_id: id.to_owned(),
+        platform_url,
+        auth_token: token.to_owned(),
+        curl_register_template: format!(
             "curl -s -X POST {registry_endpoint} -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' -d '{{\"id\":\"{id}\",\"url\":\"<YOUR_AGENT_URL>\",\"agent_card\":{{\"name\":\"<NAME>\"}}}}'"
         ),
-        "python_snippet": format!(
+        python_snippet: format!(
             "import requests\nH = {{\"Authorization\": \"Bearer {token}\"}}\nrequests.post(\"{registry_endpoint}\", headers=H, json={{\"id\": \"{id}\", \"url\": \"<YOUR_AGENT_URL>\", \"agent_card\": {{\"name\": \"<NAME>\"}}}}).raise_for_status()\n# then every 30 s:\nrequests.post(\"{heartbeat_endpoint}\", headers=H, json={{\"workspace_id\": \"{id}\"}}).raise_for_status()\n"
         ),
-    })
+        registry_endpoint,
+        heartbeat_endpoint,
+    }
 }
 
-async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+/// Every workspace that is not removed, oldest first.
+#[utoipa::path(get, operation_id = "workspace_list", path = "/workspaces", tag = "workspaces", security(("admin" = [])),
+    responses((status = 200, body = Vec<WorkspaceFull>)))]
+async fn list(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<WorkspaceFull>>, ApiError> {
     require_admin(&state, &headers)?;
     let rows = state.app.workspace_list().await?;
-    Ok(Json(Value::Array(
-        rows.iter().map(workspace_full).collect(),
-    )))
+    Ok(Json(rows.iter().map(WorkspaceFull::from).collect()))
 }
 
+/// One workspace; a removed one is still shown (`"status":"removed"`).
+#[utoipa::path(get, operation_id = "workspace_get", path = "/workspaces/{id}", tag = "workspaces",
+    security(("admin" = []), ("workspace" = [])), params(WorkspaceId),
+    responses(
+        (status = 200, body = WorkspaceSingle),
+        (status = 404, description = "`workspace not found`.", body = ErrorBody),
+    ))]
 async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<WorkspaceSingle>, ApiError> {
     let id = parse_workspace_id(&id)?;
     require_workspace(&state, &headers, &id).await?;
     let row = state.app.workspace_get(&id).await?;
-    Ok(Json(workspace_single(&row)))
+    Ok(Json(WorkspaceSingle::from(&row)))
 }
 
+/// The body of `PATCH /workspaces/:id`: any of these; others are ignored. Only a schema:
+/// the handler type-checks the fields one by one.
+#[derive(ToSchema)]
+#[allow(
+    dead_code,
+    reason = "a schema for the OpenAPI document; never constructed"
+)]
+struct UpdateWorkspace {
+    /// Non-empty, at most 255 bytes, no newlines or `{ } [ ] | > * & !`.
+    name: Option<String>,
+    /// At most 1000 bytes; `""` or null clears it.
+    role: Option<String>,
+    /// 1–4.
+    tier: Option<i64>,
+    /// The new parent (live, not the workspace or a descendant); `""` or null makes it a root.
+    parent_id: Option<String>,
+    /// Whether the canvas folds its children.
+    collapsed: Option<bool>,
+    /// A new runtime: the provider is derived again and the config regenerated, with the
+    /// same refusals as a create.
+    runtime: Option<String>,
+    /// A host directory (absolute, no `..`, no system path), or null; needs a restart.
+    workspace_dir: Option<String>,
+    /// Canvas position; applied only together with `y`.
+    x: Option<f64>,
+    /// Canvas position; applied only together with `x`.
+    y: Option<f64>,
+}
+
+/// `PATCH /workspaces/:id`.
+#[derive(Debug, Serialize, ToSchema)]
+struct UpdateAnswer {
+    /// `updated`.
+    status: &'static str,
+    /// Present (true) when the change takes effect only after a restart.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    needs_restart: Option<bool>,
+}
+
+/// Change a workspace's name, role, tier, parent, canvas place, runtime or directory.
+#[utoipa::path(patch, operation_id = "workspace_update", path = "/workspaces/{id}", tag = "workspaces",
+    security(("admin" = []), ("workspace" = [])), params(WorkspaceId),
+    request_body = UpdateWorkspace,
+    responses(
+        (status = 200, body = UpdateAnswer),
+        (status = 400, description = "A field of the wrong type or value; `field` names it (`invalid request body`, or the field's own message).", body = ErrorBody),
+        (status = 404, description = "`workspace not found`.", body = ErrorBody),
+        (status = 410, description = "The workspace is removed (`workspace_removed`).", body = ErrorBody),
+        (status = 422, description = "A new runtime's provider decision failed closed, as for a create.", body = ErrorBody),
+        (status = 503, description = "No registry snapshot is in force (`registry_unavailable`).", body = ErrorBody),
+    ))]
 async fn update(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UpdateAnswer>, ApiError> {
     let id = parse_workspace_id(&id)?;
     require_workspace(&state, &headers, &id).await?;
     let body: Map<String, Value> = json_body(body, "invalid request body").await?;
     let needs_restart = state.app.workspace_update(&id, &body).await?;
-    Ok(Json(if needs_restart {
-        json!({"status": "updated", "needs_restart": true})
-    } else {
-        json!({"status": "updated"})
+    Ok(Json(UpdateAnswer {
+        status: "updated",
+        needs_restart: needs_restart.then_some(true),
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DeleteQuery {
+    /// `true` removes the workspace's live children too.
     confirm: Option<String>,
+    /// `true` also deletes the rows for good.
     purge: Option<String>,
 }
 
+/// `DELETE /workspaces/:id`.
+#[derive(Debug, Serialize, ToSchema)]
+struct DeleteAnswer {
+    /// `removed`, or `purged` with `purge=true`.
+    status: &'static str,
+    /// How many descendants went with it.
+    cascade_deleted: usize,
+}
+
+/// The 409 of a delete that would take live children along.
+#[derive(ToSchema)]
+#[allow(
+    dead_code,
+    reason = "a schema for the OpenAPI document; never constructed"
+)]
+struct ConfirmationRequired {
+    /// `confirmation_required`.
+    status: String,
+    /// What to do.
+    message: String,
+    /// The live children.
+    children: Vec<ChildRef>,
+    /// How many.
+    children_count: usize,
+    /// `confirmation_required`.
+    code: String,
+}
+
+/// A child workspace, by id and name.
+#[derive(ToSchema)]
+#[allow(
+    dead_code,
+    reason = "a schema for the OpenAPI document; never constructed"
+)]
+struct ChildRef {
+    #[schema(format = Uuid)]
+    id: String,
+    name: String,
+}
+
+/// Remove a workspace (status `removed`, tokens revoked, agent stopped); with
+/// `confirm=true` its descendants too. Removing it again answers the same.
+#[utoipa::path(delete, operation_id = "workspace_delete", path = "/workspaces/{id}", tag = "workspaces", security(("admin" = [])),
+    params(WorkspaceId, DeleteQuery),
+    responses(
+        (status = 200, body = DeleteAnswer),
+        (status = 404, description = "`workspace not found` (it never existed).", body = ErrorBody),
+        (status = 409, description = "It has live children and `confirm` is not `true`.", body = ConfirmationRequired),
+    ))]
 async fn remove(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<DeleteQuery>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeleteAnswer>, ApiError> {
     let id = parse_workspace_id(&id)?;
     require_admin(&state, &headers)?;
     let confirm = query.confirm.as_deref() == Some("true");
     let purge = query.purge.as_deref() == Some("true");
     let cascade_deleted = state.app.workspace_delete(&id, confirm, purge).await?;
-    let status = if purge { "purged" } else { "removed" };
-    Ok(Json(
-        json!({"status": status, "cascade_deleted": cascade_deleted}),
-    ))
+    Ok(Json(DeleteAnswer {
+        status: if purge { "purged" } else { "removed" },
+        cascade_deleted,
+    }))
 }
 
+/// `GET /workspaces/:id/config`.
+#[derive(Debug, Serialize, ToSchema)]
+struct ConfigAnswer {
+    /// The workspace.
+    #[schema(format = Uuid)]
+    workspace_id: String,
+    /// Each generated file's content by its path (`config.yaml`, with the provider
+    /// stamped). Keys never appear here: they reach the agent as environment variables.
+    files: BTreeMap<String, String>,
+}
+
+/// The config files generated for the workspace.
+#[utoipa::path(get, operation_id = "workspace_config", path = "/workspaces/{id}/config", tag = "workspaces",
+    security(("admin" = []), ("workspace" = [])), params(WorkspaceId),
+    responses(
+        (status = 200, body = ConfigAnswer),
+        (status = 404, description = "`workspace not found`.", body = ErrorBody),
+    ))]
 async fn config(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConfigAnswer>, ApiError> {
     let id = parse_workspace_id(&id)?;
     require_workspace(&state, &headers, &id).await?;
     let files = state.app.workspace_files(&id).await?;
-    let files: Map<String, Value> = files
-        .into_iter()
-        .map(|f| (f.path, Value::String(f.content)))
-        .collect();
-    Ok(Json(json!({"workspace_id": id, "files": files})))
+    Ok(Json(ConfigAnswer {
+        workspace_id: id,
+        files: files.into_iter().map(|f| (f.path, f.content)).collect(),
+    }))
 }
 
+/// How the workspace's provider was decided: the registry's trace, recorded when its
+/// config was generated.
+#[utoipa::path(get, operation_id = "workspace_derivation", path = "/workspaces/{id}/derivation", tag = "workspaces",
+    security(("admin" = []), ("workspace" = [])), params(WorkspaceId),
+    responses(
+        (status = 200, body = WorkspaceDerivation),
+        (status = 404, description = "`workspace not found`.", body = ErrorBody),
+    ))]
 async fn derivation(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -168,93 +386,187 @@ async fn derivation(
     Ok(Json(body))
 }
 
-/// `GET /workspaces/:id/state`: what an agent polls to learn whether it should run.
+/// `GET /workspaces/:id/state`.
+#[derive(Debug, Serialize, ToSchema)]
+struct StateAnswer {
+    /// The workspace.
+    #[schema(format = Uuid)]
+    workspace_id: String,
+    /// Its status; absent for one that never existed.
+    #[schema(value_type = Option<WorkspaceStatus>)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<String>,
+    /// Whether it is paused; absent when it is gone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    paused: Option<bool>,
+    /// True when it is removed or never existed: its agent should stop.
+    deleted: bool,
+}
+
+/// What an agent polls to learn whether it should run. A removed or unknown workspace is
+/// a 404 with `deleted: true`, said before any credential is checked: a removed
+/// workspace's tokens are revoked, and its agent must still learn to stop.
+#[utoipa::path(get, operation_id = "workspace_state", path = "/workspaces/{id}/state", tag = "workspaces",
+    security(("admin" = []), ("workspace" = [])), params(WorkspaceId),
+    responses(
+        (status = 200, body = StateAnswer),
+        (status = 404, description = "Removed, or never there.", body = StateAnswer),
+    ))]
 async fn state_of(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<StateAnswer>), ApiError> {
     let id = parse_workspace_id(&id)?;
-    // Gone or never there: said before the gate, since a removed workspace's tokens are
-    // revoked and its agent must still learn to stop.
+    let gone = |id: String, status: Option<String>| {
+        (
+            StatusCode::NOT_FOUND,
+            Json(StateAnswer {
+                workspace_id: id,
+                status,
+                paused: None,
+                deleted: true,
+            }),
+        )
+    };
     let row = match state.app.workspace_get(&id).await {
         Ok(row) => row,
-        Err(ApiError::NotFound { .. }) => {
-            return Ok((
-                StatusCode::NOT_FOUND,
-                Json(json!({"workspace_id": id, "deleted": true})),
-            ));
-        }
+        Err(ApiError::NotFound { .. }) => return Ok(gone(id, None)),
         Err(other) => return Err(other),
     };
     if row.status == "removed" {
-        return Ok((
-            StatusCode::NOT_FOUND,
-            Json(json!({"workspace_id": id, "status": "removed", "deleted": true})),
-        ));
+        return Ok(gone(id, Some(row.status)));
     }
     require_boot(&state, &headers, &id).await?;
     Ok((
         StatusCode::OK,
-        Json(json!({
-            "workspace_id": id,
-            "status": row.status,
-            "paused": row.status == "paused",
-            "deleted": false,
-        })),
+        Json(StateAnswer {
+            workspace_id: id,
+            paused: Some(row.status == "paused"),
+            status: Some(row.status),
+            deleted: false,
+        }),
     ))
 }
 
+/// `POST /workspaces/:id/restart`.
+#[derive(Debug, Serialize, ToSchema)]
+struct RestartAnswer {
+    /// `provisioning`.
+    status: &'static str,
+    /// Where its config is read.
+    config_dir: String,
+    /// Whether the agent's session was reset (never, yet).
+    reset_session: bool,
+}
+
+/// Stop the workspace's agent and start it again; it goes back to `provisioning`.
+#[utoipa::path(post, operation_id = "workspace_restart", path = "/workspaces/{id}/restart", tag = "workspaces",
+    security(("admin" = []), ("workspace" = [])), params(WorkspaceId),
+    responses(
+        (status = 200, body = RestartAnswer),
+        (status = 404, description = "`workspace not found`.", body = ErrorBody),
+        (status = 409, description = "An ancestor is paused (`parent_paused`).", body = ErrorBody),
+        (status = 410, description = "The workspace is removed (`workspace_removed`).", body = ErrorBody),
+        (status = 503, description = "`provisioner not available`.", body = ErrorBody),
+    ))]
 async fn restart(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RestartAnswer>, ApiError> {
     let id = parse_workspace_id(&id)?;
     require_workspace(&state, &headers, &id).await?;
     state.app.restart(&id).await?;
-    Ok(Json(json!({
-        "status": "provisioning",
-        "config_dir": format!("/workspaces/{id}/config"),
-        "reset_session": false,
-    })))
+    Ok(Json(RestartAnswer {
+        status: "provisioning",
+        config_dir: format!("/workspaces/{id}/config"),
+        reset_session: false,
+    }))
 }
 
+/// `POST /workspaces/:id/pause`.
+#[derive(Debug, Serialize, ToSchema)]
+struct PauseAnswer {
+    /// `paused`.
+    status: &'static str,
+    /// How many workspaces were paused (it and its descendants).
+    paused_count: usize,
+}
+
+/// Pause the workspace and every descendant not paused yet: their agents stop.
+#[utoipa::path(post, operation_id = "workspace_pause", path = "/workspaces/{id}/pause", tag = "workspaces",
+    security(("admin" = []), ("workspace" = [])), params(WorkspaceId),
+    responses(
+        (status = 200, body = PauseAnswer),
+        (status = 404, description = "`workspace not found or already paused`.", body = ErrorBody),
+    ))]
 async fn pause(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PauseAnswer>, ApiError> {
     let id = parse_workspace_id(&id)?;
     require_workspace(&state, &headers, &id).await?;
-    let paused = state.app.pause(&id).await?;
-    Ok(Json(json!({"status": "paused", "paused_count": paused})))
+    let paused_count = state.app.pause(&id).await?;
+    Ok(Json(PauseAnswer {
+        status: "paused",
+        paused_count,
+    }))
 }
 
+/// `POST /workspaces/:id/resume`.
+#[derive(Debug, Serialize, ToSchema)]
+struct ResumeAnswer {
+    /// `provisioning`.
+    status: &'static str,
+    /// How many workspaces start again (it and its paused descendants).
+    resumed_count: usize,
+}
+
+/// Resume a paused workspace and its paused descendants: they provision again.
+#[utoipa::path(post, operation_id = "workspace_resume", path = "/workspaces/{id}/resume", tag = "workspaces",
+    security(("admin" = []), ("workspace" = [])), params(WorkspaceId),
+    responses(
+        (status = 200, body = ResumeAnswer),
+        (status = 404, description = "`workspace not found or not paused`.", body = ErrorBody),
+        (status = 409, description = "An ancestor is paused (`parent_paused`).", body = ErrorBody),
+        (status = 503, description = "`provisioner not available`.", body = ErrorBody),
+    ))]
 async fn resume(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ResumeAnswer>, ApiError> {
     let id = parse_workspace_id(&id)?;
     require_workspace(&state, &headers, &id).await?;
-    let resumed = state.app.resume(&id).await?;
-    Ok(Json(
-        json!({"status": "provisioning", "resumed_count": resumed}),
-    ))
+    let resumed_count = state.app.resume(&id).await?;
+    Ok(Json(ResumeAnswer {
+        status: "provisioning",
+        resumed_count,
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct LogsQuery {
+    /// How many of the last lines (200 by default, at most 10,000; other values mean 200).
     tail: Option<String>,
+    /// `true` keeps the answer open and streams what the agent writes next.
     follow: Option<String>,
 }
 
 /// The most lines `?tail=` returns.
 const MAX_TAIL: usize = 10_000;
 
-/// `GET /workspaces/:id/logs`: the agent's last lines (`?tail=`, 200 by default), and with
-/// `?follow=true` what it writes next, as it writes it.
+/// The agent's last lines (`?tail=`, 200 by default), and with `?follow=true` what it
+/// writes next, as it writes it.
+#[utoipa::path(get, operation_id = "workspace_logs", path = "/workspaces/{id}/logs", tag = "workspaces",
+    security(("admin" = []), ("workspace" = [])), params(WorkspaceId, LogsQuery),
+    responses(
+        (status = 200, description = "Plain text, one log line each.", body = String, content_type = "text/plain"),
+        (status = 404, description = "`workspace not found`.", body = ErrorBody),
+    ))]
 async fn logs(
     State(state): State<AppState>,
     Path(id): Path<String>,

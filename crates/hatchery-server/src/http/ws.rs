@@ -6,21 +6,22 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use axum::routing::get;
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{AppState, require_admin, require_boot};
 use crate::app::App;
 use crate::app::store_error;
 use crate::app::workspaces::parse_workspace_id;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::event_hub::{Cursor, Delivery, StreamEvent};
 
 /// Browser origins allowed besides the server's own (Molecule's canvas defaults).
@@ -34,12 +35,15 @@ const TREE_EVENTS: &[&str] = &[
     "WORKSPACE_REMOVED",
 ];
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new().route("/ws", get(upgrade))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(upgrade))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct WsQuery {
+    /// Resume after this event's `seq`.
+    #[param(pattern = "^\\s*[0-9]+\\s*$")]
     after: Option<String>,
 }
 
@@ -65,6 +69,17 @@ fn check_origin(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
+/// The live event stream over a WebSocket: each message is
+/// `{"event","workspace_id","timestamp","payload"}`. Without `X-Workspace-ID` it is the
+/// admin's view of everything; with it (and that workspace's own token) only events about
+/// workspaces the caller can reach. A browser's `Origin` must be the server's own.
+#[utoipa::path(get, operation_id = "event_websocket", path = "/ws", tag = "events", security(("admin" = []), ("workspace" = [])),
+    params(WsQuery, ("X-Workspace-ID" = Option<String>, Header, description = "The listening workspace, if an agent listens.")),
+    responses(
+        (status = 101, description = "Switched to the WebSocket protocol."),
+        (status = 400, description = "Not a WebSocket upgrade, a bad cursor (`invalid_cursor`), or `X-Workspace-ID` is not a UUID.", body = ErrorBody),
+        (status = 403, description = "The browser's origin is not allowed (`origin_not_allowed`).", body = ErrorBody),
+    ))]
 async fn upgrade(
     State(state): State<AppState>,
     Query(query): Query<WsQuery>,
