@@ -10,8 +10,8 @@
 //! them (CI runs it first), so their absence is a failure, not a skip.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 mod common;
 
@@ -57,36 +57,21 @@ async fn the_dashboard_in_chromium() {
     let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
     std::fs::create_dir_all(&artifacts).unwrap();
 
-    let mut child = Command::new("node")
-        .arg("dashboard.test.mjs")
-        .current_dir(&browser_tests)
-        .env("HATCHERY_URL", &server.base)
-        .env("HATCHERY_TOKEN", TOKEN)
-        .env("ARTIFACTS_DIR", &artifacts)
-        .env("HATCHERY_AMBIGUOUS_RUNTIME", "claude-code")
-        .env("HATCHERY_AMBIGUOUS_MODEL", "kimi-k2.6")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node is not installed: run scripts/setup");
-    let deadline = Instant::now() + PATIENCE;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let output = child.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let (passed, said) = common::run_bounded(
+        Command::new("node")
+            .arg("dashboard.test.mjs")
+            .current_dir(&browser_tests)
+            .env("HATCHERY_URL", &server.base)
+            .env("HATCHERY_TOKEN", TOKEN)
+            .env("ARTIFACTS_DIR", &artifacts)
+            .env("HATCHERY_AMBIGUOUS_RUNTIME", "claude-code")
+            .env("HATCHERY_AMBIGUOUS_MODEL", "kimi-k2.6"),
+        PATIENCE,
+    )
+    .await;
     assert!(
-        output.status.success(),
-        "the browser test failed ({}); screenshots in {}:\n{said}",
-        output.status,
+        passed,
+        "the browser test failed; screenshots in {}:\n{said}",
         artifacts.display()
     );
     // Only cutting the browser's connections (`ss -K`) may be impossible on a machine; every

@@ -85,6 +85,34 @@ pub fn terminate(child: &mut Child, patience: Duration) {
     let _ = child.wait();
 }
 
+/// Run an outside tool (a browser script, schemathesis) to its end, killed after
+/// `patience`: whether it succeeded, and everything it printed.
+pub async fn run_bounded(command: &mut Command, patience: Duration) -> (bool, String) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{command:?} did not start ({e}): run scripts/setup"));
+    let deadline = Instant::now() + patience;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let output = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (
+        output.status.success(),
+        format!("({}) {said}", output.status),
+    )
+}
+
 pub mod dockerd;
 
 /// A running server, and the admin's view of its API.

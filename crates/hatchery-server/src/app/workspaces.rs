@@ -29,11 +29,16 @@ const MAX_DEPTH: usize = 32;
 /// The body of `POST /workspaces`. Unknown fields are ignored; wrong types are refused.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct CreateWorkspace {
-    /// Required: non-empty, at most 255 bytes, no newlines or `{ } [ ] | > * & !`.
-    #[schema(required, value_type = String, max_length = 255)]
+    /// Required: non-empty, at most 255 bytes, no control characters and none of
+    /// `{ } [ ] | > * & !` (`hatchery_core::check_text_fields` holds the rules).
+    #[schema(required, value_type = String, min_length = 1, max_length = 255, pattern = "^[^{}\\[\\]|>*&!\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub name: Option<String>,
-    /// Free text, at most 1000 bytes; `""` is stored as null.
-    #[schema(max_length = 1000)]
+    /// Free text, at most 1000 bytes, none of the characters a name may not have; `""` is
+    /// stored as null.
+    #[schema(
+        max_length = 1000,
+        pattern = "^[^{}\\[\\]|>*&!\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub role: Option<String>,
     /// A template directory name (templates arrive with org import).
     pub template: Option<String>,

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use serde::Serialize;
 use serde_json::Value;
@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 
 use super::views::{StatusAnswer, timestamp};
 use super::workspaces::WorkspaceId;
-use super::{AppState, json_body, require_workspace};
+use super::{AppState, Path, Query, json_body, require_workspace};
 use crate::app::activity::{ActivityQuery, ReportActivity};
 use crate::app::workspaces::parse_workspace_id;
 use crate::error::{ApiError, ErrorBody};

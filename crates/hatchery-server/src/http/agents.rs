@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -14,7 +14,9 @@ use utoipa_axum::routes;
 
 use super::views::{StatusAnswer, WorkspaceStatus, stored_json, timestamp};
 use super::workspaces::WorkspaceId;
-use super::{AppState, credential, json_body, require_admin, require_boot, require_workspace};
+use super::{
+    AppState, Path, Query, credential, json_body, require_admin, require_boot, require_workspace,
+};
 use crate::app::access::Credential;
 use crate::app::agents::{
     Heartbeat, INVALID_BODY, Register, UpdateCard, body_id, heartbeat_id, register_id,

@@ -2,13 +2,13 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::workspaces::WorkspaceId;
-use super::{AppState, json_body, require_admin};
+use super::{AppState, Path, json_body, require_admin};
 use crate::app::bundles::{Bundle, BundleExport, BundleImported};
 use crate::app::workspaces::parse_workspace_id;
 use crate::error::{ApiError, ErrorBody};

@@ -2,13 +2,13 @@
 //! HTML, CSS and JavaScript talking to the same API as every other client, so there is no
 //! build step and nothing to fetch when the binary is built.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::AppState;
+use super::{AppState, Path};
 use crate::error::{ApiError, ErrorBody};
 
 /// Each file the dashboard has: its name under `/dashboard/`, content type and the copy

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse as _, Response};
 use hatchery_store::EventRow;
@@ -19,7 +19,7 @@ use utoipa_axum::routes;
 
 use super::views::timestamp;
 use super::workspaces::WorkspaceId;
-use super::{AppState, require_admin, require_workspace};
+use super::{AppState, Path, Query, require_admin, require_workspace};
 use crate::app::store_error;
 use crate::app::workspaces::parse_workspace_id;
 use crate::error::{ApiError, ErrorBody};

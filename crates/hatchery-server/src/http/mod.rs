@@ -175,6 +175,45 @@ async fn record_request(
     response
 }
 
+/// `axum::extract::Query`, refused in the API's own error shape: axum's own rejection is
+/// plain text, which no client of this API expects.
+pub(crate) struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, ApiError> {
+        axum::extract::Query::try_from_uri(&parts.uri)
+            .map(|axum::extract::Query(query)| Self(query))
+            .map_err(|e| {
+                ApiError::bad_request("invalid query string", "invalid_query", None, e.body_text())
+            })
+    }
+}
+
+/// `axum::extract::Path`, refused in the API's own error shape (a segment that is not
+/// UTF-8 once decoded, say).
+pub(crate) struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> axum::extract::FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        axum::extract::Path::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(path)| Self(path))
+            .map_err(|e: axum::extract::rejection::PathRejection| {
+                ApiError::bad_request("invalid path", "invalid_path", None, e.body_text())
+            })
+    }
+}
+
 /// The first `Authorization` header (clients may send two; the first counts).
 fn authorization(headers: &HeaderMap) -> Option<&str> {
     headers

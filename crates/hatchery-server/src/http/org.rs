@@ -7,7 +7,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use hatchery_core::org::Plan;
 use serde::{Deserialize, Serialize};
@@ -17,7 +17,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::views::WorkspaceStatus;
-use super::{AppState, json_body, require_admin};
+use super::{AppState, Query, json_body, require_admin};
 use crate::app::org::{ImportOptions, TemplateSummary};
 use crate::error::{ApiError, ErrorBody};
 use hatchery_store::EarlierImports;

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -12,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::views::{ExplainAnswer, time};
-use super::{AppState, require_admin};
+use super::{AppState, Query, require_admin};
 use crate::error::{ApiError, ErrorBody};
 use crate::registry_source::Snapshot;
 

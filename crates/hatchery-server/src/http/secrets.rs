@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use hatchery_store::{GLOBAL_SCOPE, workspace_scope};
 use serde::{Deserialize, Serialize};
@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 
 use super::views::timestamp;
 use super::workspaces::WorkspaceId;
-use super::{AppState, json_body, require_admin, require_boot, require_workspace};
+use super::{AppState, Path, json_body, require_admin, require_boot, require_workspace};
 use crate::app::secrets::SecretSummary;
 use crate::app::workspaces::parse_workspace_id;
 use crate::error::{ApiError, ErrorBody};

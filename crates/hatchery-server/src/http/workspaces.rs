@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -14,7 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::views::{WorkspaceDerivation, WorkspaceFull, WorkspaceSingle, WorkspaceStatus};
-use super::{AppState, json_body, require_admin, require_boot, require_workspace};
+use super::{AppState, Path, Query, json_body, require_admin, require_boot, require_workspace};
 use crate::app::workspaces::{CreateWorkspace, parse_workspace_id};
 use crate::error::{ApiError, ErrorBody};
 

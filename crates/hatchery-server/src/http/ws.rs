@@ -6,8 +6,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -17,7 +18,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{AppState, require_admin, require_boot};
+use super::{AppState, Query, require_admin, require_boot};
 use crate::app::App;
 use crate::app::store_error;
 use crate::app::workspaces::parse_workspace_id;
@@ -84,7 +85,7 @@ async fn upgrade(
     State(state): State<AppState>,
     Query(query): Query<WsQuery>,
     headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     check_origin(&headers)?;
     let caller = if let Some(caller) = headers.get("x-workspace-id").and_then(|v| v.to_str().ok()) {
@@ -99,6 +100,14 @@ async fn upgrade(
     let cursor = Cursor::open(&state.app.hub, state.app.store.clone(), None, after)
         .await
         .map_err(store_error("failed to open the event stream"))?;
+    let upgrade = upgrade.map_err(|e| {
+        ApiError::bad_request(
+            "a WebSocket upgrade is required",
+            "websocket_upgrade_required",
+            None,
+            e.body_text(),
+        )
+    })?;
     let app = state.app.clone();
     Ok(upgrade.on_upgrade(move |socket| serve(socket, cursor, caller, app)))
 }
