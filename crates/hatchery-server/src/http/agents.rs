@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::views::{StatusAnswer, WorkspaceStatus, stored_json, timestamp};
+use super::views::{StatusAnswer, WorkspaceBrief, timestamp};
 use super::workspaces::WorkspaceId;
 use super::{
     AppState, Path, Query, credential, json_body, require_admin, require_boot, require_workspace,
@@ -191,30 +191,12 @@ struct PeersQuery {
     q: Option<String>,
 }
 
-/// A peer of a workspace.
-#[derive(Debug, Serialize, ToSchema)]
-struct Peer {
-    #[schema(format = Uuid)]
-    id: String,
-    name: String,
-    role: Option<String>,
-    tier: i64,
-    #[schema(value_type = WorkspaceStatus)]
-    status: String,
-    url: String,
-    #[schema(format = Uuid)]
-    parent_id: Option<String>,
-    #[schema(value_type = Option<Object>)]
-    agent_card: Value,
-    active_tasks: i64,
-}
-
 /// The workspace's direct relations: its siblings (root siblings for a root), then its
 /// children, then its parent; never removed ones.
 #[utoipa::path(get, operation_id = "agent_peers", path = "/registry/{id}/peers", tag = "agents",
     security(("admin" = []), ("workspace" = [])), params(WorkspaceId, PeersQuery),
     responses(
-        (status = 200, body = Vec<Peer>),
+        (status = 200, body = Vec<WorkspaceBrief>),
         (status = 404, description = "`workspace not found`.", body = ErrorBody),
     ))]
 async fn peers(
@@ -222,26 +204,11 @@ async fn peers(
     Path(id): Path<String>,
     Query(query): Query<PeersQuery>,
     headers: HeaderMap,
-) -> Result<Json<Vec<Peer>>, ApiError> {
+) -> Result<Json<Vec<WorkspaceBrief>>, ApiError> {
     let id = parse_workspace_id(&id)?;
     require_boot(&state, &headers, &id).await?;
     let peers = state.app.peers(&id, query.q.as_deref()).await?;
-    Ok(Json(
-        peers
-            .iter()
-            .map(|w| Peer {
-                id: w.id.clone(),
-                name: w.name.clone(),
-                role: w.role.clone(),
-                tier: w.tier,
-                status: w.status.clone(),
-                url: w.url.clone(),
-                parent_id: w.parent_id.clone(),
-                agent_card: stored_json(w.agent_card.as_deref()),
-                active_tasks: w.active_tasks,
-            })
-            .collect(),
-    ))
+    Ok(Json(peers.iter().map(WorkspaceBrief::from).collect()))
 }
 
 /// The body of `POST /registry/check-access`.

@@ -67,9 +67,10 @@ pub(crate) enum WorkspaceStatus {
     Removed,
 }
 
-/// What every view of a workspace has.
+/// A workspace in brief: what a peer sees of it (`GET /registry/:id/peers`), and the
+/// start of every fuller view.
 #[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct WorkspaceCommon {
+pub(crate) struct WorkspaceBrief {
     /// The workspace's id (a lower-case UUID).
     #[schema(format = Uuid)]
     id: String,
@@ -92,6 +93,29 @@ pub(crate) struct WorkspaceCommon {
     agent_card: Value,
     /// Tasks in flight, as the agent last reported.
     active_tasks: i64,
+}
+
+impl From<&WorkspaceRow> for WorkspaceBrief {
+    fn from(row: &WorkspaceRow) -> Self {
+        Self {
+            id: row.id.clone(),
+            name: row.name.clone(),
+            role: row.role.clone(),
+            tier: row.tier,
+            status: row.status.clone(),
+            url: row.url.clone(),
+            parent_id: row.parent_id.clone(),
+            agent_card: stored_json(row.agent_card.as_deref()),
+            active_tasks: row.active_tasks,
+        }
+    }
+}
+
+/// What every full view of a workspace has.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct WorkspaceCommon {
+    #[serde(flatten)]
+    brief: WorkspaceBrief,
     /// How many tasks the agent may run at once.
     max_concurrent_tasks: i64,
     /// The error rate the agent last reported (0–1).
@@ -133,15 +157,7 @@ pub(crate) struct WorkspaceCommon {
 impl WorkspaceCommon {
     fn of(row: &WorkspaceRow) -> Self {
         Self {
-            id: row.id.clone(),
-            name: row.name.clone(),
-            role: row.role.clone(),
-            tier: row.tier,
-            status: row.status.clone(),
-            url: row.url.clone(),
-            parent_id: row.parent_id.clone(),
-            agent_card: stored_json(row.agent_card.as_deref()),
-            active_tasks: row.active_tasks,
+            brief: WorkspaceBrief::from(row),
             max_concurrent_tasks: row.max_concurrent_tasks,
             last_error_rate: row.last_error_rate,
             uptime_seconds: row.uptime_seconds,
