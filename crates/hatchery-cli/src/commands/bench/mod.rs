@@ -50,6 +50,9 @@ pub struct CreateOnlineArgs {
     /// A pause between sequential creates (an idle machine between them).
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     pause: Duration,
+    /// How many agents start at the same time [default: the server's, four per core].
+    #[arg(long)]
+    concurrent_starts: Option<usize>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -168,12 +171,18 @@ struct BenchServer {
 
 impl BenchServer {
     async fn start(data_dir: Option<PathBuf>) -> anyhow::Result<Self> {
-        Self::start_with(data_dir, hatchery_server::BackendChoice::None).await
+        Self::start_with(
+            data_dir,
+            hatchery_server::BackendChoice::None,
+            hatchery_server::supervision::Supervision::default(),
+        )
+        .await
     }
 
     async fn start_with(
         data_dir: Option<PathBuf>,
         backend: hatchery_server::BackendChoice,
+        supervision: hatchery_server::supervision::Supervision,
     ) -> anyhow::Result<Self> {
         let temp = tempfile::tempdir()?;
         let data_dir = data_dir.unwrap_or_else(|| temp.path().to_owned());
@@ -188,7 +197,7 @@ impl BenchServer {
             secrets_key: None,
             platform_key: Some("bench-platform-key".to_owned()),
             dev: false,
-            supervision: hatchery_server::supervision::Supervision::default(),
+            supervision,
             event_buffer: hatchery_server::event_hub::DEFAULT_CAPACITY,
             unix_socket,
             backend,
@@ -635,7 +644,11 @@ async fn bench_create_online(args: CreateOnlineArgs) -> anyhow::Result<()> {
         host_network: std::collections::HashSet::new(),
     };
     let milestones = milestones::Milestones::record();
-    let server = BenchServer::start_with(None, backend).await?;
+    let mut supervision = hatchery_server::supervision::Supervision::default();
+    if let Some(starts) = args.concurrent_starts {
+        supervision.concurrent_starts = starts;
+    }
+    let server = BenchServer::start_with(None, backend, supervision).await?;
     let client = client(16)?;
     // Online is read off the event stream, timed by the event's own timestamp (when the
     // registration committed), not by when the stream delivered it.
@@ -687,16 +700,49 @@ async fn bench_create_online(args: CreateOnlineArgs) -> anyhow::Result<()> {
             .error_for_status()?;
     }
 
-    let (burst, burst_timelines) = burst(&server, &client, &body, args.burst, &mut online).await?;
-    let burst_breakdown = breakdown(&milestones, &server.data_dir, &burst_timelines);
+    let burst = burst(&server, &client, &body, args.burst, &mut online).await?;
+    let burst_breakdown = breakdown(&milestones, &server.data_dir, &burst.timelines);
     let rss = rss_megabytes();
     reader.abort();
 
+    report_create_online(&CreateOnlineReport {
+        floor: &floor,
+        latencies: &latencies,
+        sequential_steps: &sequential_steps,
+        burst: &burst,
+        burst_breakdown: &burst_breakdown,
+        rss,
+    });
+    server.stop().await?;
+    Ok(())
+}
+
+/// What `bench create-online` measured, for its report.
+struct CreateOnlineReport<'a> {
+    floor: &'a [Duration],
+    latencies: &'a [Duration],
+    sequential_steps: &'a [(&'static str, [Duration; 2])],
+    burst: &'a Burst,
+    burst_breakdown: &'a [(&'static str, [Duration; 2])],
+    rss: f64,
+}
+
+/// The report of `bench create-online`: markdown tables, as docs/benchmarks.md has them.
+fn report_create_online(report: &CreateOnlineReport<'_>) {
+    let CreateOnlineReport {
+        floor,
+        latencies,
+        sequential_steps,
+        burst,
+        burst_breakdown,
+        rss,
+    } = report;
+    let count = burst.online_after.len();
     out("| measure | p50 | p99 | max |");
     out("|---|---|---|---|");
     for (name, sorted) in [
-        ("bare `bwrap … true` (baseline)", &floor),
-        ("create → online", &latencies),
+        ("bare `bwrap … true` (baseline)", floor),
+        ("create → online", latencies),
     ] {
         out(format_args!(
             "| {name} | {:.1} ms | {:.1} ms | {:.1} ms |",
@@ -706,40 +752,47 @@ async fn bench_create_online(args: CreateOnlineArgs) -> anyhow::Result<()> {
         ));
     }
     out(format_args!(
-        "\n| step of a create (p50) | sequential | burst of {} |\n|---|---|---|",
-        args.burst
+        "\n| step of a create (p50 / p90) | sequential | burst of {count} |\n|---|---|---|"
     ));
-    for (step, p50) in &sequential_steps {
-        let in_burst = burst_breakdown
+    for (step, [p50, p90]) in *sequential_steps {
+        let [burst_p50, burst_p90] = burst_breakdown
             .iter()
             .find(|(name, _)| name == step)
-            .map_or(0.0, |(_, d)| millis(*d));
+            .map_or([Duration::ZERO; 2], |(_, times)| *times);
         out(format_args!(
-            "| {step} | {:.1} ms | {in_burst:.1} ms |",
-            millis(*p50)
+            "| {step} | {:.1} / {:.1} ms | {:.1} / {:.1} ms |",
+            millis(*p50),
+            millis(*p90),
+            millis(burst_p50),
+            millis(burst_p90),
         ));
     }
+    let all_online = burst.online_after.last().copied().unwrap_or_default();
     out(format_args!(
-        "\ncreate → online p50 vs baseline: {:.1}×; {} concurrent creates all online in {:.0} ms; \
-         control plane RSS with {} agents running: {rss:.1} MB (load generator included)",
-        percentile(&latencies, 0.50).as_secs_f64()
-            / percentile(&floor, 0.50).as_secs_f64().max(1e-9),
-        args.burst,
-        millis(burst),
-        args.burst,
+        "\nburst of {count}: every create answered after {:.0} ms; online after p10 {:.0}, \
+         p50 {:.0}, p90 {:.0} ms",
+        millis(burst.created),
+        millis(percentile(&burst.online_after, 0.10)),
+        millis(percentile(&burst.online_after, 0.50)),
+        millis(percentile(&burst.online_after, 0.90)),
     ));
-    server.stop().await?;
-    Ok(())
+    out(format_args!(
+        "create → online p50 vs baseline: {:.1}×; {count} concurrent creates all online in \
+         {:.0} ms; control plane RSS with {count} agents running: {rss:.1} MB (load generator \
+         included)",
+        percentile(latencies, 0.50).as_secs_f64() / percentile(floor, 0.50).as_secs_f64().max(1e-9),
+        millis(all_online),
+    ));
 }
 
-/// The median of each step of the timed creates: from the request to the server's
-/// milestones (see [`milestones::STEPS`]), with the agent's first log line between the
-/// spawn and its registration.
+/// The median and 90th percentile of each step of the timed creates: from the request to
+/// the server's milestones (see [`milestones::STEPS`]), with the agent's first log line
+/// between the spawn and its registration.
 fn breakdown(
     milestones: &milestones::Milestones,
     data_dir: &std::path::Path,
     timelines: &[(String, SystemTime)],
-) -> Vec<(&'static str, Duration)> {
+) -> Vec<(&'static str, [Duration; 2])> {
     let mut steps: Vec<(&'static str, Vec<Duration>)> = Vec::new();
     for (id, sent) in timelines {
         let at = |step| milestones.at(id, step);
@@ -769,7 +822,7 @@ fn breakdown(
         .into_iter()
         .map(|(name, mut all)| {
             all.sort_unstable();
-            (name, percentile(&all, 0.50))
+            (name, [percentile(&all, 0.50), percentile(&all, 0.90)])
         })
         .collect()
 }
@@ -803,7 +856,7 @@ async fn burst(
     body: &serde_json::Value,
     count: usize,
     online: &mut tokio::sync::mpsc::UnboundedReceiver<(String, SystemTime)>,
-) -> anyhow::Result<(Duration, Vec<(String, SystemTime)>)> {
+) -> anyhow::Result<Burst> {
     err(format_args!("bench: {count} concurrent creates …"));
     let burst_started = SystemTime::now();
     let mut in_flight = tokio::task::JoinSet::new();
@@ -815,26 +868,37 @@ async fn burst(
     while let Some(id) = in_flight.join_next().await {
         pending.insert(id??);
     }
+    let created = burst_started.elapsed().unwrap_or_default();
     let timelines = pending
         .iter()
         .map(|id| (id.clone(), burst_started))
         .collect();
-    let mut last_online = burst_started;
+    let mut online_after = Vec::with_capacity(count);
     while !pending.is_empty() {
         let (id, at) = tokio::time::timeout(Duration::from_secs(30), online.recv())
             .await
             .map_err(|_| anyhow::anyhow!("{} workspace(s) never came online", pending.len()))?
             .ok_or_else(|| anyhow::anyhow!("the event stream ended"))?;
         if pending.remove(&id) {
-            last_online = at;
+            online_after.push(at.duration_since(burst_started).unwrap_or_default());
         }
     }
-    Ok((
-        last_online
-            .duration_since(burst_started)
-            .unwrap_or_default(),
+    online_after.sort_unstable();
+    Ok(Burst {
+        created,
+        online_after,
         timelines,
-    ))
+    })
+}
+
+/// What a burst of concurrent creates measured, from the burst's start.
+struct Burst {
+    /// When the last create was answered.
+    created: Duration,
+    /// When each workspace came online, sorted.
+    online_after: Vec<Duration>,
+    /// Each workspace with the burst's start, for the breakdown.
+    timelines: Vec<(String, SystemTime)>,
 }
 
 /// Wait for `id`'s `WORKSPACE_ONLINE`; other workspaces' arrivals are dropped.
