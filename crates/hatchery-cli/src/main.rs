@@ -16,6 +16,16 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Turn transparent huge pages off for this process and, since the setting is inherited
+/// across fork and exec, for every sandbox and agent it starts. mimalloc asks for huge
+/// pages for its arenas, so each new process zeroed whole 2 MiB pages on first touch: on
+/// this project's VMs that was two thirds of the CPU a burst of 100 agent starts cost
+/// (create → online for all 100: 1.4–2.6 s with them, 0.56 s without), and it inflated
+/// every agent's memory by megabytes. Where the kernel has no such switch, nothing changes.
+fn without_transparent_huge_pages() {
+    let _ = nix::sys::prctl::set_thp_disable(true);
+}
+
 /// Exit codes with a meaning scripts can rely on.
 pub(crate) mod exit {
     /// The input (a flag, a file, a manifest, a derivation) was refused.
@@ -96,6 +106,7 @@ struct AgentCli {
 }
 
 fn main() -> ExitCode {
+    without_transparent_huge_pages();
     let mut command_line = std::env::args_os();
     if command_line.nth(1).is_some_and(|first| first == "agent") {
         return match AgentCli::try_parse_from(

@@ -69,6 +69,14 @@ async fn until_gone(id: &str) {
 
 /// Processes whose command line mentions `needle` (a workspace id is in the sandbox's).
 fn processes_mentioning(needle: &str) -> Vec<String> {
+    live_processes_mentioning(needle)
+        .into_iter()
+        .map(|(_, text)| text)
+        .collect()
+}
+
+/// [`processes_mentioning`], each with its /proc directory.
+fn live_processes_mentioning(needle: &str) -> Vec<(std::path::PathBuf, String)> {
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(Result::ok)
@@ -85,7 +93,7 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
                 .rsplit_once(')')
                 .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
             let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            (!zombie && text.contains(needle)).then_some(text)
+            (!zombie && text.contains(needle)).then_some((e.path(), text))
         })
         .collect()
 }
@@ -100,7 +108,17 @@ async fn a_create_ends_with_a_sandboxed_agent_online_and_a_delete_leaves_nothing
     let row = server.until_status(&id, "online").await;
     assert_eq!(row["agent_card"]["provider"], "platform", "{row}");
     assert_eq!(row["agent_card"]["llm_billing_mode"], "platform");
-    assert!(!processes_mentioning(&id).is_empty(), "the sandbox runs");
+    let sandbox = live_processes_mentioning(&id);
+    assert!(!sandbox.is_empty(), "the sandbox runs");
+    // Started without transparent huge pages (inherited by the agent it runs): a fresh
+    // process does not zero whole 2 MiB pages on first touch.
+    for (proc_dir, text) in &sandbox {
+        let status = std::fs::read_to_string(proc_dir.join("status")).unwrap_or_default();
+        assert!(
+            status.contains("THP_enabled:\t0"),
+            "{text}: transparent huge pages are on:\n{status}"
+        );
+    }
     let logs = server.logs(&id).await;
     assert!(logs.contains("registered"), "{logs}");
 
