@@ -12,12 +12,7 @@ mod common;
 const TOKEN: &str = "client-cli-admin";
 
 async fn serve(dir: &std::path::Path) -> common::Server {
-    let env = vec![
-        ("HATCHERY_DATA_DIR", dir.join("data").display().to_string()),
-        ("HATCHERY_ADMIN_TOKEN", TOKEN.to_owned()),
-        ("HATCHERY_PLATFORM_KEY", "platform-gateway-key".to_owned()),
-        ("HATCHERY_BACKEND", "none".to_owned()),
-    ];
+    let env = common::server_env(&dir.join("data"), TOKEN, "none");
     common::Server::start_on(common::free_port(), &env, TOKEN).await
 }
 
@@ -174,6 +169,23 @@ async fn org_imports_from_the_command_line() {
 
 /// `hatchery ARGS…` as a user runs it: the URL in the environment, a config file of the
 /// test's own (what `login` writes), no token unless `login` saved one, `stdin` piped in.
+/// `hatchery ws create` of a `claude-code` workspace named PM, waiting until it settles.
+async fn create_pm_and_wait(base: &str, config: &std::path::Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "ws",
+        "create",
+        "--name",
+        "PM",
+        "--runtime",
+        "claude-code",
+        "--model",
+        "moonshot/kimi-k2.6",
+        "--wait",
+    ];
+    args.extend_from_slice(extra);
+    user(base, config, &args, "").await
+}
+
 async fn user(base: &str, config: &std::path::Path, args: &[&str], stdin: &str) -> Output {
     use std::io::Write as _;
     let mut command = Command::new(env!("CARGO_BIN_EXE_hatchery"));
@@ -206,17 +218,9 @@ async fn serve_local(dir: &std::path::Path) -> common::Server {
     let commands = serde_json::json!({
         "crasher": ["/bin/sh", "-c", "echo 'cannot find my model weights'; exit 3"],
     });
-    let env = vec![
-        ("HATCHERY_DATA_DIR", dir.join("data").display().to_string()),
-        ("HATCHERY_ADMIN_TOKEN", TOKEN.to_owned()),
-        ("HATCHERY_PLATFORM_KEY", "platform-gateway-key".to_owned()),
-        ("HATCHERY_BACKEND", "local".to_owned()),
-        ("HATCHERY_RUNTIME_COMMANDS", commands.to_string()),
-        (
-            "HATCHERY_SECRETS_KEY",
-            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_owned(),
-        ),
-    ];
+    let mut env = common::server_env(&dir.join("data"), TOKEN, "local");
+    env.push(("HATCHERY_RUNTIME_COMMANDS", commands.to_string()));
+    env.push(("HATCHERY_SECRETS_KEY", common::SECRETS_KEY.to_owned()));
     common::Server::start_on(common::free_port(), &env, TOKEN).await
 }
 
@@ -297,23 +301,7 @@ async fn login_then_watch_workspaces_come_online_and_follow_them() {
     assert!(text(&other.stderr).contains("admin_auth_required"));
 
     // Create and follow: the line of the workspace ends `online`.
-    let created = user(
-        &base,
-        &config,
-        &[
-            "ws",
-            "create",
-            "--name",
-            "PM",
-            "--runtime",
-            "claude-code",
-            "--model",
-            "moonshot/kimi-k2.6",
-            "--wait",
-        ],
-        "",
-    )
-    .await;
+    let created = create_pm_and_wait(&base, &config, &[]).await;
     assert_eq!(created.status.code(), Some(0), "{}", text(&created.stderr));
     let shown = text(&created.stdout);
     assert!(
@@ -363,24 +351,7 @@ async fn logs_events_and_secrets_of_a_live_workspace() {
     let config = dir.path().join("hatchery.toml");
     let login = user(&base, &config, &["login", "--token", TOKEN], "").await;
     assert_eq!(login.status.code(), Some(0), "{}", text(&login.stderr));
-    let created = user(
-        &base,
-        &config,
-        &[
-            "ws",
-            "create",
-            "--name",
-            "PM",
-            "--runtime",
-            "claude-code",
-            "--model",
-            "moonshot/kimi-k2.6",
-            "--wait",
-            "--json",
-        ],
-        "",
-    )
-    .await;
+    let created = create_pm_and_wait(&base, &config, &["--json"]).await;
     assert_eq!(created.status.code(), Some(0), "{}", text(&created.stderr));
     let created: Value = serde_json::from_slice(&created.stdout).unwrap();
     assert_eq!(

@@ -35,24 +35,12 @@ async fn the_dashboard_in_chromium() {
         "Chromium is not installed: run scripts/setup"
     );
     let dir = tempfile::tempdir().unwrap();
-    let env = vec![
-        (
-            "HATCHERY_DATA_DIR",
-            dir.path().join("data").display().to_string(),
-        ),
-        ("HATCHERY_ADMIN_TOKEN", TOKEN.to_owned()),
-        ("HATCHERY_PLATFORM_KEY", "platform-gateway-key".to_owned()),
-        ("HATCHERY_BACKEND", "local".to_owned()),
-        // A manifest with one ambiguous pair, so the ambiguity step runs rather than skips.
-        (
-            "HATCHERY_PROVIDERS",
-            browser_tests.join("providers.yaml").display().to_string(),
-        ),
-        (
-            "HATCHERY_TEMPLATES_DIR",
-            repository().join("templates").display().to_string(),
-        ),
-    ];
+    let mut env = common::server_env(&dir.path().join("data"), TOKEN, "local");
+    // A manifest with one ambiguous pair, so the ambiguity step runs rather than skips.
+    let manifest = browser_tests.join("providers.yaml");
+    env.push(("HATCHERY_PROVIDERS", manifest.display().to_string()));
+    let templates = repository().join("templates");
+    env.push(("HATCHERY_TEMPLATES_DIR", templates.display().to_string()));
     let server = common::Server::start_on(common::free_port(), &env, TOKEN).await;
     let artifacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
     std::fs::create_dir_all(&artifacts).unwrap();

@@ -39,17 +39,9 @@ async fn start_with(data_dir: &Path, extra_env: &[(&str, &str)]) -> common::Serv
         "probe": ["/bin/bash", "-c", probe_script(port)],
         "crasher": ["/bin/sh", "-c", "echo 'cannot find my model weights'; exit 3"],
     });
-    let mut env = vec![
-        ("HATCHERY_DATA_DIR", data_dir.display().to_string()),
-        ("HATCHERY_ADMIN_TOKEN", TOKEN.to_owned()),
-        ("HATCHERY_PLATFORM_KEY", "platform-gateway-key".to_owned()),
-        ("HATCHERY_BACKEND", "local".to_owned()),
-        ("HATCHERY_RUNTIME_COMMANDS", commands.to_string()),
-        (
-            "HATCHERY_SECRETS_KEY",
-            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_owned(),
-        ),
-    ];
+    let mut env = common::server_env(data_dir, TOKEN, "local");
+    env.push(("HATCHERY_RUNTIME_COMMANDS", commands.to_string()));
+    env.push(("HATCHERY_SECRETS_KEY", common::SECRETS_KEY.to_owned()));
     env.extend(extra_env.iter().map(|(k, v)| (*k, (*v).to_owned())));
     common::Server::start_on(port, &env, TOKEN).await
 }

@@ -101,20 +101,9 @@ async fn the_server_keeps_to_its_openapi_document() {
     );
     let dir = tempfile::tempdir().unwrap();
     let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates");
-    let env = vec![
-        (
-            "HATCHERY_DATA_DIR",
-            dir.path().join("data").display().to_string(),
-        ),
-        ("HATCHERY_ADMIN_TOKEN", TOKEN.to_owned()),
-        ("HATCHERY_PLATFORM_KEY", "platform-gateway-key".to_owned()),
-        (
-            "HATCHERY_SECRETS_KEY",
-            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".to_owned(),
-        ),
-        ("HATCHERY_BACKEND", "none".to_owned()),
-        ("HATCHERY_TEMPLATES_DIR", templates.display().to_string()),
-    ];
+    let mut env = common::server_env(&dir.path().join("data"), TOKEN, "none");
+    env.push(("HATCHERY_SECRETS_KEY", common::SECRETS_KEY.to_owned()));
+    env.push(("HATCHERY_TEMPLATES_DIR", templates.display().to_string()));
     let server = common::Server::start_on(common::free_port(), &env, TOKEN).await;
     let seeded = seed(&common::Admin::new(&server.base, TOKEN)).await;
     let config_file = dir.path().join("schemathesis.toml");

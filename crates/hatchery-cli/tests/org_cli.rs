@@ -24,12 +24,7 @@ workspaces:
 ";
 
 async fn serve(data: &std::path::Path, port: u16, extra: &[(&str, &str)]) -> common::Server {
-    let mut env = vec![
-        ("HATCHERY_DATA_DIR", data.display().to_string()),
-        ("HATCHERY_ADMIN_TOKEN", TOKEN.to_owned()),
-        ("HATCHERY_PLATFORM_KEY", "platform-gateway-key".to_owned()),
-        ("HATCHERY_BACKEND", "none".to_owned()),
-    ];
+    let mut env = common::server_env(data, TOKEN, "none");
     env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
     common::Server::start_on(port, &env, TOKEN).await
 }

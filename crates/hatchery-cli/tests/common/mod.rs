@@ -19,6 +19,24 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A valid secrets key (32 bytes of base64), for servers whose tests store secrets.
+pub const SECRETS_KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+/// What most tests' servers run with: a data directory, the admin token, a platform key
+/// (so platform-billed creates go through) and a backend (`local`, `none`, …).
+pub fn server_env(
+    data_dir: &std::path::Path,
+    token: &str,
+    backend: &str,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("HATCHERY_DATA_DIR", data_dir.display().to_string()),
+        ("HATCHERY_ADMIN_TOKEN", token.to_owned()),
+        ("HATCHERY_PLATFORM_KEY", "platform-gateway-key".to_owned()),
+        ("HATCHERY_BACKEND", backend.to_owned()),
+    ]
+}
+
 /// A running `hatchery serve`.
 pub struct Serve {
     pub child: Child,
