@@ -142,10 +142,15 @@ struct WorkspaceTemplateView {
     name: String,
     /// What it is for.
     description: Option<String>,
-    /// Its tier, runtime and model as written.
-    tier: Option<String>,
-    runtime: Option<String>,
-    model: Option<String>,
+    /// Its tier, runtime and model, as its `config.yaml` writes them.
+    tier: Option<Value>,
+    runtime: Option<Value>,
+    model: Option<Value>,
+    /// The models it offers, its required environment and its provisioning deadline,
+    /// when its `config.yaml` says them.
+    models: Option<Value>,
+    required_env: Option<Value>,
+    provision_timeout_seconds: Option<Value>,
     /// Its skills (the folders of `skills/`).
     skills: Vec<String>,
     skill_count: usize,

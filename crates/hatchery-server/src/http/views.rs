@@ -4,6 +4,7 @@
 
 use std::time::SystemTime;
 
+pub(crate) use crate::app::stored_json;
 use hatchery_store::{WorkspaceRow, micros_to_time};
 use serde::{Serialize, Serializer};
 use serde_json::{Value, json};
@@ -38,12 +39,6 @@ pub(crate) fn go_number(value: f64) -> Value {
 )]
 fn serialize_go_number<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
     go_number(*value).serialize(serializer)
-}
-
-/// Parse a stored JSON column; a damaged one shows as null rather than failing the list.
-pub(crate) fn stored_json(text: Option<&str>) -> Value {
-    text.and_then(|t| serde_json::from_str(t).ok())
-        .unwrap_or(Value::Null)
 }
 
 /// The states a workspace can be in (spec §3). Only a schema: the store keeps the status
@@ -138,7 +133,8 @@ pub(crate) struct WorkspaceCommon {
     /// The provider stamped into its config; null when the registry does not know the
     /// runtime/model (pass-through) or the create was refused.
     provider: Option<String>,
-    /// How the provider was obtained (`explicit`, `derived`, `pass_through`, …).
+    /// How the provider was obtained: `explicit`, `derived:<rule>` (`derived:exact_model`,
+    /// …) or `passthrough:<reason>` (`passthrough:no_match`, …).
     provider_source: String,
     /// Who pays for its model calls: `platform` or `byok`; null with no provider.
     llm_billing_mode: Option<String>,
@@ -245,7 +241,8 @@ pub(crate) struct ExplainAnswer {
     runtime: String,
     /// The model asked about.
     model: String,
-    /// `derived`, `pass_through` or `error`.
+    /// `derived`, `passthrough` or `error`.
+    #[schema(pattern = "^(derived|passthrough|error)$")]
     outcome: String,
     /// The provider decided on.
     provider: Option<String>,
@@ -253,7 +250,10 @@ pub(crate) struct ExplainAnswer {
     billing: Option<String>,
     /// Which rule decided (`exact_model`, `prefix_match`, …).
     via: Option<String>,
-    /// For an error or a pass-through: its kind (`ambiguous`, `no_match`, …).
+    /// For a pass-through: why the registry has no say (`unknown_runtime`, `empty_model`,
+    /// `no_match`).
+    reason: Option<String>,
+    /// For an error: its kind (`ambiguous`, …).
     kind: Option<String>,
     /// For an ambiguous model: every provider that matches.
     candidates: Option<Vec<String>>,
