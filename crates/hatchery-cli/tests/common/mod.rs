@@ -106,20 +106,22 @@ pub fn terminate(child: &mut Child, patience: Duration) {
 /// Run an outside tool (a browser script, schemathesis) to its end, killed after
 /// `patience`: whether it succeeded, and everything it printed.
 pub async fn run_bounded(command: &mut Command, patience: Duration) -> (bool, String) {
-    let mut child = command
+    let child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("{command:?} did not start ({e}): run scripts/setup"));
-    let deadline = Instant::now() + patience;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let output = child.wait_with_output().unwrap();
+    let pid = child.id().to_string();
+    // Both pipes are read while it runs (a tool that says a lot must not block on a full
+    // pipe); past its patience it is killed, and what it said so far is kept.
+    let mut waiting = tokio::task::spawn_blocking(move || child.wait_with_output());
+    let finished = if let Ok(finished) = tokio::time::timeout(patience, &mut waiting).await {
+        finished
+    } else {
+        let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        waiting.await
+    };
+    let output = finished.unwrap().unwrap();
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
