@@ -477,15 +477,8 @@ async fn providers_explain_asks_the_live_registry() {
          runtimes:\n  rt: {providers: [{name: a}, {name: b}]}\n",
     )
     .unwrap();
-    let env = vec![
-        (
-            "HATCHERY_DATA_DIR",
-            dir.path().join("data").display().to_string(),
-        ),
-        ("HATCHERY_ADMIN_TOKEN", TOKEN.to_owned()),
-        ("HATCHERY_BACKEND", "none".to_owned()),
-        ("HATCHERY_PROVIDERS", manifest.display().to_string()),
-    ];
+    let mut env = common::server_env(&dir.path().join("data"), TOKEN, "none");
+    env.push(("HATCHERY_PROVIDERS", manifest.display().to_string()));
     let server = common::Server::start_on(common::free_port(), &env, TOKEN).await;
     let base = server.base.clone();
 

@@ -176,7 +176,7 @@ impl App {
             }
             Ok(BundleExport {
                 schema: "1.0",
-                agent_card: crate::http::views::stored_json(row.agent_card.as_deref()),
+                agent_card: super::stored_json(row.agent_card.as_deref()),
                 id: row.id,
                 name: row.name,
                 description: row.role.unwrap_or_default(),

@@ -97,6 +97,12 @@ impl App {
     }
 }
 
+/// Parse a stored JSON column; a damaged one shows as null rather than failing the list.
+pub(crate) fn stored_json(text: Option<&str>) -> serde_json::Value {
+    text.and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or(serde_json::Value::Null)
+}
+
 /// A store failure as a 500 with `message`; the cause goes to the log.
 pub(crate) fn store_error(message: &'static str) -> impl Fn(StoreError) -> ApiError {
     move |error| ApiError::internal(message, error)

@@ -710,7 +710,7 @@ fn node_files(
 }
 
 /// The most files a request may send with an inline template.
-const MAX_SENT_FILES: usize = 1000;
+pub const MAX_SENT_FILES: usize = 1000;
 
 /// Lay out the files sent with an inline template in a fresh private directory, so they
 /// are read exactly as a template directory's would be (same confinement, same limits).

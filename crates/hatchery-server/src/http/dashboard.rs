@@ -69,11 +69,12 @@ async fn serve(state: &AppState, name: &str) -> Result<Response, ApiError> {
             code: "not_found",
         });
     };
-    let body = match &state.dashboard_dir {
+    let body: std::borrow::Cow<'static, str> = match &state.dashboard_dir {
         Some(dir) => tokio::fs::read_to_string(dir.join(name))
             .await
-            .map_err(|e| ApiError::internal("failed to read the dashboard", e))?,
-        None => (*built_in).to_owned(),
+            .map_err(|e| ApiError::internal("failed to read the dashboard", e))?
+            .into(),
+        None => (*built_in).into(),
     };
     Ok((
         StatusCode::OK,

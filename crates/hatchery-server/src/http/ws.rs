@@ -96,10 +96,7 @@ async fn upgrade(
         require_admin(&state, &headers)?;
         None
     };
-    let after = super::resume_cursor(&headers, query.after.as_deref())?;
-    let cursor = Cursor::open(&state.app.hub, state.app.store.clone(), None, after)
-        .await
-        .map_err(store_error("failed to open the event stream"))?;
+    // A request that cannot become a WebSocket subscribes to nothing.
     let upgrade = upgrade.map_err(|e| {
         ApiError::bad_request(
             "a WebSocket upgrade is required",
@@ -108,6 +105,10 @@ async fn upgrade(
             e.body_text(),
         )
     })?;
+    let after = super::resume_cursor(&headers, query.after.as_deref())?;
+    let cursor = Cursor::open(&state.app.hub, state.app.store.clone(), None, after)
+        .await
+        .map_err(store_error("failed to open the event stream"))?;
     let app = state.app.clone();
     Ok(upgrade.on_upgrade(move |socket| serve(socket, cursor, caller, app)))
 }

@@ -705,38 +705,27 @@ async fn bench_create_online(args: CreateOnlineArgs) -> anyhow::Result<()> {
     let rss = rss_megabytes();
     reader.abort();
 
-    report_create_online(&CreateOnlineReport {
-        floor: &floor,
-        latencies: &latencies,
-        sequential_steps: &sequential_steps,
-        burst: &burst,
-        burst_breakdown: &burst_breakdown,
+    report_create_online(
+        &floor,
+        &latencies,
+        &sequential_steps,
+        &burst,
+        &burst_breakdown,
         rss,
-    });
+    );
     server.stop().await?;
     Ok(())
 }
 
-/// What `bench create-online` measured, for its report.
-struct CreateOnlineReport<'a> {
-    floor: &'a [Duration],
-    latencies: &'a [Duration],
-    sequential_steps: &'a [(&'static str, [Duration; 2])],
-    burst: &'a Burst,
-    burst_breakdown: &'a [(&'static str, [Duration; 2])],
-    rss: f64,
-}
-
 /// The report of `bench create-online`: markdown tables, as docs/benchmarks.md has them.
-fn report_create_online(report: &CreateOnlineReport<'_>) {
-    let CreateOnlineReport {
-        floor,
-        latencies,
-        sequential_steps,
-        burst,
-        burst_breakdown,
-        rss,
-    } = report;
+fn report_create_online(
+    floor: &[Duration],
+    latencies: &[Duration],
+    sequential_steps: &[(&'static str, [Duration; 2])],
+    burst: &Burst,
+    burst_breakdown: &[(&'static str, [Duration; 2])],
+    rss: f64,
+) {
     let count = burst.online_after.len();
     out("| measure | p50 | p99 | max |");
     out("|---|---|---|---|");
@@ -754,7 +743,7 @@ fn report_create_online(report: &CreateOnlineReport<'_>) {
     out(format_args!(
         "\n| step of a create (p50 / p90) | sequential | burst of {count} |\n|---|---|---|"
     ));
-    for (step, [p50, p90]) in *sequential_steps {
+    for (step, [p50, p90]) in sequential_steps {
         let [burst_p50, burst_p90] = burst_breakdown
             .iter()
             .find(|(name, _)| name == step)

@@ -152,8 +152,9 @@ fn read_template(path: &Path) -> Result<Value, Failure> {
     Ok(json!({"template": yaml, "files": files}))
 }
 
-/// The most files a template directory may send; the server's body limit bounds the bytes.
-const MAX_FILES: usize = 1000;
+/// The most files a template directory may send (the server's own limit); its body limit
+/// bounds the bytes.
+const MAX_FILES: usize = hatchery_server::app::org::MAX_SENT_FILES;
 
 /// Every regular file under `dir` (hidden entries and symlinks skipped: a template sends
 /// what it holds, nothing it points at).
