@@ -99,8 +99,26 @@ pub struct Exit {
     pub id: String,
     /// The exit code (`None`: killed by a signal).
     pub code: Option<i32>,
-    /// The last lines it logged.
+    /// The last lines it logged; the local backend's through [`escape_controls`], and
+    /// whoever shows them passes them through it too.
     pub last_lines: String,
+}
+
+/// `text` with its control characters written out as escapes (ESC as `\u{1b}`, a carriage
+/// return as `\r`, C1 controls, DEL), but for newlines and tabs: what an agent printed can
+/// then reach a terminal (the server's log, a failure reason shown by the CLI) without
+/// driving it. Backslashes stay as they are, so escaping twice changes nothing.
+#[must_use]
+pub fn escape_controls(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && c != '\n' && c != '\t' {
+            escaped.extend(c.escape_default());
+        } else {
+            escaped.push(c);
+        }
+    }
+    escaped
 }
 
 /// Why a backend call failed.

@@ -1,14 +1,25 @@
 //! The `local` backend: each workspace's agent is a process tree in a bubblewrap sandbox.
 //!
-//! The sandbox: an empty root with the host's system directories and the agent program's
-//! directory read-only (the control plane's data is not there), the workspace's own
-//! writable directory at `/workspace`, its
+//! The sandbox: an empty root with the host's system directories and the agent program
+//! itself read-only (not the program's directory: nothing beside it, and not the control
+//! plane's data), the workspace's own writable directory at `/workspace`, its
 //! config read-only at `/config`, private `/tmp`, `/proc` and `/dev`, new PID, IPC, UTS,
 //! user and network namespaces (no network unless the runtime opts in), and the control
 //! plane's Unix socket bound in at `/run/hatchery/hatchery.sock` — the agent's only way
 //! out. Limits are rlimits (set by `prlimit` on the way in). Secrets travel in the
 //! environment, never on a command line or on disk. The sandbox dies with the control
 //! plane (`--die-with-parent`).
+//!
+//! Privileges: none. Every capability is dropped (`--cap-drop ALL`, the bounding set too),
+//! and bubblewrap sets no-new-privileges. That matters as root: bubblewrap run by root
+//! keeps every capability unless told otherwise, and its user namespace maps root inside
+//! to root outside (it maps only its caller's uid), so a sandboxed agent is uid 0 on the
+//! host. Without capabilities that uid can do no more than the files it is shown allow
+//! (read-only binds it cannot remount, its own `/workspace`) and, for a runtime with the
+//! host's network, what the host's services grant a peer of uid 0 (abstract Unix sockets
+//! belong to the network namespace). A control plane run as root also requires the user
+//! namespace (`--unshare-user`, where `--unshare-all` alone would go on without one):
+//! where none can be made, bubblewrap refuses and the workspace fails with its message.
 //!
 //! Stop: SIGTERM to every process of the sandbox but bubblewrap itself (whose death would
 //! kill the agent before it could finish), then SIGKILL to the whole process group after
@@ -30,7 +41,7 @@ use tokio::sync::mpsc;
 use crate::files::{
     AGENT_SOCKET, EXIT_LOG_LINES, agent_env, follow_file, lay_out, tail, transient,
 };
-use crate::{AgentState, Backend, BackendError, Exit, WorkspaceSpec};
+use crate::{AgentState, Backend, BackendError, Exit, WorkspaceSpec, escape_controls};
 
 /// The host paths a sandbox sees, read-only (missing ones are skipped). Of `/etc` only
 /// what programs need to run and resolve names ([`ETC_ENTRIES`]): not the host's service
@@ -118,6 +129,9 @@ pub struct LocalBackend {
     /// mount instead of a dozen (mounts are most of a sandbox's set-up time). `None`:
     /// the entries are bound one by one.
     etc: Option<PathBuf>,
+    /// Whether the control plane runs as root: then bubblewrap keeps capabilities unless
+    /// dropped, and a sandbox must have a user namespace (see the module's description).
+    as_root: bool,
     running: Arc<Mutex<HashMap<String, Sandbox>>>,
     exits: mpsc::UnboundedSender<Exit>,
 }
@@ -155,6 +169,17 @@ fn copy_entry(from: &Path, to: &Path) -> std::io::Result<()> {
     } else {
         std::fs::copy(from, to).map(|_| ())
     }
+}
+
+/// Whether this process's real uid is root: what bubblewrap asks to decide whether to keep
+/// capabilities. Unknown counts as root, the stricter sandbox.
+fn running_as_root() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().next())
+        .is_none_or(|real| real == "0")
 }
 
 /// Where `path` points, if it is a top-level symlink into `/usr` (`/bin` → `usr/bin`).
@@ -270,6 +295,7 @@ impl LocalBackend {
             Self {
                 config,
                 etc,
+                as_root: running_as_root(),
                 running: Arc::default(),
                 exits,
             },
@@ -300,6 +326,10 @@ impl LocalBackend {
             "--".to_owned(),
             self.config.bwrap.display().to_string(),
             "--unshare-all".to_owned(),
+            // No privileges inside, whoever runs the control plane (see the module's
+            // description).
+            "--cap-drop".to_owned(),
+            "ALL".to_owned(),
             // No controlling terminal: nothing inside can type into the operator's.
             "--new-session".to_owned(),
             // The environment comes on stdin (see `environment`), never from the host's
@@ -308,6 +338,11 @@ impl LocalBackend {
             "--args".to_owned(),
             "0".to_owned(),
         ];
+        if self.as_root {
+            // `--unshare-all` makes a user namespace only where it can; as root, no sandbox
+            // without one.
+            argv.push("--unshare-user".to_owned());
+        }
         if self.config.host_network.contains(&spec.runtime) {
             argv.push("--share-net".to_owned());
         }
@@ -318,18 +353,8 @@ impl LocalBackend {
             argv.extend([kind.to_owned(), path.to_owned()]);
         }
         // The root is an empty tmpfs: only the system directories (read-only) and the
-        // program's own directory are visible; the control plane's data is not.
-        let mut visible: Vec<String> = SYSTEM_DIRS.iter().map(|d| (*d).to_owned()).collect();
-        if let Some(program_dir) = command
-            .first()
-            .map(Path::new)
-            .filter(|p| p.is_absolute())
-            .and_then(Path::parent)
-            // Already visible (a system directory, or under one): nothing more to bind.
-            && !visible.iter().any(|v| program_dir.starts_with(v))
-        {
-            visible.push(program_dir.display().to_string());
-        }
+        // program itself (below) are visible; the control plane's data is not.
+        let visible: Vec<String> = SYSTEM_DIRS.iter().map(|d| (*d).to_owned()).collect();
         for path in &visible {
             // A merged-/usr system's /bin, /lib, … are symlinks into /usr: the same symlink
             // in the sandbox costs no mount (mounts are most of a sandbox's set-up time).
@@ -359,11 +384,22 @@ impl LocalBackend {
                 }
             }
         }
-        // Should the program live under the data directory, its data stays hidden.
+        // Should the data directory lie under a system directory, it stays hidden.
         for hidden in &self.config.hidden {
             if visible.iter().any(|v| hidden.starts_with(v)) {
                 argv.extend(["--tmpfs".to_owned(), hidden.display().to_string()]);
             }
+        }
+        // The program file alone, not its directory: what lies beside it (a `.env`, a home
+        // directory, a build's other files) is none of the agent's business. A program that
+        // needs files of its own beside it belongs under /usr. Bound last, so that neither
+        // the private /tmp nor a hidden directory covers it.
+        if let Some(program) = command.first().map(Path::new).filter(|p| p.is_absolute())
+            && (!visible.iter().any(|v| program.starts_with(v))
+                || self.config.hidden.iter().any(|h| program.starts_with(h)))
+        {
+            let program = program.display().to_string();
+            argv.extend(["--ro-bind".to_owned(), program.clone(), program]);
         }
         let workspace = dir.join("workspace").display().to_string();
         let config = dir.join("config").display().to_string();
@@ -543,7 +579,8 @@ impl LocalBackend {
                 let _ = exits.send(Exit {
                     id,
                     code,
-                    last_lines: tail(&log_path, EXIT_LOG_LINES),
+                    // The control plane logs and shows these: no terminal controls.
+                    last_lines: escape_controls(&tail(&log_path, EXIT_LOG_LINES)),
                 });
             }
         });
@@ -699,9 +736,18 @@ mod tests {
                 .position(|w| w.iter().zip(needle).all(|(a, b)| a == b))
                 .unwrap_or_else(|| panic!("{needle:?} not in {argv:?}"))
         };
-        // The program's directory is bound after the private /tmp, so it is not hidden.
-        assert!(at(&["--tmpfs", "/tmp"]) < at(&["--ro-bind-try", "/tmp/build", "/tmp/build"]));
+        // The program alone, bound after the private /tmp, so it is not hidden; not its
+        // directory.
+        let program = at(&["--ro-bind", "/tmp/build/hatchery", "/tmp/build/hatchery"]);
+        assert!(at(&["--tmpfs", "/tmp"]) < program);
+        assert!(!argv.iter().any(|a| a == "/tmp/build"), "{argv:?}");
         assert!(at(&["--unshare-all"]) < at(&["--", "/tmp/build/hatchery", "agent"]));
+        at(&["--cap-drop", "ALL"]);
+        assert_eq!(
+            argv.iter().any(|a| a == "--unshare-user"),
+            running_as_root(),
+            "as root a user namespace is required, not merely tried"
+        );
         at(&["--new-session"]);
         at(&["--clearenv"]);
         assert!(

@@ -400,7 +400,8 @@ impl App {
         let since = row.provisioning_since.unwrap_or(row.updated_at);
         match self.store.fail_provisioning(id, since, reason).await {
             Ok(true) => {
-                tracing::warn!(workspace_id = id, %reason, "provisioning failed");
+                // Debug: an agent's last words stay on this log line (newlines escaped).
+                tracing::warn!(workspace_id = id, ?reason, "provisioning failed");
                 self.metrics.provisioning_failed(1);
                 self.hub.poke();
                 // Whatever is left of it (an exited container, a pod that cannot start,
@@ -430,7 +431,9 @@ impl App {
             }
             let reason = format!(
                 "the agent {code} before it registered; its last log lines:\n{}",
-                &exit.last_lines[start..]
+                // Whatever the backend: no terminal controls in the record, the event, the
+                // log.
+                hatchery_provision::escape_controls(&exit.last_lines[start..])
             );
             self.fail_unregistered(&exit.id, &reason).await;
         }
