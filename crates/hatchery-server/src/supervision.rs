@@ -37,6 +37,9 @@ pub struct Supervision {
     /// Fault injection for the crash tests: the process aborts (as if killed with -9) when
     /// provisioning reaches this point (see `App::crash_point`).
     pub crash_at: Option<String>,
+    /// Fault injection for the tests of a restart during a start: each start waits this
+    /// long after its bootstrap token is minted, before the backend starts the agent.
+    pub test_start_delay: Option<Duration>,
 }
 
 /// Four starts per core: a start mostly waits (a spawn, an engine, an API server).
@@ -66,6 +69,7 @@ impl Default for Supervision {
             concurrent_starts: default_concurrent_starts(),
             clock: None,
             crash_at: None,
+            test_start_delay: None,
         }
     }
 }

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 hatchery_testkit::both_databases!(
     a_subtree_exports_and_imports_back_as_new_workspaces,
     bad_bundles_are_refused_and_nothing_is_created,
+    a_tree_that_loops_is_refused_not_followed_without_end,
 );
 
 const TEAM: &str = "name: bundled
@@ -108,4 +109,38 @@ async fn bad_bundles_are_refused_and_nothing_is_created(db: Db) {
         .get("/bundles/export/00000000-0000-4000-8000-000000000000")
         .await;
     assert_eq!(status, 404);
+}
+
+/// A cycle stored by an older build (two racing moves could close one) must not make an
+/// export recurse without end: it is refused past the tree's depth limit.
+async fn a_tree_that_loops_is_refused_not_followed_without_end(db: Db) {
+    use sqlx::Connection as _;
+    let env = Env::new(db).await;
+    let server = env.spawn().await;
+    let a = server.create(&json!({"name": "a"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let b = server.create(&json!({"name": "b", "parent_id": a})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    sqlx::any::install_default_drivers();
+    let mut connection = sqlx::AnyConnection::connect(&env.db.url).await.unwrap();
+    sqlx::query("UPDATE workspaces SET parent_id = $1 WHERE id = $2")
+        .bind(&b)
+        .bind(&a)
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    connection.close().await.unwrap();
+
+    let (status, answer) = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        server.get(&format!("/bundles/export/{a}")),
+    )
+    .await
+    .expect("the export answers");
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(answer["code"], "bundle_too_deep");
 }

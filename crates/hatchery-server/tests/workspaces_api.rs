@@ -31,6 +31,8 @@ hatchery_testkit::both_databases!(
     malformed_and_oversized_bodies,
     ids_that_are_not_uuids_are_refused_before_auth,
     patch_type_checks_and_moves,
+    an_agent_token_changes_only_its_name_role_and_place,
+    racing_moves_cannot_close_a_cycle,
     patch_runtime_rederives_the_provider_failing_closed,
     delete_asks_for_confirmation_and_cascades,
     records_have_the_wire_shape,
@@ -619,6 +621,165 @@ async fn patch_type_checks_and_moves(db: Db) {
         (status, answer["error"].as_str()),
         (400, Some("invalid request body"))
     );
+}
+
+/// A workspace token of `id`, issued by the admin.
+async fn workspace_token(server: &Running, id: &str) -> String {
+    let (status, issued) = server
+        .post(&format!("/workspaces/{id}/tokens"), &json!({}))
+        .await;
+    assert_eq!(status, 201, "{issued}");
+    issued["auth_token"].as_str().unwrap().to_owned()
+}
+
+async fn an_agent_token_changes_only_its_name_role_and_place(db: Db) {
+    let env = Env::new(db).await;
+    let server = env.spawn().await;
+    let team = server.create(&json!({"name": "team"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let id = server
+        .create(&json!({"name": "agent", "runtime": "langgraph"}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let token = workspace_token(&server, &id).await;
+    let path = format!("/workspaces/{id}");
+    let (_, before) = server.get(&path).await;
+    // Whatever changes what the sandbox may do or whom the agent may reach is the
+    // operator's: host networking comes with a runtime, a host directory with
+    // workspace_dir, a team with parent_id.
+    for body in [
+        json!({"runtime": "claude-code"}),
+        json!({"tier": 4}),
+        json!({"workspace_dir": "/srv/x"}),
+        json!({"workspace_dir": null}),
+        json!({"workspace_access": "read_write"}),
+        json!({"parent_id": team}),
+        json!({"model": "moonshot/kimi-k2.6"}),
+        json!({"name": "sneaky", "runtime": "claude-code"}),
+    ] {
+        let (status, answer) = server
+            .request_as(reqwest::Method::PATCH, &path, Some(&body), Some(&token))
+            .await;
+        assert_eq!(status, 403, "{body}: {answer}");
+        assert_eq!(answer["code"], "operator_only_field", "{answer}");
+        let field = body
+            .as_object()
+            .unwrap()
+            .keys()
+            .find(|k| *k != "name")
+            .unwrap();
+        assert!(
+            answer["error"].as_str().unwrap().contains(field.as_str()),
+            "the refusal names the field: {answer}"
+        );
+    }
+    let (_, after) = server.get(&path).await;
+    assert_eq!(before, after, "nothing of a refused PATCH was written");
+
+    let allowed = json!({"name": "renamed", "role": "writer", "collapsed": true, "x": 1, "y": 2});
+    let (status, answer) = server
+        .request_as(reqwest::Method::PATCH, &path, Some(&allowed), Some(&token))
+        .await;
+    assert_eq!((status, answer), (200, json!({"status": "updated"})));
+    let (_, after) = server.get(&path).await;
+    assert_eq!(
+        (after["name"].as_str(), after["role"].as_str()),
+        (Some("renamed"), Some("writer"))
+    );
+    assert_eq!(after["runtime"], "langgraph");
+
+    // The operator may change all of it.
+    let (status, answer) = server
+        .patch(&path, &json!({"tier": 3, "parent_id": team}))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+}
+
+/// Two moves that each pass the check on their own, but together would close a cycle
+/// (`a` under `b`, `b` under `a`), both read the tree before either writes: the second
+/// must be refused where it is written.
+async fn racing_moves_cannot_close_a_cycle(db: Db) {
+    use hatchery_store::{UpdateOutcome, WorkspacePatch, WorkspaceRow};
+    let env = Env::new(db).await;
+    let server = env.spawn().await;
+    let mut ids = Vec::new();
+    for name in ["a", "b", "c"] {
+        ids.push(
+            server.create(&json!({"name": name})).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let (a, b, c) = (&ids[0], &ids[1], &ids[2]);
+    let read = |id: String| {
+        let store = server.store.clone();
+        async move { store.workspace_get(&id).await.unwrap().unwrap() }
+    };
+    let moved = |row: &WorkspaceRow, parent: &str| WorkspacePatch {
+        name: row.name.clone(),
+        role: row.role.clone(),
+        tier: row.tier,
+        parent_id: Some(parent.to_owned()),
+        collapsed: row.collapsed != 0,
+        runtime: row.runtime.clone(),
+        workspace_dir: row.workspace_dir.clone(),
+        x: row.x,
+        y: row.y,
+    };
+    let (row_a, row_b) = (read(a.clone()).await, read(b.clone()).await);
+    let first = server
+        .store
+        .workspace_update(a, row_a.version, &moved(&row_a, b), None, &[], 32)
+        .await
+        .unwrap();
+    assert_eq!(first, UpdateOutcome::Updated);
+    let second = server
+        .store
+        .workspace_update(b, row_b.version, &moved(&row_b, a), None, &[], 32)
+        .await
+        .unwrap();
+    assert_eq!(second, UpdateOutcome::WouldCycle);
+    // A longer loop too: c under a (fine), then b under c would close b → a → … → b.
+    let row_c = read(c.clone()).await;
+    let (status, answer) = server
+        .patch(&format!("/workspaces/{c}"), &json!({"parent_id": a}))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let row_b = read(b.clone()).await;
+    let third = server
+        .store
+        .workspace_update(b, row_b.version, &moved(&row_b, c), None, &[], 32)
+        .await
+        .unwrap();
+    assert_eq!(third, UpdateOutcome::WouldCycle);
+    assert_ne!(read(c.clone()).await.version, row_c.version);
+
+    // Through the API, racing pairs: never both moved.
+    for _ in 0..10 {
+        let x = server.create(&json!({"name": "x"})).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let y = server.create(&json!({"name": "y"})).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (x_path, y_path) = (format!("/workspaces/{x}"), format!("/workspaces/{y}"));
+        let (x_under_y, y_under_x) = (json!({"parent_id": y}), json!({"parent_id": x}));
+        let (one, two) = tokio::join!(
+            server.patch(&x_path, &x_under_y),
+            server.patch(&y_path, &y_under_x),
+        );
+        assert!(one.0 != 200 || two.0 != 200, "both moved: {one:?} {two:?}");
+        // A bundle of either still exports: the tree stays a tree.
+        let (status, bundle) = server.get(&format!("/bundles/export/{x}")).await;
+        assert_eq!(status, 200, "{bundle}");
+    }
 }
 
 /// `OVERLAPPING` plus a runtime where only `a` is native and one where only `b` is.

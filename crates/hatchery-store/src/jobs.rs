@@ -3,7 +3,8 @@
 
 use sqlx::{Any, Transaction};
 
-use crate::{Store, StoreError};
+use crate::tokens::{TokenKind, insert_token};
+use crate::{NewToken, Store, StoreError};
 
 /// A stored provision job.
 #[allow(missing_docs, reason = "fields mirror the columns in migrations/")]
@@ -29,6 +30,17 @@ impl Store {
         .fetch_all(&self.reader)
         .await?)
     }
+}
+
+/// What a runner holds of a job it claimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobLease {
+    /// Still its own to run.
+    Held,
+    /// A restart, pause or delete replaced it: its start must not leave an agent behind.
+    Superseded,
+    /// Gone to another runner (the lease ran out) or closed.
+    Lost,
 }
 
 /// A job claimed by a runner, with its lease.
@@ -59,8 +71,11 @@ impl Store {
             "UPDATE provision_jobs SET state = 'claimed', lease_owner = $1, lease_until = $2, \
              attempts = attempts + 1, updated_at = $3 \
              WHERE id = (SELECT id FROM provision_jobs \
-                 WHERE (state = 'pending' AND (lease_until IS NULL OR lease_until <= $3)) \
-                    OR (state = 'claimed' AND lease_until < $3) \
+                 WHERE ((state = 'pending' AND (lease_until IS NULL OR lease_until <= $3)) \
+                    OR (state = 'claimed' AND lease_until < $3)) \
+                   AND NOT EXISTS (SELECT 1 FROM provision_jobs s \
+                       WHERE s.workspace_id = provision_jobs.workspace_id \
+                       AND s.state = 'superseded' AND s.lease_until >= $3) \
                  ORDER BY created_at, id LIMIT 1{lock}) \
              RETURNING id, workspace_id, kind, attempts"
         );
@@ -72,23 +87,81 @@ impl Store {
             .await?)
     }
 
-    /// Extend `owner`'s lease on a job it still holds; `false` if it lost it.
+    /// Extend `owner`'s lease on a job it still holds, superseded or not: a superseded
+    /// job's start still runs, and its lease keeps the newer job waiting until it ends.
     pub async fn job_renew(
         &self,
         id: &str,
         owner: &str,
         lease_until: i64,
-    ) -> Result<bool, StoreError> {
-        let renewed = sqlx::query(
+    ) -> Result<JobLease, StoreError> {
+        let state: Option<String> = sqlx::query_scalar(
             "UPDATE provision_jobs SET lease_until = $3 \
-             WHERE id = $1 AND lease_owner = $2 AND state = 'claimed'",
+             WHERE id = $1 AND lease_owner = $2 AND state IN ('claimed', 'superseded') \
+             RETURNING state",
         )
         .bind(id)
         .bind(owner)
         .bind(lease_until)
+        .fetch_optional(&self.writer)
+        .await?;
+        Ok(match state.as_deref() {
+            Some("claimed") => JobLease::Held,
+            Some(_) => JobLease::Superseded,
+            None => JobLease::Lost,
+        })
+    }
+
+    /// Store a workspace's bootstrap token for the start of job `id`, replacing the ones
+    /// not yet spent, only while `owner` still holds the job: a start that a restart,
+    /// pause or delete superseded gets no credential. `false` then.
+    pub async fn job_bootstrap(
+        &self,
+        id: &str,
+        owner: &str,
+        token: &NewToken,
+    ) -> Result<bool, StoreError> {
+        let now = self.now();
+        let mut tx = self.writer.begin().await?;
+        let held: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM provision_jobs WHERE id = $1 AND lease_owner = $2 \
+             AND state = 'claimed' AND workspace_id = $3",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(&token.workspace_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if held.is_none() {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE workspace_tokens SET revoked_at = $3 \
+             WHERE workspace_id = $1 AND kind = $2 AND revoked_at IS NULL",
+        )
+        .bind(&token.workspace_id)
+        .bind(TokenKind::Bootstrap.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        insert_token(&mut tx, token, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Let go of a superseded job whose start has ended (its agent stopped): the job
+    /// that replaced it may run now.
+    pub async fn job_release(&self, id: &str, owner: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE provision_jobs SET lease_until = NULL, updated_at = $3 \
+             WHERE id = $1 AND lease_owner = $2 AND state = 'superseded'",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(self.now())
         .execute(&self.writer)
         .await?;
-        Ok(renewed.rows_affected() == 1)
+        Ok(())
     }
 
     /// Close a claimed job: `done`, `failed` or `cancelled`. Only its owner may.
@@ -129,15 +202,18 @@ impl Store {
     }
 }
 
-/// Cancel a workspace's pending jobs (a newer one, or none, replaces them).
+/// Cancel a workspace's pending jobs and supersede its claimed ones (a newer job, or
+/// none, replaces them). A superseded job's runner learns it from its lease: it gets no
+/// bootstrap token, and stops whatever agent it had already started.
 pub(crate) async fn cancel_pending(
     tx: &mut Transaction<'_, Any>,
     workspace_id: &str,
     now: i64,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE provision_jobs SET state = 'cancelled', updated_at = $2 \
-         WHERE workspace_id = $1 AND state = 'pending'",
+        "UPDATE provision_jobs SET state = CASE state WHEN 'pending' THEN 'cancelled' \
+         ELSE 'superseded' END, updated_at = $2 \
+         WHERE workspace_id = $1 AND state IN ('pending', 'claimed')",
     )
     .bind(workspace_id)
     .bind(now)

@@ -34,13 +34,13 @@ pub use agents::{
     AgentSnapshot, LifecycleRefusal, LiveState, Provisioning, Registered, Registration,
 };
 pub use events::{EventRow, NewEvent};
-pub use jobs::{ClaimedJob, JobRow};
+pub use jobs::{ClaimedJob, JobLease, JobRow};
 pub use secrets::{GLOBAL_SCOPE, KEY_CHECK_SETTING, SealedSecret, SecretRow, workspace_scope};
 pub use stats::Stats;
 pub use tokens::{NewToken, TokenKind, TokenMatch, TokenRow};
 pub use workspaces::{
     CreateRefusal, EarlierImports, ImportOutcome, ImportedWorkspace, NewWorkspace, Reconfiguration,
-    RemovedWorkspaces, WorkspaceFile, WorkspacePatch, WorkspaceRow,
+    RemovedWorkspaces, UpdateOutcome, WorkspaceFile, WorkspacePatch, WorkspaceRow,
 };
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");

@@ -181,6 +181,20 @@ pub struct RemovedWorkspaces {
     pub target_was_live: bool,
 }
 
+/// What an update did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateOutcome {
+    /// Written.
+    Updated,
+    /// The row moved on (or went) since it was read: nothing written; read it again.
+    Stale,
+    /// The new parent is the workspace itself or one of its descendants, as the tree stands
+    /// inside the transaction (a concurrent move may have made it one): nothing written.
+    WouldCycle,
+    /// The new parent is not live, or the tree under it would be deeper than allowed.
+    ParentRefused,
+}
+
 /// Why a create was refused inside its transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CreateRefusal {
@@ -391,9 +405,28 @@ impl Store {
         patch: &WorkspacePatch,
         reconfiguration: Option<&Reconfiguration>,
         events: &[NewEvent],
-    ) -> Result<bool, StoreError> {
+        max_depth: usize,
+    ) -> Result<UpdateOutcome, StoreError> {
         let mut tx = self.begin_events().await?;
         let now = self.now();
+        let current_parent: Option<Option<String>> =
+            sqlx::query_scalar("SELECT parent_id FROM workspaces WHERE id = $1 AND version = $2")
+                .bind(id)
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(current_parent) = current_parent else {
+            return Ok(UpdateOutcome::Stale);
+        };
+        // A move is checked again here, where no other move can interleave (this
+        // transaction holds the event lock on Postgres, the one writer on SQLite): two
+        // racing moves, each fine alone, must not close a cycle.
+        if let Some(parent) = patch.parent_id.as_deref()
+            && current_parent.as_deref() != Some(parent)
+            && let Some(refusal) = refuse_parent(&mut tx, id, parent, max_depth).await?
+        {
+            return Ok(refusal);
+        }
         let updated = sqlx::query(
             "UPDATE workspaces SET name = $3, role = $4, tier = $5, parent_id = $6, \
              collapsed = $7, runtime = $8, workspace_dir = $9, x = $10, y = $11, \
@@ -415,7 +448,7 @@ impl Store {
         .await?
         .rows_affected();
         if updated == 0 {
-            return Ok(false);
+            return Ok(UpdateOutcome::Stale);
         }
         if let Some(reconfiguration) = reconfiguration {
             sqlx::query(
@@ -442,7 +475,7 @@ impl Store {
             insert_event(&mut tx, event, now).await?;
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(UpdateOutcome::Updated)
     }
 
     /// Mark a workspace and all its descendants removed, cancel their pending jobs and
@@ -587,4 +620,34 @@ async fn remove_tree(
         insert_event(tx, &NewEvent::removed(id, payload), now).await?;
     }
     Ok((tree, removed))
+}
+
+/// Why `id` may not move under `parent`, read inside the move's transaction: `parent` must
+/// be live, must not be `id` or below it, and must leave the tree at most `max_depth` deep.
+async fn refuse_parent(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    id: &str,
+    parent: &str,
+    max_depth: usize,
+) -> Result<Option<UpdateOutcome>, StoreError> {
+    let mut current = parent.to_owned();
+    for depth in 0..=max_depth {
+        if current == id {
+            return Ok(Some(UpdateOutcome::WouldCycle));
+        }
+        let row: Option<(Option<String>, String)> =
+            sqlx::query_as("SELECT parent_id, status FROM workspaces WHERE id = $1")
+                .bind(&current)
+                .fetch_optional(&mut **tx)
+                .await?;
+        match row {
+            Some((_, status)) if depth == 0 && status == "removed" => {
+                return Ok(Some(UpdateOutcome::ParentRefused));
+            }
+            None if depth == 0 => return Ok(Some(UpdateOutcome::ParentRefused)),
+            Some((Some(next), _)) => current = next,
+            Some((None, _)) | None => return Ok(None),
+        }
+    }
+    Ok(Some(UpdateOutcome::ParentRefused))
 }

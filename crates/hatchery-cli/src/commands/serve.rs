@@ -114,6 +114,10 @@ pub struct ServeArgs {
     /// (`created`, `job-claimed`, `agent-started`, `job-done`).
     #[arg(long, env = "HATCHERY_TEST_CRASH_AT", hide = true)]
     test_crash_at: Option<String>,
+    /// Fault injection, for the tests only: each start waits this long between minting its
+    /// bootstrap token and starting the agent (a restart can then land mid-start).
+    #[arg(long, env = "HATCHERY_TEST_START_DELAY", hide = true, value_parser = humantime::parse_duration)]
+    test_start_delay: Option<Duration>,
     /// Per-runtime provisioning deadlines, e.g. `hermes=30m,codex=15m` (hermes=30m built in).
     #[arg(long, env = "HATCHERY_PROVISION_TIMEOUTS", value_parser = parse_runtime_timeouts, default_value = "")]
     provision_timeouts: BTreeMap<String, Duration>,
@@ -208,6 +212,7 @@ fn supervision(args: &ServeArgs) -> Supervision {
             ..hatchery_provision::Limits::default()
         },
         crash_at: args.test_crash_at.clone().filter(|p| !p.is_empty()),
+        test_start_delay: args.test_start_delay,
         // Sweep often enough that a silent workspace goes offline within ~1.25 TTL.
         sweep_interval: (args.heartbeat_ttl / 4)
             .clamp(Duration::from_millis(100), defaults.sweep_interval),

@@ -180,6 +180,17 @@ impl App {
         }
     }
 
+    /// Whether a caller that passed a gate is the operator: the admin token, or in dev
+    /// mode a request with no bearer. A workspace token never is.
+    #[must_use]
+    pub fn is_operator(&self, credential: &Credential) -> bool {
+        match credential {
+            Credential::Admin => true,
+            Credential::Missing => self.dev,
+            Credential::Token(_) | Credential::Invalid => false,
+        }
+    }
+
     /// The BOOT gate for agent calls about `id` (heartbeat, update-card, peers): as WS, but
     /// in dev mode a workspace that holds no token yet may call without one.
     pub async fn gate_boot(&self, credential: &Credential, id: &str) -> Result<(), ApiError> {
@@ -266,6 +277,29 @@ impl App {
             return Err(ApiError::TooManyTokens);
         }
         Ok((token.plaintext, expires_at))
+    }
+
+    /// [`App::bootstrap_issue_for`] for the start of provision job `job`: stored only
+    /// while `owner` still holds the job, so a superseded start gets no credential
+    /// (`None`).
+    pub(crate) async fn bootstrap_issue_for_job(
+        &self,
+        row: &hatchery_store::WorkspaceRow,
+        job: &str,
+        owner: &str,
+    ) -> Result<Option<String>, ApiError> {
+        let ttl = self.supervision.provision_timeout_of(&row.runtime);
+        let expires_at = self
+            .store
+            .now()
+            .saturating_add(crate::supervision::micros(ttl));
+        let token = mint(&row.id, TokenKind::Bootstrap, Some(expires_at));
+        let stored = self
+            .store
+            .job_bootstrap(job, owner, &token.stored)
+            .await
+            .map_err(store_error("failed to issue token"))?;
+        Ok(stored.then_some(token.plaintext))
     }
 
     /// The live tokens of a workspace (never their values), and how many there are.

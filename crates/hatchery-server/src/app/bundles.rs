@@ -39,6 +39,10 @@ pub struct Bundle {
     pub sub_workspaces: Vec<Bundle>,
 }
 
+/// How many levels below the exported workspace a bundle follows: the org tree's own
+/// limit.
+const MAX_BUNDLE_DEPTH: usize = 32;
+
 fn bundle_not_found() -> ApiError {
     ApiError::NotFound {
         message: "bundle not found",
@@ -144,12 +148,27 @@ fn answer_of(
 
 impl App {
     /// Export workspace `id` and its live subtree; removed workspaces are not exportable.
-    #[must_use]
-    pub fn bundle_export<'a>(
+    pub async fn bundle_export(&self, id: &str) -> Result<BundleExport, ApiError> {
+        self.bundle_export_below(id, 0).await
+    }
+
+    /// [`App::bundle_export`] of a workspace `depth` levels below the exported one. The
+    /// depth is capped: a tree deeper than any that can be made (or a cycle, should one
+    /// ever be stored) is refused rather than followed without end.
+    fn bundle_export_below<'a>(
         &'a self,
         id: &'a str,
+        depth: usize,
     ) -> BoxFuture<'a, Result<BundleExport, ApiError>> {
         Box::pin(async move {
+            if depth > MAX_BUNDLE_DEPTH {
+                return Err(ApiError::Conflict {
+                    message: format!(
+                        "the subtree is deeper than {MAX_BUNDLE_DEPTH} levels (or loops): cannot export it as one bundle"
+                    ),
+                    code: "bundle_too_deep",
+                });
+            }
             let row = self
                 .store
                 .workspace_get(id)
@@ -172,7 +191,7 @@ impl App {
                 .map_err(store_error("failed to export"))?;
             let mut sub_workspaces = Vec::with_capacity(children.len());
             for (child, _) in children {
-                sub_workspaces.push(self.bundle_export(&child).await?);
+                sub_workspaces.push(self.bundle_export_below(&child, depth + 1).await?);
             }
             Ok(BundleExport {
                 schema: "1.0",

@@ -52,8 +52,8 @@ impl App {
 
     /// Restart a workspace: back to `provisioning` with a restart job.
     pub async fn restart(&self, id: &str) -> Result<(), ApiError> {
-        // Refusals first, then the old agent goes (a start is idempotent and would keep
-        // it), then the workspace goes back to provisioning with a new job.
+        // The restart job stops the old agent before it starts the new one, and
+        // supersedes a start still in flight: no agent is left holding revoked tokens.
         let row = self.workspace_exists(id).await?;
         if row.status == "removed" {
             return Err(ApiError::workspace_not_found());
@@ -66,7 +66,6 @@ impl App {
         {
             return Err(ancestor_paused(&name));
         }
-        self.stop_agents(&[id.to_owned()]).await;
         self.store
             .restart(id)
             .await

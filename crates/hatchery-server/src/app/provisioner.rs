@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hatchery_provision::{Backend, BackendError, Exit, WorkspaceSpec};
-use hatchery_store::ClaimedJob;
+use hatchery_store::{ClaimedJob, JobLease};
 use tokio::sync::Notify;
 
 use super::{App, store_error};
@@ -236,32 +236,34 @@ impl App {
             return finish("cancelled").await;
         }
         self.crash_point("job-claimed");
-        let mut lease_lost = false;
-        let started = match self.spec_of(&row).await {
-            Ok(spec) => {
-                let (started, lost) = self
-                    .renewing(&job.id, owner, provisioner.backend.start(&spec))
+        let started = match self.spec_of(&row, &job.id, owner).await {
+            Ok(Some(spec)) => {
+                let (started, lease) = self
+                    .renewing(&job.id, owner, self.start_agent(provisioner, &job, &spec))
                     .await;
-                lease_lost = lost;
-                started
+                match lease {
+                    JobLease::Held => started,
+                    JobLease::Superseded => return self.abandon(&job.id, owner, &row.id).await,
+                    JobLease::Lost => {
+                        // Another runner has the job now: its start decides (it replaces
+                        // this agent or keeps it), so this one neither closes the job nor
+                        // fails the workspace.
+                        tracing::warn!(workspace_id = %row.id, "lost the job's lease while starting; leaving it to its new runner");
+                        return;
+                    }
+                }
             }
-            // The database or the secrets could not be read: worth another try.
-            Err(error @ (ApiError::Internal { .. } | ApiError::PlatformUnavailable(_))) => {
-                Err(BackendError::Transient(error.to_string()))
-            }
-            Err(error) => Err(BackendError::Permanent(error.to_string())),
+            // A restart, pause or delete replaced the job before its start: nothing ran.
+            Ok(None) => return self.abandon(&job.id, owner, &row.id).await,
+            Err(error) => Err(error),
         };
-        if lease_lost {
-            // Another runner has the job now: its start decides (it replaces this agent
-            // or keeps it), so this one neither closes the job nor fails the workspace.
-            tracing::warn!(workspace_id = %row.id, "lost the job's lease while starting; leaving it to its new runner");
-            return;
-        }
         match started {
             Ok(()) => {
                 tracing::info!(workspace_id = %row.id, backend = provisioner.backend.name(), "agent started");
                 self.crash_point("agent-started");
-                finish("done").await;
+                if !self.finish_started(&job.id, owner, &row.id).await {
+                    return;
+                }
                 self.crash_point("job-done");
                 // Paused or deleted while it started: it must not run. (If the database
                 // cannot say, it runs: the sweeps settle it, a healthy agent is not killed.)
@@ -298,27 +300,26 @@ impl App {
     }
 
     /// Run `work` while renewing the job's lease, so a long start (an image to import, a
-    /// pod to schedule) is not taken over by another runner. Also whether the lease was
-    /// lost meanwhile (another runner took the job over).
+    /// pod to schedule) is not taken over by another runner. Also what became of the lease
+    /// meanwhile: still held, superseded by a newer job, or lost to another runner.
     async fn renewing<T>(
         &self,
         job: &str,
         owner: &str,
         work: impl Future<Output = T>,
-    ) -> (T, bool) {
+    ) -> (T, JobLease) {
         let lease = self.supervision.job_lease;
         let every = (lease / 3).max(Duration::from_millis(10));
         let mut work = std::pin::pin!(work);
         let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        let mut lost = false;
+        let mut held = JobLease::Held;
         loop {
             tokio::select! {
-                done = &mut work => return (done, lost),
-                _ = renew.tick(), if !lost => {
+                done = &mut work => return (done, held),
+                _ = renew.tick(), if held != JobLease::Lost => {
                     let until = self.store.now().saturating_add(micros(lease));
                     match self.store.job_renew(job, owner, until).await {
-                        Ok(true) => {}
-                        Ok(false) => lost = true,
+                        Ok(lease) => held = lease,
                         Err(error) => tracing::warn!(%error, job, "cannot renew the job's lease"),
                     }
                 }
@@ -326,28 +327,91 @@ impl App {
         }
     }
 
-    /// What the backend needs to start `row`'s agent: its config files, its secrets and
-    /// the platform credential as environment, and a fresh bootstrap token.
-    async fn spec_of(&self, row: &hatchery_store::WorkspaceRow) -> Result<WorkspaceSpec, ApiError> {
+    /// Start the agent of `spec`. A restart's job replaces whatever agent still runs
+    /// (a start is otherwise idempotent and keeps a running agent, which after a restart
+    /// holds only revoked tokens).
+    async fn start_agent(
+        &self,
+        provisioner: &Provisioner,
+        job: &ClaimedJob,
+        spec: &WorkspaceSpec,
+    ) -> Result<(), BackendError> {
+        if let Some(delay) = self.supervision.test_start_delay {
+            tokio::time::sleep(delay).await;
+        }
+        if job.kind == "restart" {
+            provisioner.backend.stop(&spec.id).await?;
+        }
+        provisioner.backend.start(spec).await
+    }
+
+    /// Close a job whose agent started. `false` when the job is no longer this runner's
+    /// to close: superseded (its agent is stopped, the newer job goes on) or lost.
+    async fn finish_started(&self, job: &str, owner: &str, workspace_id: &str) -> bool {
+        match self.store.job_finish(job, owner, "done").await {
+            Ok(true) => return true,
+            Ok(false) => {}
+            Err(error) => {
+                tracing::warn!(%error, job, "cannot close the job");
+                return true;
+            }
+        }
+        let until = self
+            .store
+            .now()
+            .saturating_add(micros(self.supervision.job_lease));
+        if let Ok(JobLease::Superseded) = self.store.job_renew(job, owner, until).await {
+            self.abandon(job, owner, workspace_id).await;
+        }
+        false
+    }
+
+    /// A superseded job's end: the agent it may have started is stopped, then the job is
+    /// let go so the one that replaced it runs.
+    async fn abandon(&self, job: &str, owner: &str, workspace_id: &str) {
+        tracing::info!(
+            workspace_id,
+            "the start was superseded (restart, pause or delete); stopping what it started"
+        );
+        self.stop_agents(&[workspace_id.to_owned()]).await;
+        if let Err(error) = self.store.job_release(job, owner).await {
+            tracing::warn!(%error, job, "cannot let go of a superseded job; its lease runs out instead");
+        }
+        self.wake_provisioner();
+    }
+
+    /// What the backend needs to start `row`'s agent for job `job`: its config files, its
+    /// secrets and exactly the credential its billing decision names as environment, and
+    /// a fresh bootstrap token. `None` when the job was superseded before it got a token.
+    async fn spec_of(
+        &self,
+        row: &hatchery_store::WorkspaceRow,
+        job: &str,
+        owner: &str,
+    ) -> Result<Option<WorkspaceSpec>, BackendError> {
         let files = self
             .store
             .workspace_files(&row.id)
             .await
-            .map_err(store_error("failed to read the workspace's config"))?
+            .map_err(store_error("failed to read the workspace's config"))
+            .map_err(retry_or_fail)?
             .into_iter()
             .map(|f| (f.path, f.content))
             .collect();
         let mut env: BTreeMap<String, String> = if self.secrets_key.is_some() {
-            self.secret_values_of(&row.id).await?
+            self.secret_values_of(&row.id)
+                .await
+                .map_err(retry_or_fail)?
         } else {
             let stored = self
                 .store
                 .secret_list(&hatchery_store::workspace_scope(&row.id))
                 .await
-                .map_err(store_error("failed to read secrets"))?;
+                .map_err(store_error("failed to read secrets"))
+                .map_err(retry_or_fail)?;
             if !stored.is_empty() {
                 // Starting without them would be a silent guess.
-                return Err(ApiError::SecretsDisabled);
+                return Err(retry_or_fail(ApiError::SecretsDisabled));
             }
             BTreeMap::new()
         };
@@ -360,24 +424,34 @@ impl App {
             }
             !reserved
         });
-        let snapshot = self.registry.snapshot().ok();
-        if row.llm_billing_mode.as_deref() == Some("platform")
-            && let (Some(key), Some(name), Some(snapshot)) =
-                (&self.platform_key, &row.provider, &snapshot)
-            && let Ok(provider) = snapshot.registry.provider(name)
-        {
-            // Platform billing: the gateway credential under the provider's key names.
-            for variable in &provider.auth_env {
-                env.insert(variable.clone(), key.expose().to_owned());
-            }
-        }
+        let snapshot = self.registry.snapshot();
+        supply_credential(
+            &Billing {
+                mode: row.llm_billing_mode.as_deref(),
+                provider: row.provider.as_deref(),
+                registry_hash: &row.registry_hash,
+            },
+            snapshot
+                .as_ref()
+                .map(|s| &s.registry)
+                .map_err(ToString::to_string),
+            self.platform_key.as_ref().map(super::PlatformKey::expose),
+            &mut env,
+        )
+        .map_err(BackendError::Permanent)?;
         let mut files: Vec<(String, String)> = files;
-        if let Some(manifest) = snapshot.as_ref().and_then(|s| s.manifest.as_ref()) {
+        if let Some(manifest) = snapshot.as_ref().ok().and_then(|s| s.manifest.as_ref()) {
             // The agent checks its provider against the manifest that derived it.
             files.push(("providers.yaml".to_owned(), manifest.to_string()));
         }
-        let (bootstrap_token, _) = self.bootstrap_issue_for(row).await?;
-        Ok(WorkspaceSpec {
+        let Some(bootstrap_token) = self
+            .bootstrap_issue_for_job(row, job, owner)
+            .await
+            .map_err(retry_or_fail)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(WorkspaceSpec {
             id: row.id.clone(),
             runtime: row.runtime.clone(),
             files,
@@ -386,7 +460,7 @@ impl App {
             // Three beats per TTL: one lost beat never takes an agent offline.
             heartbeat_interval: self.supervision.heartbeat_ttl / 3,
             limits: self.supervision.agent_limits,
-        })
+        }))
     }
 
     /// Fail a workspace that is still `provisioning`, with `reason`.
@@ -437,5 +511,191 @@ impl App {
             );
             self.fail_unregistered(&exit.id, &reason).await;
         }
+    }
+}
+
+/// What a workspace's row says of who pays for its model calls.
+struct Billing<'r> {
+    /// `platform`, `byok`, or `None` (no provider: pass-through).
+    mode: Option<&'r str>,
+    /// The provider stamped at create (or at the last runtime change).
+    provider: Option<&'r str>,
+    /// The registry that stamped it.
+    registry_hash: &'r str,
+}
+
+/// Put into `env` exactly the credential `billing` names, or say why the start must not
+/// happen. Fail closed: a platform-billed start without the platform credential, a
+/// provider the registry in force no longer has (or bills otherwise), no registry at all,
+/// or a BYOK start whose key secret is gone, is refused, never started keyless.
+fn supply_credential(
+    billing: &Billing<'_>,
+    registry: Result<&hatchery_registry::Registry, String>,
+    platform_key: Option<&str>,
+    env: &mut BTreeMap<String, String>,
+) -> Result<(), String> {
+    let Some(mode) = billing.mode else {
+        return match billing.provider {
+            None => Ok(()),
+            Some(provider) => Err(format!(
+                "the workspace records provider `{provider}` but no billing mode: re-create it"
+            )),
+        };
+    };
+    let Some(name) = billing.provider else {
+        return Err(format!(
+            "the workspace is billed `{mode}` but records no provider: re-create it"
+        ));
+    };
+    let registry = registry.map_err(|reason| {
+        format!("cannot confirm provider `{name}`: the provider registry is unavailable ({reason}); restart the workspace once a registry is loaded")
+    })?;
+    let provider = registry.provider(name).map_err(|_| {
+        format!(
+            "provider `{name}` (stamped by registry {}) is not in the registry in force ({}): restore it in the manifest, or change the workspace's runtime or model, then restart it",
+            billing.registry_hash,
+            registry.hash()
+        )
+    })?;
+    let billed = hatchery_core::BillingMode::of(provider).as_str();
+    if billed != mode {
+        return Err(format!(
+            "provider `{name}` is billed `{billed}` in the registry in force ({}), but the workspace was created `{mode}`: re-create it",
+            registry.hash()
+        ));
+    }
+    if mode == "platform" {
+        let key = platform_key.ok_or_else(|| {
+            format!("the workspace is platform-billed (provider `{name}`), but this control plane has no platform credential: set HATCHERY_PLATFORM_KEY, restart the server, then restart the workspace")
+        })?;
+        for variable in &provider.auth_env {
+            env.insert(variable.clone(), key.to_owned());
+        }
+        return Ok(());
+    }
+    let held = provider
+        .auth_env
+        .iter()
+        .any(|variable| env.get(variable).is_some_and(|value| !value.is_empty()));
+    if held {
+        Ok(())
+    } else {
+        Err(format!(
+            "the workspace brings its own key (provider `{name}`), but no secret holds it (one of {}): set it as a secret of the workspace or a global one, then restart the workspace",
+            provider.auth_env.join(", ")
+        ))
+    }
+}
+
+/// A failure to prepare a start, as the backend's kind of failure: the database or the
+/// secrets could not be read (worth another try), or anything else (final).
+fn retry_or_fail(error: ApiError) -> BackendError {
+    match error {
+        ApiError::Internal { .. } | ApiError::PlatformUnavailable(_) => {
+            BackendError::Transient(error.to_string())
+        }
+        error => BackendError::Permanent(error.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hatchery_registry::{BUILTIN_MANIFEST, Registry};
+
+    use super::*;
+
+    fn registry() -> Registry {
+        Registry::from_bytes(BUILTIN_MANIFEST).unwrap()
+    }
+
+    fn billing<'r>(mode: Option<&'r str>, provider: Option<&'r str>) -> Billing<'r> {
+        Billing {
+            mode,
+            provider,
+            registry_hash: "stamped",
+        }
+    }
+
+    #[test]
+    fn a_platform_billed_start_gets_the_platform_credential_or_does_not_happen() {
+        let registry = registry();
+        let platform = billing(Some("platform"), Some("platform"));
+        let mut env = BTreeMap::new();
+        supply_credential(&platform, Ok(&registry), Some("gw-key"), &mut env).unwrap();
+        assert_eq!(
+            env.get("HATCHERY_LLM_USAGE_TOKEN").map(String::as_str),
+            Some("gw-key")
+        );
+
+        let mut env = BTreeMap::new();
+        let refused = supply_credential(&platform, Ok(&registry), None, &mut env).unwrap_err();
+        assert!(refused.contains("HATCHERY_PLATFORM_KEY"), "{refused}");
+        assert!(env.is_empty(), "nothing half-supplied");
+
+        let refused = supply_credential(
+            &platform,
+            Err("no snapshot loaded".to_owned()),
+            Some("gw-key"),
+            &mut BTreeMap::new(),
+        )
+        .unwrap_err();
+        assert!(refused.contains("registry is unavailable"), "{refused}");
+    }
+
+    #[test]
+    fn a_provider_the_registry_no_longer_has_or_bills_otherwise_refuses_the_start() {
+        let registry = registry();
+        let renamed = billing(Some("byok"), Some("anthropic-renamed"));
+        let mut env = BTreeMap::from([("ANTHROPIC_API_KEY".to_owned(), "sk".to_owned())]);
+        let refused = supply_credential(&renamed, Ok(&registry), Some("gw"), &mut env).unwrap_err();
+        assert!(refused.contains("`anthropic-renamed`"), "{refused}");
+        assert!(
+            refused.contains("not in the registry in force"),
+            "{refused}"
+        );
+
+        let rebilled = billing(Some("platform"), Some("anthropic-api"));
+        let refused = supply_credential(&rebilled, Ok(&registry), Some("gw"), &mut BTreeMap::new())
+            .unwrap_err();
+        assert!(refused.contains("billed `byok`"), "{refused}");
+
+        let providerless = billing(Some("platform"), None);
+        assert!(
+            supply_credential(
+                &providerless,
+                Ok(&registry),
+                Some("gw"),
+                &mut BTreeMap::new()
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn a_byok_start_needs_its_key_secret_and_pass_through_needs_nothing() {
+        let registry = registry();
+        let byok = billing(Some("byok"), Some("anthropic-api"));
+        let mut env = BTreeMap::from([("ANTHROPIC_API_KEY".to_owned(), "sk-own".to_owned())]);
+        supply_credential(&byok, Ok(&registry), Some("gw"), &mut env).unwrap();
+        assert_eq!(
+            env.len(),
+            1,
+            "the platform credential is not added: {env:?}"
+        );
+
+        for held in [
+            BTreeMap::new(),
+            BTreeMap::from([("ANTHROPIC_API_KEY".to_owned(), String::new())]),
+        ] {
+            let mut env = held;
+            let refused =
+                supply_credential(&byok, Ok(&registry), Some("gw"), &mut env).unwrap_err();
+            assert!(refused.contains("ANTHROPIC_API_KEY"), "{refused}");
+        }
+
+        let pass_through = billing(None, None);
+        let mut env = BTreeMap::new();
+        supply_credential(&pass_through, Err("gone".to_owned()), None, &mut env).unwrap();
+        assert!(env.is_empty());
     }
 }

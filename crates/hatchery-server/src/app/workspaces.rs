@@ -8,8 +8,8 @@ use hatchery_core::{
     WorkspaceAccess, check_text_fields, check_tier, check_workspace_access, prepare_config,
 };
 use hatchery_store::{
-    CreateRefusal, GLOBAL_SCOPE, NewEvent, NewWorkspace, Reconfiguration, WorkspaceFile,
-    WorkspacePatch, WorkspaceRow, workspace_scope,
+    CreateRefusal, GLOBAL_SCOPE, NewEvent, NewWorkspace, Reconfiguration, UpdateOutcome,
+    WorkspaceFile, WorkspacePatch, WorkspaceRow, workspace_scope,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -569,7 +569,21 @@ impl App {
         &self,
         id: &str,
         body: &Map<String, Value>,
+        by_operator: bool,
     ) -> Result<bool, ApiError> {
+        if !by_operator
+            && let Some(field) = body
+                .keys()
+                .find(|field| !AGENT_PATCHABLE.contains(&field.as_str()))
+        {
+            return Err(ApiError::Forbidden {
+                message: format!(
+                    "`{field}` may be changed only by the operator (the admin token); a workspace's own token may change {}",
+                    AGENT_PATCHABLE.join(", ")
+                ),
+                code: "operator_only_field",
+            });
+        }
         // A concurrent update moves the version on; re-read and re-apply a few times.
         for _ in 0..5 {
             let row = self.workspace_live(id).await?;
@@ -591,16 +605,36 @@ impl App {
                         .to_string(),
                 ));
             }
-            if self
+            let outcome = self
                 .store
-                .workspace_update(id, row.version, &patch, reconfiguration.as_ref(), &events)
+                .workspace_update(
+                    id,
+                    row.version,
+                    &patch,
+                    reconfiguration.as_ref(),
+                    &events,
+                    MAX_DEPTH,
+                )
                 .await
-                .map_err(store_error("failed to update workspace"))?
-            {
-                if !events.is_empty() {
-                    self.hub.poke();
+                .map_err(store_error("failed to update workspace"))?;
+            match outcome {
+                UpdateOutcome::Updated => {
+                    if !events.is_empty() {
+                        self.hub.poke();
+                    }
+                    return Ok(needs_restart);
                 }
-                return Ok(needs_restart);
+                UpdateOutcome::Stale => {}
+                UpdateOutcome::WouldCycle => {
+                    return Err(invalid_parent(
+                        "the new parent is a descendant of this workspace",
+                    ));
+                }
+                UpdateOutcome::ParentRefused => {
+                    return Err(invalid_parent(
+                        "parent workspace not found or removed, or the org tree would be deeper than 32 levels",
+                    ));
+                }
             }
         }
         Err(ApiError::internal(
@@ -614,14 +648,6 @@ impl App {
         let Some(parent) = parent else {
             return Ok(());
         };
-        let refuse = |detail: &str| {
-            ApiError::bad_request(
-                "invalid request body",
-                "invalid_parent",
-                Some("parent_id"),
-                detail,
-            )
-        };
         let live = self
             .store
             .workspace_get(parent)
@@ -629,10 +655,10 @@ impl App {
             .map_err(store_error("failed to update workspace"))?
             .is_some_and(|p| p.status != "removed");
         if !live {
-            return Err(refuse("parent workspace not found or removed"));
+            return Err(invalid_parent("parent workspace not found or removed"));
         }
         if parent == id {
-            return Err(refuse("a workspace cannot be its own parent"));
+            return Err(invalid_parent("a workspace cannot be its own parent"));
         }
         let ancestors = self
             .store
@@ -640,10 +666,14 @@ impl App {
             .await
             .map_err(store_error("failed to update workspace"))?;
         if ancestors.iter().any(|a| a == id) {
-            return Err(refuse("the new parent is a descendant of this workspace"));
+            return Err(invalid_parent(
+                "the new parent is a descendant of this workspace",
+            ));
         }
         if ancestors.len() >= MAX_DEPTH {
-            return Err(refuse("the org tree would be deeper than 32 levels"));
+            return Err(invalid_parent(
+                "the org tree would be deeper than 32 levels",
+            ));
         }
         Ok(())
     }
@@ -681,6 +711,21 @@ impl App {
         self.hub.poke();
         Ok(removed.descendants.len())
     }
+}
+
+/// The PATCH fields a workspace's own token may change: how it is named and drawn. Every
+/// other field changes what its sandbox may do (runtime, tier, workspace_dir, …) or whom
+/// it may reach (parent_id): the operator's alone.
+const AGENT_PATCHABLE: [&str; 5] = ["name", "role", "collapsed", "x", "y"];
+
+/// A new parent refused, with why.
+fn invalid_parent(detail: &str) -> ApiError {
+    ApiError::bad_request(
+        "invalid request body",
+        "invalid_parent",
+        Some("parent_id"),
+        detail,
+    )
 }
 
 /// A PATCH value of the wrong JSON type.

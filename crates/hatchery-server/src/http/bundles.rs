@@ -25,6 +25,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
     responses(
         (status = 200, body = BundleExport),
         (status = 404, description = "`bundle not found` (unknown or removed).", body = ErrorBody),
+        (status = 409, description = "The subtree is deeper than 32 levels (`bundle_too_deep`).", body = ErrorBody),
     ))]
 async fn export(
     State(state): State<AppState>,

@@ -235,6 +235,7 @@ struct UpdateAnswer {
     responses(
         (status = 200, body = UpdateAnswer),
         (status = 400, description = "A field of the wrong type or value; `field` names it (`invalid request body`, or the field's own message).", body = ErrorBody),
+        (status = 403, description = "A workspace's own token may change only `name`, `role`, `collapsed`, `x` and `y`; any other field is the operator's (`operator_only_field`).", body = ErrorBody),
         (status = 404, description = "`workspace not found`.", body = ErrorBody),
         (status = 410, description = "The workspace is removed (`workspace_removed`).", body = ErrorBody),
         (status = 422, description = "A new runtime's provider decision failed closed, as for a create.", body = ErrorBody),
@@ -247,9 +248,10 @@ async fn update(
     body: Body,
 ) -> Result<Json<UpdateAnswer>, ApiError> {
     let id = parse_workspace_id(&id)?;
-    require_workspace(&state, &headers, &id).await?;
+    let caller = require_workspace(&state, &headers, &id).await?;
     let body: Map<String, Value> = json_body(body, "invalid request body").await?;
-    let needs_restart = state.app.workspace_update(&id, &body).await?;
+    let by_operator = state.app.is_operator(&caller);
+    let needs_restart = state.app.workspace_update(&id, &body, by_operator).await?;
     Ok(Json(UpdateAnswer {
         status: "updated",
         needs_restart: needs_restart.then_some(true),
