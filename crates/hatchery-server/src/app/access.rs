@@ -21,6 +21,10 @@ const REACH_DEPTH: usize = 32;
 /// revocation on this replica takes effect at once (it clears the cache); on another
 /// replica, within this time.
 const TOKEN_CACHE_TTL: Duration = Duration::from_secs(5);
+/// How often a long-lived stream asks whether the workspace token it was opened with is
+/// still live. Cheap (the cache answers most checks); a revocation on this replica ends the
+/// stream within this time, on another within this plus the cache's window.
+const STREAM_RECHECK: Duration = Duration::from_secs(1);
 /// Beyond this many entries the cache starts over rather than grow.
 const TOKEN_CACHE_MAX: usize = 100_000;
 
@@ -162,6 +166,19 @@ impl App {
             self.tokens.put(hash, token, generation);
         }
         Ok(found.map_or(Credential::Invalid, Credential::Token))
+    }
+
+    /// Resolves once `bearer` is no longer the live workspace token `token_id` (revoked,
+    /// expired, its workspace restarted, paused or removed), or its liveness cannot be
+    /// checked: a stream opened with it must not outlive it.
+    pub async fn until_revoked(&self, bearer: &str, token_id: &str) {
+        loop {
+            tokio::time::sleep(STREAM_RECHECK).await;
+            match self.credential(Some(bearer), false).await {
+                Ok(Credential::Token(token)) if token.token_id == token_id => {}
+                _ => return,
+            }
+        }
     }
 
     /// The WS gate: the admin, or a workspace token of `id`. In dev mode no bearer passes,

@@ -210,7 +210,7 @@ async fn stream_all(
         .map(parse_workspace_id)
         .transpose()?;
     let after = super::resume_cursor(&headers, query.after.as_deref())?;
-    sse(&state, filter, after).await
+    sse(&state, filter, after, std::future::pending()).await
 }
 
 /// One workspace's events as they happen, as `GET /events/stream` sends them.
@@ -229,19 +229,21 @@ async fn stream_one(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = parse_workspace_id(&id)?;
-    require_workspace(&state, &headers, &id).await?;
+    let credential = require_workspace(&state, &headers, &id).await?;
     state.app.workspace_exists(&id).await?;
     let after = super::resume_cursor(&headers, query.after.as_deref())?;
-    sse(&state, Some(id), after).await
+    let revoked = super::revocation(&state, &headers, &credential);
+    sse(&state, Some(id), after, revoked).await
 }
 
 /// A `text/event-stream` of the events after `after`, or, without it, of those from now
 /// on. A batch the subscriber wants whole is written as its prebuilt bytes: a busy stream
-/// costs one write per batch, not one per event.
+/// costs one write per batch, not one per event. The stream ends when `revoked` resolves.
 async fn sse(
     state: &AppState,
     filter: Option<String>,
     after: Option<i64>,
+    revoked: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Response, ApiError> {
     let cursor = Cursor::open(&state.app.hub, state.app.store.clone(), filter, after)
         .await
@@ -258,7 +260,10 @@ async fn sse(
             (header::CONTENT_TYPE, "text/event-stream"),
             (header::CACHE_CONTROL, "no-cache"),
         ],
-        Body::from_stream(futures_util::StreamExt::chain(greeting, deliveries)),
+        Body::from_stream(futures_util::StreamExt::take_until(
+            futures_util::StreamExt::chain(greeting, deliveries),
+            revoked,
+        )),
     )
         .into_response())
 }

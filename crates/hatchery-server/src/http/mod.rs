@@ -247,6 +247,24 @@ pub(crate) async fn credential(
     state.app.credential(bearer(authorization), is_admin).await
 }
 
+/// What ends a long-lived answer (an event stream, a followed log) opened with
+/// `credential`: the revocation of the workspace token it was opened with. The admin's
+/// and dev mode's streams have nothing that can be revoked while the server runs.
+pub(crate) fn revocation(
+    state: &AppState,
+    headers: &HeaderMap,
+    credential: &Credential,
+) -> futures_util::future::BoxFuture<'static, ()> {
+    match (credential, bearer(authorization(headers))) {
+        (Credential::Token(token), Some(bearer)) => {
+            let (app, bearer, token_id) =
+                (state.app.clone(), bearer.to_owned(), token.token_id.clone());
+            Box::pin(async move { app.until_revoked(&bearer, &token_id).await })
+        }
+        _ => Box::pin(std::future::pending()),
+    }
+}
+
 /// The WS gate for workspace `id`: the admin, or a workspace token of `id`.
 pub(crate) async fn require_workspace(
     state: &AppState,

@@ -577,7 +577,8 @@ async fn logs(
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse as _;
     let id = parse_workspace_id(&id)?;
-    require_workspace(&state, &headers, &id).await?;
+    let credential = require_workspace(&state, &headers, &id).await?;
+    let revoked = super::revocation(&state, &headers, &credential);
     state.app.workspace_exists(&id).await?;
     let lines = query
         .tail
@@ -598,8 +599,9 @@ async fn logs(
     };
     // What was logged so far, then what comes; a client that leaves ends the stream.
     let first = futures_util::stream::once(std::future::ready(axum::body::Bytes::from(text)));
-    let body = futures_util::StreamExt::map(futures_util::StreamExt::chain(first, rest), |chunk| {
-        Ok::<_, std::convert::Infallible>(chunk)
-    });
+    let body = futures_util::StreamExt::map(
+        futures_util::StreamExt::take_until(futures_util::StreamExt::chain(first, rest), revoked),
+        Ok::<_, std::convert::Infallible>,
+    );
     Ok((headers, axum::body::Body::from_stream(body)).into_response())
 }

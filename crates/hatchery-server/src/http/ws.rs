@@ -88,14 +88,18 @@ async fn upgrade(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     check_origin(&headers)?;
-    let caller = if let Some(caller) = headers.get("x-workspace-id").and_then(|v| v.to_str().ok()) {
-        let caller = parse_workspace_id(caller.trim())?;
-        require_boot(&state, &headers, &caller).await?;
-        Some(caller)
-    } else {
-        require_admin(&state, &headers)?;
-        None
-    };
+    let (caller, revoked) =
+        if let Some(caller) = headers.get("x-workspace-id").and_then(|v| v.to_str().ok()) {
+            let caller = parse_workspace_id(caller.trim())?;
+            let credential = require_boot(&state, &headers, &caller).await?;
+            (
+                Some(caller),
+                super::revocation(&state, &headers, &credential),
+            )
+        } else {
+            require_admin(&state, &headers)?;
+            (None, Box::pin(std::future::pending()) as _)
+        };
     // A request that cannot become a WebSocket subscribes to nothing.
     let upgrade = upgrade.map_err(|e| {
         ApiError::bad_request(
@@ -110,7 +114,7 @@ async fn upgrade(
         .await
         .map_err(store_error("failed to open the event stream"))?;
     let app = state.app.clone();
-    Ok(upgrade.on_upgrade(move |socket| serve(socket, cursor, caller, app)))
+    Ok(upgrade.on_upgrade(move |socket| serve(socket, cursor, caller, app, revoked)))
 }
 
 /// Who a caller may hear about, remembered until the tree changes.
@@ -140,7 +144,13 @@ impl Reach {
     }
 }
 
-async fn serve(socket: WebSocket, mut cursor: Cursor, caller: Option<String>, app: App) {
+async fn serve(
+    socket: WebSocket,
+    mut cursor: Cursor,
+    caller: Option<String>,
+    app: App,
+    mut revoked: futures_util::future::BoxFuture<'static, ()>,
+) {
     let (mut sender, mut receiver) = socket.split();
     let mut reach = Reach {
         caller,
@@ -148,6 +158,15 @@ async fn serve(socket: WebSocket, mut cursor: Cursor, caller: Option<String>, ap
     };
     loop {
         tokio::select! {
+            () = &mut revoked => {
+                // 1008: policy violation — the credential it was opened with is gone.
+                let close = axum::extract::ws::CloseFrame {
+                    code: 1008,
+                    reason: "credential revoked".into(),
+                };
+                let _ = sender.send(Message::Close(Some(close))).await;
+                return;
+            }
             incoming = receiver.next() => match incoming {
                 // Clients may send pings or text; only a close (or an error) ends it.
                 Some(Ok(Message::Close(_)) | Err(_)) | None => return,
