@@ -18,6 +18,7 @@ hatchery_testkit::both_databases!(
     templates_of_the_server_directory_are_listed_and_imported_by_name,
     a_directory_template_brings_its_files_and_none_from_outside,
     nodes_based_on_workspace_templates_inherit_and_cycles_are_refused,
+    a_files_dir_that_loops_or_blocks_is_refused_and_the_server_keeps_answering,
 );
 
 /// `x-1` is matched by both `a` and `b`: ambiguous for `rt`; `p/…` is the platform's.
@@ -522,6 +523,110 @@ workspaces:
         )
         .await;
     assert_eq!(status, 400, "{body}");
+}
+
+/// A `files_dir` with a symlink loop, a pipe or a deep tree: each node says why, the
+/// import ends, and the server keeps answering (it once walked a loop for ever, and opened
+/// a pipe on a runtime worker).
+async fn a_files_dir_that_loops_or_blocks_is_refused_and_the_server_keeps_answering(db: Db) {
+    let env = Env::new(db).await;
+    let templates = env.dir.path().join("templates");
+    let dir = templates.join("org/looped");
+    for sub in ["fine/again", "spin", "skills/sub", "piped"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    std::fs::write(dir.join("fine/ok.md"), "fine").unwrap();
+    std::fs::write(dir.join("fine/again/two.md"), "two").unwrap();
+    // A second way to a directory or a file is no loop: each is read once, by its name.
+    std::os::unix::fs::symlink("again", dir.join("fine/also")).unwrap();
+    std::os::unix::fs::symlink("ok.md", dir.join("fine/same.md")).unwrap();
+    std::os::unix::fs::symlink(".", dir.join("spin/self")).unwrap();
+    std::fs::write(dir.join("skills/a.md"), "skill a").unwrap();
+    std::os::unix::fs::symlink("..", dir.join("skills/sub/back")).unwrap();
+    let fifo = dir.join("piped/pipe");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo {}", fifo.display());
+    let mut deep = dir.join("deep");
+    for _ in 0..17 {
+        deep = deep.join("d");
+    }
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::write(deep.join("bottom.md"), "bottom").unwrap();
+    std::fs::write(
+        dir.join("org.yaml"),
+        "name: looped
+defaults:
+  runtime: claude-code
+  model: moonshot/kimi-k2.6
+workspaces:
+  - name: Lead
+    files_dir: fine
+    children:
+      - name: Spinner
+        files_dir: spin
+      - name: Back
+        files_dir: skills
+      - name: Piped
+        files_dir: piped
+      - name: Deep
+        files_dir: deep
+",
+    )
+    .unwrap();
+    let mut config = env.config();
+    config.templates_dir = Some(templates);
+    let server = common::spawn(config).await;
+    let within = std::time::Duration::from_secs(30);
+
+    let (status, body) = tokio::time::timeout(
+        within,
+        server.post("/org/import", &json!({"dir": "looped"})),
+    )
+    .await
+    .expect("the import ends");
+    assert_eq!(status, 207, "{body}");
+    let answered = &body["workspaces"];
+    for (name, expected) in [
+        ("Spinner", "\"spin/self\" leads back to \"spin\""),
+        ("Back", "\"skills/sub/back\" leads back to \"skills\""),
+        ("Piped", "\"piped/pipe\" is not a regular file"),
+        ("Deep", "more than 16 directories deep"),
+    ] {
+        let error = by_name(answered, name)["error"].as_str().unwrap();
+        assert!(error.contains(expected), "{name}: {error}");
+        assert!(!error.contains(env.dir.path().to_str().unwrap()), "{error}");
+    }
+    assert!(
+        by_name(answered, "Spinner")["error"]
+            .as_str()
+            .unwrap()
+            .contains("symlink loop")
+    );
+    let lead = by_name(answered, "Lead");
+    assert_eq!(lead["error"], Value::Null, "{body}");
+    let lead = lead["id"].as_str().unwrap();
+    let (status, config) =
+        tokio::time::timeout(within, server.get(&format!("/workspaces/{lead}/config")))
+            .await
+            .expect("the server keeps answering");
+    assert_eq!(status, 200, "{config}");
+    assert_eq!(config["files"]["files/ok.md"], "fine", "{config}");
+    assert_eq!(config["files"]["files/again/two.md"], "two", "{config}");
+    let mut names: Vec<&String> = config["files"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| k.starts_with("files/"))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["files/again/two.md", "files/ok.md"],
+        "each file once"
+    );
 }
 
 async fn nodes_based_on_workspace_templates_inherit_and_cycles_are_refused(db: Db) {

@@ -16,6 +16,9 @@ use serde_json::json;
 use super::workspaces::{Built, Canvas, CreateWorkspace};
 use super::{App, store_error};
 use crate::error::ApiError;
+use files::{TemplateFiles, read_template_files};
+
+mod files;
 
 /// How an import treats problems and earlier imports of the same org.
 #[derive(Debug, Clone, Copy)]
@@ -99,78 +102,6 @@ impl App {
             .into_iter()
             .map(|(id, path)| template_summary(&id, &path))
             .collect()
-    }
-
-    /// `template` with every node that names a workspace template (`template: coder`)
-    /// given what it does not say itself — runtime, model, tier, role — from that
-    /// template's `config.yaml`, which may in turn name one it is based on. Problems (an
-    /// unknown template, a cycle of them) by node path.
-    fn resolve_workspace_templates(
-        &self,
-        template: &OrgTemplate,
-    ) -> (OrgTemplate, HashMap<String, String>) {
-        let mut resolved = template.clone();
-        let mut problems = HashMap::new();
-        let mut pending: Vec<(String, &mut Node)> = resolved
-            .workspaces
-            .iter_mut()
-            .enumerate()
-            .map(|(i, n)| (format!("workspaces[{i}]"), n))
-            .collect();
-        while let Some((path, node)) = pending.pop() {
-            if let Some(name) = node.template.clone()
-                && let Err(problem) = self.apply_workspace_template(node, &name)
-            {
-                problems.insert(path.clone(), problem);
-            }
-            pending.extend(
-                node.children
-                    .iter_mut()
-                    .enumerate()
-                    .map(|(i, c)| (format!("{path}.children[{i}]"), c)),
-            );
-        }
-        (resolved, problems)
-    }
-
-    /// Fill `node`'s gaps from workspace template `name` and those it is based on.
-    fn apply_workspace_template(&self, node: &mut Node, name: &str) -> Result<(), String> {
-        let mut seen: Vec<String> = Vec::new();
-        let mut next = Some(name.to_owned());
-        while let Some(name) = next.take() {
-            if seen.contains(&name) {
-                seen.push(name);
-                return Err(format!(
-                    "template: a cycle of templates: {}",
-                    seen.join(" → ")
-                ));
-            }
-            let plain = !name.is_empty()
-                && name != "org"
-                && !name.starts_with('.')
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-            let config = self
-                .templates
-                .as_deref()
-                .filter(|_| plain)
-                .map(|root| root.join(&name).join("config.yaml"))
-                .and_then(|path| std::fs::read(path).ok())
-                .ok_or_else(|| format!("template: workspace template {name:?} not found"))?;
-            let config = hatchery_core::org::yaml_to_json(&config)
-                .map_err(|e| format!("template: {name:?}: {e}"))?;
-            let text = |key: &str| config.get(key).and_then(|v| v.as_str()).map(str::to_owned);
-            node.runtime = node.runtime.take().or_else(|| text("runtime"));
-            node.model = node.model.take().or_else(|| text("model"));
-            node.role = node.role.take().or_else(|| text("description"));
-            node.tier = node
-                .tier
-                .or_else(|| config.get("tier").and_then(serde_json::Value::as_i64));
-            seen.push(name);
-            next = text("template");
-        }
-        Ok(())
     }
 
     /// The org templates of the templates directory, sorted by `dir`.
@@ -282,36 +213,53 @@ impl App {
         template: &OrgTemplate,
         base: Option<&Path>,
     ) -> Result<Plan, ApiError> {
+        Ok(self.org_plan_read(template, base).await?.0)
+    }
+
+    /// [`Self::org_plan`], with the template its nodes' workspace templates resolve it to,
+    /// and each node's files in plan order (none for a node whose files do not read: the
+    /// plan says why).
+    async fn org_plan_read(
+        &self,
+        template: &OrgTemplate,
+        base: Option<&Path>,
+    ) -> Result<(Plan, OrgTemplate, Vec<Vec<WorkspaceFile>>), ApiError> {
         let snapshot = self
             .registry
             .snapshot()
             .map_err(|e| ApiError::RegistryUnavailable(e.to_string()))?;
         let globals = self.global_secret_names().await?;
         let names: Vec<&str> = globals.iter().map(String::as_str).collect();
-        // Nodes based on a workspace template take what they do not say from it.
-        let (resolved, template_problems) = self.resolve_workspace_templates(template);
-        let template = &resolved;
+        // Nodes based on a workspace template take what they do not say from it; the
+        // files a node names must read, from inside the template's directory.
+        let TemplateFiles {
+            resolved,
+            template_problems,
+            files: read,
+        } = read_template_files(self.templates.as_deref(), template, base).await?;
         let mut planned = plan(
-            template,
+            &resolved,
             &snapshot.registry,
             PlanContext {
                 global_secrets: &names,
                 platform_key_configured: self.platform_key.is_some(),
             },
         );
-        // The files a node names must read, from inside the template's directory.
-        for (node, entry) in flatten(&template.workspaces)
-            .into_iter()
-            .zip(&mut planned.nodes)
-        {
-            if let Err(problem) = node_files(template, node, base) {
-                entry.problems.push(problem);
+        let mut files = Vec::with_capacity(read.len());
+        // Plan and flattening visit the tree in the same order: parents first.
+        for (entry, read) in planned.nodes.iter_mut().zip(read) {
+            match read {
+                Ok(read) => files.push(read),
+                Err(problem) => {
+                    entry.problems.push(problem.to_string());
+                    files.push(Vec::new());
+                }
             }
             if let Some(problem) = template_problems.get(&entry.path) {
                 entry.problems.push(problem.clone());
             }
         }
-        Ok(planned)
+        Ok((planned, resolved, files))
     }
 
     /// Write an import's tree (one transaction), then tell who needs to know: the event
@@ -367,8 +315,7 @@ impl App {
         base: Option<&Path>,
         options: ImportOptions,
     ) -> Result<Vec<ImportedNode>, ApiError> {
-        let plan = self.org_plan(template, base).await?;
-        let (resolved, _) = self.resolve_workspace_templates(template);
+        let (plan, resolved, files) = self.org_plan_read(template, base).await?;
         let template = &resolved;
         if !plan.problems.is_empty() || (options.strict && !plan.is_clean()) {
             return Err(ApiError::OrgRefused {
@@ -387,7 +334,7 @@ impl App {
         let mut items = Vec::with_capacity(nodes.len());
         let mut answer = Vec::with_capacity(nodes.len());
         // Plan and flattening visit the tree in the same order: parents first.
-        for (planned, node) in plan.nodes.iter().zip(nodes) {
+        for ((planned, node), files) in plan.nodes.iter().zip(nodes).zip(files) {
             let id = uuid::Uuid::new_v4().hyphenated().to_string();
             let parent_id = planned.parent.as_deref().and_then(|p| ids.get(p).cloned());
             let parent_failed = planned
@@ -410,10 +357,8 @@ impl App {
             };
             let (item, entry) = match built {
                 Ok(mut built) => {
-                    // Checked by the plan: a node with unreadable files failed above.
-                    built
-                        .files
-                        .extend(node_files(template, node, base).unwrap_or_default());
+                    // Read with the plan: a node whose files did not read failed above.
+                    built.files.extend(files);
                     imported(built, &id, planned)
                 }
                 Err(reason) => failed_item(node, planned, &id, parent_id, reason),
@@ -602,113 +547,6 @@ fn summary(dir: String, template: &OrgTemplate, held: &[&str]) -> TemplateSummar
     }
 }
 
-/// The most files a node's `files_dir` may hold, and the most bytes of all its files.
-const MAX_NODE_FILES: usize = 200;
-const MAX_NODE_FILE_BYTES: u64 = 4 * 1024 * 1024;
-
-/// The files a node brings to its workspace's config: its prompts (inline, or read from
-/// `*_file`, the node's own or the template's defaults) and its `files_dir` under
-/// `files/`. Paths are relative to the template's directory and never leave it.
-fn node_files(
-    template: &OrgTemplate,
-    node: &Node,
-    base: Option<&Path>,
-) -> Result<Vec<WorkspaceFile>, String> {
-    let defaults = &template.defaults;
-    let read = |field: &str, relative: &str| -> Result<String, String> {
-        let path = confined(base, field, relative)?;
-        let size = std::fs::metadata(&path).map_or(0, |m| m.len());
-        if size > MAX_NODE_FILE_BYTES {
-            return Err(format!(
-                "{field}: {relative:?} is larger than {MAX_NODE_FILE_BYTES} bytes"
-            ));
-        }
-        std::fs::read_to_string(&path).map_err(|e| format!("{field}: {relative:?}: {e}"))
-    };
-    let mut files = Vec::new();
-    let mut prompt = |name: &str, inline: Option<&String>, file: Option<&String>, field: &str| {
-        let content = match (inline, file) {
-            (Some(text), _) => Some(text.clone()),
-            (None, Some(relative)) => Some(read(field, relative)?),
-            (None, None) => None,
-        };
-        if let Some(content) = content {
-            files.push(WorkspaceFile {
-                path: name.to_owned(),
-                content,
-            });
-        }
-        Ok::<_, String>(())
-    };
-    prompt(
-        "system-prompt.md",
-        node.system_prompt.as_ref(),
-        None,
-        "system_prompt",
-    )?;
-    prompt(
-        "initial-prompt.md",
-        node.initial_prompt
-            .as_ref()
-            .or(defaults.initial_prompt.as_ref()),
-        node.initial_prompt_file
-            .as_ref()
-            .or(defaults.initial_prompt_file.as_ref()),
-        "initial_prompt_file",
-    )?;
-    prompt(
-        "idle-prompt.md",
-        node.idle_prompt.as_ref().or(defaults.idle_prompt.as_ref()),
-        node.idle_prompt_file
-            .as_ref()
-            .or(defaults.idle_prompt_file.as_ref()),
-        "idle_prompt_file",
-    )?;
-    for (index, schedule) in node.schedules.iter().enumerate() {
-        if let (None, Some(relative)) = (&schedule.prompt, &schedule.prompt_file) {
-            read(&format!("schedules[{index}].prompt_file"), relative)?;
-        }
-    }
-    if let Some(relative) = &node.files_dir {
-        let root = confined(base, "files_dir", relative)?;
-        let mut total = 0;
-        let mut pending = vec![root.clone()];
-        while let Some(dir) = pending.pop() {
-            let entries =
-                std::fs::read_dir(&dir).map_err(|e| format!("files_dir: {relative:?}: {e}"))?;
-            for entry in entries {
-                let path = entry.map_err(|e| format!("files_dir: {e}"))?.path();
-                // Symlinks are followed only to where they stay inside the directory.
-                let target = std::fs::canonicalize(&path).map_err(|e| format!("files_dir: {e}"))?;
-                if !target.starts_with(&root) {
-                    return Err(format!(
-                        "files_dir: {} points outside the template",
-                        path.display()
-                    ));
-                }
-                if target.is_dir() {
-                    pending.push(target);
-                    continue;
-                }
-                total += std::fs::metadata(&target).map_or(0, |m| m.len());
-                if files.len() >= MAX_NODE_FILES || total > MAX_NODE_FILE_BYTES {
-                    return Err(format!(
-                        "files_dir: {relative:?} holds more than {MAX_NODE_FILES} files or {MAX_NODE_FILE_BYTES} bytes"
-                    ));
-                }
-                let content = std::fs::read_to_string(&target)
-                    .map_err(|e| format!("files_dir: {}: {e}", path.display()))?;
-                let inside = target.strip_prefix(&root).unwrap_or(&target);
-                files.push(WorkspaceFile {
-                    path: format!("files/{}", inside.display()),
-                    content,
-                });
-            }
-        }
-    }
-    Ok(files)
-}
-
 /// The most files a request may send with an inline template.
 pub const MAX_SENT_FILES: usize = 1000;
 
@@ -754,32 +592,6 @@ pub(crate) fn unpack_files(
         }
     }
     Ok(dir)
-}
-
-/// `relative` under the template directory `base`, resolved: a plain relative path (no
-/// `..`, not absolute) whose real location (symlinks followed) is inside `base`.
-fn confined(base: Option<&Path>, field: &str, relative: &str) -> Result<PathBuf, String> {
-    let Some(base) = base else {
-        return Err(format!(
-            "{field}: {relative:?} needs a template directory (org/<name>/org.yaml, or `hatchery org import DIR`); an inline or single-file template has no files"
-        ));
-    };
-    let plain = !relative.is_empty()
-        && Path::new(relative)
-            .components()
-            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
-    if !plain {
-        return Err(format!(
-            "{field}: {relative:?} must be a relative path inside the template"
-        ));
-    }
-    let base = std::fs::canonicalize(base).map_err(|e| format!("{field}: {e}"))?;
-    let path = std::fs::canonicalize(base.join(relative))
-        .map_err(|e| format!("{field}: {relative:?}: {e}"))?;
-    if !path.starts_with(&base) {
-        return Err(format!("{field}: {relative:?} points outside the template"));
-    }
-    Ok(path)
 }
 
 /// A workspace template's summary from its `config.yaml` (strict YAML; one that does not
