@@ -1095,10 +1095,27 @@ async fn external_workspaces_join_with_a_connection_and_expire_after_90s(db: Db)
         types(&events_of(&server, &online).await),
         ["WORKSPACE_PROVISIONING", "WORKSPACE_ONLINE"]
     );
-    // Refused URLs, and a URL on a workspace hatchery runs.
+    // Refused URLs (the metadata address also as IPv6 forms that embed it: compatible,
+    // mapped, NAT64, 6to4), and a URL on a workspace hatchery runs.
     for (body, code) in [
         (
             json!({"name": "x", "external": true, "url": "http://169.254.169.254/"}),
+            "invalid_url",
+        ),
+        (
+            json!({"name": "x", "external": true, "url": "http://[::169.254.169.254]/"}),
+            "invalid_url",
+        ),
+        (
+            json!({"name": "x", "external": true, "url": "http://[::ffff:a9fe:a9fe]/"}),
+            "invalid_url",
+        ),
+        (
+            json!({"name": "x", "external": true, "url": "http://[64:ff9b::a9fe:a9fe]/"}),
+            "invalid_url",
+        ),
+        (
+            json!({"name": "x", "external": true, "url": "http://[2002:a9fe:a9fe::1]/"}),
             "invalid_url",
         ),
         (
