@@ -84,6 +84,9 @@ pub enum ApiError {
         "secrets are disabled on this server: set HATCHERY_SECRETS_KEY (32 random bytes in base64) and restart"
     )]
     SecretsDisabled,
+    /// The secrets key was rotated while this server ran with the previous one.
+    #[error("the secrets key was rotated; restart the server with the new HATCHERY_SECRETS_KEY")]
+    SecretsKeyRotated,
     /// Stored secrets did not decrypt.
     #[error("one or more secrets failed to decrypt; refusing to return partial bundle")]
     SecretsUndecryptable {
@@ -217,6 +220,7 @@ impl ApiError {
             }
             Self::Provider(error) => (StatusCode::UNPROCESSABLE_ENTITY, error.code()),
             Self::SecretsDisabled => (StatusCode::SERVICE_UNAVAILABLE, "secrets_key_missing"),
+            Self::SecretsKeyRotated => (StatusCode::SERVICE_UNAVAILABLE, "secrets_key_rotated"),
             Self::SecretsUndecryptable { .. } => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "secrets_undecryptable")
             }

@@ -261,7 +261,7 @@ impl Application {
             ),
             (None, false) => None,
         };
-        check_key(&store, secrets_key.as_ref()).await?;
+        let secrets_key = check_key(&store, secrets_key).await?;
         if secrets_key.is_none() {
             tracing::warn!(
                 "no HATCHERY_SECRETS_KEY: secrets are disabled, so bring-your-own-key workspaces cannot be created"

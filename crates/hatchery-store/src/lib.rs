@@ -35,7 +35,10 @@ pub use agents::{
 };
 pub use events::{EventRow, NewEvent};
 pub use jobs::{ClaimedJob, JobLease, JobRow};
-pub use secrets::{GLOBAL_SCOPE, KEY_CHECK_SETTING, SealedSecret, SecretRow, workspace_scope};
+pub use secrets::{
+    GLOBAL_SCOPE, KEY_CHECK_SETTING, KeyCheck, RotateRefusal, SealedSecret, SecretRow,
+    workspace_scope,
+};
 pub use stats::Stats;
 pub use tokens::{NewToken, TokenKind, TokenMatch, TokenRow};
 pub use workspaces::{
@@ -99,6 +102,10 @@ pub enum StoreError {
     /// A query failed.
     #[error("database error: {0}")]
     Query(#[from] sqlx::Error),
+    /// A secret sealed under a key epoch that is no longer current: the secrets key was
+    /// rotated since the key that sealed it was checked. Nothing was written.
+    #[error("the secrets key was rotated: this value was sealed with the previous key")]
+    SecretsKeyRotated,
     /// A row broke an invariant the schema cannot state (a bad JSON column, say).
     #[error("corrupt row in {table}: {detail}")]
     Corrupt {

@@ -13,11 +13,12 @@ impl Store {
         )
     }
 
-    /// Set a setting.
+    /// Set a setting, moving its version on.
     pub async fn setting_put(&self, name: &str, value: &str) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO settings (name, value) VALUES ($1, $2) \
-             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value, \
+             version = settings.version + 1",
         )
         .bind(name)
         .bind(value)

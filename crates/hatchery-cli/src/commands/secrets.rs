@@ -1,12 +1,13 @@
 //! `hatchery secrets`: `set|list|delete` against a running control plane (the operator
 //! client), and `rotate-key`: re-seal every stored secret under a new key, in one
-//! transaction (stop the server first; start it again with the new key).
+//! transaction (a server still running with the old key refuses secret reads and writes
+//! from then on; restart it with the new key).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use hatchery_server::app::secrets::{check_key, rotate_key};
+use hatchery_server::app::secrets::{key_epoch, rotate_key};
 use hatchery_server::secrets::{DEV_KEY_FILE, SecretsKey};
 use hatchery_store::{Store, default_sqlite_url};
 
@@ -122,7 +123,9 @@ async fn rotate(
         .filter(|u| !u.is_empty())
         .unwrap_or_else(|| default_sqlite_url(&data_dir));
     let store = Store::connect(&url).await?;
-    check_key(&store, Some(&old))
+    // Before the new key touches the disk; the rotation checks it again under its
+    // compare-and-swap on the key epoch.
+    key_epoch(&store, &old)
         .await
         .context("checking the current key")?;
     // With the development key file, the new key is on disk before the database switches
@@ -131,7 +134,9 @@ async fn rotate(
     if uses_dev_file {
         SecretsKey::write_dev_key(&data_dir, &pending, &new_text)?;
     }
-    let count = rotate_key(&store, &old, &new).await?;
+    let count = rotate_key(&store, &old, &new)
+        .await
+        .context("rotating the secrets key")?;
     store.close().await;
     if uses_dev_file {
         std::fs::rename(data_dir.join(&pending), &dev_key_path)

@@ -19,7 +19,6 @@ use hatchery_store::{Store, StoreError};
 use crate::error::ApiError;
 use crate::event_hub::EventHub;
 use crate::registry_source::LiveRegistry;
-use crate::secrets::SecretsKey;
 use crate::supervision::Supervision;
 
 /// What the application layer works with.
@@ -30,7 +29,7 @@ pub struct App {
     /// The database.
     pub store: Store,
     /// The key secrets are sealed with; `None` when secrets are disabled.
-    pub secrets_key: Option<Arc<SecretsKey>>,
+    pub secrets_key: Option<Arc<secrets::ServerKey>>,
     /// The platform gateway credential, handed to platform-billed agents.
     pub platform_key: Option<PlatformKey>,
     /// The job runner and its backend; `None` when no backend runs agents.
@@ -92,7 +91,7 @@ impl std::fmt::Debug for PlatformKey {
 
 impl App {
     /// The secrets key, or the error that says secrets are disabled.
-    pub(crate) fn key(&self) -> Result<&SecretsKey, ApiError> {
+    pub(crate) fn key(&self) -> Result<&secrets::ServerKey, ApiError> {
         self.secrets_key.as_deref().ok_or(ApiError::SecretsDisabled)
     }
 }
@@ -105,5 +104,9 @@ pub(crate) fn stored_json(text: Option<&str>) -> serde_json::Value {
 
 /// A store failure as a 500 with `message`; the cause goes to the log.
 pub(crate) fn store_error(message: &'static str) -> impl Fn(StoreError) -> ApiError {
-    move |error| ApiError::internal(message, error)
+    move |error| match error {
+        // A value sealed before a rotation: refused in the write's own transaction.
+        StoreError::SecretsKeyRotated => ApiError::SecretsKeyRotated,
+        error => ApiError::internal(message, error),
+    }
 }

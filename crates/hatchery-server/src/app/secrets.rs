@@ -1,11 +1,16 @@
 //! Secrets: global and per workspace, sealed with the server's key before they reach the
 //! store, listed by name only. Also the start-up key check and key rotation.
+//!
+//! The key check's version is the key epoch. A server learns it at start; every value it
+//! seals carries it, and the store writes a value only while its epoch is current. So
+//! once a rotation commits, a server still holding the old key is refused (503,
+//! `secrets_key_rotated`) instead of sealing or serving with a key nobody can use.
 
 use std::collections::BTreeMap;
 
 use hatchery_core::is_valid_env_name;
 use hatchery_store::{
-    GLOBAL_SCOPE, KEY_CHECK_SETTING, SealedSecret, Store, StoreError, workspace_scope,
+    GLOBAL_SCOPE, RotateRefusal, SealedSecret, Store, StoreError, workspace_scope,
 };
 
 use super::{App, store_error};
@@ -15,6 +20,14 @@ use crate::secrets::{KeyError, Scope, SecretsKey};
 /// What the key check seals; any key opens only its own check value.
 const KEY_CHECK_PLAINTEXT: &[u8] = b"hatchery secrets key check v1";
 const KEY_CHECK_NAME: &str = "__key_check__";
+
+/// The server's secrets key, checked against the database at the key epoch it found
+/// there.
+#[derive(Debug)]
+pub struct ServerKey {
+    key: SecretsKey,
+    epoch: i64,
+}
 
 /// Why the secrets key could not be set up; each refuses the start.
 #[derive(Debug, thiserror::Error)]
@@ -37,32 +50,41 @@ pub enum SecretsSetupError {
     Store(#[from] StoreError),
 }
 
-/// Check `key` against the database (recording a check value on first use); with no key,
-/// refuse when secrets are stored.
-pub async fn check_key(store: &Store, key: Option<&SecretsKey>) -> Result<(), SecretsSetupError> {
+/// Check `key` against the database (recording a check value on first use) and learn the
+/// key epoch; with no key, refuse when secrets are stored.
+pub async fn check_key(
+    store: &Store,
+    key: Option<SecretsKey>,
+) -> Result<Option<ServerKey>, SecretsSetupError> {
     let Some(key) = key else {
         let stored = store.secret_count().await?;
         return if stored > 0 {
             Err(SecretsSetupError::KeyMissing(stored))
         } else {
-            Ok(())
+            Ok(None)
         };
     };
-    match store.setting_get(KEY_CHECK_SETTING).await? {
-        Some(check) if opens_check(key, &check) => Ok(()),
-        Some(_) => Err(SecretsSetupError::WrongKey),
-        None => {
-            // A database whose secrets predate the check: the key must open one of them.
-            if let Some(secret) = store.secret_all().await?.first()
-                && open(key, secret).is_err()
-            {
-                return Err(SecretsSetupError::WrongKey);
-            }
-            store
-                .setting_put(KEY_CHECK_SETTING, &seal_check(key))
-                .await?;
-            Ok(())
+    let epoch = key_epoch(store, &key).await?;
+    Ok(Some(ServerKey { key, epoch }))
+}
+
+/// The key epoch, when `key` opens the key check in force (recorded on first use).
+pub async fn key_epoch(store: &Store, key: &SecretsKey) -> Result<i64, SecretsSetupError> {
+    let check = if let Some(check) = store.secret_key_check().await? {
+        check
+    } else {
+        // A database whose secrets predate the check: the key must open one of them.
+        if let Some(secret) = store.secret_all().await?.first()
+            && open(key, secret).is_err()
+        {
+            return Err(SecretsSetupError::WrongKey);
         }
+        store.secret_key_check_init(&seal_check(key)).await?
+    };
+    if opens_check(key, &check.value) {
+        Ok(check.epoch)
+    } else {
+        Err(SecretsSetupError::WrongKey)
     }
 }
 
@@ -84,43 +106,75 @@ fn opens_check(key: &SecretsKey, check: &str) -> bool {
         .is_some_and(|plain| plain == KEY_CHECK_PLAINTEXT)
 }
 
-/// Re-seal every secret (and the key check) under `new`, in one transaction. Returns how
-/// many secrets were re-sealed. Nothing changes if any value fails to open under `old`.
+/// Re-seal every secret (and the key check) under `new`, in one transaction that reads
+/// the values, re-seals them and writes each back only if unchanged, moving the key epoch
+/// on. Returns how many secrets were re-sealed. Nothing changes if any value fails to
+/// open under `old`, or anything changed under the rotation. A server still running with
+/// `old` is refused from the commit on; a write of its that raced the rotation was either
+/// committed before it (and is re-sealed) or is refused.
+#[tracing::instrument(skip_all)]
 pub async fn rotate_key(
     store: &Store,
     old: &SecretsKey,
     new: &SecretsKey,
 ) -> Result<usize, RotateError> {
-    let all = store.secret_all().await?;
+    let from = key_epoch(store, old).await?;
+    let rotated = store
+        .secret_rotate(from, &seal_check(new), |all| reseal_all(old, new, all))
+        .await?;
+    rotated.map_err(|refusal| match refusal {
+        RotateRefusal::Reseal(e) => e,
+        RotateRefusal::EpochMoved => RotateError::Concurrent,
+        RotateRefusal::SecretChanged { scope, name } => {
+            RotateError::Changed(format!("{scope}/{name}"))
+        }
+    })
+}
+
+/// Every value of `all` opened with `old` and sealed with `new`, in order.
+fn reseal_all(
+    old: &SecretsKey,
+    new: &SecretsKey,
+    all: &[SealedSecret],
+) -> Result<Vec<Vec<u8>>, RotateError> {
     let mut resealed = Vec::with_capacity(all.len());
     let mut failed = Vec::new();
-    for secret in &all {
+    for secret in all {
         match open(old, secret) {
-            Ok(plain) => resealed.push(SealedSecret {
-                sealed: new
-                    .encrypt(scope_of(&secret.scope), &secret.name, &plain)
+            Ok(plain) => resealed.push(
+                new.encrypt(scope_of(&secret.scope), &secret.name, &plain)
                     .map_err(|_| RotateError::TooLarge(secret.name.clone()))?,
-                ..secret.clone()
-            }),
+            ),
             Err(()) => failed.push(format!("{}/{}", secret.scope, secret.name)),
         }
     }
-    if !failed.is_empty() {
-        return Err(RotateError::Undecryptable(failed));
+    if failed.is_empty() {
+        Ok(resealed)
+    } else {
+        Err(RotateError::Undecryptable(failed))
     }
-    store.secret_reseal_all(&resealed, &seal_check(new)).await?;
-    Ok(resealed.len())
 }
 
 /// Why a key rotation was refused; nothing was changed.
 #[derive(Debug, thiserror::Error)]
 pub enum RotateError {
+    /// The current key is wrong, or the database could not be read.
+    #[error(transparent)]
+    Setup(#[from] SecretsSetupError),
     /// Values the current key does not open.
     #[error("the current key does not open {}: nothing was changed", .0.join(", "))]
     Undecryptable(Vec<String>),
     /// A value too large to seal.
     #[error("secret {0} is too large to seal")]
     TooLarge(String),
+    /// Another rotation committed first.
+    #[error(
+        "the key was rotated by someone else while this rotation ran: nothing was changed; check which key is current"
+    )]
+    Concurrent,
+    /// A secret was changed or deleted under the rotation.
+    #[error("secret {0} changed while the rotation ran: nothing was changed; run it again")]
+    Changed(String),
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -137,20 +191,23 @@ fn open(key: &SecretsKey, secret: &SealedSecret) -> Result<Vec<u8>, ()> {
         .map_err(|_| ())
 }
 
-/// Seal `value` for `scope` (the store's scope string) and `name`.
+/// Seal `value` for `scope` (the store's scope string) and `name`, at the key's epoch: the
+/// store refuses it once a rotation has moved the epoch on.
 pub(crate) fn seal(
-    key: &SecretsKey,
+    key: &ServerKey,
     scope: String,
     name: &str,
     value: &str,
 ) -> Result<SealedSecret, ApiError> {
     let sealed = key
+        .key
         .encrypt(scope_of(&scope), name, value.as_bytes())
         .map_err(|e| ApiError::internal("failed to save secret", e))?;
     Ok(SealedSecret {
         scope,
         name: name.to_owned(),
         sealed,
+        key_epoch: key.epoch,
     })
 }
 
@@ -288,7 +345,11 @@ impl App {
                 .await
                 .map_err(store_error("failed to read secrets"))?;
             for secret in sealed {
-                match open(key, &secret).map(String::from_utf8) {
+                // A value of another epoch: the key was rotated under this server.
+                if secret.key_epoch != key.epoch {
+                    return Err(ApiError::SecretsKeyRotated);
+                }
+                match open(&key.key, &secret).map(String::from_utf8) {
                     Ok(Ok(value)) => {
                         values.insert(secret.name, value);
                     }
