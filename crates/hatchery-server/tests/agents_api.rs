@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Db, Env, Running, spawn};
+use common::{Db, Env, Running, TOKEN, spawn};
 use serde_json::{Value, json};
 
 hatchery_testkit::both_databases!(
@@ -16,6 +16,7 @@ hatchery_testkit::both_databases!(
     tokens_authenticate_only_their_own_workspace,
     bootstrap_tokens_are_single_purpose_and_expire,
     tokens_are_stored_as_hashes_only,
+    test_tokens_exist_only_in_dev_mode,
     liveness_expires_silent_workspaces_across_restarts_and_replicas,
     provisioning_deadline_fails_with_a_reason,
     discovery_peers_and_check_access_follow_the_org_tree,
@@ -470,12 +471,12 @@ async fn bootstrap_tokens_are_single_purpose_and_expire(db: Db) {
     let epsilon = create(&server, json!({"name": "e"})).await;
     for _ in 0..50 {
         let (status, _) = server
-            .get(&format!("/admin/workspaces/{epsilon}/test-token"))
+            .post(&format!("/workspaces/{epsilon}/tokens"), &json!({}))
             .await;
-        assert_eq!(status, 200);
+        assert_eq!(status, 201);
     }
     let (status, body) = server
-        .get(&format!("/admin/workspaces/{epsilon}/test-token"))
+        .post(&format!("/workspaces/{epsilon}/tokens"), &json!({}))
         .await;
     assert_eq!(
         (status, body["error"].as_str()),
@@ -483,22 +484,56 @@ async fn bootstrap_tokens_are_single_purpose_and_expire(db: Db) {
     );
 }
 
+/// `test-token` mints a token with no credential of the workspace's own: dev mode only
+/// (spec §4, a "must differ"). Elsewhere it is a route that is not there, for the admin
+/// too, and mints nothing; the admin mints with `POST /workspaces/:id/tokens`.
+async fn test_tokens_exist_only_in_dev_mode(db: Db) {
+    let env = Env::new(db).await;
+    let server = spawn(env.config()).await;
+    let id = create(&server, json!({"name": "w"})).await;
+    let live = || async {
+        let (status, tokens) = server.get(&format!("/workspaces/{id}/tokens")).await;
+        assert_eq!(status, 200, "{tokens}");
+        tokens["count"].as_i64().unwrap()
+    };
+    let before = live().await;
+    for bearer in [Some(TOKEN), None, Some("whatever")] {
+        let (status, body) = server
+            .get_as(&format!("/admin/workspaces/{id}/test-token"), bearer)
+            .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (404, Some("not_found")),
+            "{bearer:?}: {body}"
+        );
+    }
+    assert_eq!(live().await, before, "nothing minted");
+    let (status, minted) = server
+        .post(&format!("/workspaces/{id}/tokens"), &json!({}))
+        .await;
+    assert_eq!(status, 201, "{minted}");
+    assert_eq!(live().await, before + 1);
+    // A malformed id is refused as one, as on every route.
+    let (status, body) = server.get("/admin/workspaces/nope/test-token").await;
+    assert_eq!(status, 400, "{body}");
+}
+
 async fn tokens_are_stored_as_hashes_only(db: Db) {
     let env = Env::new(db).await;
     let server = spawn(env.config()).await;
     let id = create(&server, json!({"name": "w"})).await;
     let token = register(&server, &id).await;
-    let (_, test_token) = server
-        .get(&format!("/admin/workspaces/{id}/test-token"))
+    let (_, minted) = server
+        .post(&format!("/workspaces/{id}/tokens"), &json!({}))
         .await;
-    let test_token = test_token["auth_token"].as_str().unwrap().to_owned();
+    let minted = minted["auth_token"].as_str().unwrap().to_owned();
     server.stop().await;
     let stored = common::dump_table(&env, "workspace_tokens").await;
     assert!(
         stored.contains(&token[..8]),
         "the display prefix is kept: {stored}"
     );
-    for plaintext in [&token, &test_token] {
+    for plaintext in [&token, &minted] {
         assert!(
             !stored.contains(plaintext.as_str()),
             "plaintext token stored: {stored}"

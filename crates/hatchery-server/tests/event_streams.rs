@@ -235,7 +235,7 @@ async fn a_stalled_subscriber_delays_nobody_and_catches_up(db: Db) {
     let server = spawn(config).await;
     let id = create(&server, "w").await;
     let token = server
-        .get(&format!("/admin/workspaces/{id}/test-token"))
+        .post(&format!("/workspaces/{id}/tokens"), &json!({}))
         .await
         .1["auth_token"]
         .as_str()
@@ -341,14 +341,14 @@ async fn workspace_stream_is_gated_and_filtered(db: Db) {
     let mine = create(&server, "mine").await;
     let other = create(&server, "other").await;
     let token = server
-        .get(&format!("/admin/workspaces/{mine}/test-token"))
+        .post(&format!("/workspaces/{mine}/tokens"), &json!({}))
         .await
         .1["auth_token"]
         .as_str()
         .unwrap()
         .to_owned();
     let other_token = server
-        .get(&format!("/admin/workspaces/{other}/test-token"))
+        .post(&format!("/workspaces/{other}/tokens"), &json!({}))
         .await
         .1["auth_token"]
         .as_str()
@@ -459,7 +459,7 @@ async fn websocket_admin_sees_all_and_a_caller_only_what_it_reaches(db: Db) {
         .unwrap()
         .to_owned();
     let child_token = server
-        .get(&format!("/admin/workspaces/{child}/test-token"))
+        .post(&format!("/workspaces/{child}/tokens"), &json!({}))
         .await
         .1["auth_token"]
         .as_str()

@@ -1,6 +1,6 @@
 //! The agent side of the platform API: `/registry/*` (register, heartbeat, update-card,
-//! discover, peers, check-access) and workspace tokens (test-token, bootstrap token,
-//! `/workspaces/:id/tokens`).
+//! discover, peers, check-access) and workspace tokens (test-token in dev mode, bootstrap
+//! token, `/workspaces/:id/tokens`).
 
 use axum::Json;
 use axum::body::Body;
@@ -264,13 +264,14 @@ struct IssuedToken {
     message: Option<&'static str>,
 }
 
-/// A new token for a workspace, without any other credential of its own: dev mode only
-/// (404 otherwise).
+/// A new token for a workspace, for local scripts: dev mode only, where admin routes need
+/// no credential. Outside dev mode it answers 404 `not found` whoever asks; mint a token
+/// with the admin token at `POST /workspaces/{id}/tokens` instead.
 #[utoipa::path(get, operation_id = "token_test", path = "/admin/workspaces/{id}/test-token", tag = "agents",
     security(("admin" = [])), params(WorkspaceId),
     responses(
         (status = 200, body = IssuedToken),
-        (status = 404, description = "`workspace not found`.", body = ErrorBody),
+        (status = 404, description = "`workspace not found`; `not found` (`not_found`) outside dev mode.", body = ErrorBody),
         (status = 410, description = "The workspace is removed (`workspace_removed`).", body = ErrorBody),
         (status = 429, description = "`maximum 50 active tokens per workspace`.", body = ErrorBody),
     ))]
@@ -280,6 +281,13 @@ async fn test_token(
     headers: HeaderMap,
 ) -> Result<Json<IssuedToken>, ApiError> {
     let id = parse_workspace_id(&id)?;
+    // The spec's "must differ": Molecule serves it unless told it is production.
+    if !state.app.dev {
+        return Err(ApiError::NotFound {
+            message: "not found",
+            code: "not_found",
+        });
+    }
     require_admin(&state, &headers)?;
     let auth_token = state.app.token_issue(&id).await?;
     Ok(Json(IssuedToken {

@@ -236,10 +236,10 @@ impl BenchServer {
         create_workspace(client, &self.base, &body).await
     }
 
-    /// A workspace token for `id`.
+    /// A workspace token for `id`, minted with the admin token (`test-token` is dev-only).
     async fn token(&self, client: &reqwest::Client, id: &str) -> anyhow::Result<String> {
         let minted: serde_json::Value = client
-            .get(format!("{}/admin/workspaces/{id}/test-token", self.base))
+            .post(format!("{}/workspaces/{id}/tokens", self.base))
             .bearer_auth(TOKEN)
             .send()
             .await?
@@ -249,7 +249,7 @@ impl BenchServer {
         minted["auth_token"]
             .as_str()
             .map(str::to_owned)
-            .ok_or_else(|| anyhow::anyhow!("test-token answered without a token: {minted}"))
+            .ok_or_else(|| anyhow::anyhow!("minting a token answered without one: {minted}"))
     }
 }
 
