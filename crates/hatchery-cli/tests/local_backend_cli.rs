@@ -180,6 +180,105 @@ async fn the_sandbox_keeps_the_agent_in() {
     until_gone(&id).await;
 }
 
+/// The probe's report after the next start: the old one is removed first.
+async fn next_report(data: &Path, id: &str, change: impl Future<Output = ()>) -> String {
+    let result = data
+        .join("workspaces")
+        .join(id)
+        .join("workspace")
+        .join("result");
+    std::fs::remove_file(&result).unwrap();
+    change.await;
+    common::probe_report(data, id).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_change_restarts_the_workspaces_it_reaches_with_the_new_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = start(&data).await;
+    let own = server
+        .create(json!({"name": "own", "runtime": "probe", "secrets": {"PROBE_SECRET": "one"}}))
+        .await;
+    let inherits = server
+        .create(json!({"name": "inherits", "runtime": "probe"}))
+        .await;
+    assert!(
+        common::probe_report(&data, &own)
+            .await
+            .contains("secret=one")
+    );
+    assert!(
+        common::probe_report(&data, &inherits)
+            .await
+            .contains("secret=\n")
+    );
+
+    let set = |scope: String, value: &'static str| {
+        let api = &server.api;
+        async move {
+            let (status, body) = api
+                .call(
+                    reqwest::Method::POST,
+                    &scope,
+                    Some(json!({"key": "PROBE_SECRET", "value": value})),
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+        }
+    };
+    let report = next_report(
+        &data,
+        &own,
+        set(format!("/workspaces/{own}/secrets"), "two"),
+    )
+    .await;
+    assert!(report.contains("secret=two"), "its own secret: {report}");
+
+    // A global change reaches the workspace without an override, not the one with one.
+    let starts = |id: String| {
+        let api = &server.api;
+        async move {
+            let (_, events) = api
+                .call(reqwest::Method::GET, &format!("/events/{id}"), None)
+                .await;
+            events
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["event_type"] == "WORKSPACE_PROVISIONING")
+                .count()
+        }
+    };
+    let own_starts = starts(own.clone()).await;
+    let report = next_report(
+        &data,
+        &inherits,
+        set("/settings/secrets".to_owned(), "global"),
+    )
+    .await;
+    assert!(report.contains("secret=global"), "{report}");
+    assert_eq!(
+        starts(own.clone()).await,
+        own_starts,
+        "an override keeps its agent"
+    );
+
+    // Deleting the override hands it the global value.
+    let delete = async {
+        let (status, body) = server
+            .call(
+                reqwest::Method::DELETE,
+                &format!("/workspaces/{own}/secrets/PROBE_SECRET"),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    };
+    let report = next_report(&data, &own, delete).await;
+    assert!(report.contains("secret=global"), "{report}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crashing_agent_fails_its_workspace_with_the_exit_code_and_last_words() {
     let dir = tempfile::tempdir().unwrap();

@@ -103,6 +103,36 @@ pub(crate) async fn upsert_secret(
 }
 
 impl Store {
+    /// The workspaces a change of secret `name` in `scope` reaches, as its restart goes:
+    /// launched by this control plane (they have had a provision job), not removed,
+    /// paused or external; for a global secret, only those with no override of their own.
+    pub async fn workspaces_seeing_secret(
+        &self,
+        scope: &str,
+        name: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        const RUNNING: &str = "w.status NOT IN ('removed', 'paused') AND w.external = 0 \
+             AND EXISTS (SELECT 1 FROM provision_jobs j WHERE j.workspace_id = w.id)";
+        let Some(workspace) = scope.strip_prefix("workspace:") else {
+            let sql = format!(
+                "SELECT w.id FROM workspaces w WHERE {RUNNING} AND NOT EXISTS \
+                 (SELECT 1 FROM secrets s WHERE s.scope = 'workspace:' || w.id AND s.name = $1) \
+                 ORDER BY w.created_at, w.id"
+            );
+            return Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .bind(name)
+                .fetch_all(&self.reader)
+                .await?);
+        };
+        let sql = format!("SELECT w.id FROM workspaces w WHERE w.id = $1 AND {RUNNING}");
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(workspace)
+            .fetch_all(&self.reader)
+            .await?)
+    }
+}
+
+impl Store {
     /// Set (insert or replace) one secret; [`StoreError::SecretsKeyRotated`] when its key
     /// epoch is no longer the current one.
     pub async fn secret_put(&self, secret: &SealedSecret) -> Result<(), StoreError> {

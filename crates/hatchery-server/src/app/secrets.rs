@@ -246,14 +246,34 @@ pub struct SecretSummary {
 }
 
 impl App {
-    /// Set a global secret.
+    /// Set a global secret; the workspaces that see it restart to pick it up.
     pub async fn secret_set_global(&self, name: &str, value: &str) -> Result<(), ApiError> {
         check_secret(name, value)?;
         let sealed = seal(self.key()?, GLOBAL_SCOPE.to_owned(), name, value)?;
         self.store
             .secret_put(&sealed)
             .await
-            .map_err(store_error("failed to save secret"))
+            .map_err(store_error("failed to save secret"))?;
+        self.restart_for_secret(GLOBAL_SCOPE, name).await;
+        Ok(())
+    }
+
+    /// Restart what a secret change reaches, as Molecule does: an agent reads its secrets
+    /// when it starts. The change itself stands whatever becomes of a restart (one under a
+    /// paused ancestor is skipped, say): it is logged.
+    async fn restart_for_secret(&self, scope: &str, name: &str) {
+        let reached = match self.store.workspaces_seeing_secret(scope, name).await {
+            Ok(reached) => reached,
+            Err(error) => {
+                tracing::warn!(%error, scope, secret = name, "cannot tell which workspaces a secret change reaches; they keep the old value until they restart");
+                return;
+            }
+        };
+        for id in reached {
+            if let Err(error) = self.restart(&id).await {
+                tracing::info!(workspace_id = %id, %error, secret = name, "not restarted after a secret change");
+            }
+        }
     }
 
     /// Set one workspace's secret; the workspace must exist and not be removed.
@@ -265,14 +285,18 @@ impl App {
     ) -> Result<(), ApiError> {
         check_secret(name, value)?;
         self.workspace_live(workspace_id).await?;
-        let sealed = seal(self.key()?, workspace_scope(workspace_id), name, value)?;
+        let scope = workspace_scope(workspace_id);
+        let sealed = seal(self.key()?, scope.clone(), name, value)?;
         self.store
             .secret_put(&sealed)
             .await
-            .map_err(store_error("failed to save secret"))
+            .map_err(store_error("failed to save secret"))?;
+        self.restart_for_secret(&scope, name).await;
+        Ok(())
     }
 
-    /// Delete a secret of `scope`; 404 when there is none.
+    /// Delete a secret of `scope`, restarting the workspaces it reached; 404 when there is
+    /// none.
     pub async fn secret_delete(&self, scope: &str, name: &str) -> Result<(), ApiError> {
         let deleted = self
             .store
@@ -280,6 +304,7 @@ impl App {
             .await
             .map_err(store_error("failed to delete secret"))?;
         if deleted {
+            self.restart_for_secret(scope, name).await;
             Ok(())
         } else {
             Err(ApiError::NotFound {
