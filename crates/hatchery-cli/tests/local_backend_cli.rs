@@ -415,6 +415,97 @@ async fn a_crash_at_each_provisioning_step_leaves_nothing_stuck_orphaned_or_doub
     }
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kill_9_in_the_middle_of_a_burst_of_100_creates_leaves_every_workspace_settled() {
+    const BURST: usize = 100;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let lease = ("HATCHERY_JOB_LEASE", "1s");
+    let mut server = start_with(&data, &[lease]).await;
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut creates = tokio::task::JoinSet::new();
+    for n in 0..BURST {
+        let (client, url, token) = (
+            server.api.client.clone(),
+            format!("{}/workspaces", server.api.base),
+            server.api.token.clone(),
+        );
+        let answered = std::sync::Arc::clone(&answered);
+        creates.spawn(async move {
+            let body = json!({"name": format!("w{n}"), "runtime": "claude-code",
+                              "model": "moonshot/kimi-k2.6"});
+            let response = client.post(url).bearer_auth(token).json(&body).send().await;
+            answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let created: serde_json::Value = response.ok()?.json().await.ok()?;
+            created["id"].as_str().map(str::to_owned)
+        });
+    }
+    // Mid-burst: some creates answered, some in flight, some not sent yet; agents starting.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while answered.load(std::sync::atomic::Ordering::SeqCst) < BURST / 3 {
+        assert!(Instant::now() < deadline, "the burst never got going");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    server.process.child.kill().unwrap();
+    server.process.child.wait().unwrap();
+    let mut acknowledged = Vec::new();
+    while let Some(created) = creates.join_next().await {
+        acknowledged.extend(created.unwrap());
+    }
+    drop(server);
+
+    let server = start_with(&data, &[lease]).await;
+    let (_, rows) = server.call(reqwest::Method::GET, "/workspaces", None).await;
+    let ids: Vec<String> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["id"].as_str().unwrap().to_owned())
+        .collect();
+    for id in &acknowledged {
+        assert!(ids.contains(id), "an acknowledged create was lost: {id}");
+    }
+    // Every workspace settles: online, or failed with a reason; none stays provisioning.
+    let deadline = Instant::now() + Duration::from_mins(2);
+    for id in &ids {
+        let row = loop {
+            let (_, row) = server
+                .call(reqwest::Method::GET, &format!("/workspaces/{id}"), None)
+                .await;
+            if row["status"] == "online" || row["status"] == "failed" {
+                break row;
+            }
+            assert!(Instant::now() < deadline, "never settled: {row}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        if row["status"] == "failed" {
+            assert!(
+                row["failure_reason"]
+                    .as_str()
+                    .is_some_and(|r| !r.is_empty()),
+                "{row}"
+            );
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // One sandbox each for those online (bubblewrap outside and its init inside carry the
+    // workspace's path), none for the failed, and no sandbox without a row.
+    for id in &ids {
+        let (_, row) = server
+            .call(reqwest::Method::GET, &format!("/workspaces/{id}"), None)
+            .await;
+        let expected = if row["status"] == "online" { 2 } else { 0 };
+        assert_eq!(processes_mentioning(id).len(), expected, "{row}");
+    }
+    let workspaces_dir = data.join("workspaces").display().to_string();
+    for (_, command) in live_processes_mentioning(&workspaces_dir) {
+        assert!(
+            ids.iter().any(|id| command.contains(id.as_str())),
+            "a sandbox without a row: {command}"
+        );
+    }
+}
+
 /// The control-group directory (memory controller) and its memory limit file of a
 /// process, as the host sees them: v1's memory hierarchy, or v2's unified one.
 fn memory_group_of(pid: &str) -> (std::path::PathBuf, std::path::PathBuf) {
