@@ -95,7 +95,7 @@ impl AgentError {
     }
 }
 
-/// How long registration retries while the control plane is unreachable.
+/// How long registration retries while the control plane, or its database, is unreachable.
 const REGISTER_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Load and check the config: the registry beside it (or the built-in catalog) decides
@@ -225,6 +225,15 @@ async fn register(
                     .as_str()
                     .map_or_else(|| credential.to_owned(), str::to_owned));
             }
+            // The control plane's database is away for now (`platform_unavailable`): the
+            // same patience as for a control plane not yet listening.
+            Ok((503, answer))
+                if answer["code"] == "platform_unavailable" && Instant::now() < deadline =>
+            {
+                tracing::warn!(%answer, "control plane's database unavailable; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
             Ok((status, answer)) => {
                 return Err(AgentError::Refused {
                     what: "registration",
@@ -330,4 +339,93 @@ async fn a2a(
         "id": id,
         "result": {"kind": "message", "role": "agent", "parts": [{"kind": "text", "text": text}]},
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+
+    /// A control plane on loopback that answers each request (one per connection, as the
+    /// agent's client makes them) with the next of `answers`.
+    async fn control_plane(answers: Vec<(u16, Value)>) -> Platform {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            for (status, body) in answers {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let mut request = Vec::new();
+                let mut buffer = [0; 4096];
+                // Headers, then the body its Content-Length announces.
+                loop {
+                    let n = stream.read(&mut buffer).await.unwrap();
+                    request.extend_from_slice(&buffer[..n]);
+                    let text = String::from_utf8_lossy(&request);
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap())
+                            })
+                            .unwrap_or(0);
+                        if request.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                let body = body.to_string();
+                let answer = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                stream.write_all(answer.as_bytes()).await.unwrap();
+            }
+        });
+        Platform::parse(&format!("http://{address}/")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn registration_waits_out_the_control_planes_database() {
+        let unavailable = json!({"error": "platform datastore unavailable — retry shortly", "code": "platform_unavailable"});
+        let platform = control_plane(vec![
+            (503, unavailable.clone()),
+            (503, unavailable),
+            (200, json!({"status": "registered", "auth_token": "issued"})),
+        ])
+        .await;
+        let token = register(
+            &platform,
+            "w",
+            "bootstrap",
+            "http://localhost:1",
+            &json!({}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(token, "issued");
+    }
+
+    #[tokio::test]
+    async fn any_other_refusal_ends_registration() {
+        let platform = control_plane(vec![(
+            503,
+            json!({"error": "no registry", "code": "registry_unavailable"}),
+        )])
+        .await;
+        let refused = register(
+            &platform,
+            "w",
+            "bootstrap",
+            "http://localhost:1",
+            &json!({}),
+        )
+        .await;
+        assert!(
+            matches!(refused, Err(AgentError::Refused { status: 503, .. })),
+            "{refused:?}"
+        );
+    }
 }

@@ -36,6 +36,7 @@ async fn server(dir: &Path) -> Server {
         backend: hatchery_server::BackendChoice::None,
         templates_dir: None,
         dashboard_dir: None,
+        http: hatchery_server::http::HttpSettings::default(),
     };
     let app = Application::build(config).await.unwrap();
     let base = format!("http://{}", app.local_addr().unwrap());

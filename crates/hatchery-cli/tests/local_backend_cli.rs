@@ -423,7 +423,7 @@ async fn a_kill_9_in_the_middle_of_a_burst_of_100_creates_leaves_every_workspace
     let lease = ("HATCHERY_JOB_LEASE", "1s");
     let mut server = start_with(&data, &[lease]).await;
     let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut creates = tokio::task::JoinSet::new();
+    let mut in_flight = tokio::task::JoinSet::new();
     for n in 0..BURST {
         let (client, url, token) = (
             server.api.client.clone(),
@@ -431,7 +431,7 @@ async fn a_kill_9_in_the_middle_of_a_burst_of_100_creates_leaves_every_workspace
             server.api.token.clone(),
         );
         let answered = std::sync::Arc::clone(&answered);
-        creates.spawn(async move {
+        in_flight.spawn(async move {
             let body = json!({"name": format!("w{n}"), "runtime": "claude-code",
                               "model": "moonshot/kimi-k2.6"});
             let response = client.post(url).bearer_auth(token).json(&body).send().await;
@@ -449,7 +449,7 @@ async fn a_kill_9_in_the_middle_of_a_burst_of_100_creates_leaves_every_workspace
     server.process.child.kill().unwrap();
     server.process.child.wait().unwrap();
     let mut acknowledged = Vec::new();
-    while let Some(created) = creates.join_next().await {
+    while let Some(created) = in_flight.join_next().await {
         acknowledged.extend(created.unwrap());
     }
     drop(server);

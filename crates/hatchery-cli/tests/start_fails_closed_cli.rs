@@ -192,8 +192,9 @@ async fn a_restart_in_the_middle_of_a_start_leaves_one_agent_that_registers() {
     let dir = tempfile::tempdir().unwrap();
     // Each start waits a second between minting its bootstrap token and starting the
     // agent: the restart below lands in that window.
+    let data = dir.path().join("data");
     let server = serve(
-        &dir.path().join("data"),
+        &data,
         &[
             ("HATCHERY_TEST_START_DELAY", "1s".to_owned()),
             // Beats every second: the agent's token must keep working, not just register.
@@ -225,5 +226,17 @@ async fn a_restart_in_the_middle_of_a_start_leaves_one_agent_that_registers() {
             .iter()
             .any(|e| e["event_type"] == "WORKSPACE_PROVISION_FAILED"),
         "{events}"
+    );
+    // The restart landed mid-start: the first start was superseded, not merely cancelled
+    // before it was claimed.
+    let store = hatchery_store::Store::connect(&hatchery_store::default_sqlite_url(&data))
+        .await
+        .unwrap();
+    let jobs = store.job_list().await.unwrap();
+    store.close().await;
+    assert!(
+        jobs.iter()
+            .any(|job| job.workspace_id == id && job.state == "superseded"),
+        "{jobs:?}"
     );
 }

@@ -542,19 +542,27 @@
       state.streamAbort = abort;
       try {
         const headers = authHeaders();
-        if (state.lastEventId !== null) headers['Last-Event-ID'] = state.lastEventId;
+        const resumed = state.lastEventId !== null;
+        if (resumed) headers['Last-Event-ID'] = state.lastEventId;
         setConn('connecting', first ? 'connecting…' : 'reconnecting…');
         const response = await fetch('/events/stream', { headers, signal: abort.signal, cache: 'no-store' });
         if (response.status === 401) {
           signOut('The admin token was refused by the event stream (401).');
           return;
         }
+        if (response.status === 410) {
+          // Retention deleted events after our cursor: start from now, re-read the list.
+          state.lastEventId = null;
+          refreshList().catch(() => {});
+          continue;
+        }
         if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
         setConn('live', 'live');
         backoff = 1000;
-        // Whatever happened while we were away without a cursor (or before the first
-        // connection) is picked up by one re-read of the list.
-        if (!first) refreshList().catch(() => {});
+        // Whatever happened while we were away without a cursor is picked up by one
+        // re-read of the list; with one, the replay brings it, in order (a re-read racing
+        // the replay would show a later status before an earlier one).
+        if (!first && !resumed) refreshList().catch(() => {});
         first = false;
         await readFrames(response.body, generation);
       } catch (err) {
@@ -606,6 +614,12 @@
     if (data.length === 0) return;
     let payload;
     try { payload = JSON.parse(data.join('\n')); } catch { return; }
+    if (event === 'expired') {
+      // Retention overtook our cursor (the stream ends): resume from now, re-read the list.
+      state.lastEventId = null;
+      refreshList().catch(() => {});
+      return;
+    }
     if (event === 'lagged') {
       // The server dropped events for us: resume after what it says and re-read the list.
       if (payload && payload.resume_after !== undefined) state.lastEventId = String(payload.resume_after);

@@ -5,7 +5,7 @@
 //! Internal detail (a database error, say) goes to the log, never to the client.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hatchery_core::ProviderError;
 use serde_json::{Value, json};
@@ -40,6 +40,15 @@ pub enum ApiError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// A body that is not JSON (`Content-Type` must say `application/json`).
+    #[error("request body must be JSON: send Content-Type: application/json")]
+    UnsupportedMediaType,
+    /// The request did not finish within the server's deadline.
+    #[error("the request did not complete within {}s", limit.as_secs())]
+    RequestTimeout {
+        /// The deadline.
+        limit: std::time::Duration,
+    },
     /// Nothing by that id or name.
     #[error("{message}")]
     NotFound {
@@ -59,6 +68,24 @@ pub enum ApiError {
     /// The workspace is removed; it can be read but not changed.
     #[error("workspace is removed")]
     WorkspaceRemoved,
+    /// One field of a body is larger than the server keeps (an agent card, a URL, an
+    /// activity body): 413 naming the field.
+    #[error("{field} is too large (limit {limit} bytes)")]
+    FieldTooLarge {
+        /// The field.
+        field: &'static str,
+        /// Its limit in bytes.
+        limit: usize,
+    },
+    /// A page cursor that no longer points into what is kept (events deleted by
+    /// retention, a peer purged or moved away): the client re-reads from the start.
+    #[error("{message}")]
+    CursorExpired {
+        /// What expired and where to start again.
+        message: &'static str,
+        /// The highest event seq retention deleted, for an event cursor.
+        pruned_through: Option<i64>,
+    },
     /// A delete of a workspace with live children, without `confirm=true`.
     #[error("This workspace has sub-workspaces. Delete with ?confirm=true to cascade delete.")]
     ConfirmationRequired {
@@ -126,7 +153,8 @@ pub enum ApiError {
         /// Its status.
         status: String,
     },
-    /// An auth lookup could not reach the database: fail closed, and say to retry.
+    /// The database could not be reached (or an auth lookup failed, which fails closed):
+    /// answered 503 with `Retry-After`; the context goes to the log.
     #[error("platform datastore unavailable — retry shortly")]
     PlatformUnavailable(String),
     /// An org template that cannot be imported (template-level problems, or any problem
@@ -206,11 +234,18 @@ impl ApiError {
             Self::InvalidAdminToken => (StatusCode::UNAUTHORIZED, "invalid_admin_token"),
             Self::InvalidWorkspaceId => (StatusCode::BAD_REQUEST, "invalid_workspace_id"),
             Self::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
-            Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::PayloadTooLarge { .. } | Self::FieldTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+            }
+            Self::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            Self::RequestTimeout { .. } => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             Self::NotFound { code, .. } | Self::NotFoundDynamic { code, .. } => {
                 (StatusCode::NOT_FOUND, code)
             }
             Self::WorkspaceRemoved => (StatusCode::GONE, "workspace_removed"),
+            Self::CursorExpired { .. } => (StatusCode::GONE, "cursor_expired"),
             Self::ConfirmationRequired { .. } => (StatusCode::CONFLICT, "confirmation_required"),
             Self::RegistryUnavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "registry_unavailable")
@@ -269,6 +304,14 @@ impl IntoResponse for ApiError {
                     "code": code,
                 });
             }
+            Self::FieldTooLarge { field, limit } => {
+                body["field"] = json!(field);
+                body["limit_bytes"] = json!(limit);
+            }
+            Self::CursorExpired {
+                pruned_through: Some(seq),
+                ..
+            } => body["pruned_through"] = json!(seq),
             Self::RegistryReloadRefused { hash_in_force, .. } => {
                 body["hash_in_force"] = json!(hash_in_force);
             }
@@ -285,7 +328,12 @@ impl IntoResponse for ApiError {
                 );
             }
             Self::PlatformUnavailable(context) => {
-                tracing::error!(error = %context, "auth lookup failed");
+                tracing::warn!(error = %context, "database unavailable: answered 503");
+                let mut response = (status, Json(body)).into_response();
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+                return response;
             }
             Self::Internal { context, .. } => tracing::error!(error = %context, "{message}"),
             _ => {}
@@ -293,6 +341,12 @@ impl IntoResponse for ApiError {
         (status, Json(body)).into_response()
     }
 }
+
+/// The `Retry-After` of a 503 the database caused, in seconds: long enough that a crowd of
+/// clients does not hammer a database on its way back, short enough that a restart or a
+/// failover (seconds) costs a client one retry. A request itself may already have waited
+/// up to the pool's acquire timeout (10 s) for a connection before it was answered.
+pub const RETRY_AFTER_SECONDS: u16 = 5;
 
 /// The body of every refusal: the platform API's message, hatchery's stable `code`, and,
 /// where one is to blame, the field. Some refusals add keys of their own (`candidates` of

@@ -16,6 +16,8 @@ use hatchery_store::{EventRow, Store};
 use serde_json::Value;
 use tokio::sync::{Notify, broadcast};
 
+use crate::app::limits::PAGE_BUDGET_BYTES;
+
 /// How many batches a subscriber may fall behind before it is told it lagged (the
 /// default of `ServerConfig::event_buffer`).
 pub const DEFAULT_CAPACITY: usize = 4096;
@@ -213,6 +215,7 @@ impl EventHub {
     /// not thousands.
     pub async fn run_tailer(self, store: Store) {
         let mut last_publish = tokio::time::Instant::now();
+        let mut outage = crate::supervision::OutageLog::new("the event tailer");
         loop {
             tokio::select! {
                 () = self.inner.poke.notified() => {
@@ -221,8 +224,11 @@ impl EventHub {
                 () = tokio::time::sleep(POLL_INTERVAL) => {}
             }
             last_publish = tokio::time::Instant::now();
-            if let Err(error) = self.publish_new(&store).await {
-                tracing::warn!(%error, "event tailer: cannot read the event log; retrying");
+            // The cursor moves only past what was broadcast: after an outage the tailer
+            // goes on from where it was, and nothing written meanwhile is skipped.
+            match self.publish_new(&store).await {
+                Ok(()) => outage.succeeded(),
+                Err(error) => outage.failed(&error),
             }
         }
     }
@@ -232,7 +238,10 @@ impl EventHub {
     pub async fn publish_new(&self, store: &Store) -> Result<(), hatchery_store::StoreError> {
         loop {
             let after = self.inner.cursor.load(Ordering::Acquire);
-            let rows = store.event_list_after(after, None, PAGE).await?;
+            let page = store
+                .event_list_after(after, None, PAGE, PAGE_BUDGET_BYTES)
+                .await?;
+            let rows = page.rows;
             let mut events: Vec<Arc<StreamEvent>> = rows
                 .iter()
                 .map(|row| Arc::new(StreamEvent::from_row(row)))
@@ -245,7 +254,7 @@ impl EventHub {
             if let Some(last) = rows.last().map(|row| row.seq) {
                 self.inner.cursor.store(last, Ordering::Release);
             }
-            if i64::try_from(rows.len()).unwrap_or(PAGE) < PAGE {
+            if i64::try_from(rows.len()).unwrap_or(PAGE) < PAGE && !page.truncated {
                 return Ok(());
             }
         }
@@ -269,6 +278,40 @@ pub enum Delivery {
     },
     /// Nothing happened for the idle interval: time for a keep-alive.
     Idle,
+    /// Retention deleted events after the subscriber's cursor before it read them: the
+    /// stream ends here, and the client re-reads the current state (its cursor would be
+    /// refused with 410 now).
+    Expired {
+        /// The highest seq retention deleted.
+        pruned_through: i64,
+    },
+}
+
+/// Why a stream could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The log could not be read.
+    #[error(transparent)]
+    Store(#[from] hatchery_store::StoreError),
+    /// Retention deleted events after the cursor asked for.
+    #[error("cursor expired: events after it were deleted (through seq {pruned_through})")]
+    Expired {
+        /// The highest seq retention deleted.
+        pruned_through: i64,
+    },
+}
+
+impl From<OpenError> for crate::error::ApiError {
+    fn from(error: OpenError) -> Self {
+        match error {
+            OpenError::Store(error) => {
+                crate::app::store_error("failed to open the event stream")(error)
+            }
+            OpenError::Expired { pruned_through } => {
+                crate::app::events::cursor_expired(pruned_through)
+            }
+        }
+    }
 }
 
 /// One subscriber's position: the channel, the last cursor it was given, and whether it
@@ -280,22 +323,59 @@ pub struct Cursor {
     filter: Option<String>,
     last_seq: i64,
     catching_up: bool,
+    /// Retention overtook the cursor: the stream is over.
+    expired: bool,
+}
+
+/// What one catch-up read found.
+enum CatchUp {
+    /// The next events after the cursor (none: caught up).
+    Rows(Vec<EventRow>),
+    /// Retention deleted events after the cursor, through this seq.
+    Expired(i64),
 }
 
 /// Events read from the log per catch-up query.
 const CATCH_UP_PAGE: i64 = 500;
 
 impl Cursor {
+    /// The next page of the log after the cursor, or the pruned horizon when retention
+    /// deleted events after the cursor (asked after the read: a deletion the read missed
+    /// has moved the horizon by then).
+    async fn catch_up_page(&self) -> Result<CatchUp, hatchery_store::StoreError> {
+        let page = self
+            .store
+            .event_list_after(
+                self.last_seq,
+                self.filter.as_deref(),
+                CATCH_UP_PAGE,
+                PAGE_BUDGET_BYTES,
+            )
+            .await?;
+        let pruned_through = self.store.event_pruned_through().await?;
+        if self.last_seq < pruned_through {
+            return Ok(CatchUp::Expired(pruned_through));
+        }
+        Ok(CatchUp::Rows(page.rows))
+    }
+
     /// A cursor after `after`, or, without it, from now on. Subscribes before it reads
-    /// the log's end, so nothing falls between the two.
+    /// the log's end, so nothing falls between the two. Refused when retention deleted
+    /// events after `after` (the catch-up checks again as it reads).
     pub async fn open(
         hub: &EventHub,
         store: Store,
         filter: Option<String>,
         after: Option<i64>,
-    ) -> Result<Self, hatchery_store::StoreError> {
+    ) -> Result<Self, OpenError> {
         let receiver = hub.subscribe();
         let newest = store.event_last_seq().await?;
+        if let Some(after) = after {
+            let pruned_through = store.event_pruned_through().await?;
+            if after < pruned_through {
+                return Err(OpenError::Expired { pruned_through });
+            }
+        }
         // A cursor from the future (a reset database, a made-up id) would hide every new
         // event until the log caught up with it: resume from the newest instead.
         let last_seq = after.map_or(newest, |after| after.min(newest));
@@ -305,6 +385,7 @@ impl Cursor {
             filter,
             last_seq,
             catching_up: true,
+            expired: false,
         })
     }
 
@@ -325,14 +406,17 @@ impl Cursor {
     /// The next delivery; `None` when the stream should end (the log is unreadable: the
     /// client resumes from its cursor).
     pub async fn next(&mut self, idle: Duration) -> Option<Delivery> {
+        if self.expired {
+            return None;
+        }
         loop {
             if self.catching_up {
-                let rows = match self
-                    .store
-                    .event_list_after(self.last_seq, self.filter.as_deref(), CATCH_UP_PAGE)
-                    .await
-                {
-                    Ok(rows) => rows,
+                let rows = match self.catch_up_page().await {
+                    Ok(CatchUp::Rows(rows)) => rows,
+                    Ok(CatchUp::Expired(pruned_through)) => {
+                        self.expired = true;
+                        return Some(Delivery::Expired { pruned_through });
+                    }
                     Err(error) => {
                         tracing::warn!(%error, "event stream: cannot read the log; closing so the client resumes");
                         return None;

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod private_file;
 pub mod registry_source;
 pub mod secrets;
+pub mod serve;
 pub mod supervision;
 
 use std::net::SocketAddr;
@@ -71,6 +72,8 @@ pub struct ServerConfig {
     /// Serve the dashboard's files from this directory instead of the copy built into the
     /// binary (for working on the dashboard without rebuilding).
     pub dashboard_dir: Option<PathBuf>,
+    /// CORS origins, the request deadline and each listener's connection bounds.
+    pub http: http::HttpSettings,
 }
 
 /// Which backend runs agents.
@@ -118,6 +121,23 @@ pub enum BackendChoice {
     },
 }
 
+impl BackendChoice {
+    /// The runtimes whose agents share the host's (node's) network, comma-separated, if
+    /// there are any.
+    #[must_use]
+    pub fn host_network_runtimes(&self) -> Option<String> {
+        let runtimes = match self {
+            Self::None => return None,
+            Self::Local { host_network, .. }
+            | Self::Docker { host_network, .. }
+            | Self::Kubernetes { host_network, .. } => host_network,
+        };
+        let mut names: Vec<&str> = runtimes.iter().map(String::as_str).collect();
+        names.sort_unstable();
+        (!names.is_empty()).then(|| names.join(", "))
+    }
+}
+
 impl std::fmt::Debug for ServerConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerConfig")
@@ -147,6 +167,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("backend", &self.backend)
             .field("templates_dir", &self.templates_dir)
             .field("dashboard_dir", &self.dashboard_dir)
+            .field("http", &self.http)
             .finish()
     }
 }
@@ -157,6 +178,14 @@ pub enum StartError {
     /// The provider manifest did not load: no registry, no server.
     #[error("provider registry unavailable: {0}")]
     Registry(#[from] LoadError),
+    /// An origin named for CORS is not one.
+    #[error(transparent)]
+    CorsOrigin(#[from] http::InvalidOrigin),
+    /// Dev mode opens admin routes on loopback, which agents on the host's network reach.
+    #[error(
+        "HATCHERY_DEV is on, which opens admin routes to anything on loopback, and runtimes {0} share the host's network: their agents would be the operator; turn one of the two off"
+    )]
+    DevWithHostNetwork(String),
     /// Dev mode opens admin routes, so it may only listen on loopback.
     #[error(
         "HATCHERY_DEV is on, which opens admin routes: refusing to listen on {0}; use a loopback address such as 127.0.0.1"
@@ -235,6 +264,12 @@ impl Application {
         if config.dev && !config.listen.ip().is_loopback() {
             return Err(StartError::DevNotLoopback(config.listen));
         }
+        http::check_origins(&config.http.cors_origins)?;
+        if config.dev
+            && let Some(runtimes) = config.backend.host_network_runtimes()
+        {
+            return Err(StartError::DevWithHostNetwork(runtimes));
+        }
         prepare_data_dir(&config.data_dir, config.database_url.is_none()).map_err(|source| {
             StartError::DataDir {
                 path: config.data_dir.clone(),
@@ -309,6 +344,7 @@ impl Application {
                 },
                 admin,
                 dashboard_dir: config.dashboard_dir.map(Arc::from),
+                http: Arc::new(config.http),
             },
             new_admin_token,
         })
@@ -383,27 +419,17 @@ impl Application {
         agents_only.admin = auth::AdminAuth::Nobody;
         agents_only.app.dev = false;
         let socket_router = http::router(agents_only);
+        let limits = self.state.http.connections;
         let router = http::router(self.state);
-        let on_socket = self.socket.map(|(listener, path)| {
-            let served =
-                axum::serve(listener, socket_router).with_graceful_shutdown(stopped(stop.clone()));
-            (served, path)
-        });
-        let served = match on_socket {
-            Some((socket_served, path)) => {
-                let (tcp, unix) = tokio::join!(
-                    axum::serve(self.listener, router).with_graceful_shutdown(stopped(stop)),
-                    socket_served
-                );
+        let on_tcp = serve::serve(self.listener, router, limits, stopped(stop.clone()));
+        match self.socket {
+            Some((listener, path)) => {
+                let on_socket = serve::serve(listener, socket_router, limits, stopped(stop));
+                tokio::join!(on_tcp, on_socket);
                 let _ = std::fs::remove_file(path);
-                tcp.and(unix)
             }
-            None => {
-                axum::serve(self.listener, router)
-                    .with_graceful_shutdown(stopped(stop))
-                    .await
-            }
-        };
+            None => on_tcp.await,
+        }
         for task in background {
             task.abort();
         }
@@ -418,7 +444,7 @@ impl Application {
         // Beats that arrived since the last flush are the freshest liveness there is.
         app.flush_heartbeats().await;
         app.store.close().await;
-        served
+        Ok(())
     }
 
     /// Serve until SIGTERM or SIGINT; reload the registry on SIGHUP.
@@ -437,24 +463,47 @@ async fn supervise(app: App) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_prune = None::<std::time::Instant>;
-    let started = std::time::Instant::now();
+    let mut outage = supervision::OutageLog::new("the supervision sweeps");
+    // Silence is judged only after one TTL of this process, and one TTL after the database
+    // is back from an outage: after a restart of every replica, or an outage during which
+    // heartbeats were refused (503), agents get their chance to beat before they are
+    // called offline.
+    let mut judge_silence_from = std::time::Instant::now();
     loop {
         tick.tick().await;
-        // Silence is judged only after one TTL of this process: after a restart of every
-        // replica, agents get their chance to beat before they are called offline.
-        if started.elapsed() >= app.supervision.heartbeat_ttl
+        let mut reached = true;
+        if !outage.is_down()
+            && judge_silence_from.elapsed() >= app.supervision.heartbeat_ttl
             && let Err(error) = app.sweep_liveness().await
         {
-            tracing::warn!(%error, "liveness sweep failed; retrying next tick");
+            reached &= !supervision::MaybeOutage::is_outage(&error);
+            outage.failed(&error);
         }
+        // Every tick reads the database here: the probe that tells when an outage ends.
         if let Err(error) = app.sweep_provisioning().await {
-            tracing::warn!(%error, "provisioning sweep failed; retrying next tick");
+            reached &= !supervision::MaybeOutage::is_outage(&error);
+            outage.failed(&error);
         }
         if last_prune.is_none_or(|at| at.elapsed() >= ACTIVITY_PRUNE_EVERY) {
             last_prune = Some(std::time::Instant::now());
             if let Err(error) = app.prune_activity().await {
-                tracing::warn!(%error, "activity retention failed; retrying later");
+                if supervision::MaybeOutage::is_outage(&error) {
+                    // Pruning is due again as soon as the database is back.
+                    reached = false;
+                    last_prune = None;
+                }
+                outage.failed(&error);
             }
+        }
+        // Event retention every tick, in bounded batches: a backlog goes over several ticks.
+        if let Err(error) = app.prune_events().await {
+            outage.failed(&error);
+        }
+        if reached {
+            if outage.is_down() {
+                judge_silence_from = std::time::Instant::now();
+            }
+            outage.succeeded();
         }
     }
 }
@@ -465,9 +514,14 @@ const ACTIVITY_PRUNE_EVERY: std::time::Duration = std::time::Duration::from_hour
 async fn flush_heartbeats(app: App) {
     let mut tick = tokio::time::interval(app.supervision.heartbeat_flush_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut outage = supervision::OutageLog::new("the heartbeat flush");
     loop {
         tick.tick().await;
-        app.flush_heartbeats().await;
+        // A failed flush keeps its beats for the next one (a newer beat wins).
+        match app.try_flush_heartbeats().await {
+            Ok(()) => outage.succeeded(),
+            Err(error) => outage.failed(&error),
+        }
     }
 }
 

@@ -24,6 +24,12 @@ pub struct Supervision {
     pub heartbeat_flush_interval: Duration,
     /// Activity rows older than this are deleted.
     pub activity_retention: Duration,
+    /// Events older than this are deleted (oldest first, in bounded batches each sweep);
+    /// a cursor into what was deleted gets 410 `cursor_expired`.
+    pub event_retention: Duration,
+    /// With it, events not among this many newest are deleted too: the log keeps at most
+    /// this many.
+    pub event_retention_count: Option<u64>,
     /// How long a claimed provision job is its runner's; renewed while the start runs, so
     /// a runner that died gives its jobs up after at most this long.
     pub job_lease: Duration,
@@ -41,6 +47,9 @@ pub struct Supervision {
     /// long after its bootstrap token is minted, before the backend starts the agent.
     pub test_start_delay: Option<Duration>,
 }
+
+/// How long events are kept by default: 30 days.
+pub const DEFAULT_EVENT_RETENTION: Duration = Duration::from_hours(30 * 24);
 
 /// Four starts per core: a start mostly waits (a spawn, an engine, an API server).
 #[must_use]
@@ -64,6 +73,8 @@ impl Default for Supervision {
             sweep_interval: Duration::from_secs(5),
             heartbeat_flush_interval: Duration::from_secs(1),
             activity_retention: Duration::from_hours(7 * 24),
+            event_retention: DEFAULT_EVENT_RETENTION,
+            event_retention_count: None,
             job_lease: Duration::from_secs(30),
             agent_limits: hatchery_provision::Limits::default(),
             concurrent_starts: default_concurrent_starts(),
@@ -108,6 +119,98 @@ pub fn micros(duration: Duration) -> i64 {
     i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
 }
 
+/// A failure a background loop may see: the database away (worth waiting out), or
+/// anything else.
+pub trait MaybeOutage: std::fmt::Display {
+    /// The database could not be reached.
+    fn is_outage(&self) -> bool;
+
+    /// What the log says: the error with its cause.
+    fn detail(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl MaybeOutage for hatchery_store::StoreError {
+    fn is_outage(&self) -> bool {
+        self.is_unavailable()
+    }
+}
+
+impl MaybeOutage for crate::error::ApiError {
+    fn is_outage(&self) -> bool {
+        matches!(self, Self::PlatformUnavailable(_))
+    }
+
+    /// The internal context a client never sees, which the log must.
+    fn detail(&self) -> String {
+        match self {
+            Self::PlatformUnavailable(context) => context.clone(),
+            Self::Internal { message, context } => format!("{message}: {context}"),
+            error => error.to_string(),
+        }
+    }
+}
+
+/// What a background loop says about the database: the first failed round of an outage
+/// and the first good round after it, not every round in between (a loop that polls four
+/// times a second would otherwise fill the log for as long as the database is away).
+/// Failures that are not an outage are logged every time: they are bugs, not weather.
+#[derive(Debug)]
+pub struct OutageLog {
+    task: &'static str,
+    /// When the outage began, and how many rounds failed since.
+    down: Option<(std::time::Instant, u64)>,
+}
+
+impl OutageLog {
+    /// The log of `task` (`"the event tailer"`, …).
+    #[must_use]
+    pub const fn new(task: &'static str) -> Self {
+        Self { task, down: None }
+    }
+
+    /// A round failed with `error`.
+    pub fn failed(&mut self, error: &impl MaybeOutage) {
+        if !error.is_outage() {
+            tracing::warn!(
+                task = self.task,
+                error = error.detail(),
+                "background work failed; retrying"
+            );
+            return;
+        }
+        if let Some((_, rounds)) = &mut self.down {
+            *rounds += 1;
+            tracing::debug!(
+                task = self.task,
+                error = error.detail(),
+                "database still unavailable"
+            );
+        } else {
+            self.down = Some((std::time::Instant::now(), 1));
+            tracing::warn!(
+                task = self.task,
+                error = error.detail(),
+                "database unavailable: retrying until it is back (logged again when it is)"
+            );
+        }
+    }
+
+    /// A round reached the database.
+    pub fn succeeded(&mut self) {
+        if let Some((since, rounds)) = self.down.take() {
+            tracing::info!(task = self.task, down_for = ?since.elapsed(), failed_rounds = rounds, "database reachable again: resumed");
+        }
+    }
+
+    /// Whether the last round that touched the database found it away.
+    #[must_use]
+    pub fn is_down(&self) -> bool {
+        self.down.is_some()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +232,21 @@ mod tests {
                 .contains("longer than zero")
         );
         assert!(parse_runtime_timeouts("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_outage_is_one_state_from_its_first_failure_to_its_first_success() {
+        let away = crate::error::ApiError::PlatformUnavailable("connection refused".to_owned());
+        let bug = crate::error::ApiError::internal("failed", "no such column");
+        let mut log = OutageLog::new("a test loop");
+        log.failed(&bug);
+        assert!(!log.is_down(), "a bug is not an outage");
+        log.failed(&away);
+        log.failed(&away);
+        assert!(log.is_down());
+        assert_eq!(log.down.map(|(_, rounds)| rounds), Some(2));
+        log.succeeded();
+        assert!(!log.is_down());
     }
 
     #[test]

@@ -229,6 +229,7 @@ async fn sse_resumes_from_last_event_id_without_loss(db: Db) {
 }
 
 async fn a_stalled_subscriber_delays_nobody_and_catches_up(db: Db) {
+    const CARDS: usize = 200;
     let env = Env::new(db).await;
     let mut config = env.config();
     config.event_buffer = 4;
@@ -272,8 +273,9 @@ async fn a_stalled_subscriber_delays_nobody_and_catches_up(db: Db) {
 
     // Big logged events fill the stalled socket's buffers; many heartbeats then overflow
     // its place in the channel.
-    let card = json!({"name": "big", "blob": "x".repeat(200_000)});
-    for _ in 0..60 {
+    // Just under the card limit (64 KiB), and many of them: 12 MB in all.
+    let card = json!({"name": "big", "blob": "x".repeat(60_000)});
+    for _ in 0..CARDS {
         let (status, body) = server
             .post_as(
                 "/registry/update-card",
@@ -302,7 +304,7 @@ async fn a_stalled_subscriber_delays_nobody_and_catches_up(db: Db) {
         .iter()
         .filter(|m| m.data["type"] == "AGENT_CARD_UPDATED")
         .count();
-    assert_eq!(cards, 60, "a subscriber that keeps up misses nothing");
+    assert_eq!(cards, CARDS, "a subscriber that keeps up misses nothing");
     assert!(seen.iter().all(|m| m.event.as_deref() != Some("lagged")));
 
     // Now the stalled subscriber reads: it is told it lagged, then catches up from the
@@ -332,7 +334,7 @@ async fn a_stalled_subscriber_delays_nobody_and_catches_up(db: Db) {
         }
     }
     assert!(lagged, "the stalled subscriber was told it fell behind");
-    assert_eq!(cards_seen, 60, "and lost none of the logged events");
+    assert_eq!(cards_seen, CARDS, "and lost none of the logged events");
 }
 
 async fn workspace_stream_is_gated_and_filtered(db: Db) {
@@ -443,7 +445,11 @@ async fn next_json(socket: &mut Socket) -> Value {
 #[allow(clippy::too_many_lines, reason = "one story, step by step")]
 async fn websocket_admin_sees_all_and_a_caller_only_what_it_reaches(db: Db) {
     let env = Env::new(db).await;
-    let server = spawn(env.config()).await;
+    // The canvas's origin is one the operator named: outside dev mode no other page may
+    // open the socket.
+    let mut config = env.config();
+    config.http.cors_origins = vec!["http://localhost:3000".to_owned()];
+    let server = spawn(config).await;
     let pm = create(&server, "pm").await;
     let child = server
         .create(&json!({"name": "child", "parent_id": pm}))

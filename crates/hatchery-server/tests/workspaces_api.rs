@@ -33,6 +33,7 @@ hatchery_testkit::both_databases!(
     patch_type_checks_and_moves,
     an_agent_token_changes_only_its_name_role_and_place,
     racing_moves_cannot_close_a_cycle,
+    a_move_keeps_the_whole_subtree_within_the_depth_limit,
     patch_runtime_rederives_the_provider_failing_closed,
     delete_asks_for_confirmation_and_cascades,
     records_have_the_wire_shape,
@@ -761,25 +762,74 @@ async fn racing_moves_cannot_close_a_cycle(db: Db) {
 
     // Through the API, racing pairs: never both moved.
     for _ in 0..10 {
-        let x = server.create(&json!({"name": "x"})).await["id"]
+        let left = server.create(&json!({"name": "x"})).await["id"]
             .as_str()
             .unwrap()
             .to_owned();
-        let y = server.create(&json!({"name": "y"})).await["id"]
+        let right = server.create(&json!({"name": "y"})).await["id"]
             .as_str()
             .unwrap()
             .to_owned();
-        let (x_path, y_path) = (format!("/workspaces/{x}"), format!("/workspaces/{y}"));
-        let (x_under_y, y_under_x) = (json!({"parent_id": y}), json!({"parent_id": x}));
+        let (x_path, y_path) = (
+            format!("/workspaces/{left}"),
+            format!("/workspaces/{right}"),
+        );
+        let (x_under_y, y_under_x) = (json!({"parent_id": right}), json!({"parent_id": left}));
         let (one, two) = tokio::join!(
             server.patch(&x_path, &x_under_y),
             server.patch(&y_path, &y_under_x),
         );
         assert!(one.0 != 200 || two.0 != 200, "both moved: {one:?} {two:?}");
         // A bundle of either still exports: the tree stays a tree.
-        let (status, bundle) = server.get(&format!("/bundles/export/{x}")).await;
+        let (status, bundle) = server.get(&format!("/bundles/export/{left}")).await;
         assert_eq!(status, 200, "{bundle}");
     }
+}
+
+/// A chain of `length` workspaces, each under the one before; their ids, top first.
+async fn chain(server: &Running, name: &str, length: usize) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for n in 0..length {
+        let body = match ids.last() {
+            Some(parent) => json!({"name": format!("{name}{n}"), "parent_id": parent}),
+            None => json!({"name": format!("{name}{n}")}),
+        };
+        ids.push(
+            server.create(&body).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    ids
+}
+
+/// The tree is at most 32 levels below a root: a move counts the deepest of the moved
+/// subtree, not only the workspace moved.
+async fn a_move_keeps_the_whole_subtree_within_the_depth_limit(db: Db) {
+    let env = Env::new(db).await;
+    let server = env.spawn().await;
+    let deep = chain(&server, "deep", 21).await;
+    let tall = chain(&server, "tall", 16).await;
+    // deep[20] has 20 ancestors; under it, tall[0] would be at 21 and tall[15] at 36.
+    let (status, answer) = server
+        .patch(
+            &format!("/workspaces/{}", tall[0]),
+            &json!({"parent_id": deep[20]}),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["code"], "invalid_parent");
+    // Within the limit: tall[4] and its 11 descendants under deep[20] end at level 32.
+    let (status, answer) = server
+        .patch(
+            &format!("/workspaces/{}", tall[4]),
+            &json!({"parent_id": deep[20]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, bundle) = server.get(&format!("/bundles/export/{}", deep[0])).await;
+    assert_eq!(status, 200, "a tree the API allows exports whole: {bundle}");
 }
 
 /// `OVERLAPPING` plus a runtime where only `a` is native and one where only `b` is.

@@ -1,6 +1,10 @@
 //! The activity log: what agents report doing (A2A calls, task updates, logs, errors).
 
+use crate::page::{Budgeted, Page, budgeted, page};
 use crate::{Store, StoreError};
+
+/// What one activity row costs a page beyond its texts and bodies (ids, times, keys).
+const ROW_OVERHEAD_BYTES: i64 = 256;
 
 /// One activity row, as written and as read.
 #[allow(missing_docs, reason = "fields mirror the columns in migrations/")]
@@ -32,6 +36,10 @@ pub struct ActivityFilter {
     pub has_source: Option<bool>,
     /// At most this many, newest first.
     pub limit: i64,
+    /// Only rows older than this one (by id): where the previous page ended.
+    pub before: Option<String>,
+    /// At most about this many bytes of texts and bodies (see [`Page`]).
+    pub budget: i64,
 }
 
 impl Store {
@@ -63,29 +71,46 @@ impl Store {
         Ok(inserted == 1)
     }
 
-    /// A workspace's activity, newest first.
+    /// A workspace's activity, newest first (by time, then id), after `filter.before` when
+    /// given; a page bounded by rows and bytes (see [`Page`]). A `before` row that is gone
+    /// (retention deletes the oldest rows first) leaves nothing older to list.
     pub async fn activity_list(
         &self,
         workspace_id: &str,
         filter: &ActivityFilter,
-    ) -> Result<Vec<ActivityRow>, StoreError> {
+    ) -> Result<Page<ActivityRow>, StoreError> {
         let source_clause = match filter.has_source {
             None => "",
             Some(true) => " AND source_id IS NOT NULL",
             Some(false) => " AND source_id IS NULL",
         };
-        let sql = format!(
+        let before_clause = if filter.before.is_some() {
+            " AND (created_at, id) < (SELECT created_at, id FROM activity \
+             WHERE id = $5 AND workspace_id = $1)"
+        } else {
+            ""
+        };
+        let inner = format!(
             "SELECT id, workspace_id, activity_type, source_id, target_id, method, summary, \
-             duration_ms, status, error_detail, request_body, response_body, created_at \
-             FROM activity WHERE workspace_id = $1 AND ($2 = '' OR activity_type = $2){source_clause} \
-             ORDER BY created_at DESC, id DESC LIMIT $3"
+             duration_ms, status, error_detail, request_body, response_body, created_at, \
+             {ROW_OVERHEAD_BYTES} + COALESCE(octet_length(method), 0) \
+             + COALESCE(octet_length(summary), 0) + COALESCE(octet_length(error_detail), 0) \
+             + COALESCE(octet_length(request_body), 0) \
+             + COALESCE(octet_length(response_body), 0) AS size \
+             FROM activity WHERE workspace_id = $1 AND ($2 = '' OR activity_type = $2)\
+             {source_clause}{before_clause} ORDER BY created_at DESC, id DESC LIMIT $3"
         );
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        let sql = budgeted(&inner, "created_at DESC, id DESC", "$4");
+        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(workspace_id)
             .bind(filter.activity_type.clone().unwrap_or_default())
             .bind(filter.limit)
-            .fetch_all(&self.reader)
-            .await?)
+            .bind(filter.budget);
+        if let Some(before) = &filter.before {
+            query = query.bind(before);
+        }
+        let rows: Vec<Budgeted<ActivityRow>> = query.fetch_all(&self.reader).await?;
+        Ok(page(rows, filter.limit, filter.budget))
     }
 
     /// Delete activity older than `before` (retention); returns how many rows went.

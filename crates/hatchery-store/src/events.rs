@@ -1,9 +1,29 @@
 //! The event log: appended in the same transaction as the change it records, read newest
 //! first. `seq` is the monotonic cursor streams resume from.
+//!
+//! Retention deletes the oldest events, always a prefix of the log, and records the
+//! highest seq it deleted (the pruned horizon, in `settings`, in the same transaction): a
+//! cursor below the horizon may have lost events, and readers say so instead of skipping
+//! them.
 
 use sqlx::{Any, Transaction};
 
+use crate::page::{Budgeted, Page, budgeted, page};
 use crate::{Store, StoreError};
+
+/// The largest event payload stored, in bytes of JSON text. What agents put into events
+/// (their URL, agent card and sample error) is capped below this at the API, so only a
+/// server-written payload could exceed it: it is then stored as
+/// `{"truncated":true,"original_bytes":N}` (and logged), never refused, so the change it
+/// records is not lost with it.
+pub const MAX_PAYLOAD_BYTES: usize = 128 * 1024;
+
+/// The settings row that holds the pruned horizon: the highest seq retention deleted.
+pub const PRUNED_THROUGH_SETTING: &str = "events_pruned_through";
+
+/// The columns of an event, and its payload's size in bytes (`size`, for budgeted pages).
+const SIZED_COLUMNS: &str =
+    "seq, id, event_type, workspace_id, payload, created_at, octet_length(payload) AS size";
 
 /// An event to append.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +72,23 @@ pub(crate) async fn insert_event(
     event: &NewEvent,
     now: i64,
 ) -> Result<(), StoreError> {
+    let oversized;
+    let payload = if event.payload.len() > MAX_PAYLOAD_BYTES {
+        tracing::warn!(
+            event_type = event.event_type,
+            workspace_id = ?event.workspace_id,
+            bytes = event.payload.len(),
+            limit = MAX_PAYLOAD_BYTES,
+            "event payload over the limit: stored as a truncation marker"
+        );
+        oversized = format!(
+            "{{\"truncated\":true,\"original_bytes\":{}}}",
+            event.payload.len()
+        );
+        &oversized
+    } else {
+        &event.payload
+    };
     sqlx::query(
         "INSERT INTO events (id, event_type, workspace_id, payload, created_at) \
          VALUES ($1, $2, $3, $4, $5)",
@@ -59,67 +96,170 @@ pub(crate) async fn insert_event(
     .bind(uuid::Uuid::new_v4().to_string())
     .bind(event.event_type)
     .bind(&event.workspace_id)
-    .bind(&event.payload)
+    .bind(payload)
     .bind(now)
     .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
+/// The highest seq that must go for at most `keep` events to stay (`i64::MIN` for none).
+/// Seqs are not dense (Postgres draws two per event, and a rolled-back insert leaves a
+/// gap), so the count is counted, not computed from seqs: an index walk of `keep` entries,
+/// done only when the span of seqs says there may be more than `keep` events.
+async fn count_floor(tx: &mut Transaction<'_, Any>, keep: i64) -> Result<i64, StoreError> {
+    let (oldest, newest): (Option<i64>, Option<i64>) =
+        sqlx::query_as("SELECT MIN(seq), MAX(seq) FROM events")
+            .fetch_one(&mut **tx)
+            .await?;
+    let (Some(oldest), Some(newest)) = (oldest, newest) else {
+        return Ok(i64::MIN);
+    };
+    if newest.saturating_sub(oldest) < keep {
+        return Ok(i64::MIN);
+    }
+    let floor: Option<i64> =
+        sqlx::query_scalar("SELECT seq FROM events ORDER BY seq DESC LIMIT 1 OFFSET $1")
+            .bind(keep)
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(floor.unwrap_or(i64::MIN))
+}
+
 impl Store {
-    /// The newest `limit` events, newest first; only one workspace's when `workspace_id` is
-    /// given.
+    /// The newest events, newest first, at most `limit` of them and no more than about
+    /// `budget` bytes of payload (see [`Page`]); only one workspace's when `workspace_id`
+    /// is given.
     pub async fn event_list(
         &self,
         workspace_id: Option<&str>,
         limit: i64,
-    ) -> Result<Vec<EventRow>, StoreError> {
-        let query = match workspace_id {
-            Some(id) => sqlx::query_as(
-                "SELECT seq, id, event_type, workspace_id, payload, created_at FROM events \
-                 WHERE workspace_id = $1 ORDER BY seq DESC LIMIT $2",
-            )
-            .bind(id.to_owned()),
-            None => sqlx::query_as(
-                "SELECT seq, id, event_type, workspace_id, payload, created_at FROM events \
-                 ORDER BY seq DESC LIMIT $1",
-            ),
+        budget: i64,
+    ) -> Result<Page<EventRow>, StoreError> {
+        let filter = if workspace_id.is_some() {
+            " WHERE workspace_id = $3"
+        } else {
+            ""
         };
-        Ok(query.bind(limit).fetch_all(&self.reader).await?)
+        let sql = budgeted(
+            &format!("SELECT {SIZED_COLUMNS} FROM events{filter} ORDER BY seq DESC LIMIT $1"),
+            "seq DESC",
+            "$2",
+        );
+        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(limit)
+            .bind(budget);
+        if let Some(id) = workspace_id {
+            query = query.bind(id.to_owned());
+        }
+        let rows: Vec<Budgeted<EventRow>> = query.fetch_all(&self.reader).await?;
+        Ok(page(rows, limit, budget))
     }
 
-    /// Events after the cursor `after`, oldest first, at most `limit`; only one
-    /// workspace's when `workspace_id` is given.
+    /// Events after the cursor `after`, oldest first, at most `limit` of them and no more
+    /// than about `budget` bytes of payload (see [`Page`]); only one workspace's when
+    /// `workspace_id` is given. Whether retention deleted events after the cursor is for
+    /// the caller to ask afterwards ([`Store::event_pruned_through`]): asked after the
+    /// read, a horizon at or below the cursor proves nothing was skipped.
     pub async fn event_list_after(
         &self,
         after: i64,
         workspace_id: Option<&str>,
         limit: i64,
-    ) -> Result<Vec<EventRow>, StoreError> {
-        let query = match workspace_id {
-            Some(id) => sqlx::query_as(
-                "SELECT seq, id, event_type, workspace_id, payload, created_at FROM events \
-                 WHERE seq > $1 AND workspace_id = $3 ORDER BY seq LIMIT $2",
-            )
+        budget: i64,
+    ) -> Result<Page<EventRow>, StoreError> {
+        let filter = if workspace_id.is_some() {
+            " AND workspace_id = $4"
+        } else {
+            ""
+        };
+        let sql = budgeted(
+            &format!(
+                "SELECT {SIZED_COLUMNS} FROM events WHERE seq > $1{filter} ORDER BY seq LIMIT $2"
+            ),
+            "seq",
+            "$3",
+        );
+        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(after)
             .bind(limit)
-            .bind(id.to_owned()),
-            None => sqlx::query_as(
-                "SELECT seq, id, event_type, workspace_id, payload, created_at FROM events \
-                 WHERE seq > $1 ORDER BY seq LIMIT $2",
-            )
-            .bind(after)
-            .bind(limit),
-        };
-        Ok(query.fetch_all(&self.reader).await?)
+            .bind(budget);
+        if let Some(id) = workspace_id {
+            query = query.bind(id.to_owned());
+        }
+        let rows: Vec<Budgeted<EventRow>> = query.fetch_all(&self.reader).await?;
+        Ok(page(rows, limit, budget))
     }
 
-    /// The newest cursor, 0 when there are no events.
+    /// The newest cursor: the highest seq stored or pruned, 0 when there never were
+    /// events. (Once retention emptied the log, the pruned horizon is the newest cursor:
+    /// new events are numbered above it.)
     pub async fn event_last_seq(&self) -> Result<i64, StoreError> {
         let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM events")
             .fetch_one(&self.reader)
             .await?;
-        Ok(seq.unwrap_or(0))
+        Ok(seq.unwrap_or(0).max(self.event_pruned_through().await?))
+    }
+
+    /// The pruned horizon: the highest seq retention deleted, 0 if it never deleted any.
+    /// A cursor below it may have lost events; one at or above it lost none.
+    pub async fn event_pruned_through(&self) -> Result<i64, StoreError> {
+        match self.setting_get(PRUNED_THROUGH_SETTING).await? {
+            None => Ok(0),
+            Some(text) => text.parse().map_err(|_| StoreError::Corrupt {
+                table: "settings",
+                detail: format!("{PRUNED_THROUGH_SETTING} is {text:?}, not a seq"),
+            }),
+        }
+    }
+
+    /// Retention: delete, oldest first, at most `batch` events that are older than
+    /// `before` (Unix microseconds) or, with `keep`, not among the `keep` newest; returns
+    /// how many went. Only a prefix of the log goes (the first event that
+    /// is to stay stops the pass), and the pruned horizon moves to the highest seq deleted
+    /// in the same transaction, so no reader can miss a deletion. Safe on every replica at
+    /// once: the horizon only ever grows.
+    pub async fn event_prune(
+        &self,
+        before: i64,
+        keep: Option<i64>,
+        batch: i64,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let oldest: Vec<(i64, i64)> =
+            sqlx::query_as("SELECT seq, created_at FROM events ORDER BY seq LIMIT $1")
+                .bind(batch)
+                .fetch_all(&mut *tx)
+                .await?;
+        let floor = match keep {
+            Some(keep) => count_floor(&mut tx, keep).await?,
+            None => i64::MIN,
+        };
+        let Some(through) = oldest
+            .iter()
+            .take_while(|(seq, created_at)| *created_at < before || *seq <= floor)
+            .map(|(seq, _)| *seq)
+            .last()
+        else {
+            return Ok(0);
+        };
+        // Nothing below `through` can appear later: seqs are drawn in commit order.
+        let deleted = sqlx::query("DELETE FROM events WHERE seq <= $1")
+            .bind(through)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query(
+            "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE \
+             SET value = CASE WHEN CAST(settings.value AS BIGINT) < CAST(excluded.value AS BIGINT) \
+             THEN excluded.value ELSE settings.value END",
+        )
+        .bind(PRUNED_THROUGH_SETTING)
+        .bind(through.to_string())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(deleted)
     }
 
     /// How many events are stored.

@@ -3,7 +3,7 @@
 
 use sqlx::{Any, Transaction};
 
-use crate::tokens::{TokenKind, insert_token};
+use crate::tokens::{TokenKind, insert_token, revoke_kind};
 use crate::{NewToken, Store, StoreError};
 
 /// A stored provision job.
@@ -88,7 +88,8 @@ impl Store {
     }
 
     /// Extend `owner`'s lease on a job it still holds, superseded or not: a superseded
-    /// job's start still runs, and its lease keeps the newer job waiting until it ends.
+    /// job's start still runs, and its lease keeps the newer job waiting until it ends
+    /// (unless the lease already ran out: the newer job may be running by now).
     pub async fn job_renew(
         &self,
         id: &str,
@@ -97,12 +98,14 @@ impl Store {
     ) -> Result<JobLease, StoreError> {
         let state: Option<String> = sqlx::query_scalar(
             "UPDATE provision_jobs SET lease_until = $3 \
-             WHERE id = $1 AND lease_owner = $2 AND state IN ('claimed', 'superseded') \
+             WHERE id = $1 AND lease_owner = $2 \
+             AND (state = 'claimed' OR (state = 'superseded' AND lease_until >= $4)) \
              RETURNING state",
         )
         .bind(id)
         .bind(owner)
         .bind(lease_until)
+        .bind(self.now())
         .fetch_optional(&self.writer)
         .await?;
         Ok(match state.as_deref() {
@@ -114,39 +117,36 @@ impl Store {
 
     /// Store a workspace's bootstrap token for the start of job `id`, replacing the ones
     /// not yet spent, only while `owner` still holds the job: a start that a restart,
-    /// pause or delete superseded gets no credential. `false` then.
+    /// pause or delete superseded (or another runner took over) gets no credential, and
+    /// says which. Under the event lock, as those moves are: a restart's revocation either
+    /// comes after this token (and revokes it) or before (and this finds the job
+    /// superseded).
     pub async fn job_bootstrap(
         &self,
         id: &str,
         owner: &str,
         token: &NewToken,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<JobLease, StoreError> {
         let now = self.now();
-        let mut tx = self.writer.begin().await?;
-        let held: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM provision_jobs WHERE id = $1 AND lease_owner = $2 \
-             AND state = 'claimed' AND workspace_id = $3",
+        let mut tx = self.begin_events().await?;
+        let state: Option<String> = sqlx::query_scalar(
+            "SELECT state FROM provision_jobs WHERE id = $1 AND lease_owner = $2 \
+             AND workspace_id = $3",
         )
         .bind(id)
         .bind(owner)
         .bind(&token.workspace_id)
         .fetch_optional(&mut *tx)
         .await?;
-        if held.is_none() {
-            return Ok(false);
+        match state.as_deref() {
+            Some("claimed") => {}
+            Some("superseded") => return Ok(JobLease::Superseded),
+            _ => return Ok(JobLease::Lost),
         }
-        sqlx::query(
-            "UPDATE workspace_tokens SET revoked_at = $3 \
-             WHERE workspace_id = $1 AND kind = $2 AND revoked_at IS NULL",
-        )
-        .bind(&token.workspace_id)
-        .bind(TokenKind::Bootstrap.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        revoke_kind(&mut tx, &token.workspace_id, TokenKind::Bootstrap, now).await?;
         insert_token(&mut tx, token, now).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(JobLease::Held)
     }
 
     /// Let go of a superseded job whose start has ended (its agent stopped): the job

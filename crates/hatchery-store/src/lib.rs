@@ -13,8 +13,10 @@
 
 mod activity;
 mod agents;
+mod availability;
 mod events;
 mod jobs;
+mod page;
 mod secrets;
 mod settings;
 mod stats;
@@ -45,6 +47,11 @@ pub use workspaces::{
     CreateRefusal, EarlierImports, ImportOutcome, ImportedWorkspace, NewWorkspace, Reconfiguration,
     RemovedWorkspaces, UpdateOutcome, WorkspaceFile, WorkspacePatch, WorkspaceRow,
 };
+
+// Pages bounded by bytes as well as rows, and the cap on event payloads.
+pub use events::MAX_PAYLOAD_BYTES as MAX_EVENT_PAYLOAD_BYTES;
+pub use page::Page;
+pub use workspaces::Relation;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");

@@ -13,20 +13,6 @@ impl Store {
         )
     }
 
-    /// Set a setting, moving its version on.
-    pub async fn setting_put(&self, name: &str, value: &str) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO settings (name, value) VALUES ($1, $2) \
-             ON CONFLICT (name) DO UPDATE SET value = excluded.value, \
-             version = settings.version + 1",
-        )
-        .bind(name)
-        .bind(value)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
-    }
-
     /// A setting's value, set to `value` first if it has none: the first writer wins, and
     /// every caller gets the same answer.
     pub async fn setting_get_or_insert(

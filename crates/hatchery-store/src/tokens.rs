@@ -116,6 +116,25 @@ pub(crate) async fn revoke_all(
     Ok(())
 }
 
+/// Revoke a workspace's live tokens of `kind`, inside a transaction.
+pub(crate) async fn revoke_kind(
+    tx: &mut Transaction<'_, Any>,
+    workspace_id: &str,
+    kind: TokenKind,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE workspace_tokens SET revoked_at = $3 \
+         WHERE workspace_id = $1 AND kind = $2 AND revoked_at IS NULL",
+    )
+    .bind(workspace_id)
+    .bind(kind.as_str())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// How many live tokens of `kind` the workspace holds, inside a transaction.
 pub(crate) async fn live_count(
     tx: &mut Transaction<'_, Any>,
@@ -239,15 +258,9 @@ impl Store {
         workspace_id: &str,
         kind: TokenKind,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE workspace_tokens SET revoked_at = $3 \
-             WHERE workspace_id = $1 AND kind = $2 AND revoked_at IS NULL",
-        )
-        .bind(workspace_id)
-        .bind(kind.as_str())
-        .bind(self.now())
-        .execute(&self.writer)
-        .await?;
+        let mut tx = self.writer.begin().await?;
+        revoke_kind(&mut tx, workspace_id, kind, self.now()).await?;
+        tx.commit().await?;
         Ok(())
     }
 }

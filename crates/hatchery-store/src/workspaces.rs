@@ -69,6 +69,20 @@ pub struct WorkspaceRow {
     pub status_mgmt: i64,
 }
 
+/// A workspace as a peer listing weighs it: enough to order, filter and page peers
+/// without reading their agent cards.
+#[allow(missing_docs, reason = "fields mirror the columns in migrations/")]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Relation {
+    pub id: String,
+    pub name: String,
+    pub role: Option<String>,
+    pub parent_id: Option<String>,
+    pub created_at: i64,
+    /// Bytes of its URL and agent card.
+    pub size: i64,
+}
+
 /// A workspace to insert.
 #[allow(missing_docs, reason = "fields mirror the columns in migrations/")]
 #[derive(Debug, Clone)]
@@ -361,6 +375,51 @@ impl Store {
         .await?)
     }
 
+    /// The live (not removed) direct relations of workspace `id`, whose parent is
+    /// `parent_id`: the workspaces under the same parent (the other roots, for a root), its
+    /// children and its parent, unordered, as a peer listing weighs them (no agent cards
+    /// read).
+    pub async fn workspace_relations(
+        &self,
+        id: &str,
+        parent_id: Option<&str>,
+    ) -> Result<Vec<Relation>, StoreError> {
+        let siblings_or_parent = if parent_id.is_some() {
+            "parent_id = $2 OR id = $2"
+        } else {
+            "parent_id IS NULL"
+        };
+        let sql = format!(
+            "SELECT id, name, role, parent_id, created_at, \
+             CAST(octet_length(url) + COALESCE(octet_length(agent_card), 0) AS BIGINT) AS size \
+             FROM workspaces WHERE status <> 'removed' AND id <> $1 \
+             AND (parent_id = $1 OR {siblings_or_parent})"
+        );
+        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id);
+        if let Some(parent_id) = parent_id {
+            query = query.bind(parent_id);
+        }
+        Ok(query.fetch_all(&self.reader).await?)
+    }
+
+    /// The workspaces of `ids` (removed ones too), in no particular order; unknown ids
+    /// are left out.
+    pub async fn workspace_get_many(&self, ids: &[&str]) -> Result<Vec<WorkspaceRow>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders = (1..=ids.len())
+            .map(|n| format!("${n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("SELECT {COLUMNS} FROM workspaces WHERE id IN ({placeholders})");
+        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+        for id in ids {
+            query = query.bind(*id);
+        }
+        Ok(query.fetch_all(&self.reader).await?)
+    }
+
     /// The parent chain above `id` (nearest first), at most `limit` long.
     pub async fn workspace_ancestors(
         &self,
@@ -623,31 +682,58 @@ async fn remove_tree(
 }
 
 /// Why `id` may not move under `parent`, read inside the move's transaction: `parent` must
-/// be live, must not be `id` or below it, and must leave the tree at most `max_depth` deep.
+/// be live, must not be `id` or below it, and the moved subtree must end at most
+/// `max_depth` levels below a root (the deepest of it counted, not only `id`).
 async fn refuse_parent(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     id: &str,
     parent: &str,
     max_depth: usize,
 ) -> Result<Option<UpdateOutcome>, StoreError> {
+    let live: Option<String> = sqlx::query_scalar("SELECT status FROM workspaces WHERE id = $1")
+        .bind(parent)
+        .fetch_optional(&mut **tx)
+        .await?;
+    if live.is_none_or(|status| status == "removed") {
+        return Ok(Some(UpdateOutcome::ParentRefused));
+    }
+    // The parent's ancestors, up to a root; meeting `id` on the way is a cycle.
+    let mut above_parent = 0usize;
     let mut current = parent.to_owned();
-    for depth in 0..=max_depth {
+    loop {
         if current == id {
             return Ok(Some(UpdateOutcome::WouldCycle));
         }
-        let row: Option<(Option<String>, String)> =
-            sqlx::query_as("SELECT parent_id, status FROM workspaces WHERE id = $1")
+        let next: Option<Option<String>> =
+            sqlx::query_scalar("SELECT parent_id FROM workspaces WHERE id = $1")
                 .bind(&current)
                 .fetch_optional(&mut **tx)
                 .await?;
-        match row {
-            Some((_, status)) if depth == 0 && status == "removed" => {
-                return Ok(Some(UpdateOutcome::ParentRefused));
-            }
-            None if depth == 0 => return Ok(Some(UpdateOutcome::ParentRefused)),
-            Some((Some(next), _)) => current = next,
-            Some((None, _)) | None => return Ok(None),
+        let Some(next) = next.flatten() else { break };
+        above_parent += 1;
+        if above_parent >= max_depth {
+            return Ok(Some(UpdateOutcome::ParentRefused));
         }
+        current = next;
     }
-    Ok(Some(UpdateOutcome::ParentRefused))
+    // How far the subtree reaches below `id` (live members only; the walk stops past the
+    // limit, so its cost is bounded by the limit, not by the tree).
+    let below: Option<i64> = sqlx::query_scalar(
+        "WITH RECURSIVE below (id, depth) AS ( \
+             SELECT id, 0 FROM workspaces WHERE id = $1 \
+             UNION ALL \
+             SELECT w.id, below.depth + 1 FROM workspaces w JOIN below ON w.parent_id = below.id \
+             WHERE w.status <> 'removed' AND below.depth <= $2) \
+         SELECT CAST(MAX(depth) AS BIGINT) FROM below",
+    )
+    .bind(id)
+    .bind(i64::try_from(max_depth).unwrap_or(i64::MAX))
+    .fetch_one(&mut **tx)
+    .await?;
+    let below = usize::try_from(below.unwrap_or(0)).unwrap_or(usize::MAX);
+    // `id` lands one level below its parent; its deepest descendant `below` more.
+    if above_parent + 1 + below > max_depth {
+        return Ok(Some(UpdateOutcome::ParentRefused));
+    }
+    Ok(None)
 }

@@ -46,6 +46,13 @@ pub struct ServeArgs {
     /// A workspace still provisioning after this long fails [default: 10m; 1h in dev mode].
     #[arg(long, env = "HATCHERY_PROVISION_TIMEOUT", value_parser = positive_duration)]
     provision_timeout: Option<Duration>,
+    /// How long events are kept: older ones are deleted, oldest first, and a cursor into
+    /// them (`?after=`, `Last-Event-ID`) gets 410 `cursor_expired`.
+    #[arg(long, env = "HATCHERY_EVENT_RETENTION", default_value = "30d", value_parser = positive_duration)]
+    event_retention: Duration,
+    /// Keep at most this many events (the newest) as well [default: no count limit].
+    #[arg(long, env = "HATCHERY_EVENT_RETENTION_COUNT", value_parser = clap::value_parser!(u64).range(1000..))]
+    event_retention_count: Option<u64>,
     /// Unix socket the API is also served on, for sandboxed agents [default: <data dir>/run/hatchery.sock; "" for none].
     #[arg(long, env = "HATCHERY_SOCKET")]
     socket: Option<PathBuf>,
@@ -110,6 +117,21 @@ pub struct ServeArgs {
     /// its jobs are taken over within this long.
     #[arg(long, env = "HATCHERY_JOB_LEASE", default_value = "30s", value_parser = at_least_a_second)]
     job_lease: Duration,
+    /// Browser origins allowed to call the API from their pages (CORS, credentials
+    /// included), comma-separated, e.g. `https://canvas.example.com`. None: CORS is off.
+    #[arg(long, env = "HATCHERY_CORS_ORIGINS", value_delimiter = ',')]
+    cors_origins: Vec<String>,
+    /// How long a request may take until its answer starts (a slow body counts; streams,
+    /// once answered, run on).
+    #[arg(long, env = "HATCHERY_REQUEST_TIMEOUT", default_value = "60s", value_parser = at_least_a_second)]
+    request_timeout: Duration,
+    /// Open connections each listener (TCP, the agents' socket) accepts at most; more wait.
+    #[arg(long, env = "HATCHERY_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_connections: u64,
+    /// How long a client has to send a request's headers; an idle keep-alive connection is
+    /// closed after as long.
+    #[arg(long, env = "HATCHERY_HEADER_TIMEOUT", default_value = "30s", value_parser = at_least_a_second)]
+    header_timeout: Duration,
     /// Fault injection, for the crash tests only: abort at this provisioning step
     /// (`created`, `job-claimed`, `agent-started`, `job-done`).
     #[arg(long, env = "HATCHERY_TEST_CRASH_AT", hide = true)]
@@ -200,6 +222,8 @@ fn supervision(args: &ServeArgs) -> Supervision {
     let defaults = Supervision::default();
     let mut supervision = Supervision {
         heartbeat_ttl: args.heartbeat_ttl,
+        event_retention: args.event_retention,
+        event_retention_count: args.event_retention_count,
         job_lease: args.job_lease,
         concurrent_starts: args
             .concurrent_starts
@@ -319,6 +343,19 @@ pub fn run(args: ServeArgs) -> ExitCode {
             None => Some(PathBuf::from(DEFAULT_TEMPLATES_DIR)).filter(|d| d.is_dir()),
         },
         dashboard_dir: args.dashboard_dir.filter(|d| !d.as_os_str().is_empty()),
+        http: hatchery_server::http::HttpSettings {
+            cors_origins: args
+                .cors_origins
+                .iter()
+                .map(|o| o.trim().to_owned())
+                .filter(|o| !o.is_empty())
+                .collect(),
+            request_timeout: args.request_timeout,
+            connections: hatchery_server::serve::ConnectionLimits {
+                max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+                header_timeout: args.header_timeout,
+            },
+        },
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use hatchery_store::{NewToken, TokenKind, TokenMatch, TokenRow};
+use hatchery_store::{JobLease, NewToken, TokenKind, TokenMatch, TokenRow};
 
 use super::{App, store_error};
 use crate::auth::{hash_hex, random_token};
@@ -265,26 +265,12 @@ impl App {
     /// expires with the workspace's provisioning deadline.
     pub async fn bootstrap_issue(&self, id: &str) -> Result<(String, i64), ApiError> {
         let row = self.workspace_live(id).await?;
-        self.bootstrap_issue_for(&row).await
-    }
-
-    /// [`App::bootstrap_issue`] for a workspace already read.
-    pub(crate) async fn bootstrap_issue_for(
-        &self,
-        row: &hatchery_store::WorkspaceRow,
-    ) -> Result<(String, i64), ApiError> {
-        let id = row.id.as_str();
         // One bootstrap token at a time: a new one replaces those not yet spent.
         self.store
             .token_revoke_kind(id, TokenKind::Bootstrap)
             .await
             .map_err(store_error("failed to issue token"))?;
-        let ttl = self.supervision.provision_timeout_of(&row.runtime);
-        let expires_at = self
-            .store
-            .now()
-            .saturating_add(crate::supervision::micros(ttl));
-        let token = mint(id, TokenKind::Bootstrap, Some(expires_at));
+        let token = self.bootstrap_token(&row);
         let stored = self
             .store
             .token_insert(&token.stored, MAX_LIVE_TOKENS)
@@ -293,30 +279,40 @@ impl App {
         if !stored {
             return Err(ApiError::TooManyTokens);
         }
+        let expires_at = token.stored.expires_at.unwrap_or_default();
         Ok((token.plaintext, expires_at))
     }
 
-    /// [`App::bootstrap_issue_for`] for the start of provision job `job`: stored only
-    /// while `owner` still holds the job, so a superseded start gets no credential
-    /// (`None`).
+    /// [`App::bootstrap_issue`] for the start of provision job `job`: stored only while
+    /// `owner` still holds the job, so a superseded (or taken over) start gets no
+    /// credential, and learns which.
     pub(crate) async fn bootstrap_issue_for_job(
         &self,
         row: &hatchery_store::WorkspaceRow,
         job: &str,
         owner: &str,
-    ) -> Result<Option<String>, ApiError> {
+    ) -> Result<Result<String, JobLease>, ApiError> {
+        let token = self.bootstrap_token(row);
+        let lease = self
+            .store
+            .job_bootstrap(job, owner, &token.stored)
+            .await
+            .map_err(store_error("failed to issue token"))?;
+        Ok(match lease {
+            JobLease::Held => Ok(token.plaintext),
+            other => Err(other),
+        })
+    }
+
+    /// A fresh bootstrap token of `row`'s workspace, expiring with its provisioning
+    /// deadline.
+    fn bootstrap_token(&self, row: &hatchery_store::WorkspaceRow) -> MintedToken {
         let ttl = self.supervision.provision_timeout_of(&row.runtime);
         let expires_at = self
             .store
             .now()
             .saturating_add(crate::supervision::micros(ttl));
-        let token = mint(&row.id, TokenKind::Bootstrap, Some(expires_at));
-        let stored = self
-            .store
-            .job_bootstrap(job, owner, &token.stored)
-            .await
-            .map_err(store_error("failed to issue token"))?;
-        Ok(stored.then_some(token.plaintext))
+        mint(&row.id, TokenKind::Bootstrap, Some(expires_at))
     }
 
     /// The live tokens of a workspace (never their values), and how many there are.

@@ -1,11 +1,12 @@
 //! The activity log: what an agent reports it did. One row per report, for the reporting
 //! workspace; a broadcast-only `ACTIVITY_LOGGED` for live subscribers.
 
-use hatchery_store::{ActivityFilter, ActivityRow};
+use hatchery_store::{ActivityFilter, ActivityRow, Page};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::agents::invalid_field;
+use super::limits::{MAX_ACTIVITY_BODY_BYTES, PAGE_BUDGET_BYTES, check_size};
 use super::workspaces::parse_workspace_id;
 use super::{App, store_error};
 use crate::error::ApiError;
@@ -67,6 +68,19 @@ pub struct ActivityQuery {
     pub source: Option<String>,
     /// 1–500; anything else means 100.
     pub limit: Option<String>,
+    /// Only rows older than this one (an activity id): the last row of the previous page.
+    #[param(format = Uuid)]
+    pub before: Option<String>,
+}
+
+/// A body as stored: its JSON text, null for none; over [`MAX_ACTIVITY_BODY_BYTES`] a 413
+/// naming `field`.
+fn stored_body(field: &'static str, body: Option<Value>) -> Result<Option<String>, ApiError> {
+    let Some(text) = body.filter(|v| !v.is_null()).map(|v| v.to_string()) else {
+        return Ok(None);
+    };
+    check_size(field, text.len(), MAX_ACTIVITY_BODY_BYTES)?;
+    Ok(Some(text))
 }
 
 /// Empty strings are stored as null.
@@ -124,7 +138,12 @@ impl App {
                 "duration_ms must not be negative",
             ));
         }
-        let request_body = body.request_body.or(body.metadata).filter(|v| !v.is_null());
+        let (request_field, request_body) = match body.request_body.filter(|v| !v.is_null()) {
+            Some(request) => ("request_body", Some(request)),
+            None => ("metadata", body.metadata.filter(|v| !v.is_null())),
+        };
+        let request_body = stored_body(request_field, request_body)?;
+        let response_body = stored_body("response_body", body.response_body)?;
         let row = ActivityRow {
             id: uuid::Uuid::new_v4().hyphenated().to_string(),
             workspace_id: id.to_owned(),
@@ -136,11 +155,8 @@ impl App {
             duration_ms: body.duration_ms,
             status: non_empty(body.status, "status")?.unwrap_or_else(|| "ok".to_owned()),
             error_detail: non_empty(body.error_detail, "error_detail")?,
-            request_body: request_body.map(|v| v.to_string()),
-            response_body: body
-                .response_body
-                .filter(|v| !v.is_null())
-                .map(|v| v.to_string()),
+            request_body,
+            response_body,
             created_at: self.store.now(),
         };
         let stored = self
@@ -172,12 +188,14 @@ impl App {
         Ok(())
     }
 
-    /// A workspace's activity, newest first.
+    /// A workspace's activity, newest first: at most `limit` rows and about
+    /// [`PAGE_BUDGET_BYTES`] of texts and bodies; `before` continues after the last row of
+    /// a previous page.
     pub async fn activity_list(
         &self,
         id: &str,
         query: ActivityQuery,
-    ) -> Result<Vec<ActivityRow>, ApiError> {
+    ) -> Result<Page<ActivityRow>, ApiError> {
         let has_source = match query.source.as_deref() {
             None | Some("") => None,
             Some("canvas") => Some(false),
@@ -196,6 +214,17 @@ impl App {
             .and_then(|l| l.parse::<i64>().ok())
             .filter(|l| *l > 0)
             .map_or(DEFAULT_LIMIT, |l| l.min(MAX_LIMIT));
+        let before = match query.before.as_deref() {
+            None => None,
+            Some(before) => Some(parse_workspace_id(before).map_err(|_| {
+                ApiError::bad_request(
+                    "invalid cursor",
+                    "invalid_cursor",
+                    Some("before"),
+                    "before must be an activity id (a UUID) from a previous page",
+                )
+            })?),
+        };
         self.workspace_exists(id).await?;
         self.store
             .activity_list(
@@ -204,6 +233,8 @@ impl App {
                     activity_type: query.activity_type.filter(|t| !t.is_empty()),
                     has_source,
                     limit,
+                    before,
+                    budget: PAGE_BUDGET_BYTES,
                 },
             )
             .await

@@ -10,11 +10,14 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-use hatchery_store::{AgentSnapshot, LiveState, NewEvent, Registered, Registration, WorkspaceRow};
+use hatchery_store::{
+    AgentSnapshot, LiveState, NewEvent, Page, Registered, Registration, Relation, WorkspaceRow,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::access::{RegisterAuth, mint};
+use super::limits::{MAX_AGENT_CARD_BYTES, MAX_AGENT_URL_BYTES, PAGE_BUDGET_BYTES, check_size};
 use super::{App, store_error};
 use crate::error::ApiError;
 use crate::event_hub::StreamEvent;
@@ -441,9 +444,11 @@ impl App {
             .agent_card
             .filter(|c| !c.is_null())
             .ok_or_else(|| invalid_field("agent_card", "agent_card is required"))?;
+        check_size("url", url.len(), MAX_AGENT_URL_BYTES)?;
+        let card_text = card.to_string();
+        check_size("agent_card", card_text.len(), MAX_AGENT_CARD_BYTES)?;
         check_agent_url(&url).await.map_err(invalid_body)?;
         let token = mint(id, hatchery_store::TokenKind::Workspace, None);
-        let card_text = card.to_string();
         let bootstrap_token_id = match &auth {
             RegisterAuth::Bootstrap { token_id } => Some(token_id.as_str()),
             RegisterAuth::Ordinary => None,
@@ -557,14 +562,23 @@ impl App {
 
     /// Write the buffered heartbeats. A failure keeps them for the next flush.
     pub async fn flush_heartbeats(&self) {
+        if let Err(error) = self.try_flush_heartbeats().await {
+            tracing::warn!(%error, "cannot write heartbeats; will retry");
+        }
+    }
+
+    /// [`App::flush_heartbeats`], saying why it failed rather than logging it (the flush
+    /// loop logs an outage once, not every flush).
+    pub async fn try_flush_heartbeats(&self) -> Result<(), hatchery_store::StoreError> {
         let snapshots = self.heartbeats.take();
         if snapshots.is_empty() {
-            return;
+            return Ok(());
         }
-        if let Err(error) = self.store.heartbeat_flush(&snapshots).await {
-            tracing::warn!(%error, count = snapshots.len(), "cannot write heartbeats; will retry");
+        let flushed = self.store.heartbeat_flush(&snapshots).await;
+        if flushed.is_err() {
             self.heartbeats.restore(snapshots);
         }
+        flushed
     }
 
     /// Store a new agent card.
@@ -573,9 +587,11 @@ impl App {
             .agent_card
             .filter(|c| !c.is_null())
             .ok_or_else(|| invalid_field("agent_card", "agent_card is required"))?;
+        let card_text = card.to_string();
+        check_size("agent_card", card_text.len(), MAX_AGENT_CARD_BYTES)?;
         match self
             .store
-            .update_card(id, &card.to_string())
+            .update_card(id, &card_text)
             .await
             .map_err(store_error("failed to update card"))?
         {
@@ -615,34 +631,119 @@ impl App {
 
     /// `GET /registry/:id/peers`: siblings (root siblings for a root) except itself, then
     /// children, then the parent; never removed ones. `query` filters by name or role.
+    /// A page of about [`PAGE_BUDGET_BYTES`] (URLs, cards, names and roles, and a little
+    /// for each row's other fields); `after`, a peer's id from the previous page, continues
+    /// after it. 410 when `after` is no longer a peer (purged, or moved elsewhere).
     pub async fn peers(
         &self,
         id: &str,
         query: Option<&str>,
-    ) -> Result<Vec<WorkspaceRow>, ApiError> {
+        after: Option<&str>,
+    ) -> Result<Page<WorkspaceRow>, ApiError> {
         let me = self.workspace_live(id).await?;
-        let all = self.workspace_list().await?;
-        let siblings = all
-            .iter()
-            .filter(|w| w.parent_id == me.parent_id && w.id != me.id);
-        let children = all.iter().filter(|w| w.parent_id.as_deref() == Some(id));
-        let parent = all.iter().filter(|w| Some(&w.id) == me.parent_id.as_ref());
+        let read = store_error("failed to list peers");
+        let relations = self
+            .store
+            .workspace_relations(id, me.parent_id.as_deref())
+            .await
+            .map_err(&read)?;
         let needle = query.map(str::to_lowercase).filter(|q| !q.is_empty());
-        Ok(siblings
-            .chain(children)
-            .chain(parent)
-            .filter(|w| {
+        let mut peers: Vec<(PeerKey, Relation)> = relations
+            .into_iter()
+            .filter(|r| {
                 needle.as_ref().is_none_or(|q| {
-                    w.name.to_lowercase().contains(q)
-                        || w.role
+                    r.name.to_lowercase().contains(q)
+                        || r.role
                             .as_deref()
-                            .is_some_and(|r| r.to_lowercase().contains(q))
+                            .is_some_and(|role| role.to_lowercase().contains(q))
                 })
             })
-            .cloned()
-            .collect())
+            .map(|r| {
+                (
+                    peer_key(&me, &r.id, r.parent_id.as_deref(), r.created_at),
+                    r,
+                )
+            })
+            .collect();
+        peers.sort_by(|a, b| a.0.cmp(&b.0));
+        if let Some(after) = after {
+            let cursor = self.peer_cursor(&me, after, &peers).await?;
+            peers.retain(|(key, _)| *key > cursor);
+        }
+        let mut bytes = 0;
+        let page: Vec<&str> = peers
+            .iter()
+            .take_while(|(_, r)| {
+                let fits = bytes < PAGE_BUDGET_BYTES;
+                bytes += PEER_OVERHEAD_BYTES
+                    + r.size
+                    + i64::try_from(r.name.len() + r.role.as_ref().map_or(0, String::len))
+                        .unwrap_or(i64::MAX);
+                fits
+            })
+            .map(|(_, r)| r.id.as_str())
+            .collect();
+        let truncated = page.len() < peers.len();
+        let mut rows: HashMap<String, WorkspaceRow> = self
+            .store
+            .workspace_get_many(&page)
+            .await
+            .map_err(read)?
+            .into_iter()
+            .map(|row| (row.id.clone(), row))
+            .collect();
+        // In the page's order; one removed (or purged) since the first read is left out.
+        let rows = page
+            .iter()
+            .filter_map(|id| rows.remove(*id))
+            .filter(|row| row.status != "removed")
+            .collect();
+        Ok(Page { rows, truncated })
     }
 
+    /// Where a peer page after `after` starts: its place among `peers`, or, for a peer
+    /// removed since (its row stays), the place it had.
+    async fn peer_cursor(
+        &self,
+        me: &WorkspaceRow,
+        after: &str,
+        peers: &[(PeerKey, Relation)],
+    ) -> Result<PeerKey, ApiError> {
+        let after = super::workspaces::parse_workspace_id(after).map_err(|_| {
+            ApiError::bad_request(
+                "invalid cursor",
+                "invalid_cursor",
+                Some("after"),
+                "after must be a peer's id (a UUID) from a previous page",
+            )
+        })?;
+        if let Some((key, _)) = peers.iter().find(|(_, r)| r.id == after) {
+            return Ok(key.clone());
+        }
+        let gone = || ApiError::CursorExpired {
+            message: "cursor expired: that workspace is no longer a peer; list the peers again \
+                from the start (without after)",
+            pruned_through: None,
+        };
+        let row = self
+            .store
+            .workspace_get(&after)
+            .await
+            .map_err(store_error("failed to list peers"))?
+            .ok_or_else(gone)?;
+        let related = row.parent_id.as_deref() == Some(me.id.as_str())
+            || me.parent_id.as_deref() == Some(row.id.as_str())
+            || (row.parent_id == me.parent_id && row.id != me.id);
+        if !related {
+            return Err(gone());
+        }
+        Ok(peer_key(
+            me,
+            &row.id,
+            row.parent_id.as_deref(),
+            row.created_at,
+        ))
+    }
     /// Mark `offline` what has been silent past the TTL.
     pub async fn sweep_liveness(&self) -> Result<usize, ApiError> {
         // Our own buffered beats first: they are the freshest word on liveness.
@@ -699,6 +800,26 @@ impl App {
         }
         Ok(failed.len())
     }
+}
+
+/// What one peer costs a page beyond its URL, card, name and role (ids, status, numbers).
+const PEER_OVERHEAD_BYTES: i64 = 256;
+
+/// A peer's place in the listing: siblings (0), then children (1), then the parent (2),
+/// each oldest first.
+type PeerKey = (u8, i64, String);
+
+/// The place of workspace `id` (under `parent_id`, created at `created_at`) among the
+/// peers of `me`.
+fn peer_key(me: &WorkspaceRow, id: &str, parent_id: Option<&str>, created_at: i64) -> PeerKey {
+    let group = if parent_id == Some(me.id.as_str()) {
+        1
+    } else if me.parent_id.as_deref() == Some(id) {
+        2
+    } else {
+        0
+    };
+    (group, created_at, id.to_owned())
 }
 
 /// What a person reads when a workspace never came up.

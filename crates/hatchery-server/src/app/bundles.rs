@@ -153,8 +153,8 @@ impl App {
     }
 
     /// [`App::bundle_export`] of a workspace `depth` levels below the exported one. The
-    /// depth is capped: a tree deeper than any that can be made (or a cycle, should one
-    /// ever be stored) is refused rather than followed without end.
+    /// depth is capped at the tree's own limit: a tree stored by an older build that did
+    /// not hold moves to it (or a cycle) is refused rather than followed without end.
     fn bundle_export_below<'a>(
         &'a self,
         id: &'a str,

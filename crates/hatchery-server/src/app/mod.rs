@@ -6,7 +6,9 @@ pub mod access;
 pub mod activity;
 pub mod agents;
 pub mod bundles;
+pub mod events;
 pub mod lifecycle;
+pub mod limits;
 pub mod org;
 pub mod provisioner;
 pub mod secrets;
@@ -102,9 +104,14 @@ pub(crate) fn stored_json(text: Option<&str>) -> serde_json::Value {
         .unwrap_or(serde_json::Value::Null)
 }
 
-/// A store failure as a 500 with `message`; the cause goes to the log.
+/// A store failure as a 500 with `message`, or as a 503 with `Retry-After` when the
+/// database could not be reached (the client retries; nothing is wrong with its request);
+/// the cause goes to the log.
 pub(crate) fn store_error(message: &'static str) -> impl Fn(StoreError) -> ApiError {
     move |error| match error {
+        error if error.is_unavailable() => {
+            ApiError::PlatformUnavailable(format!("{message}: {error}"))
+        }
         // A value sealed before a rotation: refused in the write's own transaction.
         StoreError::SecretsKeyRotated => ApiError::SecretsKeyRotated,
         error => ApiError::internal(message, error),

@@ -186,20 +186,22 @@ impl App {
         }
         // Several starts at once: a burst of creates is not served one sandbox at a time.
         let mut in_flight = tokio::task::JoinSet::new();
+        let mut outage = crate::supervision::OutageLog::new("the provisioner");
         loop {
             if in_flight.len() < self.supervision.concurrent_starts.max(1) {
                 let lease_until = self
                     .store
                     .now()
                     .saturating_add(micros(self.supervision.job_lease));
-                match self.store.job_claim(&provisioner.owner, lease_until).await {
-                    Ok(Some(job)) => {
-                        let (app, provisioner) = (self.clone(), Arc::clone(&provisioner));
-                        in_flight.spawn(async move { app.run_job(&provisioner, job).await });
-                        continue;
-                    }
-                    Ok(None) => {}
-                    Err(error) => tracing::warn!(%error, "cannot claim provision jobs; retrying"),
+                let claimed = self.store.job_claim(&provisioner.owner, lease_until).await;
+                match &claimed {
+                    Ok(_) => outage.succeeded(),
+                    Err(error) => outage.failed(error),
+                }
+                if let Ok(Some(job)) = claimed {
+                    let (app, provisioner) = (self.clone(), Arc::clone(&provisioner));
+                    in_flight.spawn(async move { app.run_job(&provisioner, job).await });
+                    continue;
                 }
             }
             tokio::select! {
@@ -213,18 +215,14 @@ impl App {
     async fn run_job(&self, provisioner: &Provisioner, job: ClaimedJob) {
         tracing::debug!(workspace_id = %job.workspace_id, attempts = job.attempts, "provision job claimed");
         let owner = provisioner.owner.as_str();
-        let finish = |state: &'static str| {
-            let store = self.store.clone();
-            let id = job.id.clone();
-            async move {
-                if let Err(error) = store.job_finish(&id, owner, state).await {
-                    tracing::warn!(%error, job = %id, "cannot close the job");
-                }
-            }
-        };
-        let row = match self.store.workspace_get(&job.workspace_id).await {
+        let workspace_id = job.workspace_id.as_str();
+        let row = match self.store.workspace_get(workspace_id).await {
             Ok(Some(row)) => row,
-            Ok(None) => return finish("cancelled").await,
+            Ok(None) => {
+                self.close_job(&job.id, owner, workspace_id, "cancelled")
+                    .await;
+                return;
+            }
             Err(error) => {
                 tracing::warn!(%error, "cannot read the workspace of a job; retrying later");
                 let _ = self.store.job_retry(&job.id, owner, self.store.now()).await;
@@ -233,59 +231,79 @@ impl App {
         };
         if row.status != "provisioning" || row.external != 0 {
             // Registered meanwhile, paused, removed, or an agent hatchery does not run.
-            return finish("cancelled").await;
+            self.close_job(&job.id, owner, workspace_id, "cancelled")
+                .await;
+            return;
         }
+        // This attempt's mark: a failure it reports must not fail a later attempt.
+        let attempt_since = row.provisioning_since.unwrap_or(row.updated_at);
         self.crash_point("job-claimed");
         let started = match self.spec_of(&row, &job.id, owner).await {
-            Ok(Some(spec)) => {
-                let (started, lease) = self
-                    .renewing(&job.id, owner, self.start_agent(provisioner, &job, &spec))
-                    .await;
+            Ok(Prepared::Ready(spec)) => {
+                if let Some(delay) = self.supervision.test_start_delay {
+                    tokio::time::sleep(delay).await;
+                }
+                // Asked again just before the start: a restart since the token was minted
+                // means nothing starts at all.
+                let mut lease = self.lease_now(&job.id, owner).await;
+                let mut started = Ok(());
+                if lease == JobLease::Held {
+                    (started, lease) = self
+                        .renewing(&job.id, owner, self.start_agent(provisioner, &job, &spec))
+                        .await;
+                }
                 match lease {
                     JobLease::Held => started,
-                    JobLease::Superseded => return self.abandon(&job.id, owner, &row.id).await,
-                    JobLease::Lost => {
-                        // Another runner has the job now: its start decides (it replaces
-                        // this agent or keeps it), so this one neither closes the job nor
-                        // fails the workspace.
-                        tracing::warn!(workspace_id = %row.id, "lost the job's lease while starting; leaving it to its new runner");
-                        return;
+                    JobLease::Superseded => {
+                        return self.abandon(&job.id, owner, workspace_id).await;
                     }
+                    JobLease::Lost => return lease_lost(workspace_id),
                 }
             }
-            // A restart, pause or delete replaced the job before its start: nothing ran.
-            Ok(None) => return self.abandon(&job.id, owner, &row.id).await,
+            // Replaced before its start (a restart, pause or delete): nothing ran.
+            Ok(Prepared::NotOurs(JobLease::Superseded)) => {
+                return self.abandon(&job.id, owner, workspace_id).await;
+            }
+            Ok(Prepared::NotOurs(_)) => return lease_lost(workspace_id),
             Err(error) => Err(error),
         };
         match started {
             Ok(()) => {
-                tracing::info!(workspace_id = %row.id, backend = provisioner.backend.name(), "agent started");
+                tracing::info!(
+                    workspace_id,
+                    backend = provisioner.backend.name(),
+                    "agent started"
+                );
                 self.crash_point("agent-started");
-                if !self.finish_started(&job.id, owner, &row.id).await {
+                if !self.close_job(&job.id, owner, workspace_id, "done").await {
                     return;
                 }
                 self.crash_point("job-done");
                 // Paused or deleted while it started: it must not run. (If the database
                 // cannot say, it runs: the sweeps settle it, a healthy agent is not killed.)
-                match self.store.workspace_get(&row.id).await {
+                match self.store.workspace_get(workspace_id).await {
                     Ok(now)
                         if now.as_ref().is_none_or(|w| {
                             matches!(w.status.as_str(), "paused" | "removed" | "failed")
                         }) =>
                     {
-                        self.stop_agents(std::slice::from_ref(&row.id)).await;
+                        self.stop_agents(&[workspace_id.to_owned()]).await;
                     }
                     Ok(_) => {}
                     Err(error) => {
-                        tracing::warn!(%error, workspace_id = %row.id, "cannot read the workspace after its start");
+                        tracing::warn!(%error, workspace_id, "cannot read the workspace after its start");
                     }
                 }
             }
             Err(BackendError::Transient(reason)) if job.attempts < MAX_ATTEMPTS => {
                 let back_off = Duration::from_secs(1 << job.attempts.clamp(0, 6));
-                tracing::warn!(workspace_id = %row.id, %reason, ?back_off, "start failed; will retry");
+                tracing::warn!(workspace_id, %reason, ?back_off, "start failed; will retry");
                 let not_before = self.store.now().saturating_add(micros(back_off));
-                let _ = self.store.job_retry(&job.id, owner, not_before).await;
+                if let Ok(false) = self.store.job_retry(&job.id, owner, not_before).await
+                    && self.lease_now(&job.id, owner).await == JobLease::Superseded
+                {
+                    self.abandon(&job.id, owner, workspace_id).await;
+                }
             }
             Err(error) => {
                 let reason = format!(
@@ -293,8 +311,10 @@ impl App {
                     provisioner.backend.name(),
                     job.attempts
                 );
-                finish("failed").await;
-                self.fail_unregistered(&row.id, &reason).await;
+                if self.close_job(&job.id, owner, workspace_id, "failed").await {
+                    self.fail_unregistered(workspace_id, Some(attempt_since), &reason)
+                        .await;
+                }
             }
         }
     }
@@ -316,15 +336,25 @@ impl App {
         loop {
             tokio::select! {
                 done = &mut work => return (done, held),
-                _ = renew.tick(), if held != JobLease::Lost => {
-                    let until = self.store.now().saturating_add(micros(lease));
-                    match self.store.job_renew(job, owner, until).await {
-                        Ok(lease) => held = lease,
-                        Err(error) => tracing::warn!(%error, job, "cannot renew the job's lease"),
-                    }
-                }
+                _ = renew.tick(), if held != JobLease::Lost => held = self.lease_now(job, owner).await,
             }
         }
+    }
+
+    /// Renew the job's lease and say what this runner holds of it. A database that cannot
+    /// answer leaves it held: what follows finds out at the job's close.
+    async fn lease_now(&self, job: &str, owner: &str) -> JobLease {
+        let until = self
+            .store
+            .now()
+            .saturating_add(micros(self.supervision.job_lease));
+        self.store
+            .job_renew(job, owner, until)
+            .await
+            .unwrap_or_else(|error| {
+                tracing::warn!(%error, job, "cannot renew the job's lease");
+                JobLease::Held
+            })
     }
 
     /// Start the agent of `spec`. A restart's job replaces whatever agent still runs
@@ -336,34 +366,28 @@ impl App {
         job: &ClaimedJob,
         spec: &WorkspaceSpec,
     ) -> Result<(), BackendError> {
-        if let Some(delay) = self.supervision.test_start_delay {
-            tokio::time::sleep(delay).await;
-        }
         if job.kind == "restart" {
             provisioner.backend.stop(&spec.id).await?;
         }
         provisioner.backend.start(spec).await
     }
 
-    /// Close a job whose agent started. `false` when the job is no longer this runner's
-    /// to close: superseded (its agent is stopped, the newer job goes on) or lost.
-    async fn finish_started(&self, job: &str, owner: &str, workspace_id: &str) -> bool {
-        match self.store.job_finish(job, owner, "done").await {
-            Ok(true) => return true,
-            Ok(false) => {}
+    /// Close a job as `state`. `false` when it is no longer this runner's to close:
+    /// superseded (what it started is stopped and the newer job goes on) or lost.
+    async fn close_job(&self, job: &str, owner: &str, workspace_id: &str, state: &str) -> bool {
+        match self.store.job_finish(job, owner, state).await {
+            Ok(true) => true,
+            Ok(false) => {
+                if self.lease_now(job, owner).await == JobLease::Superseded {
+                    self.abandon(job, owner, workspace_id).await;
+                }
+                false
+            }
             Err(error) => {
                 tracing::warn!(%error, job, "cannot close the job");
-                return true;
+                true
             }
         }
-        let until = self
-            .store
-            .now()
-            .saturating_add(micros(self.supervision.job_lease));
-        if let Ok(JobLease::Superseded) = self.store.job_renew(job, owner, until).await {
-            self.abandon(job, owner, workspace_id).await;
-        }
-        false
     }
 
     /// A superseded job's end: the agent it may have started is stopped, then the job is
@@ -382,13 +406,13 @@ impl App {
 
     /// What the backend needs to start `row`'s agent for job `job`: its config files, its
     /// secrets and exactly the credential its billing decision names as environment, and
-    /// a fresh bootstrap token. `None` when the job was superseded before it got a token.
+    /// a fresh bootstrap token, minted only while the job is still this runner's.
     async fn spec_of(
         &self,
         row: &hatchery_store::WorkspaceRow,
         job: &str,
         owner: &str,
-    ) -> Result<Option<WorkspaceSpec>, BackendError> {
+    ) -> Result<Prepared, BackendError> {
         let files = self
             .store
             .workspace_files(&row.id)
@@ -444,14 +468,15 @@ impl App {
             // The agent checks its provider against the manifest that derived it.
             files.push(("providers.yaml".to_owned(), manifest.to_string()));
         }
-        let Some(bootstrap_token) = self
+        let bootstrap_token = match self
             .bootstrap_issue_for_job(row, job, owner)
             .await
             .map_err(retry_or_fail)?
-        else {
-            return Ok(None);
+        {
+            Ok(token) => token,
+            Err(lease) => return Ok(Prepared::NotOurs(lease)),
         };
-        Ok(Some(WorkspaceSpec {
+        Ok(Prepared::Ready(Box::new(WorkspaceSpec {
             id: row.id.clone(),
             runtime: row.runtime.clone(),
             files,
@@ -460,11 +485,13 @@ impl App {
             // Three beats per TTL: one lost beat never takes an agent offline.
             heartbeat_interval: self.supervision.heartbeat_ttl / 3,
             limits: self.supervision.agent_limits,
-        }))
+        })))
     }
 
-    /// Fail a workspace that is still `provisioning`, with `reason`.
-    async fn fail_unregistered(&self, id: &str, reason: &str) {
+    /// Fail a workspace that is still `provisioning`, with `reason` — still in the attempt
+    /// that began at `attempt_since`, when the caller knows which (a later attempt, after
+    /// a restart, is not this failure's to end).
+    async fn fail_unregistered(&self, id: &str, attempt_since: Option<i64>, reason: &str) {
         let Ok(Some(row)) = self.store.workspace_get(id).await else {
             return;
         };
@@ -472,6 +499,9 @@ impl App {
             return;
         }
         let since = row.provisioning_since.unwrap_or(row.updated_at);
+        if attempt_since.is_some_and(|attempt| attempt != since) {
+            return;
+        }
         match self.store.fail_provisioning(id, since, reason).await {
             Ok(true) => {
                 // Debug: an agent's last words stay on this log line (newlines escaped).
@@ -509,9 +539,26 @@ impl App {
                 // log.
                 hatchery_provision::escape_controls(&exit.last_lines[start..])
             );
-            self.fail_unregistered(&exit.id, &reason).await;
+            self.fail_unregistered(&exit.id, None, &reason).await;
         }
     }
+}
+
+/// What preparing a start came to.
+enum Prepared {
+    /// Everything the backend needs.
+    Ready(Box<WorkspaceSpec>),
+    /// The job is no longer this runner's to start: superseded, or taken over.
+    NotOurs(JobLease),
+}
+
+/// Another runner has the job now: its start decides (it replaces this agent or keeps
+/// it), so this one neither closes the job nor fails the workspace.
+fn lease_lost(workspace_id: &str) {
+    tracing::warn!(
+        workspace_id,
+        "lost the job's lease while starting; leaving it to its new runner"
+    );
 }
 
 /// What a workspace's row says of who pays for its model calls.

@@ -269,10 +269,21 @@ impl App {
                 return;
             }
         };
-        for id in reached {
-            if let Err(error) = self.restart(&id).await {
-                tracing::info!(workspace_id = %id, %error, secret = name, "not restarted after a secret change");
+        // A global change may reach a whole fleet: those restarts go on after the answer,
+        // so the request neither waits for them nor is cut off halfway by its deadline.
+        let app = self.clone();
+        let secret = name.to_owned();
+        let restarts = async move {
+            for id in reached {
+                if let Err(error) = app.restart(&id).await {
+                    tracing::info!(workspace_id = %id, %error, secret, "not restarted after a secret change");
+                }
             }
+        };
+        if scope == GLOBAL_SCOPE {
+            tokio::spawn(restarts);
+        } else {
+            restarts.await;
         }
     }
 

@@ -315,6 +315,7 @@ impl App {
         let checked = check_create(request)?;
         if let Some(url) = &checked.url {
             // An external agent's URL passes the same rules as a registered one.
+            super::limits::check_size("url", url.len(), super::limits::MAX_AGENT_URL_BYTES)?;
             super::agents::check_agent_url(url)
                 .await
                 .map_err(|detail| {
@@ -714,8 +715,8 @@ impl App {
 }
 
 /// The PATCH fields a workspace's own token may change: how it is named and drawn. Every
-/// other field changes what its sandbox may do (runtime, tier, workspace_dir, …) or whom
-/// it may reach (parent_id): the operator's alone.
+/// other field changes what its sandbox may do (`runtime`, `tier`, `workspace_dir`, …) or
+/// whom it may reach (`parent_id`): the operator's alone.
 const AGENT_PATCHABLE: [&str; 5] = ["name", "role", "collapsed", "x", "y"];
 
 /// A new parent refused, with why.

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::views::{StatusAnswer, timestamp};
+use super::views::{Paged, StatusAnswer, timestamp};
 use super::workspaces::WorkspaceId;
 use super::{AppState, Path, Query, json_body, require_workspace};
 use crate::app::activity::{ActivityQuery, ReportActivity};
@@ -63,6 +63,7 @@ struct ActivityView {
         (status = 200, body = StatusAnswer),
         (status = 400, description = "`invalid request body` (no type), `invalid activity_type, must be one of: …`, or a non-UUID `target_id`/`source_id`.", body = ErrorBody),
         (status = 403, description = "`source_id must match authenticated workspace` (`source_mismatch`).", body = ErrorBody),
+        (status = 413, description = "The body is larger than 1 MiB, or `request_body` (`metadata`) or `response_body` is larger than 256 KiB (`payload_too_large`, with `field` and `limit_bytes`).", body = ErrorBody),
         (status = 404, description = "`workspace not found`.", body = ErrorBody),
         (status = 410, description = "The workspace is removed (`workspace_removed`).", body = ErrorBody),
     ))]
@@ -80,12 +81,13 @@ async fn report(
     Ok(Json(StatusAnswer { status: "logged" }))
 }
 
-/// The workspace's activity, newest first.
+/// The workspace's activity, newest first; a page of at most `limit` rows and 1 MiB of
+/// texts and bodies (`before=` the last id continues).
 #[utoipa::path(get, operation_id = "activity_list", path = "/workspaces/{id}/activity", tag = "activity",
     security(("admin" = []), ("workspace" = [])), params(WorkspaceId, ActivityQuery),
     responses(
-        (status = 200, body = Vec<ActivityView>),
-        (status = 400, description = "`source must be 'canvas' or 'agent'` (`invalid_source`).", body = ErrorBody),
+        (status = 200, body = Vec<ActivityView>, headers(("x-hatchery-truncated" = String, description = "`true` when the page stopped at its byte budget (1 MiB of texts and bodies) before its row limit: continue with `before=` its last id."))),
+        (status = 400, description = "`source must be 'canvas' or 'agent'` (`invalid_source`), or `before` is not an activity id (`invalid_cursor`).", body = ErrorBody),
         (status = 404, description = "`workspace not found`.", body = ErrorBody),
     ))]
 async fn list(
@@ -93,18 +95,19 @@ async fn list(
     Path(id): Path<String>,
     Query(query): Query<ActivityQuery>,
     headers: HeaderMap,
-) -> Result<Json<Vec<ActivityView>>, ApiError> {
+) -> Result<Paged<ActivityView>, ApiError> {
     let id = parse_workspace_id(&id)?;
     require_workspace(&state, &headers, &id).await?;
-    let rows = state.app.activity_list(&id, query).await?;
+    let page = state.app.activity_list(&id, query).await?;
     // Bodies appear only when stored; a damaged one shows as null.
     let body = |stored: &Option<String>| {
         stored
             .as_deref()
             .map(|text| serde_json::from_str(text).unwrap_or(Value::Null))
     };
-    Ok(Json(
-        rows.iter()
+    Ok(Paged(
+        page.rows
+            .iter()
             .map(|row| ActivityView {
                 id: row.id.clone(),
                 workspace_id: row.workspace_id.clone(),
@@ -121,5 +124,6 @@ async fn list(
                 response_body: body(&row.response_body),
             })
             .collect(),
+        page.truncated,
     ))
 }

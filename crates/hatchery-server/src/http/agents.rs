@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::views::{StatusAnswer, WorkspaceBrief, timestamp};
+use super::views::{Paged, StatusAnswer, WorkspaceBrief, timestamp};
 use super::workspaces::WorkspaceId;
 use super::{
     AppState, Path, Query, credential, json_body, require_admin, require_boot, require_workspace,
@@ -66,6 +66,7 @@ fn token_id_of(credential: &Credential) -> Option<String> {
         (status = 404, description = "`workspace not found`.", body = ErrorBody),
         (status = 409, description = "The workspace is paused or hibernated (`workspace_not_registrable`).", body = ErrorBody),
         (status = 410, description = "The workspace is removed (`workspace_removed`).", body = ErrorBody),
+        (status = 413, description = "The body is larger than 1 MiB, `agent_card` larger than 64 KiB or `url` longer than 2 KiB (`payload_too_large`, with `field` and `limit_bytes`).", body = ErrorBody),
     ))]
 async fn register(
     State(state): State<AppState>,
@@ -116,6 +117,7 @@ async fn heartbeat(
         (status = 400, description = "`invalid request body`: a missing field.", body = ErrorBody),
         (status = 404, description = "`workspace not found`.", body = ErrorBody),
         (status = 410, description = "The workspace is removed (`workspace_removed`).", body = ErrorBody),
+        (status = 413, description = "The body is larger than 1 MiB, or `agent_card` larger than 64 KiB (`payload_too_large`, with `field` and `limit_bytes`).", body = ErrorBody),
     ))]
 async fn update_card(
     State(state): State<AppState>,
@@ -189,26 +191,38 @@ async fn discover(
 struct PeersQuery {
     /// Keep only peers whose name or role contains this, ignoring case.
     q: Option<String>,
+    /// Continue after this peer (an id): the last one of the previous page.
+    #[param(format = Uuid)]
+    after: Option<String>,
 }
 
 /// The workspace's direct relations: its siblings (root siblings for a root), then its
-/// children, then its parent; never removed ones.
+/// children, then its parent; never removed ones. A page of about 1 MiB (URLs, agent
+/// cards, names); `after=` the last id continues.
 #[utoipa::path(get, operation_id = "agent_peers", path = "/registry/{id}/peers", tag = "agents",
     security(("admin" = []), ("workspace" = [])), params(WorkspaceId, PeersQuery),
     responses(
-        (status = 200, body = Vec<WorkspaceBrief>),
+        (status = 200, body = Vec<WorkspaceBrief>, headers(("x-hatchery-truncated" = String, description = "`true` when the page stopped at its byte budget (1 MiB of URLs, agent cards, names and roles): continue with `after=` its last id."))),
+        (status = 400, description = "`after` is not a workspace id (`invalid_cursor`).", body = ErrorBody),
         (status = 404, description = "`workspace not found`.", body = ErrorBody),
+        (status = 410, description = "`after` is no longer a peer, purged or moved elsewhere (`cursor_expired`): list again without it.", body = ErrorBody),
     ))]
 async fn peers(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<PeersQuery>,
     headers: HeaderMap,
-) -> Result<Json<Vec<WorkspaceBrief>>, ApiError> {
+) -> Result<Paged<WorkspaceBrief>, ApiError> {
     let id = parse_workspace_id(&id)?;
     require_boot(&state, &headers, &id).await?;
-    let peers = state.app.peers(&id, query.q.as_deref()).await?;
-    Ok(Json(peers.iter().map(WorkspaceBrief::from).collect()))
+    let page = state
+        .app
+        .peers(&id, query.q.as_deref(), query.after.as_deref())
+        .await?;
+    Ok(Paged(
+        page.rows.iter().map(WorkspaceBrief::from).collect(),
+        page.truncated,
+    ))
 }
 
 /// The body of `POST /registry/check-access`.

@@ -5,7 +5,6 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
@@ -17,10 +16,9 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::views::timestamp;
+use super::views::{Paged, timestamp};
 use super::workspaces::WorkspaceId;
 use super::{AppState, Path, Query, require_admin, require_workspace};
-use crate::app::store_error;
 use crate::app::workspaces::parse_workspace_id;
 use crate::error::{ApiError, ErrorBody};
 use crate::event_hub::{Cursor, Delivery};
@@ -112,14 +110,15 @@ struct EventsOf {
 /// after that cursor, oldest first, so a client can page forward without gaps.
 #[utoipa::path(get, operation_id = "event_list", path = "/events", tag = "events", security(("admin" = [])), params(ListQuery),
     responses(
-        (status = 200, body = Vec<EventView>),
+        (status = 200, body = Vec<EventView>, headers(("x-hatchery-truncated" = String, description = "`true` when the page stopped at its byte budget (1 MiB of payload) before its row limit. A page read with `after=` continues with `after=` its last seq; one without (the newest first) holds the newest that fit."))),
         (status = 400, description = "`after` is not an event's seq (`invalid_cursor`), or `workspace_id` is not a UUID.", body = ErrorBody),
+        (status = 410, description = "Retention deleted events after `after` (`cursor_expired`, with `pruned_through`): re-read the current state and resume from the newest seq of `GET /events`.", body = ErrorBody),
     ))]
 async fn all(
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,
     headers: HeaderMap,
-) -> Result<Json<Vec<EventView>>, ApiError> {
+) -> Result<Paged<EventView>, ApiError> {
     require_admin(&state, &headers)?;
     list(&state, None, &query).await
 }
@@ -128,51 +127,44 @@ async fn all(
 #[utoipa::path(get, operation_id = "event_list_workspace", path = "/events/{workspace_id}", tag = "events", security(("admin" = [])),
     params(EventsOf, ListQuery),
     responses(
-        (status = 200, body = Vec<EventView>),
+        (status = 200, body = Vec<EventView>, headers(("x-hatchery-truncated" = String, description = "`true` when the page stopped at its byte budget (1 MiB of payload) before its row limit. A page read with `after=` continues with `after=` its last seq; one without (the newest first) holds the newest that fit."))),
         (status = 400, description = "The id is not a UUID (`invalid_workspace_id`), or `after` is not an event's seq (`invalid_cursor`).", body = ErrorBody),
+        (status = 410, description = "Retention deleted events after `after` (`cursor_expired`, with `pruned_through`): re-read the current state and resume from the newest seq of `GET /events`.", body = ErrorBody),
     ))]
 async fn one_workspace(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<ListQuery>,
     headers: HeaderMap,
-) -> Result<Json<Vec<EventView>>, ApiError> {
+) -> Result<Paged<EventView>, ApiError> {
     let id = parse_workspace_id(&id)?;
     require_admin(&state, &headers)?;
     list(&state, Some(&id), &query).await
 }
 
 /// Without `?after=`: the newest 100, newest first (the spec). With it: the events after
-/// that cursor, oldest first, so a client can page forward without gaps.
+/// that cursor, oldest first, so a client can page forward without gaps. Either way a page
+/// bounded by bytes too (`x-hatchery-truncated` when that cut it short).
 async fn list(
     state: &AppState,
     workspace_id: Option<&str>,
     query: &ListQuery,
-) -> Result<Json<Vec<EventView>>, ApiError> {
-    let read = store_error("failed to list events");
-    let rows = match query.after()? {
-        None => state
-            .app
-            .store
-            .event_list(workspace_id, LIMIT)
-            .await
-            .map_err(read)?,
-        Some(after) => {
-            let limit = query
-                .limit
-                .as_deref()
-                .and_then(|l| l.parse::<i64>().ok())
-                .filter(|l| *l > 0)
-                .map_or(LIMIT, |l| l.min(MAX_CURSOR_LIMIT));
-            state
-                .app
-                .store
-                .event_list_after(after, workspace_id, limit)
-                .await
-                .map_err(read)?
-        }
+) -> Result<Paged<EventView>, ApiError> {
+    let after = query.after()?;
+    let limit = match after {
+        None => LIMIT,
+        Some(_) => query
+            .limit
+            .as_deref()
+            .and_then(|l| l.parse::<i64>().ok())
+            .filter(|l| *l > 0)
+            .map_or(LIMIT, |l| l.min(MAX_CURSOR_LIMIT)),
     };
-    Ok(Json(rows.iter().map(EventView::of).collect()))
+    let page = state.app.event_list(workspace_id, after, limit).await?;
+    Ok(Paged(
+        page.rows.iter().map(EventView::of).collect(),
+        page.truncated,
+    ))
 }
 
 impl EventView {
@@ -191,12 +183,14 @@ impl EventView {
 /// Every event as it happens, as server-sent events (`id:` is the event's seq, `data:`
 /// `{"type","timestamp","data"}`), after a first `: ping`. Resumes after `Last-Event-ID`
 /// (what `EventSource` sends on reconnect) or `?after=`; a subscriber too slow to keep up
-/// is sent `event: lagged` with where to resume.
+/// is sent `event: lagged` with where to resume, and one whose cursor retention overtook
+/// `event: expired` before the stream ends.
 #[utoipa::path(get, operation_id = "event_stream", path = "/events/stream", tag = "events", security(("admin" = [])),
     params(StreamQuery, ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event's seq.")),
     responses(
         (status = 200, description = "A stream of events that stays open.", body = String, content_type = "text/event-stream"),
         (status = 400, description = "The cursor is not an event's seq (`invalid_cursor`), or `workspace_id` is not a UUID.", body = ErrorBody),
+        (status = 410, description = "Retention deleted events after the cursor (`cursor_expired`, with `pruned_through`): re-read the current state and reconnect without a cursor. Once streaming, the same is said as `event: expired` and the stream ends.", body = ErrorBody),
     ))]
 async fn stream_all(
     State(state): State<AppState>,
@@ -221,6 +215,7 @@ async fn stream_all(
         (status = 200, description = "A stream of events that stays open.", body = String, content_type = "text/event-stream"),
         (status = 400, description = "The cursor is not an event's seq (`invalid_cursor`).", body = ErrorBody),
         (status = 404, description = "`workspace not found`.", body = ErrorBody),
+        (status = 410, description = "Retention deleted events after the cursor (`cursor_expired`, with `pruned_through`): re-read the current state and reconnect without a cursor. Once streaming, the same is said as `event: expired` and the stream ends.", body = ErrorBody),
     ))]
 async fn stream_one(
     State(state): State<AppState>,
@@ -245,9 +240,7 @@ async fn sse(
     after: Option<i64>,
     revoked: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Response, ApiError> {
-    let cursor = Cursor::open(&state.app.hub, state.app.store.clone(), filter, after)
-        .await
-        .map_err(store_error("failed to open the event stream"))?;
+    let cursor = Cursor::open(&state.app.hub, state.app.store.clone(), filter, after).await?;
     let greeting = futures_util::stream::once(async {
         Ok::<_, Infallible>(Bytes::from_static(b": ping\n\n"))
     });
@@ -283,5 +276,14 @@ fn sse_bytes(delivery: Delivery) -> Bytes {
             Bytes::from(format!("event: lagged\ndata: {notice}\n\n"))
         }
         Delivery::Idle => Bytes::from_static(b": keep-alive\n\n"),
+        Delivery::Expired { pruned_through } => {
+            let error = crate::app::events::cursor_expired(pruned_through);
+            let notice = json!({
+                "error": error.to_string(),
+                "code": "cursor_expired",
+                "pruned_through": pruned_through,
+            });
+            Bytes::from(format!("event: expired\ndata: {notice}\n\n"))
+        }
     }
 }

@@ -7,11 +7,14 @@ mod agents;
 mod bundles;
 mod dashboard;
 mod events;
+mod guard;
 mod openapi;
 mod org;
 mod registry;
 mod secrets;
 pub(crate) mod views;
+
+pub use guard::{HttpSettings, InvalidOrigin, check_origins};
 mod workspaces;
 mod ws;
 
@@ -43,6 +46,8 @@ pub struct AppState {
     pub admin: AdminAuth,
     /// Where the dashboard's files are read from instead of the built-in copy, if set.
     pub dashboard_dir: Option<std::sync::Arc<std::path::Path>>,
+    /// CORS origins, the request deadline, connection bounds.
+    pub http: std::sync::Arc<HttpSettings>,
 }
 
 /// Every route, each registered together with its OpenAPI operation, so no route can be
@@ -67,13 +72,20 @@ fn api_routes() -> OpenApiRouter<AppState> {
 /// The router with every route.
 pub fn router(state: AppState) -> Router {
     let request_metrics = std::sync::Arc::clone(&state.app.metrics);
+    let cors = guard::cors(&state.http.cors_origins);
     let (router, _) = api_routes().split_for_parts();
-    router
-        .with_state(state)
+    let router = router
+        .with_state(state.clone())
         .route_layer(axum::middleware::from_fn_with_state(
             request_metrics,
             record_request,
         ))
+        .layer(axum::middleware::from_fn_with_state(state, guard::guard));
+    // Outermost: a preflight is answered before anything else looks at it.
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
 }
 
 /// The OpenAPI 3.1 document of every route, as `GET /openapi.json` serves it.
@@ -131,7 +143,7 @@ async fn metrics(
         .store
         .stats()
         .await
-        .map_err(|e| ApiError::internal("failed to read metrics", e))?;
+        .map_err(crate::app::store_error("failed to read metrics"))?;
     let scrape = crate::metrics::Scrape {
         registry_reloads: app.registry.reload_counts(),
         registry_available: app.registry.snapshot().is_ok(),

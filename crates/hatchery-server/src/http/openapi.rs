@@ -2,11 +2,14 @@
 //! operation of a kind can give, added once here rather than on each handler. The
 //! operations themselves come from the handlers' `#[utoipa::path]` annotations.
 
+use utoipa::openapi::header::Header;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, Response, ResponseBuilder};
+use utoipa::openapi::{
+    ContentBuilder, Object, OpenApi, Ref, RefOr, Response, ResponseBuilder, Type,
+};
 
-use crate::error::ErrorBody;
+use crate::error::{ErrorBody, RETRY_AFTER_SECONDS};
 
 /// The frame the operations are added to.
 pub(super) fn base() -> OpenApi {
@@ -56,9 +59,10 @@ routes need no credential.",
 }
 
 /// Add to every operation the answers its kind can give, where the operation does not say
-/// them itself: 500 to all; 400 and 413 to those with a body; 401 and 503 (the credential
-/// lookup failing closed) to those behind a credential; 400 for a path id that is not a
-/// UUID.
+/// them itself: 500 and 408 to all; 400, 413 and 415 to those with a body; 401, and 503 with
+/// `Retry-After` (the database unreachable, or the credential lookup failing closed), to
+/// those behind a credential (every operation that reads the database is); 400 for a path
+/// id that is not a UUID.
 ///
 /// A handler served under two methods (PUT and POST of a secret) is one operation twice;
 /// operation ids must be unique, so each copy's id gets its method.
@@ -89,10 +93,17 @@ pub(super) fn finish(mut document: OpenApi) -> OpenApi {
                 .security
                 .as_ref()
                 .is_some_and(|requirements| !requirements.is_empty());
-            let mut common = vec![(
-                "500",
-                "Something failed inside (`internal`); the log has the detail.",
-            )];
+            let mut common = vec![
+                (
+                    "500",
+                    "Something failed inside (`internal`); the log has the detail.",
+                ),
+                (
+                    "408",
+                    "The request did not complete within the server's deadline \
+                     (`request_timeout`; HATCHERY_REQUEST_TIMEOUT, a minute by default).",
+                ),
+            ];
             if has_body {
                 common.push((
                     "400",
@@ -102,6 +113,11 @@ pub(super) fn finish(mut document: OpenApi) -> OpenApi {
                 common.push((
                     "413",
                     "The body is larger than 1 MiB (`payload_too_large`).",
+                ));
+                common.push((
+                    "415",
+                    "The body is not sent as `Content-Type: application/json` \
+                     (`unsupported_media_type`).",
                 ));
             }
             if has_id {
@@ -114,10 +130,7 @@ pub(super) fn finish(mut document: OpenApi) -> OpenApi {
                      `invalid_admin_token`, `workspace_auth_required`, \
                      `invalid_workspace_token`).",
                 ));
-                common.push((
-                    "503",
-                    "The credential could not be checked (`platform_unavailable`): retry.",
-                ));
+                database_unavailable(&mut operation.responses.responses);
             }
             for (status, description) in common {
                 operation
@@ -129,6 +142,29 @@ pub(super) fn finish(mut document: OpenApi) -> OpenApi {
         }
     }
     document
+}
+
+/// The database's 503: added, or merged into the 503 an operation documents for reasons
+/// of its own (only the database's carries `Retry-After`).
+fn database_unavailable(responses: &mut std::collections::BTreeMap<String, RefOr<Response>>) {
+    const DESCRIPTION: &str = "The database could not be reached, or the credential could \
+        not be checked (`platform_unavailable`): retry after `Retry-After` seconds.";
+    let response = responses
+        .entry("503".to_owned())
+        .or_insert_with(|| error_response(DESCRIPTION));
+    if let RefOr::T(response) = response {
+        if response.description != DESCRIPTION {
+            response.description = format!("{} Or: {DESCRIPTION}", response.description);
+        }
+        let mut retry_after = Header::new(Object::with_type(Type::Integer));
+        retry_after.description = Some(format!(
+            "Seconds to wait before retrying ({RETRY_AFTER_SECONDS}); sent with \
+             `platform_unavailable` only."
+        ));
+        response
+            .headers
+            .insert("Retry-After".to_owned(), RefOr::T(retry_after));
+    }
 }
 
 /// An error answer with the shared body.

@@ -289,3 +289,25 @@ pub(crate) struct WorkspaceDerivation {
     /// The registry's trace: the outcome and the rules tried (`steps`).
     explain: Option<Value>,
 }
+
+/// The header a listing page carries when it stopped at its byte budget
+/// (`PAGE_BUDGET_BYTES`) before its row limit: more may follow its last row.
+pub(crate) const TRUNCATED_HEADER: &str = "x-hatchery-truncated";
+
+/// A page of a listing: the JSON array, with [`TRUNCATED_HEADER`]`: true` when the page
+/// stopped at its byte budget. A page that did not stop there answers exactly as before.
+pub(crate) struct Paged<T>(pub Vec<T>, pub bool);
+
+impl<T: Serialize> axum::response::IntoResponse for Paged<T> {
+    fn into_response(self) -> axum::response::Response {
+        let Self(rows, truncated) = self;
+        let mut response = axum::Json(rows).into_response();
+        if truncated {
+            response.headers_mut().insert(
+                TRUNCATED_HEADER,
+                axum::http::HeaderValue::from_static("true"),
+            );
+        }
+        response
+    }
+}

@@ -101,6 +101,7 @@ struct Connection {
     responses(
         (status = 201, body = CreateAnswer),
         (status = 400, description = "`invalid workspace payload` (bad JSON, no name), `invalid workspace fields`, `invalid workspace directory`, `invalid workspace access`, `invalid template`, or a bad `parent_id`, `url` or secret name; `field` names the culprit.", body = ErrorBody),
+        (status = 413, description = "The body is larger than 1 MiB, or an external workspace's `url` longer than 2 KiB (`payload_too_large`, with `field` and `limit_bytes`).", body = ErrorBody),
         (status = 422, description = "The provider decision failed closed: `provider_derivation_failed` (with `candidates` when ambiguous), `provider_not_allowed`, `byok_key_missing` (with `variables`), `platform_key_missing`, `billing_mode_conflict`.", body = ErrorBody),
         (status = 503, description = "No registry snapshot is in force (`registry_unavailable`), or secrets were sent to a server without a secrets key (`secrets_key_missing`).", body = ErrorBody),
     ))]

@@ -20,13 +20,10 @@ use utoipa_axum::routes;
 
 use super::{AppState, Query, require_admin, require_boot};
 use crate::app::App;
-use crate::app::store_error;
 use crate::app::workspaces::parse_workspace_id;
 use crate::error::{ApiError, ErrorBody};
 use crate::event_hub::{Cursor, Delivery, StreamEvent};
 
-/// Browser origins allowed besides the server's own (Molecule's canvas defaults).
-const DEV_ORIGINS: &[&str] = &["http://localhost:3000", "http://localhost:3001"];
 /// A ping this often keeps idle connections open.
 const PING_EVERY: Duration = Duration::from_secs(30);
 /// Events that can change who reaches whom.
@@ -48,9 +45,10 @@ struct WsQuery {
     after: Option<String>,
 }
 
-/// A browser (it sends `Origin`) must come from the server's own origin or an allowed one;
-/// a client that sends none is not a browser, and its credential is what counts.
-fn check_origin(headers: &HeaderMap) -> Result<(), ApiError> {
+/// A browser (it sends `Origin`) must come from the server's own origin, one the operator
+/// named (`HATCHERY_CORS_ORIGINS`), or in dev mode a loopback one; a client that sends
+/// none is not a browser, and its credential is what counts.
+fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(origin) = headers.get("origin").and_then(|v| v.to_str().ok()) else {
         return Ok(());
     };
@@ -60,7 +58,10 @@ fn check_origin(headers: &HeaderMap) -> Result<(), ApiError> {
         .is_some_and(|host| {
             origin == format!("http://{host}") || origin == format!("https://{host}")
         });
-    if own || DEV_ORIGINS.contains(&origin) {
+    let named = state.http.cors_origins.iter().any(|o| o == origin);
+    let dev_loopback =
+        state.app.dev && super::guard::origin_allowed_in_dev(origin, &state.http.cors_origins);
+    if own || named || dev_loopback {
         Ok(())
     } else {
         Err(ApiError::Forbidden {
@@ -80,6 +81,7 @@ fn check_origin(headers: &HeaderMap) -> Result<(), ApiError> {
         (status = 101, description = "Switched to the WebSocket protocol."),
         (status = 400, description = "Not a WebSocket upgrade, a bad cursor (`invalid_cursor`), or `X-Workspace-ID` is not a UUID.", body = ErrorBody),
         (status = 403, description = "The browser's origin is not allowed (`origin_not_allowed`).", body = ErrorBody),
+        (status = 410, description = "Retention deleted events after `after` (`cursor_expired`, with `pruned_through`): re-read the current state and reconnect without a cursor. Once open, the same is said as a `CURSOR_EXPIRED` message and the socket closes (4410).", body = ErrorBody),
     ))]
 async fn upgrade(
     State(state): State<AppState>,
@@ -87,7 +89,7 @@ async fn upgrade(
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    check_origin(&headers)?;
+    check_origin(&state, &headers)?;
     let (caller, revoked) =
         if let Some(caller) = headers.get("x-workspace-id").and_then(|v| v.to_str().ok()) {
             let caller = parse_workspace_id(caller.trim())?;
@@ -110,11 +112,25 @@ async fn upgrade(
         )
     })?;
     let after = super::resume_cursor(&headers, query.after.as_deref())?;
-    let cursor = Cursor::open(&state.app.hub, state.app.store.clone(), None, after)
-        .await
-        .map_err(store_error("failed to open the event stream"))?;
+    let cursor = Cursor::open(&state.app.hub, state.app.store.clone(), None, after).await?;
     let app = state.app.clone();
     Ok(upgrade.on_upgrade(move |socket| serve(socket, cursor, caller, app, revoked)))
+}
+
+/// How long one message may take to reach a client that has stopped reading before the
+/// socket is given up: a stalled client neither holds the stream open past its
+/// credential's revocation nor pins the events it has not taken.
+const SEND_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Send one message within [`SEND_PATIENCE`]; an error when it could not be.
+async fn send(
+    sender: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    message: Message,
+) -> Result<(), ()> {
+    match tokio::time::timeout(SEND_PATIENCE, sender.send(message)).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
 }
 
 /// Who a caller may hear about, remembered until the tree changes.
@@ -164,7 +180,7 @@ async fn serve(
                     code: 1008,
                     reason: "credential revoked".into(),
                 };
-                let _ = sender.send(Message::Close(Some(close))).await;
+                let _ = send(&mut sender, Message::Close(Some(close))).await;
                 return;
             }
             incoming = receiver.next() => match incoming {
@@ -184,21 +200,39 @@ async fn serve(
                             "timestamp": crate::http::views::timestamp(app.store.now()),
                             "payload": {"missed": missed, "resume_after": resume_after},
                         });
-                        if sender.send(Message::Text(notice.to_string().into())).await.is_err() {
+                        if send(&mut sender, Message::Text(notice.to_string().into())).await.is_err() {
                             return;
                         }
                         continue;
                     }
                     Delivery::Idle => {
-                        if sender.send(Message::Ping(Vec::new().into())).await.is_err() {
+                        if send(&mut sender, Message::Ping(Vec::new().into())).await.is_err() {
                             return;
                         }
                         continue;
                     }
+                    Delivery::Expired { pruned_through } => {
+                        // Retention overtook the cursor: say so, and close (4410, like
+                        // the 410 a reconnect with that cursor would get).
+                        let error = crate::app::events::cursor_expired(pruned_through);
+                        let notice = json!({
+                            "event": "CURSOR_EXPIRED",
+                            "workspace_id": null,
+                            "timestamp": crate::http::views::timestamp(app.store.now()),
+                            "payload": {"error": error.to_string(), "code": "cursor_expired", "pruned_through": pruned_through},
+                        });
+                        let _ = send(&mut sender, Message::Text(notice.to_string().into())).await;
+                        let close = axum::extract::ws::CloseFrame {
+                            code: 4410,
+                            reason: "cursor expired".into(),
+                        };
+                        let _ = send(&mut sender, Message::Close(Some(close))).await;
+                        return;
+                    }
                 };
                 for event in messages {
                     if reach.allows(&app, &event).await
-                        && sender.send(Message::Text(event.ws_json().to_owned().into())).await.is_err()
+                        && send(&mut sender, Message::Text(event.ws_json().to_owned().into())).await.is_err()
                     {
                         return;
                     }

@@ -69,6 +69,7 @@ impl Env {
             backend: hatchery_server::BackendChoice::None,
             templates_dir: None,
             dashboard_dir: None,
+            http: hatchery_server::http::HttpSettings::default(),
         }
     }
 

@@ -203,6 +203,7 @@ impl BenchServer {
             backend,
             templates_dir: None,
             dashboard_dir: None,
+            http: hatchery_server::http::HttpSettings::default(),
         };
         let app = Application::build(config).await?;
         let base = format!("http://{}", app.local_addr()?);

@@ -149,6 +149,11 @@ fn read_frames(
         } else if line.is_empty() && !data.is_empty() {
             let frame = if kind.as_deref() == Some("lagged") {
                 Frame::Lagged
+            } else if kind.as_deref() == Some("expired") {
+                // Retention overtook the cursor (the server ends the stream): events were
+                // missed, and the reconnect starts from now (the old cursor would get 410).
+                *last_seq = None;
+                Frame::Lagged
             } else {
                 let body: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
                 if id.is_some() {
