@@ -133,6 +133,10 @@ pub struct LocalBackend {
     /// dropped, and a sandbox must have a user namespace (see the module's description).
     as_root: bool,
     running: Arc<Mutex<HashMap<String, Sandbox>>>,
+    /// Held (shared) by each start from its spawn until its sandbox is in `running`: a
+    /// sweep for strays waits for none of them and skips its turn while any is held, so a
+    /// sandbox being started is never taken for one a dead control plane left.
+    starting: tokio::sync::RwLock<()>,
     exits: mpsc::UnboundedSender<Exit>,
 }
 
@@ -214,10 +218,41 @@ fn strays(bwrap: &Path, root: &Path, ours: &HashSet<i32>) -> Vec<i32> {
             let program = args.next()?;
             let stray = Path::new(program.as_ref()) == bwrap
                 && args.any(|a| a.starts_with(&marker))
-                && !ours.contains(&pid);
+                && !ours.contains(&pid)
+                // Forked after `ours` was drawn up (a sandbox's inner process, just
+                // born): its line of parents, read now, says whose it is.
+                && !parent_of(pid).is_some_and(|parent| descends_from(parent, ours));
             stray.then_some(pid)
         })
         .collect()
+}
+
+/// A process's parent, read now.
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid …`: comm may hold spaces, so split after the last ')'.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Whether `pid` is one of `ours` or descends from one, following parents as they are now.
+fn descends_from(pid: i32, ours: &HashSet<i32>) -> bool {
+    let mut current = pid;
+    // Bounded: a chain of parents is short, and a reused pid cannot loop it for long.
+    for _ in 0..64 {
+        if ours.contains(&current) {
+            return true;
+        }
+        match parent_of(current) {
+            Some(parent) if parent > 1 && parent != current => current = parent,
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// Every descendant of `root` (its children, theirs, …), by pid.
@@ -234,16 +269,7 @@ fn process_parents() -> Vec<(i32, i32)> {
         .filter_map(Result::ok)
         .filter_map(|entry| {
             let pid = entry.file_name().to_str()?.parse::<i32>().ok()?;
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // `pid (comm) state ppid …`: comm may hold spaces, so split after the last ')'.
-            let parent_pid = stat
-                .rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .nth(1)?
-                .parse()
-                .ok()?;
-            Some((pid, parent_pid))
+            Some((pid, parent_of(pid)?))
         })
         .collect()
 }
@@ -297,6 +323,7 @@ impl LocalBackend {
                 etc,
                 as_root: running_as_root(),
                 running: Arc::default(),
+                starting: tokio::sync::RwLock::new(()),
                 exits,
             },
             reports,
@@ -462,6 +489,7 @@ impl LocalBackend {
         if self.previous_is_running(&spec.id).await? {
             return Ok(());
         }
+        let _starting = self.starting.read().await;
         let dir = lay_out(&self.config.root, spec)?;
         let environment = environment(spec)?;
         let log_path = dir.join("agent.log");
@@ -629,6 +657,9 @@ impl LocalBackend {
     /// Kill the sandboxes of this backend's directory that it does not know: none may run
     /// unsupervised, or beside the one a new start makes.
     fn kill_strays(&self) {
+        let Ok(_quiet) = self.starting.try_write() else {
+            return;
+        };
         let known: Vec<i32> = self.lock().values().map(|s| s.pid).collect();
         let parents = process_parents();
         let ours: HashSet<i32> = known

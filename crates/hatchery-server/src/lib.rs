@@ -312,13 +312,7 @@ impl Application {
                     source,
                 })?;
         let socket = config.unix_socket.as_deref().map(bind_socket).transpose()?;
-        let (provisioner, exits) = match backend(&config, &store).await? {
-            Some((backend, exits)) => (
-                Some(Arc::new(app::provisioner::Provisioner::new(backend))),
-                Some(exits),
-            ),
-            None => (None, None),
-        };
+        let (provisioner, exits) = provisioner(&config, &store).await?;
         Ok(Self {
             listener,
             socket,
@@ -399,6 +393,7 @@ impl Application {
             tokio::spawn(supervise(app.clone())),
             tokio::spawn(flush_heartbeats(app.clone())),
             tokio::spawn(app.clone().run_provisioner()),
+            tokio::spawn(app.clone().supervise_agents()),
         ];
         if let Some(exits) = self.exits {
             background.push(tokio::spawn(app.clone().watch_exits(exits)));
@@ -573,6 +568,60 @@ async fn backend(config: &ServerConfig, store: &Store) -> Result<Option<BackendP
         backend: name,
         reason,
     })
+}
+
+/// Where a backend reports agents that end on their own.
+type Exits = tokio::sync::mpsc::UnboundedReceiver<hatchery_provision::Exit>;
+
+/// The job runner over the configured backend (none without one), and the backend's
+/// reports of agents that end on their own.
+async fn provisioner(
+    config: &ServerConfig,
+    store: &Store,
+) -> Result<(Option<Arc<app::provisioner::Provisioner>>, Option<Exits>), StartError> {
+    let Some((backend, exits)) = backend(config, store).await? else {
+        return Ok((None, None));
+    };
+    // Agents that die with their control plane are this replica's to vouch for, under a
+    // name that outlives its restarts.
+    let replica = if backend.agents_outlive_control_plane() {
+        None
+    } else {
+        Some(
+            replica_id(&config.data_dir).map_err(|source| StartError::DataDir {
+                path: config.data_dir.join(REPLICA_ID_FILE),
+                source,
+            })?,
+        )
+    };
+    Ok((
+        Some(Arc::new(app::provisioner::Provisioner::new(
+            backend, replica,
+        ))),
+        Some(exits),
+    ))
+}
+
+/// The file in the data directory that holds this replica's lasting name.
+const REPLICA_ID_FILE: &str = "replica-id";
+
+/// This replica's name on the agents it runs: made once, kept in the data directory, so
+/// after a restart it knows its own (dead) agents from another live replica's.
+fn replica_id(data_dir: &std::path::Path) -> std::io::Result<String> {
+    let path = data_dir.join(REPLICA_ID_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_owned()),
+        Ok(_) => Err(std::io::Error::other(format!(
+            "{} is empty: remove it to make a new one",
+            path.display()
+        ))),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let id = format!("replica-{}", uuid::Uuid::new_v4().simple());
+            private_file::write(&path, id.as_bytes())?;
+            Ok(id)
+        }
+        Err(error) => Err(error),
+    }
 }
 
 /// The socket agents on this machine reach the control plane through, and the data

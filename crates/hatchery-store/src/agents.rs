@@ -612,17 +612,33 @@ impl Store {
     /// Workspaces whose agent this control plane launched and that should be running, but
     /// have no job in flight: after a restart of the control plane (whose sandboxes died
     /// with it) each needs a new start.
-    pub async fn launched_without_job(&self) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar(
+    ///
+    /// With `owner` (a replica that records which agents it runs), only those it ran, those
+    /// nobody owns, and those whose owner is no live replica: another live replica's
+    /// agents are not this replica's to start again.
+    pub async fn launched_without_job(
+        &self,
+        owner: Option<&str>,
+    ) -> Result<Vec<String>, StoreError> {
+        let mine = if owner.is_some() {
+            format!(" AND {}", crate::replicas::RESTARTABLE_BY)
+        } else {
+            String::new()
+        };
+        let sql = format!(
             "SELECT w.id FROM workspaces w \
-             WHERE w.status IN ('provisioning', 'online', 'degraded') AND w.external = 0 \
+             WHERE w.status IN ('provisioning', 'online', 'degraded', 'offline') \
+             AND w.external = 0{mine} \
              AND EXISTS (SELECT 1 FROM provision_jobs j WHERE j.workspace_id = w.id) \
              AND NOT EXISTS (SELECT 1 FROM provision_jobs j WHERE j.workspace_id = w.id \
                              AND j.state IN ('pending', 'claimed')) \
-             ORDER BY w.created_at, w.id",
-        )
-        .fetch_all(&self.reader)
-        .await?)
+             ORDER BY w.created_at, w.id"
+        );
+        let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql));
+        if let Some(owner) = owner {
+            query = query.bind(owner).bind(self.now());
+        }
+        Ok(query.fetch_all(&self.reader).await?)
     }
 
     /// Start a workspace's agent again after the control plane lost it: `provisioning`
@@ -631,37 +647,53 @@ impl Store {
     pub async fn relaunch(&self, id: &str, reason: &str) -> Result<bool, StoreError> {
         let now = self.now();
         let mut tx = self.begin_events().await?;
-        let member: Option<Member> =
-            sqlx::query_as("SELECT id, name, tier, runtime, status FROM workspaces WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some(member) =
-            member.filter(|m| matches!(m.status.as_str(), "provisioning" | "online" | "degraded"))
-        else {
-            return Ok(false);
-        };
-        sqlx::query(
-            "UPDATE workspaces SET status = 'provisioning', url = '', provisioning_since = $2, \
-             updated_at = $2, version = version + 1 WHERE id = $1",
-        )
-        .bind(id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        crate::tokens::revoke_all(&mut tx, id, now).await?;
-        crate::jobs::queue(&mut tx, id, "start", now).await?;
-        let payload = serde_json::json!({
-            "name": member.name, "tier": member.tier, "runtime": member.runtime, "reason": reason,
-        })
-        .to_string();
-        insert_event(
-            &mut tx,
-            &NewEvent::about("WORKSPACE_PROVISIONING", id, payload),
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(true)
+        let relaunched = relaunch_in(&mut tx, id, reason, now).await?;
+        if relaunched {
+            tx.commit().await?;
+        }
+        Ok(relaunched)
     }
+}
+
+/// [`Store::relaunch`] inside a transaction (one that holds the event lock).
+pub(crate) async fn relaunch_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    id: &str,
+    reason: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let member: Option<Member> =
+        sqlx::query_as("SELECT id, name, tier, runtime, status FROM workspaces WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    let Some(member) = member.filter(|m| {
+        matches!(
+            m.status.as_str(),
+            "provisioning" | "online" | "degraded" | "offline"
+        )
+    }) else {
+        return Ok(false);
+    };
+    sqlx::query(
+        "UPDATE workspaces SET status = 'provisioning', url = '', provisioning_since = $2, \
+         updated_at = $2, version = version + 1 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    crate::tokens::revoke_all(tx, id, now).await?;
+    crate::jobs::queue(tx, id, "start", now).await?;
+    let payload = serde_json::json!({
+        "name": member.name, "tier": member.tier, "runtime": member.runtime, "reason": reason,
+    })
+    .to_string();
+    insert_event(
+        tx,
+        &NewEvent::about("WORKSPACE_PROVISIONING", id, payload),
+        now,
+    )
+    .await?;
+    Ok(true)
 }

@@ -121,11 +121,15 @@ impl Store {
     /// says which. Under the event lock, as those moves are: a restart's revocation either
     /// comes after this token (and revokes it) or before (and this finds the job
     /// superseded).
+    ///
+    /// With `replica`, the start also records that this replica runs the agent from now
+    /// on (see `agents_owned`).
     pub async fn job_bootstrap(
         &self,
         id: &str,
         owner: &str,
         token: &NewToken,
+        replica: Option<&str>,
     ) -> Result<JobLease, StoreError> {
         let now = self.now();
         let mut tx = self.begin_events().await?;
@@ -145,6 +149,9 @@ impl Store {
         }
         revoke_kind(&mut tx, &token.workspace_id, TokenKind::Bootstrap, now).await?;
         insert_token(&mut tx, token, now).await?;
+        if let Some(replica) = replica {
+            crate::replicas::own(&mut tx, &token.workspace_id, replica).await?;
+        }
         tx.commit().await?;
         Ok(JobLease::Held)
     }

@@ -17,6 +17,7 @@ mod availability;
 mod events;
 mod jobs;
 mod page;
+mod replicas;
 mod secrets;
 mod settings;
 mod stats;

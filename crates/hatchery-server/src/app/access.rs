@@ -293,9 +293,10 @@ impl App {
         owner: &str,
     ) -> Result<Result<String, JobLease>, ApiError> {
         let token = self.bootstrap_token(row);
+        let replica = self.provisioner.as_ref().and_then(|p| p.replica.as_deref());
         let lease = self
             .store
-            .job_bootstrap(job, owner, &token.stored)
+            .job_bootstrap(job, owner, &token.stored, replica)
             .await
             .map_err(store_error("failed to issue token"))?;
         Ok(match lease {

@@ -26,8 +26,12 @@ const MAX_ATTEMPTS: i64 = 5;
 pub struct Provisioner {
     /// Where agents run.
     pub backend: Arc<dyn Backend>,
-    /// This replica's name on the leases it takes.
+    /// This process's name on the job leases it takes.
     pub owner: String,
+    /// This replica's lasting name on the agents it runs, for a backend whose agents die
+    /// with their control plane: it renews their leases, and another replica adopts them
+    /// when it dies. `None` for engines and clusters, whose agents outlive it.
+    pub replica: Option<String>,
     /// Poked when a job is queued.
     pub wake: Notify,
 }
@@ -44,10 +48,11 @@ impl std::fmt::Debug for Provisioner {
 impl Provisioner {
     /// A runner for `backend`, named uniquely.
     #[must_use]
-    pub fn new(backend: Arc<dyn Backend>) -> Self {
+    pub fn new(backend: Arc<dyn Backend>, replica: Option<String>) -> Self {
         Self {
             backend,
             owner: format!("runner-{}", uuid::Uuid::new_v4().simple()),
+            replica,
             wake: Notify::new(),
         }
     }
@@ -142,7 +147,7 @@ impl App {
         }
         let lost = self
             .store
-            .launched_without_job()
+            .launched_without_job(provisioner.replica.as_deref())
             .await
             .map_err(store_error("reconcile failed"))?;
         let mut relaunched = 0;
@@ -162,6 +167,102 @@ impl App {
             self.hub.poke();
         }
         Ok(relaunched)
+    }
+
+    /// Keep this replica's agents matched with the database, every third of a lease, for
+    /// a backend whose agents die with their control plane: renew this replica's lease,
+    /// stop the agents whose workspace must not run or that another replica now runs (a
+    /// stop or a restart handled there), and start again the agents of a replica that
+    /// died (its lease ran out).
+    pub async fn supervise_agents(self) {
+        let Some((provisioner, replica)) = self
+            .provisioner
+            .clone()
+            .and_then(|p| p.replica.clone().map(|r| (p, r)))
+        else {
+            return;
+        };
+        let every = (self.supervision.job_lease / 3).max(Duration::from_millis(100));
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            if let Err(error) = self.supervise_agents_once(&provisioner, &replica).await {
+                tracing::warn!(%error, "cannot supervise this replica's agents; trying again");
+            }
+        }
+    }
+
+    async fn supervise_agents_once(
+        &self,
+        provisioner: &Provisioner,
+        replica: &str,
+    ) -> Result<(), String> {
+        let until = self
+            .store
+            .now()
+            .saturating_add(micros(self.supervision.job_lease));
+        self.store
+            .replica_renew(replica, until)
+            .await
+            .map_err(|e| e.to_string())?;
+        let running = provisioner
+            .backend
+            .running()
+            .await
+            .map_err(|e| e.to_string())?;
+        let owned: std::collections::HashMap<String, String> = self
+            .store
+            .agents_owned(replica)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .collect();
+        let stop: Vec<String> = running
+            .into_iter()
+            .filter(|id| {
+                !owned.get(id).is_some_and(|status| {
+                    matches!(
+                        status.as_str(),
+                        "provisioning" | "online" | "degraded" | "offline"
+                    )
+                })
+            })
+            .collect();
+        if !stop.is_empty() {
+            tracing::info!(
+                count = stop.len(),
+                "stopping agents whose workspaces must not run here"
+            );
+            self.stop_agents(&stop).await;
+        }
+        let orphans = self
+            .store
+            .agents_orphaned()
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut adopted = 0;
+        for id in orphans {
+            match self
+                .store
+                .agent_adopt(&id, "its control-plane replica stopped renewing its lease")
+                .await
+            {
+                Ok(true) => adopted += 1,
+                Ok(false) => {}
+                Err(error) => tracing::warn!(%error, workspace_id = %id, "cannot adopt an agent"),
+            }
+        }
+        if adopted > 0 {
+            tracing::info!(
+                count = adopted,
+                "starting again the agents of a replica that stopped"
+            );
+            self.tokens.clear();
+            self.hub.poke();
+            self.wake_provisioner();
+        }
+        Ok(())
     }
 
     /// Run jobs until the process stops (reconciling first).

@@ -245,6 +245,10 @@ pub struct SecretSummary {
     pub updated_at: i64,
 }
 
+/// A secret change restarts up to this many workspaces before it answers; more go on
+/// after the answer.
+const INLINE_RESTARTS: usize = 100;
+
 impl App {
     /// Set a global secret; the workspaces that see it restart to pick it up.
     pub async fn secret_set_global(&self, name: &str, value: &str) -> Result<(), ApiError> {
@@ -269,8 +273,10 @@ impl App {
                 return;
             }
         };
-        // A global change may reach a whole fleet: those restarts go on after the answer,
-        // so the request neither waits for them nor is cut off halfway by its deadline.
+        // A change may reach a whole fleet: past a hundred workspaces the restarts go on
+        // after the answer, so the request neither waits for them nor is cut off halfway
+        // by its deadline; a small fleet's are done before it answers.
+        let reached_count = reached.len();
         let app = self.clone();
         let secret = name.to_owned();
         let restarts = async move {
@@ -280,7 +286,7 @@ impl App {
                 }
             }
         };
-        if scope == GLOBAL_SCOPE {
+        if reached_count > INLINE_RESTARTS {
             tokio::spawn(restarts);
         } else {
             restarts.await;
