@@ -297,3 +297,53 @@ async fn a_crash_while_a_pod_starts_leaves_one_agent_and_nothing_stuck() {
         until_gone(&cluster, &id).await;
     }
 }
+
+/// A cluster's agents outlive their control plane and a replica adopts every one it finds:
+/// a second live replica on the same database would take the first's agents for its own,
+/// so it is refused at its start, saying why; the first, restarted, is itself again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_live_replica_of_the_same_cluster_is_refused_at_start() {
+    let cluster = cluster().await;
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("shared.db").display()
+    );
+    let shared = [("HATCHERY_DATABASE_URL", database.as_str())];
+    let first = serve_with(
+        &cluster,
+        &dir.path().join("a"),
+        common::free_port(),
+        &shared,
+    )
+    .await;
+    // Its lease is taken as soon as it serves; give it a beat.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_hatchery"));
+    second
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("HATCHERY_DATA_DIR", dir.path().join("b"))
+        .env("HATCHERY_DATABASE_URL", &database)
+        .env("HATCHERY_ADMIN_TOKEN", TOKEN)
+        .env("HATCHERY_BACKEND", "kubernetes")
+        .env("HATCHERY_KUBE_API", &cluster.url)
+        .env("HATCHERY_KUBE_NAMESPACE", NAMESPACE)
+        .env("HATCHERY_KUBE_AGENT_URL", "http://127.0.0.1:9")
+        .env("HATCHERY_AGENT_IMAGE", "hatchery-agent:test");
+    let (started, said) = common::run_bounded(&mut second, Duration::from_secs(30)).await;
+    assert!(!started, "a second replica started: {said}");
+    assert!(
+        said.contains("another control-plane replica") && said.contains("kubernetes"),
+        "{said}"
+    );
+
+    let port = common::free_port();
+    drop(first);
+    let again = serve_with(&cluster, &dir.path().join("a"), port, &shared).await;
+    let (status, _) = again.call(reqwest::Method::GET, "/health", None).await;
+    assert_eq!(
+        status, 200,
+        "the same replica, restarted, is not a second one"
+    );
+}

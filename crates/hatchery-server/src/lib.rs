@@ -178,6 +178,16 @@ pub enum StartError {
     /// The provider manifest did not load: no registry, no server.
     #[error("provider registry unavailable: {0}")]
     Registry(#[from] LoadError),
+    /// Another live replica runs the same engine or cluster backend on this database.
+    #[error(
+        "another control-plane replica ({other}) runs the {backend} backend on this database: its agents outlive it and each replica adopts every one it finds, so run one replica (or, if it is gone, wait for its lease to run out: HATCHERY_JOB_LEASE)"
+    )]
+    ReplicaConflict {
+        /// The backend.
+        backend: &'static str,
+        /// The other replica's name.
+        other: String,
+    },
     /// An origin named for CORS is not one.
     #[error(transparent)]
     CorsOrigin(#[from] http::InvalidOrigin),
@@ -582,18 +592,20 @@ async fn provisioner(
     let Some((backend, exits)) = backend(config, store).await? else {
         return Ok((None, None));
     };
-    // Agents that die with their control plane are this replica's to vouch for, under a
-    // name that outlives its restarts.
-    let replica = if backend.agents_outlive_control_plane() {
-        None
-    } else {
-        Some(
-            replica_id(&config.data_dir).map_err(|source| StartError::DataDir {
-                path: config.data_dir.join(REPLICA_ID_FILE),
-                source,
-            })?,
-        )
-    };
+    let replica = replica_id(&config.data_dir).map_err(|source| StartError::DataDir {
+        path: config.data_dir.join(REPLICA_ID_FILE),
+        source,
+    })?;
+    // An engine's or a cluster's agents outlive their control plane, and a replica adopts
+    // every one it finds: a second live replica would take the first's for its own.
+    if backend.agents_outlive_control_plane()
+        && let Some(other) = store.replica_other_live(&replica, backend.name()).await?
+    {
+        return Err(StartError::ReplicaConflict {
+            backend: backend.name(),
+            other,
+        });
+    }
     Ok((
         Some(Arc::new(app::provisioner::Provisioner::new(
             backend, replica,
@@ -605,8 +617,9 @@ async fn provisioner(
 /// The file in the data directory that holds this replica's lasting name.
 const REPLICA_ID_FILE: &str = "replica-id";
 
-/// This replica's name on the agents it runs: made once, kept in the data directory, so
-/// after a restart it knows its own (dead) agents from another live replica's.
+/// This replica's lasting name: made once, kept in the data directory, so after a restart
+/// it knows its own (dead) agents from another live replica's, and its own lease from a
+/// second replica's.
 fn replica_id(data_dir: &std::path::Path) -> std::io::Result<String> {
     let path = data_dir.join(REPLICA_ID_FILE);
     match std::fs::read_to_string(&path) {

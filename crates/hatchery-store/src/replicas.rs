@@ -15,17 +15,42 @@ const OWNER_GONE: &str = "NOT EXISTS (SELECT 1 FROM replicas r \
      WHERE r.id = w.agent_owner AND r.lease_until >= $1)";
 
 impl Store {
-    /// Renew replica `id`'s lease until `until` (taken, the first time).
-    pub async fn replica_renew(&self, id: &str, until: i64) -> Result<(), StoreError> {
+    /// Renew replica `id`'s lease, running `backend`, until `until` (taken, the first
+    /// time).
+    pub async fn replica_renew(
+        &self,
+        id: &str,
+        backend: &str,
+        until: i64,
+    ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO replicas (id, lease_until) VALUES ($1, $2) \
-             ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until",
+            "INSERT INTO replicas (id, backend, lease_until) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET backend = excluded.backend, \
+             lease_until = excluded.lease_until",
         )
         .bind(id)
+        .bind(backend)
         .bind(until)
         .execute(&self.writer)
         .await?;
         Ok(())
+    }
+
+    /// Another live replica (not `id`) running `backend`, if there is one.
+    pub async fn replica_other_live(
+        &self,
+        id: &str,
+        backend: &str,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM replicas WHERE id <> $1 AND backend = $2 AND lease_until >= $3 \
+             ORDER BY id LIMIT 1",
+        )
+        .bind(id)
+        .bind(backend)
+        .bind(self.now())
+        .fetch_optional(&self.reader)
+        .await?)
     }
 
     /// The workspaces whose agent `owner` started, with their status.

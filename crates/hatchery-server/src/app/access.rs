@@ -293,7 +293,7 @@ impl App {
         owner: &str,
     ) -> Result<Result<String, JobLease>, ApiError> {
         let token = self.bootstrap_token(row);
-        let replica = self.provisioner.as_ref().and_then(|p| p.replica.as_deref());
+        let replica = self.provisioner.as_ref().and_then(|p| p.agent_owner());
         let lease = self
             .store
             .job_bootstrap(job, owner, &token.stored, replica)

@@ -28,10 +28,10 @@ pub struct Provisioner {
     pub backend: Arc<dyn Backend>,
     /// This process's name on the job leases it takes.
     pub owner: String,
-    /// This replica's lasting name on the agents it runs, for a backend whose agents die
-    /// with their control plane: it renews their leases, and another replica adopts them
-    /// when it dies. `None` for engines and clusters, whose agents outlive it.
-    pub replica: Option<String>,
+    /// This replica's lasting name (kept in its data directory), on the lease it renews
+    /// while it lives and, for a backend whose agents die with their control plane, on the
+    /// agents it runs (another replica adopts them when it dies).
+    pub replica: String,
     /// Poked when a job is queued.
     pub wake: Notify,
 }
@@ -46,9 +46,16 @@ impl std::fmt::Debug for Provisioner {
 }
 
 impl Provisioner {
+    /// This replica's name on the agents it runs, when its backend's agents die with it
+    /// (engines' and clusters' outlive it: nobody owns them).
+    #[must_use]
+    pub fn agent_owner(&self) -> Option<&str> {
+        (!self.backend.agents_outlive_control_plane()).then_some(self.replica.as_str())
+    }
+
     /// A runner for `backend`, named uniquely.
     #[must_use]
-    pub fn new(backend: Arc<dyn Backend>, replica: Option<String>) -> Self {
+    pub fn new(backend: Arc<dyn Backend>, replica: String) -> Self {
         Self {
             backend,
             owner: format!("runner-{}", uuid::Uuid::new_v4().simple()),
@@ -147,7 +154,7 @@ impl App {
         }
         let lost = self
             .store
-            .launched_without_job(provisioner.replica.as_deref())
+            .launched_without_job(provisioner.agent_owner())
             .await
             .map_err(store_error("reconcile failed"))?;
         let mut relaunched = 0;
@@ -169,17 +176,13 @@ impl App {
         Ok(relaunched)
     }
 
-    /// Keep this replica's agents matched with the database, every third of a lease, for
-    /// a backend whose agents die with their control plane: renew this replica's lease,
-    /// stop the agents whose workspace must not run or that another replica now runs (a
-    /// stop or a restart handled there), and start again the agents of a replica that
-    /// died (its lease ran out).
+    /// Every third of a lease: renew this replica's lease and, for a backend whose agents
+    /// die with their control plane, keep its agents matched with the database: stop those
+    /// whose workspace must not run or that another replica now runs (a stop or a restart
+    /// handled there), and start again the agents of a replica that died (its lease ran
+    /// out).
     pub async fn supervise_agents(self) {
-        let Some((provisioner, replica)) = self
-            .provisioner
-            .clone()
-            .and_then(|p| p.replica.clone().map(|r| (p, r)))
-        else {
+        let Some(provisioner) = self.provisioner.clone() else {
             return;
         };
         let every = (self.supervision.job_lease / 3).max(Duration::from_millis(100));
@@ -187,25 +190,24 @@ impl App {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            if let Err(error) = self.supervise_agents_once(&provisioner, &replica).await {
+            if let Err(error) = self.supervise_agents_once(&provisioner).await {
                 tracing::warn!(%error, "cannot supervise this replica's agents; trying again");
             }
         }
     }
 
-    async fn supervise_agents_once(
-        &self,
-        provisioner: &Provisioner,
-        replica: &str,
-    ) -> Result<(), String> {
+    async fn supervise_agents_once(&self, provisioner: &Provisioner) -> Result<(), String> {
         let until = self
             .store
             .now()
             .saturating_add(micros(self.supervision.job_lease));
         self.store
-            .replica_renew(replica, until)
+            .replica_renew(&provisioner.replica, provisioner.backend.name(), until)
             .await
             .map_err(|e| e.to_string())?;
+        let Some(replica) = provisioner.agent_owner() else {
+            return Ok(());
+        };
         let running = provisioner
             .backend
             .running()
