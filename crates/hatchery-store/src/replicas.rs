@@ -53,14 +53,15 @@ impl Store {
         .await?)
     }
 
-    /// The workspaces whose agent `owner` started, with their status.
-    pub async fn agents_owned(&self, owner: &str) -> Result<Vec<(String, String)>, StoreError> {
-        Ok(
-            sqlx::query_as("SELECT id, status FROM workspaces WHERE agent_owner = $1")
-                .bind(owner)
-                .fetch_all(&self.reader)
-                .await?,
-        )
+    /// The workspaces whose agent `owner` started and that should still run one (not
+    /// paused, removed or failed since).
+    pub async fn agents_owned(&self, owner: &str) -> Result<Vec<String>, StoreError> {
+        let sql =
+            format!("SELECT id FROM workspaces WHERE agent_owner = $1 AND status IN {WANTED}");
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(owner)
+            .fetch_all(&self.reader)
+            .await?)
     }
 
     /// Workspaces that should run an agent, whose owner is no live replica (it died) and

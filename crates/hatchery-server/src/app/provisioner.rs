@@ -213,7 +213,7 @@ impl App {
             .running()
             .await
             .map_err(|e| e.to_string())?;
-        let owned: std::collections::HashMap<String, String> = self
+        let owned: std::collections::HashSet<String> = self
             .store
             .agents_owned(replica)
             .await
@@ -222,14 +222,7 @@ impl App {
             .collect();
         let stop: Vec<String> = running
             .into_iter()
-            .filter(|id| {
-                !owned.get(id).is_some_and(|status| {
-                    matches!(
-                        status.as_str(),
-                        "provisioning" | "online" | "degraded" | "offline"
-                    )
-                })
-            })
+            .filter(|id| !owned.contains(id))
             .collect();
         if !stop.is_empty() {
             tracing::info!(
