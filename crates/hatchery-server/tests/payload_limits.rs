@@ -25,13 +25,7 @@ hatchery_testkit::both_databases!(
 /// A GET as the admin (or with `token`): status, body, and whether the page says it was
 /// cut short by its byte budget.
 async fn get_page(server: &Running, path: &str, token: &str) -> (u16, Value, bool) {
-    let response = server
-        .client
-        .get(format!("{}{path}", server.base))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
+    let response = server.get_response(path, token).await;
     let status = response.status().as_u16();
     let truncated = match response.headers().get("x-hatchery-truncated") {
         None => false,

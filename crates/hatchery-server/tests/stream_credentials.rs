@@ -38,13 +38,7 @@ async fn token_of(server: &Running, id: &str) -> (String, String) {
 
 /// A streaming GET with `token`; asserts 200.
 async fn open(server: &Running, path: &str, token: &str) -> reqwest::Response {
-    let response = server
-        .client
-        .get(format!("{}{path}", server.base))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
+    let response = server.get_response(path, token).await;
     assert_eq!(response.status(), 200, "{path}");
     response
 }

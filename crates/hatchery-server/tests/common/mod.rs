@@ -240,6 +240,16 @@ pub fn write_manifest(dir: &Path, name: &str, text: &str) -> PathBuf {
 }
 
 impl Running {
+    /// A GET with `token`, its whole response (headers, a body to stream).
+    pub async fn get_response(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// A GET with the given bearer (or none).
     pub async fn get_as(&self, path: &str, token: Option<&str>) -> (u16, Value) {
         let mut request = self.client.get(format!("{}{path}", self.base));
