@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hatchery_testkit::{Db, TestDb};
-use serde_json::{Value, json};
+use serde_json::json;
 
 mod common;
 
@@ -59,24 +59,12 @@ fn runners_of(id: &str, replicas: &[u32]) -> Vec<u32> {
         .collect()
 }
 
-async fn call(method: reqwest::Method, url: String, body: Option<Value>) -> (u16, Value) {
-    let mut request = reqwest::Client::new()
-        .request(method, url)
-        .bearer_auth(TOKEN);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 /// Wait (bounded) until every workspace is online with exactly one sandbox, run by one of
 /// `replicas`.
-async fn until_one_agent_each(base: &str, ids: &[String], replicas: &[u32]) {
+async fn until_one_agent_each(admin: &common::Admin, ids: &[String], replicas: &[u32]) {
     let deadline = Instant::now() + Duration::from_mins(3);
     loop {
-        let (_, list) = call(reqwest::Method::GET, format!("{base}/workspaces"), None).await;
+        let (_, list) = admin.call(reqwest::Method::GET, "/workspaces", None).await;
         let online: HashSet<&str> = list
             .as_array()
             .unwrap()
@@ -152,6 +140,7 @@ async fn two_replicas_keep_one_agent_per_workspace_and_the_survivor_adopts_the_d
     let first = start(&dir.path().join("a"), &database.url).await;
     let mut second = start(&dir.path().join("b"), &database.url).await;
     let replicas = [first.child.id(), second.child.id()];
+    let first_admin = common::Admin::new(&first.base, TOKEN);
     let heard_first = subscribe(&first.base);
     let heard_second = subscribe(&second.base);
 
@@ -167,21 +156,14 @@ async fn two_replicas_keep_one_agent_per_workspace_and_the_survivor_adopts_the_d
         creating.spawn(async move {
             let body = json!({"name": format!("w{n}"), "runtime": "claude-code",
                               "model": "moonshot/kimi-k2.6"});
-            let (status, created) = call(
-                reqwest::Method::POST,
-                format!("{base}/workspaces"),
-                Some(body),
-            )
-            .await;
-            assert_eq!(status, 201, "{created}");
-            created["id"].as_str().unwrap().to_owned()
+            common::Admin::new(&base, TOKEN).create(body).await
         });
     }
     let mut ids = Vec::new();
     while let Some(id) = creating.join_next().await {
         ids.push(id.unwrap());
     }
-    until_one_agent_each(&first.base, &ids, &replicas).await;
+    until_one_agent_each(&first_admin, &ids, &replicas).await;
     let by_runner: HashMap<u32, usize> = ids.iter().fold(HashMap::new(), |mut counts, id| {
         *counts.entry(runners_of(id, &replicas)[0]).or_default() += 1;
         counts
@@ -198,12 +180,13 @@ async fn two_replicas_keep_one_agent_per_workspace_and_the_survivor_adopts_the_d
         .find(|id| runners_of(id, &replicas) == [second.child.id()])
         .unwrap()
         .clone();
-    let (status, body) = call(
-        reqwest::Method::POST,
-        format!("{}/workspaces/{theirs}/pause", first.base),
-        None,
-    )
-    .await;
+    let (status, body) = first_admin
+        .call(
+            reqwest::Method::POST,
+            &format!("/workspaces/{theirs}/pause"),
+            None,
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     let deadline = Instant::now() + Duration::from_secs(15);
     while !runners_of(&theirs, &replicas).is_empty() {
@@ -213,14 +196,15 @@ async fn two_replicas_keep_one_agent_per_workspace_and_the_survivor_adopts_the_d
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let (status, body) = call(
-        reqwest::Method::POST,
-        format!("{}/workspaces/{theirs}/resume", first.base),
-        None,
-    )
-    .await;
+    let (status, body) = first_admin
+        .call(
+            reqwest::Method::POST,
+            &format!("/workspaces/{theirs}/resume"),
+            None,
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
-    until_one_agent_each(&first.base, &ids, &replicas).await;
+    until_one_agent_each(&first_admin, &ids, &replicas).await;
 
     // The second replica dies without a word; its sandboxes die with it.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -228,7 +212,7 @@ async fn two_replicas_keep_one_agent_per_workspace_and_the_survivor_adopts_the_d
     second.child.kill().unwrap();
     second.child.wait().unwrap();
     // Once their leases run out, the survivor runs every agent: one each.
-    until_one_agent_each(&first.base, &ids, &[first.child.id()]).await;
+    until_one_agent_each(&first_admin, &ids, &[first.child.id()]).await;
 
     assert_once(&heard_first.lock().unwrap(), "first");
     assert_once(&heard_before_death, "second");
