@@ -31,7 +31,7 @@ async fn server(dir: &Path) -> Server {
         platform_key: Some("platform-gateway-key".to_owned()),
         dev: false,
         supervision: Supervision::default(),
-        event_buffer: hatchery_server::event_hub::DEFAULT_CAPACITY,
+        event_buffer: hatchery_server::event_hub::EventBuffer::default(),
         unix_socket: Some(socket.clone()),
         backend: hatchery_server::BackendChoice::None,
         templates_dir: None,

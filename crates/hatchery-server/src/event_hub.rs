@@ -1,12 +1,16 @@
 //! Live events: one tailer reads the event log after its cursor and fans each event out to
-//! every subscriber through a bounded broadcast channel; broadcast-only events
-//! (`WORKSPACE_HEARTBEAT`, `TASK_UPDATED`, `ACTIVITY_LOGGED`) go straight to the channel.
+//! every subscriber through a ring of recent batches, bounded in count and in bytes;
+//! broadcast-only events (`WORKSPACE_HEARTBEAT`, `TASK_UPDATED`, `ACTIVITY_LOGGED`) go
+//! straight to the ring.
 //!
 //! The log is the source of truth, so nothing a subscriber misses is lost: the writer never
-//! waits for a subscriber, a subscriber that falls more than the channel's capacity behind
-//! is told so and catches up from the log by cursor, and other replicas' events arrive by
-//! polling. Each event is serialised once, not once per subscriber.
+//! waits for a subscriber, a subscriber that falls behind the ring's oldest batch is told
+//! so and catches up from the log by cursor, and other replicas' events arrive by polling.
+//! Each event is serialised once, not once per subscriber. So a subscriber that never
+//! reads holds at most the one batch it is being sent; the ring holds the rest, within
+//! its budget, whoever reads.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -14,21 +18,40 @@ use std::time::Duration;
 use axum::body::Bytes;
 use hatchery_store::{EventRow, Store};
 use serde_json::Value;
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{Notify, watch};
 
 use crate::app::limits::PAGE_BUDGET_BYTES;
 
-/// How many batches a subscriber may fall behind before it is told it lagged (the
-/// default of `ServerConfig::event_buffer`).
-pub const DEFAULT_CAPACITY: usize = 4096;
+/// How far behind a stream subscriber may fall before it is told it lagged and catches up
+/// from the log: the event hub keeps the newest batches within both bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventBuffer {
+    /// The most batches kept.
+    pub batches: usize,
+    /// The most memory the kept batches may take, estimated (see `Batch::weight`); the
+    /// newest batch is kept whatever its size.
+    pub bytes: usize,
+}
+
+impl Default for EventBuffer {
+    fn default() -> Self {
+        Self {
+            batches: 4096,
+            bytes: 32 << 20,
+        }
+    }
+}
 /// How often the log is read when nobody pokes the tailer (events of other replicas).
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// Events read from the log per query.
 const PAGE: i64 = 1000;
 /// The shortest time between two batches.
 const GATHER: Duration = Duration::from_millis(20);
-/// The most broadcast-only events waiting for one batch.
-const PENDING_LIMIT: usize = 65_536;
+/// The most broadcast-only events waiting for the next batch, in bytes of their frames.
+const PENDING_LIMIT_BYTES: usize = 1 << 20;
+/// A batch is closed once its frames reach this size (one event may exceed it alone), so
+/// a stalled subscriber pins little.
+const BATCH_BYTES: usize = 256 << 10;
 
 /// One event as subscribers receive it: its SSE frame is built once, not once per
 /// subscriber; its WebSocket message only when a WebSocket asks.
@@ -109,21 +132,74 @@ impl StreamEvent {
     }
 }
 
-/// Events published together: one channel message, one wake-up per subscriber, and — for
-/// a subscriber that wants them all — one write of bytes built once.
+/// Events published together: one ring entry, one wake-up per subscriber, and — for a
+/// subscriber that wants them all — one write of bytes built once.
 #[derive(Debug)]
 pub struct Batch {
     /// The events, logged ones in cursor order.
     pub events: Vec<Arc<StreamEvent>>,
     /// Every event's SSE frame, concatenated.
     pub sse: Bytes,
+    /// The memory it holds, estimated: its frames twice (each event's and the
+    /// concatenation), the parsed payloads and the WebSocket text about as much again
+    /// each, and a fixed cost an event.
+    weight: usize,
 }
 
 impl Batch {
     fn new(events: Vec<Arc<StreamEvent>>) -> Self {
         let sse = sse_frames(&events);
-        Self { events, sse }
+        let weight = 4 * sse.len() + 256 * events.len();
+        Self {
+            events,
+            sse,
+            weight,
+        }
     }
+}
+
+/// The batches subscribers may still read: the newest ones, within the buffer's bounds.
+#[derive(Debug, Default)]
+struct Ring {
+    batches: VecDeque<Arc<Batch>>,
+    /// The number of the oldest batch kept (batches are numbered as they are published).
+    first: u64,
+    /// The weight of the batches kept.
+    weight: usize,
+}
+
+impl Ring {
+    /// The number the next batch will get.
+    fn end(&self) -> u64 {
+        self.first + self.batches.len() as u64
+    }
+
+    fn push(&mut self, batch: Arc<Batch>, bounds: EventBuffer) {
+        self.weight += batch.weight;
+        self.batches.push_back(batch);
+        while self.batches.len() > 1
+            && (self.batches.len() > bounds.batches || self.weight > bounds.bytes)
+        {
+            if let Some(oldest) = self.batches.pop_front() {
+                self.weight -= oldest.weight;
+                self.first += 1;
+            }
+        }
+    }
+
+    /// Forget every batch (nobody is subscribed); numbering goes on.
+    fn clear(&mut self) {
+        self.first = self.end();
+        self.batches.clear();
+        self.weight = 0;
+    }
+}
+
+/// Broadcast-only events waiting for the next batch.
+#[derive(Debug, Default)]
+struct Pending {
+    events: Vec<Arc<StreamEvent>>,
+    bytes: usize,
 }
 
 /// The SSE frames of `events`, one after the other.
@@ -144,25 +220,39 @@ pub struct EventHub {
 
 #[derive(Debug)]
 struct Inner {
-    sender: broadcast::Sender<Arc<Batch>>,
+    ring: Mutex<Ring>,
+    bounds: EventBuffer,
+    /// Tells subscribers the ring's end moved; its receivers are the subscribers.
+    published: watch::Sender<u64>,
     poke: Notify,
-    /// Broadcast-only events waiting for the next batch.
-    pending: Mutex<Vec<Arc<StreamEvent>>>,
+    pending: Mutex<Pending>,
     /// The last cursor broadcast.
     cursor: AtomicI64,
 }
 
+/// Lock, and go on after a panic elsewhere: every critical section leaves its data whole.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl EventHub {
     /// A hub whose tailer starts after `cursor` (the newest event at start-up), letting a
-    /// subscriber fall `capacity` batches behind before it lags.
+    /// subscriber fall as far behind as `bounds` allow before it lags.
     #[must_use]
-    pub fn new(cursor: i64, capacity: usize) -> Self {
-        let (sender, _) = broadcast::channel(capacity.max(1));
+    pub fn new(cursor: i64, bounds: EventBuffer) -> Self {
+        let bounds = EventBuffer {
+            batches: bounds.batches.max(1),
+            bytes: bounds.bytes,
+        };
         Self {
             inner: Arc::new(Inner {
-                sender,
+                ring: Mutex::new(Ring::default()),
+                bounds,
+                published: watch::Sender::new(0),
                 poke: Notify::new(),
-                pending: Mutex::new(Vec::new()),
+                pending: Mutex::new(Pending::default()),
                 cursor: AtomicI64::new(cursor),
             }),
         }
@@ -176,37 +266,74 @@ impl EventHub {
     /// Send a broadcast-only event (never stored) with the next batch, built only if
     /// anyone listens.
     pub fn broadcast(&self, event: impl FnOnce() -> StreamEvent) {
-        if self.inner.sender.receiver_count() == 0 {
+        if self.subscribers() == 0 {
             return;
         }
         let event = Arc::new(event());
-        let mut pending = self.pending();
+        let mut pending = lock(&self.inner.pending);
         // Bounded: a flood of broadcast-only events beyond this is dropped, never queued
         // without end (they are "latest state" notices; the log holds what matters).
-        if pending.len() < PENDING_LIMIT {
-            pending.push(event);
+        if pending.bytes + event.sse_frame.len() <= PENDING_LIMIT_BYTES {
+            pending.bytes += event.sse_frame.len();
+            pending.events.push(event);
         }
         drop(pending);
         self.poke();
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, Vec<Arc<StreamEvent>>> {
-        self.inner
-            .pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// A new subscription: every batch sent from now on.
+    /// A new subscription: every batch published from now on.
     #[must_use]
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Batch>> {
-        self.inner.sender.subscribe()
+    pub fn subscribe(&self) -> Subscription {
+        // Watch first: a batch published between the two is both seen and waited for.
+        let published = self.inner.published.subscribe();
+        let next = lock(&self.inner.ring).end();
+        Subscription {
+            inner: Arc::clone(&self.inner),
+            published,
+            next,
+        }
     }
 
     /// How many subscribers are connected.
     #[must_use]
     pub fn subscribers(&self) -> usize {
-        self.inner.sender.receiver_count()
+        self.inner.published.receiver_count()
+    }
+
+    /// The estimated memory the kept batches take (at most the buffer's byte bound, or
+    /// the newest batch alone).
+    #[must_use]
+    pub fn buffered_bytes(&self) -> usize {
+        lock(&self.inner.ring).weight
+    }
+
+    /// Publish `events` in batches of at most `BATCH_BYTES` of frames (one event may exceed
+    /// it alone), if anyone listens.
+    fn publish(&self, events: Vec<Arc<StreamEvent>>) {
+        let mut ring = lock(&self.inner.ring);
+        if self.subscribers() == 0 {
+            ring.clear();
+            return;
+        }
+        let mut batch = Vec::new();
+        let mut batch_bytes = 0;
+        for event in events {
+            if !batch.is_empty() && batch_bytes + event.sse_frame.len() > BATCH_BYTES {
+                ring.push(
+                    Arc::new(Batch::new(std::mem::take(&mut batch))),
+                    self.inner.bounds,
+                );
+                batch_bytes = 0;
+            }
+            batch_bytes += event.sse_frame.len();
+            batch.push(event);
+        }
+        if !batch.is_empty() {
+            ring.push(Arc::new(Batch::new(batch)), self.inner.bounds);
+        }
+        let end = ring.end();
+        drop(ring);
+        self.inner.published.send_replace(end);
     }
 
     /// Tail the log until the process stops: on each poke, and every poll interval. At
@@ -246,16 +373,60 @@ impl EventHub {
                 .iter()
                 .map(|row| Arc::new(StreamEvent::from_row(row)))
                 .collect();
-            events.append(&mut self.pending());
+            events.append(&mut std::mem::take(&mut *lock(&self.inner.pending)).events);
             if !events.is_empty() {
-                // Nobody listening is not an error.
-                let _ = self.inner.sender.send(Arc::new(Batch::new(events)));
+                self.publish(events);
             }
             if let Some(last) = rows.last().map(|row| row.seq) {
                 self.inner.cursor.store(last, Ordering::Release);
             }
             if i64::try_from(rows.len()).unwrap_or(PAGE) < PAGE && !page.truncated {
                 return Ok(());
+            }
+        }
+    }
+}
+
+/// One subscriber's place in the ring.
+#[derive(Debug)]
+pub struct Subscription {
+    inner: Arc<Inner>,
+    published: watch::Receiver<u64>,
+    /// The number of the next batch to read.
+    next: u64,
+}
+
+/// Why a subscription gave no batch.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Lagged {
+    /// Batches the ring dropped before this subscriber read them.
+    pub missed: u64,
+}
+
+impl Subscription {
+    /// The next batch, waiting for one; `Err` when the ring dropped batches this
+    /// subscriber had not read (it then goes on from the oldest kept).
+    pub async fn recv(&mut self) -> Result<Arc<Batch>, Lagged> {
+        loop {
+            // Mark the end seen before reading the ring: a batch published after the read
+            // wakes the wait below.
+            self.published.borrow_and_update();
+            {
+                let ring = lock(&self.inner.ring);
+                if self.next < ring.first {
+                    let missed = ring.first - self.next;
+                    self.next = ring.first;
+                    return Err(Lagged { missed });
+                }
+                let offset = usize::try_from(self.next - ring.first).unwrap_or(usize::MAX);
+                if let Some(batch) = ring.batches.get(offset) {
+                    self.next += 1;
+                    return Ok(Arc::clone(batch));
+                }
+            }
+            if self.published.changed().await.is_err() {
+                // The hub is gone with the process; nothing more will come.
+                std::future::pending::<()>().await;
             }
         }
     }
@@ -271,7 +442,7 @@ pub enum Delivery {
     /// The subscriber fell `missed` batches behind; what follows is read from the log
     /// after `resume_after` (broadcast-only events in the gap are gone).
     Lagged {
-        /// Batches dropped from the channel.
+        /// Batches dropped from the ring before it read them.
         missed: u64,
         /// The last cursor delivered before the gap.
         resume_after: i64,
@@ -318,7 +489,7 @@ impl From<OpenError> for crate::error::ApiError {
 /// must read the log before the channel (at the start, and after a lag).
 #[derive(Debug)]
 pub struct Cursor {
-    receiver: broadcast::Receiver<Arc<Batch>>,
+    subscription: Subscription,
     store: Store,
     filter: Option<String>,
     last_seq: i64,
@@ -368,7 +539,7 @@ impl Cursor {
         filter: Option<String>,
         after: Option<i64>,
     ) -> Result<Self, OpenError> {
-        let receiver = hub.subscribe();
+        let subscription = hub.subscribe();
         let newest = store.event_last_seq().await?;
         if let Some(after) = after {
             let pruned_through = store.event_pruned_through().await?;
@@ -380,7 +551,7 @@ impl Cursor {
         // event until the log caught up with it: resume from the newest instead.
         let last_seq = after.map_or(newest, |after| after.min(newest));
         Ok(Self {
-            receiver,
+            subscription,
             store,
             filter,
             last_seq,
@@ -433,7 +604,7 @@ impl Cursor {
                 self.advance(&events);
                 return Some(Delivery::Events(events));
             }
-            let Ok(received) = tokio::time::timeout(idle, self.receiver.recv()).await else {
+            let Ok(received) = tokio::time::timeout(idle, self.subscription.recv()).await else {
                 return Some(Delivery::Idle);
             };
             match received {
@@ -459,15 +630,125 @@ impl Cursor {
                         return Some(Delivery::Events(events));
                     }
                 }
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                Err(Lagged { missed }) => {
                     self.catching_up = true;
                     return Some(Delivery::Lagged {
                         missed,
                         resume_after: self.last_seq,
                     });
                 }
-                Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(seq: i64, blob_bytes: usize) -> Arc<StreamEvent> {
+        let payload = serde_json::json!({ "blob": "x".repeat(blob_bytes) });
+        Arc::new(StreamEvent::new(
+            Some(seq),
+            "AGENT_CARD_UPDATED",
+            Some("w"),
+            &payload,
+            0,
+        ))
+    }
+
+    fn seqs(batch: &Batch) -> Vec<i64> {
+        batch.events.iter().filter_map(|e| e.seq).collect()
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_never_reads_holds_the_ring_within_its_byte_budget() {
+        const BUDGET: usize = 1 << 20;
+        let hub = EventHub::new(
+            0,
+            EventBuffer {
+                batches: 4096,
+                bytes: BUDGET,
+            },
+        );
+        let mut reader = hub.subscribe();
+        let mut stalled = hub.subscribe();
+        // 200 batches of one 60 KB event: twelve megabytes of frames, fifty times the
+        // budget, far fewer batches than the count bound.
+        for seq in 1..=200 {
+            hub.publish(vec![event(seq, 60_000)]);
+            assert!(hub.buffered_bytes() <= BUDGET, "{}", hub.buffered_bytes());
+            // The subscriber that reads gets every batch, in order.
+            let batch = reader.recv().await.expect("a reader keeping up never lags");
+            assert_eq!(seqs(&batch), [seq]);
+        }
+        // The stalled one is told how much it missed, then reads what the ring kept, up
+        // to the newest.
+        let Err(Lagged { missed }) = stalled.recv().await else {
+            panic!("the stalled subscriber should have lagged");
+        };
+        let kept = hub.inner.ring.lock().unwrap().batches.len() as u64;
+        assert_eq!(missed + kept, 200);
+        assert!(kept >= 1 && missed > 150, "missed {missed}, kept {kept}");
+        let mut last = 0;
+        for _ in 0..kept {
+            last = seqs(&stalled.recv().await.unwrap())[0];
+        }
+        assert_eq!(last, 200);
+    }
+
+    #[tokio::test]
+    async fn a_burst_goes_out_in_batches_of_bounded_size() {
+        let hub = EventHub::new(0, EventBuffer::default());
+        let mut reader = hub.subscribe();
+        hub.publish((1..=20).map(|seq| event(seq, 60_000)).collect());
+        let mut seen = Vec::new();
+        while seen.len() < 20 {
+            let batch = reader.recv().await.unwrap();
+            assert!(
+                batch.events.len() == 1 || batch.sse.len() <= BATCH_BYTES,
+                "a batch of {} bytes",
+                batch.sse.len()
+            );
+            seen.extend(seqs(&batch));
+        }
+        assert_eq!(seen, (1..=20).collect::<Vec<_>>());
+        assert!(hub.inner.ring.lock().unwrap().batches.len() > 1);
+    }
+
+    #[tokio::test]
+    async fn nothing_is_kept_without_subscribers_and_a_waiting_one_is_woken() {
+        let hub = EventHub::new(0, EventBuffer::default());
+        hub.publish(vec![event(1, 10)]);
+        assert_eq!(hub.buffered_bytes(), 0);
+        let mut waiting = hub.subscribe();
+        let woken = tokio::spawn(async move { waiting.recv().await.map(|b| seqs(&b)) });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        hub.publish(vec![event(2, 10)]);
+        let received = tokio::time::timeout(Duration::from_secs(5), woken)
+            .await
+            .expect("woken by the publish")
+            .unwrap();
+        assert_eq!(received, Ok(vec![2]), "only what came after subscribing");
+    }
+
+    #[test]
+    fn broadcast_only_events_wait_within_their_byte_limit() {
+        let hub = EventHub::new(0, EventBuffer::default());
+        let _subscriber = hub.subscribe();
+        for _ in 0..100 {
+            hub.broadcast(|| {
+                StreamEvent::new(
+                    None,
+                    "TASK_UPDATED",
+                    Some("w"),
+                    &serde_json::json!({"t": "y".repeat(60_000)}),
+                    0,
+                )
+            });
+        }
+        let pending = hub.inner.pending.lock().unwrap();
+        assert!(pending.bytes <= PENDING_LIMIT_BYTES);
+        assert!(pending.events.len() < 100 && !pending.events.is_empty());
     }
 }

@@ -59,9 +59,9 @@ pub struct ServerConfig {
     pub dev: bool,
     /// Liveness TTL, provisioning deadlines, sweep cadence, and the clock.
     pub supervision: Supervision,
-    /// How many events a stream subscriber may fall behind before it is told it lagged
-    /// (and catches up from the log).
-    pub event_buffer: usize,
+    /// How far a stream subscriber may fall behind before it is told it lagged (and
+    /// catches up from the log), in batches and in bytes.
+    pub event_buffer: event_hub::EventBuffer,
     /// A Unix socket to serve the same API on (sandboxed agents reach the control plane
     /// through it, with no network); `None` for TCP only.
     pub unix_socket: Option<PathBuf>,

@@ -43,6 +43,8 @@ pub struct Scrape {
     pub registry_available: bool,
     /// Live event stream subscribers.
     pub subscribers: usize,
+    /// The estimated memory of the event batches kept for subscribers.
+    pub event_buffer_bytes: usize,
     /// Heartbeats waiting to be written.
     pub buffered_heartbeats: usize,
     /// The backend hatchery's own workspaces run on (`local`, `docker`, …, `none`).
@@ -244,6 +246,12 @@ impl prometheus_client::collector::Collector for ScrapeCollector {
             "hatchery_event_subscribers",
             "Live event stream subscribers (SSE and WebSocket).",
             as_gauge(scrape.subscribers),
+        )?;
+        gauge(
+            &mut encoder,
+            "hatchery_event_buffer_bytes",
+            "Estimated memory of the recent event batches kept for stream subscribers.",
+            as_gauge(scrape.event_buffer_bytes),
         )?;
         gauge(
             &mut encoder,

@@ -25,6 +25,9 @@ pub struct ConnectionLimits {
     /// How long a client has to send a request's headers, counted from when the server
     /// starts waiting for them (so also how long an idle keep-alive connection stays).
     pub header_timeout: Duration,
+    /// How long a write may wait for a client that reads nothing before the connection is
+    /// closed (a stalled stream subscriber otherwise holds its buffers for good).
+    pub write_timeout: Duration,
 }
 
 impl Default for ConnectionLimits {
@@ -32,6 +35,7 @@ impl Default for ConnectionLimits {
         Self {
             max_connections: 4096,
             header_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -74,6 +78,8 @@ pub async fn serve<L: Listener>(
             let io = Capped {
                 io,
                 _permit: permit,
+                write_timeout: limits.write_timeout,
+                write_stalled: None,
             };
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -99,10 +105,40 @@ pub async fn serve<L: Listener>(
     while connections.join_next().await.is_some() {}
 }
 
-/// A connection's IO holding its place under the cap until it is dropped.
+/// A connection's IO holding its place under the cap until it is dropped, and failing a
+/// write the client has not let through for the write timeout.
 struct Capped<Io> {
     io: Io,
     _permit: OwnedSemaphorePermit,
+    write_timeout: Duration,
+    /// Running while writes wait for the client.
+    write_stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<Io> Capped<Io> {
+    /// Pass a write's outcome on; while it waits, fail it once the client has read nothing
+    /// for the write timeout (the timer wakes the connection to say so).
+    fn bound_write<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        written: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        if written.is_ready() {
+            self.write_stalled = None;
+            return written;
+        }
+        let timeout = self.write_timeout;
+        let stalled = self
+            .write_stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client read nothing for the write timeout",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 impl<Io: AsyncRead + Unpin> AsyncRead for Capped<Io> {
@@ -121,11 +157,13 @@ impl<Io: AsyncWrite + Unpin> AsyncWrite for Capped<Io> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let written = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.bound_write(cx, written)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+        let flushed = Pin::new(&mut self.io).poll_flush(cx);
+        self.bound_write(cx, flushed)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -137,7 +175,8 @@ impl<Io: AsyncWrite + Unpin> AsyncWrite for Capped<Io> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let written = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.bound_write(cx, written)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -230,29 +230,17 @@ async fn sse_resumes_from_last_event_id_without_loss(db: Db) {
 
 async fn a_stalled_subscriber_delays_nobody_and_catches_up(db: Db) {
     const CARDS: usize = 200;
+    const BUFFER_BYTES: usize = 4 << 20;
     let env = Env::new(db).await;
     let mut config = env.config();
-    config.event_buffer = 4;
+    // Bounded in bytes (the count bound, thousands of batches, is never reached here).
+    config.event_buffer.bytes = BUFFER_BYTES;
     let server = spawn(config).await;
     let id = create(&server, "w").await;
-    let token = server
-        .post(&format!("/workspaces/{id}/tokens"), &json!({}))
-        .await
-        .1["auth_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = mint_token(&server, &id).await;
 
     // The stalled subscriber: asks for the stream and never reads a byte.
-    let address = server.base.trim_start_matches("http://").to_owned();
-    let mut stalled = tokio::net::TcpStream::connect(&address).await.unwrap();
-    stalled
-        .write_all(
-            format!("GET /events/stream HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {TOKEN}\r\n\r\n")
-                .as_bytes(),
-        )
-        .await
-        .unwrap();
+    let stalled = stalled_subscriber(&server).await;
     let mut fast = SseReader::open(&server, "/events/stream", Some(TOKEN), None).await;
     // Give the stalled request time to subscribe.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -271,20 +259,9 @@ async fn a_stalled_subscriber_delays_nobody_and_catches_up(db: Db) {
         }
     });
 
-    // Big logged events fill the stalled socket's buffers; many heartbeats then overflow
-    // its place in the channel.
-    // Just under the card limit (64 KiB), and many of them: 12 MB in all.
-    let card = json!({"name": "big", "blob": "x".repeat(60_000)});
-    for _ in 0..CARDS {
-        let (status, body) = server
-            .post_as(
-                "/registry/update-card",
-                &json!({"workspace_id": id, "agent_card": card}),
-                Some(&token),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-    }
+    // Big logged events (12 MB in all) fill the stalled socket's buffers and overflow the
+    // hub's byte budget; many heartbeats follow.
+    flood_with_cards(&server, &id, &token, CARDS).await;
     for _ in 0..200 {
         let (status, _) = server
             .post_as(
@@ -295,6 +272,12 @@ async fn a_stalled_subscriber_delays_nobody_and_catches_up(db: Db) {
             .await;
         assert_eq!(status, 200);
     }
+    // The flood was twelve times the buffer: the hub kept within its budget.
+    let buffered = gauge(&server, "hatchery_event_buffer_bytes").await;
+    assert!(
+        buffered > 0 && buffered <= BUFFER_BYTES,
+        "event buffer holds {buffered} bytes, budget {BUFFER_BYTES}"
+    );
     let marker = create(&server, "after the flood").await;
     // The fast subscriber gets everything, in order, and the marker promptly (`next`
     // fails after 10 s): the stalled one holds nobody up.
@@ -573,4 +556,89 @@ async fn websocket_admin_sees_all_and_a_caller_only_what_it_reaches(db: Db) {
         [pm.clone(), child.clone(), other_root.clone()],
         "after the cursor, in order, including what was missed"
     );
+}
+
+/// A gauge of `/metrics`.
+async fn gauge(server: &Running, name: &str) -> usize {
+    let (status, metrics) = server.get("/metrics").await;
+    assert_eq!(status, 200);
+    let metrics = metrics.as_str().unwrap_or_default();
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+}
+
+/// The live subscriber count.
+async fn subscribers(server: &Running) -> usize {
+    gauge(server, "hatchery_event_subscribers").await
+}
+
+/// A new token for workspace `id`.
+async fn mint_token(server: &Running, id: &str) -> String {
+    server
+        .post(&format!("/workspaces/{id}/tokens"), &json!({}))
+        .await
+        .1["auth_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Workspace `id` updates its card `count` times, each card just under the limit (64 KiB).
+async fn flood_with_cards(server: &Running, id: &str, token: &str, count: usize) {
+    let card = json!({"name": "big", "blob": "x".repeat(60_000)});
+    for _ in 0..count {
+        let (status, body) = server
+            .post_as(
+                "/registry/update-card",
+                &json!({"workspace_id": id, "agent_card": card}),
+                Some(token),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+}
+
+/// Ask for the admin's event stream on a raw connection, and read nothing.
+async fn stalled_subscriber(server: &Running) -> tokio::net::TcpStream {
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let mut stalled = tokio::net::TcpStream::connect(&address).await.unwrap();
+    stalled
+        .write_all(
+            format!("GET /events/stream HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {TOKEN}\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    stalled
+}
+
+#[tokio::test]
+async fn a_subscriber_that_reads_nothing_is_disconnected_after_the_write_timeout() {
+    let env = Env::new(Db::Sqlite).await;
+    let mut config = env.config();
+    config.http.connections.write_timeout = Duration::from_secs(1);
+    let server = spawn(config).await;
+    let id = create(&server, "w").await;
+    let token = mint_token(&server, &id).await;
+    let stalled = stalled_subscriber(&server).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while subscribers(&server).await == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never subscribed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // More than loopback's socket buffers hold, so writes to the stalled one wait.
+    flood_with_cards(&server, &id, &token, 300).await;
+    // Its connection is closed a second or so after its writes stopped going through.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while subscribers(&server).await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a subscriber that reads nothing is still connected"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(stalled);
 }

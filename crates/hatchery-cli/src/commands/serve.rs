@@ -132,6 +132,10 @@ pub struct ServeArgs {
     /// closed after as long.
     #[arg(long, env = "HATCHERY_HEADER_TIMEOUT", default_value = "30s", value_parser = at_least_a_second)]
     header_timeout: Duration,
+    /// How long a response may wait for a client that reads nothing (a stalled event
+    /// stream) before its connection is closed.
+    #[arg(long, env = "HATCHERY_WRITE_TIMEOUT", default_value = "30s", value_parser = at_least_a_second)]
+    write_timeout: Duration,
     /// Fault injection, for the crash tests only: abort at this provisioning step
     /// (`created`, `job-claimed`, `agent-started`, `job-done`).
     #[arg(long, env = "HATCHERY_TEST_CRASH_AT", hide = true)]
@@ -333,7 +337,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
         platform_key: args.platform_key.filter(|k| !k.is_empty()),
         dev: args.dev,
         supervision,
-        event_buffer: hatchery_server::event_hub::DEFAULT_CAPACITY,
+        event_buffer: hatchery_server::event_hub::EventBuffer::default(),
         backend,
         unix_socket: socket,
         templates_dir: match args.templates_dir {
@@ -354,6 +358,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
             connections: hatchery_server::serve::ConnectionLimits {
                 max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
                 header_timeout: args.header_timeout,
+                write_timeout: args.write_timeout,
             },
         },
     };

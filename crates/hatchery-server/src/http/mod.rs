@@ -148,6 +148,7 @@ async fn metrics(
         registry_reloads: app.registry.reload_counts(),
         registry_available: app.registry.snapshot().is_ok(),
         subscribers: app.hub.subscribers(),
+        event_buffer_bytes: app.hub.buffered_bytes(),
         buffered_heartbeats: app.heartbeats.len(),
         backend: app
             .provisioner

@@ -64,7 +64,7 @@ impl Env {
                 clock: Some(self.clock.clock()),
                 ..Supervision::default()
             },
-            event_buffer: hatchery_server::event_hub::DEFAULT_CAPACITY,
+            event_buffer: hatchery_server::event_hub::EventBuffer::default(),
             unix_socket: None,
             backend: hatchery_server::BackendChoice::None,
             templates_dir: None,

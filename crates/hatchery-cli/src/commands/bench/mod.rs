@@ -198,7 +198,7 @@ impl BenchServer {
             platform_key: Some("bench-platform-key".to_owned()),
             dev: false,
             supervision,
-            event_buffer: hatchery_server::event_hub::DEFAULT_CAPACITY,
+            event_buffer: hatchery_server::event_hub::EventBuffer::default(),
             unix_socket,
             backend,
             templates_dir: None,
