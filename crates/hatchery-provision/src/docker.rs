@@ -15,7 +15,7 @@
 //! label) instead of starting them again. Nothing is ever pulled: a runtime's image must
 //! be on the engine; the default one is built from this very binary ([`build_agent_image`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -37,6 +37,7 @@ use futures_util::{StreamExt as _, TryStreamExt as _};
 use tokio::sync::mpsc;
 
 use crate::files::{EXIT_LOG_LINES, agent_env, lay_out};
+use crate::launch::{AgentLaunch, Image};
 use crate::{AgentState, Backend, BackendError, Exit, WorkspaceSpec};
 
 /// The label naming the workspace a container runs.
@@ -61,14 +62,8 @@ pub struct DockerConfig {
     /// The control plane's Unix socket on the host. Its directory is bound into each
     /// container, so it must hold nothing else of the control plane's.
     pub socket: PathBuf,
-    /// The image of each runtime; runtimes not listed run `default_image`.
-    pub images: HashMap<String, String>,
-    /// The image that runs `hatchery agent`.
-    pub default_image: String,
-    /// Runtimes allowed the host's network (all others get none).
-    pub host_network: HashSet<String>,
-    /// Between SIGTERM and SIGKILL.
-    pub grace: Duration,
+    /// The image of each runtime, who shares the host's network, the grace period.
+    pub launch: AgentLaunch<Image>,
     /// This installation's id: containers carry it, and only its own are adopted.
     pub installation: String,
 }
@@ -342,12 +337,7 @@ impl DockerBackend {
         spec: &WorkspaceSpec,
         dir: &Path,
     ) -> Result<ContainerCreateBody, BackendError> {
-        let image = self
-            .config
-            .images
-            .get(&spec.runtime)
-            .unwrap_or(&self.config.default_image)
-            .clone();
+        let image = self.config.launch.for_runtime(&spec.runtime).clone();
         let env = agent_env(spec, &self.agent_url)?
             .into_iter()
             .map(|(name, value)| format!("{name}={value}"))
@@ -369,7 +359,7 @@ impl DockerBackend {
             ),
             (RUNTIME_LABEL.to_owned(), spec.runtime.clone()),
         ]);
-        let network = if self.config.host_network.contains(&spec.runtime) {
+        let network = if self.config.launch.allows_host_network(&spec.runtime) {
             "host"
         } else {
             "none"
@@ -381,7 +371,7 @@ impl DockerBackend {
             user: Some(self.user.clone()),
             working_dir: Some("/workspace".to_owned()),
             hostname: Some(spec.id.chars().take(63).collect()),
-            stop_timeout: Some(clamp(self.config.grace.as_secs())),
+            stop_timeout: Some(clamp(self.config.launch.grace.as_secs())),
             host_config: Some(HostConfig {
                 network_mode: Some(network.to_owned()),
                 mounts: Some(vec![
@@ -517,7 +507,7 @@ impl DockerBackend {
             tracked.stopping.store(true, Ordering::Release);
         }
         let name = self.container_name(id);
-        let grace = i32::try_from(self.config.grace.as_secs()).unwrap_or(i32::MAX);
+        let grace = i32::try_from(self.config.launch.grace.as_secs()).unwrap_or(i32::MAX);
         // SIGTERM, then SIGKILL after the grace period: the engine does both.
         match self
             .docker

@@ -14,7 +14,7 @@
 //! the live ones. A watch on the installation's pods turns a pod that ends on its own into
 //! an [`Exit`] with its exit code and last log lines.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,6 +35,7 @@ use kube::runtime::{WatchStreamExt as _, watcher};
 use tokio::sync::mpsc;
 
 use crate::files::{EXIT_LOG_LINES, agent_env, safe_relative};
+use crate::launch::{AgentLaunch, Image};
 use crate::{AgentState, Backend, BackendError, Exit, WorkspaceSpec};
 
 /// The label naming the workspace a pod runs.
@@ -62,14 +63,9 @@ pub struct KubernetesConfig {
     /// Where agents reach the control plane, from inside the cluster
     /// (`http://hatchery.hatchery.svc:8080`).
     pub agent_url: String,
-    /// The image of each runtime; runtimes not listed run `default_image`.
-    pub images: HashMap<String, String>,
-    /// The image that runs `hatchery agent`.
-    pub default_image: String,
-    /// Runtimes whose pods get the node's network (`hostNetwork`).
-    pub host_network: HashSet<String>,
-    /// Between SIGTERM and SIGKILL.
-    pub grace: Duration,
+    /// The image of each runtime, whose pods get the node's network (`hostNetwork`), the
+    /// grace period.
+    pub launch: AgentLaunch<Image>,
     /// This installation's id: pods carry it, and only its own are adopted.
     pub installation: String,
 }
@@ -256,12 +252,7 @@ impl KubernetesBackend {
         secret: &str,
         env_names: &[String],
     ) -> Container {
-        let image = self
-            .config
-            .images
-            .get(&spec.runtime)
-            .unwrap_or(&self.config.default_image)
-            .clone();
+        let image = self.config.launch.for_runtime(&spec.runtime).clone();
         let limits = spec.limits;
         let resources = BTreeMap::from([
             (
@@ -393,9 +384,9 @@ impl KubernetesBackend {
                 restart_policy: Some("Never".to_owned()),
                 automount_service_account_token: Some(false),
                 enable_service_links: Some(false),
-                host_network: Some(self.config.host_network.contains(&spec.runtime)),
+                host_network: Some(self.config.launch.allows_host_network(&spec.runtime)),
                 termination_grace_period_seconds: Some(
-                    i64::try_from(self.config.grace.as_secs()).unwrap_or(i64::MAX),
+                    i64::try_from(self.config.launch.grace.as_secs()).unwrap_or(i64::MAX),
                 ),
                 security_context: Some(PodSecurityContext {
                     run_as_non_root: Some(true),
@@ -546,7 +537,7 @@ impl KubernetesBackend {
             tracked.stopping = true;
         }
         let name = Self::object_name(id);
-        let grace = u32::try_from(self.config.grace.as_secs()).unwrap_or(u32::MAX);
+        let grace = u32::try_from(self.config.launch.grace.as_secs()).unwrap_or(u32::MAX);
         let params = DeleteParams {
             grace_period_seconds: Some(grace),
             ..DeleteParams::background()
@@ -562,7 +553,7 @@ impl KubernetesBackend {
             Err(e) if not_found(&e) => {}
             Err(e) => return Err(api_error("deleting the pod's secret", &e)),
         }
-        let deadline = tokio::time::Instant::now() + self.config.grace + GONE_PATIENCE;
+        let deadline = tokio::time::Instant::now() + self.config.launch.grace + GONE_PATIENCE;
         loop {
             match self.pods.get_opt(&name).await {
                 Ok(None) => break,

@@ -4,6 +4,8 @@
 //! - [`local::LocalBackend`]: each workspace a process tree in a bubblewrap sandbox.
 //! - [`docker::DockerBackend`]: each workspace a container of a Docker (or Podman) engine.
 //! - [`kubernetes::KubernetesBackend`]: each workspace a Pod (and its Secret) in a cluster.
+//!
+//! Each is told how to launch agents the same way ([`AgentLaunch`]).
 
 // Product code never unwraps what input can influence; tests may.
 #![warn(clippy::unwrap_used)]
@@ -12,9 +14,11 @@ pub mod cgroups;
 pub mod docker;
 mod files;
 pub mod kubernetes;
+pub mod launch;
 pub mod local;
 
 pub use files::AGENT_SOCKET;
+pub use launch::AgentLaunch;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;

@@ -41,6 +41,7 @@ use tokio::sync::mpsc;
 use crate::files::{
     AGENT_SOCKET, EXIT_LOG_LINES, agent_env, follow_file, lay_out, tail, transient,
 };
+use crate::launch::{AgentLaunch, CommandLine};
 use crate::{AgentState, Backend, BackendError, Exit, WorkspaceSpec, escape_controls};
 
 /// The host paths a sandbox sees, read-only (missing ones are skipped). Of `/etc` only
@@ -75,14 +76,8 @@ pub struct LocalConfig {
     pub hidden: Vec<PathBuf>,
     /// The control plane's Unix socket on the host.
     pub socket: PathBuf,
-    /// The command of each runtime; runtimes not listed run `default_command`.
-    pub commands: HashMap<String, Vec<String>>,
-    /// What runs when the runtime has no command of its own: `hatchery agent`.
-    pub default_command: Vec<String>,
-    /// Runtimes allowed the host's network (all others get none).
-    pub host_network: HashSet<String>,
-    /// Between SIGTERM and SIGKILL.
-    pub grace: Duration,
+    /// The command line of each runtime, who shares the host's network, the grace period.
+    pub launch: AgentLaunch<CommandLine>,
     /// The bubblewrap binary, by absolute path.
     pub bwrap: PathBuf,
     /// The prlimit binary, by absolute path.
@@ -334,17 +329,10 @@ impl LocalBackend {
         self.config.root.join(id).join("agent.log")
     }
 
-    fn command_of(&self, runtime: &str) -> &[String] {
-        self.config
-            .commands
-            .get(runtime)
-            .unwrap_or(&self.config.default_command)
-    }
-
     /// The full command line: prlimit's limits, then bubblewrap's sandbox, then the agent.
     fn argv(&self, spec: &WorkspaceSpec, dir: &Path) -> Vec<String> {
         let limits = spec.limits;
-        let command = self.command_of(&spec.runtime);
+        let command = self.config.launch.for_runtime(&spec.runtime);
         let mut argv = vec![
             self.config.prlimit.display().to_string(),
             format!("--as={}", limits.memory_bytes),
@@ -370,7 +358,7 @@ impl LocalBackend {
             // without one.
             argv.push("--unshare-user".to_owned());
         }
-        if self.config.host_network.contains(&spec.runtime) {
+        if self.config.launch.allows_host_network(&spec.runtime) {
             argv.push("--share-net".to_owned());
         }
         argv.push("--die-with-parent".to_owned());
@@ -397,7 +385,7 @@ impl LocalBackend {
                     copy.display().to_string(),
                     "/etc".to_owned(),
                 ]);
-                if self.config.host_network.contains(&spec.runtime) {
+                if self.config.launch.allows_host_network(&spec.runtime) {
                     for entry in LIVE_ETC_ENTRIES {
                         let live = format!("/etc/{entry}");
                         argv.extend(["--ro-bind-try".to_owned(), live.clone(), live]);
@@ -470,7 +458,7 @@ impl LocalBackend {
         match previous {
             Some((true, false, _)) => Ok(true),
             Some((true, true, mut exited)) => {
-                let patience = self.config.grace + Duration::from_secs(5);
+                let patience = self.config.launch.grace + Duration::from_secs(5);
                 tokio::time::timeout(patience, exited.wait_for(|life| *life != Life::Running))
                     .await
                     .map(|_| false)
@@ -627,7 +615,7 @@ impl LocalBackend {
             let _ = kill(Pid::from_raw(member), Signal::SIGTERM);
         }
         let graceful = tokio::time::timeout(
-            self.config.grace,
+            self.config.launch.grace,
             exited.wait_for(|life| *life != Life::Running),
         )
         .await
@@ -744,10 +732,10 @@ mod tests {
             root: data.path().join("workspaces"),
             hidden: vec![data.path().to_owned()],
             socket: data.path().join("run/hatchery.sock"),
-            commands: HashMap::new(),
-            default_command: vec!["/tmp/build/hatchery".into(), "agent".into()],
-            host_network: HashSet::new(),
-            grace: Duration::from_secs(1),
+            launch: AgentLaunch {
+                grace: Duration::from_secs(1),
+                ..AgentLaunch::new(vec!["/tmp/build/hatchery".into(), "agent".into()])
+            },
             bwrap: "/usr/bin/bwrap".into(),
             prlimit: "/usr/bin/prlimit".into(),
             cgroups: None,

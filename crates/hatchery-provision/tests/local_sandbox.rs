@@ -3,13 +3,13 @@
 //! holds (no capabilities, a user namespace of its own; as root, none is no sandbox), and
 //! that what it prints reaches its exit report without terminal control characters.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hatchery_provision::local::{LocalBackend, LocalConfig};
-use hatchery_provision::{Backend as _, Exit, Limits, WorkspaceSpec, escape_controls};
+use hatchery_provision::{AgentLaunch, Backend as _, Exit, Limits, WorkspaceSpec, escape_controls};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// What the sandboxed probe writes its findings to, inside the sandbox.
@@ -48,10 +48,11 @@ impl Host {
             root: self.dir.path().join("workspaces"),
             hidden: vec![self.dir.path().to_owned()],
             socket: self.dir.path().join("run/hatchery.sock"),
-            commands: HashMap::from([("probe".to_owned(), command)]),
-            default_command: vec!["/bin/false".to_owned()],
-            host_network: HashSet::new(),
-            grace: Duration::from_secs(1),
+            launch: AgentLaunch {
+                by_runtime: HashMap::from([("probe".to_owned(), command)]),
+                grace: Duration::from_secs(1),
+                ..AgentLaunch::new(vec!["/bin/false".to_owned()])
+            },
             bwrap: bwrap.to_owned(),
             prlimit: "/usr/bin/prlimit".into(),
             cgroups: None,

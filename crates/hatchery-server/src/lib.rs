@@ -24,6 +24,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use hatchery_provision::AgentLaunch;
 use hatchery_provision::local::{LocalBackend, LocalConfig};
 use hatchery_store::{Store, StoreError, default_sqlite_url};
 use tokio::net::TcpListener;
@@ -686,10 +687,12 @@ async fn local_backend(
         root: data_dir.join("workspaces"),
         hidden: vec![data_dir],
         socket,
-        commands: commands.clone(),
-        default_command: default_command.clone(),
-        host_network: host_network.clone(),
-        grace,
+        launch: AgentLaunch {
+            by_runtime: commands.clone(),
+            host_network: host_network.clone(),
+            grace,
+            ..AgentLaunch::new(default_command.clone())
+        },
         bwrap,
         prlimit,
         cgroups,
@@ -764,10 +767,12 @@ async fn docker_backend(
         docker::DockerConfig {
             root,
             socket,
-            images: images.clone(),
-            default_image,
-            host_network: host_network.clone(),
-            grace,
+            launch: AgentLaunch {
+                by_runtime: images.clone(),
+                host_network: host_network.clone(),
+                grace,
+                ..AgentLaunch::new(default_image)
+            },
             installation,
         },
     )
@@ -813,10 +818,12 @@ async fn kubernetes_backend(
         kubernetes::KubernetesConfig {
             namespace,
             agent_url: agent_url.clone(),
-            images: images.clone(),
-            default_image: image.clone(),
-            host_network: host_network.clone(),
-            grace,
+            launch: AgentLaunch {
+                by_runtime: images.clone(),
+                host_network: host_network.clone(),
+                grace,
+                ..AgentLaunch::new(image.clone())
+            },
             installation: installation_id(store).await?,
         },
     );
