@@ -17,8 +17,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bollard::Docker;
@@ -38,6 +36,7 @@ use tokio::sync::mpsc;
 
 use crate::files::{EXIT_LOG_LINES, agent_env, lay_out};
 use crate::launch::{AgentLaunch, Image};
+use crate::tracked::TrackedAgents;
 use crate::{AgentState, Backend, BackendError, Exit, WorkspaceSpec};
 
 /// The label naming the workspace a container runs.
@@ -68,15 +67,6 @@ pub struct DockerConfig {
     pub installation: String,
 }
 
-/// One container this backend started or adopted.
-#[derive(Debug)]
-struct Tracked {
-    /// The engine's id of the container.
-    container_id: String,
-    /// Set when we stop it: its exit is then no news.
-    stopping: Arc<AtomicBool>,
-}
-
 /// The docker backend.
 #[derive(Debug)]
 pub struct DockerBackend {
@@ -88,7 +78,8 @@ pub struct DockerBackend {
     socket_dir: PathBuf,
     /// Where agents reach the control plane from inside their containers.
     agent_url: String,
-    tracked: Arc<Mutex<HashMap<String, Tracked>>>,
+    /// The containers it started or adopted, by the engine's id.
+    tracked: TrackedAgents<String>,
     exits: mpsc::UnboundedSender<Exit>,
 }
 
@@ -312,7 +303,7 @@ impl DockerBackend {
                 agent_url,
                 user: format!("{}:{}", owner.uid(), owner.gid()),
                 config,
-                tracked: Arc::default(),
+                tracked: TrackedAgents::default(),
                 exits,
             },
             reports,
@@ -323,12 +314,6 @@ impl DockerBackend {
     fn container_name(&self, id: &str) -> String {
         let installation: String = self.config.installation.chars().take(12).collect();
         format!("hatchery-{installation}-{id}")
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Tracked>> {
-        self.tracked
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The container's definition for `spec`, its directory laid out at `dir`.
@@ -451,43 +436,21 @@ impl DockerBackend {
     /// Track a container, and watch it: an exit we did not ask for is reported with its
     /// last log lines. Tracking one already tracked changes nothing.
     fn adopt(&self, id: &str, container_id: String) {
-        let stopping = Arc::new(AtomicBool::new(false));
-        {
-            let mut tracked = self.lock();
-            if tracked
-                .get(id)
-                .is_some_and(|t| t.container_id == container_id)
-            {
-                return;
-            }
-            tracked.insert(
-                id.to_owned(),
-                Tracked {
-                    container_id: container_id.clone(),
-                    stopping: Arc::clone(&stopping),
-                },
-            );
-        }
+        let Some(stopping) = self.tracked.track(id, container_id.clone()) else {
+            return;
+        };
         let (docker, tracked, exits) = (
             self.docker.clone(),
-            Arc::clone(&self.tracked),
+            self.tracked.clone(),
             self.exits.clone(),
         );
         let id = id.to_owned();
         tokio::spawn(async move {
             let code = wait_for_exit(&docker, &container_id).await;
-            {
-                let mut tracked = tracked
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                if tracked
-                    .get(&id)
-                    .is_some_and(|t| t.container_id == container_id)
-                {
-                    tracked.remove(&id);
-                }
-            }
-            if !stopping.load(Ordering::Acquire) {
+            tracked.release(&id, &container_id);
+            // This container's own flag, not the workspace's entry: one stopped by us stays
+            // no news even after the workspace has moved on to a newer container.
+            if !stopping.is_set() {
                 tracing::warn!(workspace_id = %id, ?code, "agent container exited");
                 let last_lines = container_logs(&docker, &container_id, EXIT_LOG_LINES)
                     .await
@@ -503,9 +466,7 @@ impl DockerBackend {
 
     /// Stop and remove the workspace's container, if there is one.
     async fn remove(&self, id: &str) -> Result<(), BackendError> {
-        if let Some(tracked) = self.lock().get(id) {
-            tracked.stopping.store(true, Ordering::Release);
-        }
+        self.tracked.mark_stopping(id);
         let name = self.container_name(id);
         let grace = i32::try_from(self.config.launch.grace.as_secs()).unwrap_or(i32::MAX);
         // SIGTERM, then SIGKILL after the grace period: the engine does both.
@@ -521,7 +482,7 @@ impl DockerBackend {
             .await
         {
             Err(e) if not_found(&e) => {
-                self.lock().remove(id);
+                self.tracked.forget(id);
                 return Ok(());
             }
             // 304: it was not running.
@@ -550,7 +511,7 @@ impl DockerBackend {
             }) => {}
             Err(e) => return Err(engine_error("removing the container", &e)),
         }
-        self.lock().remove(id);
+        self.tracked.forget(id);
         Ok(())
     }
 
@@ -587,7 +548,7 @@ impl DockerBackend {
             if is_running {
                 self.adopt(&id, container_id);
                 running.push(id);
-            } else if !self.lock().contains_key(&id) {
+            } else if !self.tracked.contains(&id) {
                 // Exited while nobody watched: its workspace gets a new one if it should
                 // run, so the old one only holds a name.
                 let _ = self.remove(&id).await;

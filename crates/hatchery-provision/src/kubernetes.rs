@@ -14,8 +14,7 @@
 //! the live ones. A watch on the installation's pods turns a pod that ends on its own into
 //! an [`Exit`] with its exit code and last log lines.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -36,6 +35,7 @@ use tokio::sync::mpsc;
 
 use crate::files::{EXIT_LOG_LINES, agent_env, safe_relative};
 use crate::launch::{AgentLaunch, Image};
+use crate::tracked::TrackedAgents;
 use crate::{AgentState, Backend, BackendError, Exit, WorkspaceSpec};
 
 /// The label naming the workspace a pod runs.
@@ -70,21 +70,13 @@ pub struct KubernetesConfig {
     pub installation: String,
 }
 
-/// One pod this backend started or adopted.
-#[derive(Debug)]
-struct Tracked {
-    /// The pod's uid: a new pod of the same name is another one.
-    uid: String,
-    /// Set when we stop it: its end is then no news.
-    stopping: bool,
-}
-
 /// The kubernetes backend.
 pub struct KubernetesBackend {
     pods: Api<Pod>,
     secrets: Api<Secret>,
     config: KubernetesConfig,
-    tracked: Arc<Mutex<HashMap<String, Tracked>>>,
+    /// The pods it started or adopted, by uid.
+    tracked: TrackedAgents<String>,
     exits: mpsc::UnboundedSender<Exit>,
 }
 
@@ -212,7 +204,7 @@ impl KubernetesBackend {
             pods: Api::namespaced(client.clone(), &config.namespace),
             secrets: Api::namespaced(client, &config.namespace),
             config,
-            tracked: Arc::default(),
+            tracked: TrackedAgents::default(),
             exits,
         };
         backend.watch_pods();
@@ -222,12 +214,6 @@ impl KubernetesBackend {
     /// A workspace's pod (and secret) name.
     fn object_name(id: &str) -> String {
         format!("hatchery-{id}")
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Tracked>> {
-        self.tracked
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn labels(&self, id: &str) -> BTreeMap<String, String> {
@@ -518,24 +504,13 @@ impl KubernetesBackend {
 
     /// Track a pod (by uid); the watch reports its end unless we stop it.
     fn adopt(&self, id: &str, uid: String) {
-        let mut tracked = self.lock();
-        if tracked.get(id).is_some_and(|t| t.uid == uid) {
-            return;
-        }
-        tracked.insert(
-            id.to_owned(),
-            Tracked {
-                uid,
-                stopping: false,
-            },
-        );
+        // The watch reads the stop flag off the tracker when it sees the pod end.
+        self.tracked.track(id, uid);
     }
 
     /// Delete the workspace's pod and secret, and wait (bounded) until the pod is gone.
     async fn remove(&self, id: &str) -> Result<(), BackendError> {
-        if let Some(tracked) = self.lock().get_mut(id) {
-            tracked.stopping = true;
-        }
+        self.tracked.mark_stopping(id);
         let name = Self::object_name(id);
         let grace = u32::try_from(self.config.launch.grace.as_secs()).unwrap_or(u32::MAX);
         let params = DeleteParams {
@@ -568,7 +543,7 @@ impl KubernetesBackend {
                 Err(e) => return Err(api_error("waiting for the pod to go", &e)),
             }
         }
-        self.lock().remove(id);
+        self.tracked.forget(id);
         Ok(())
     }
 
@@ -581,11 +556,7 @@ impl KubernetesBackend {
             watcher::Config::default().labels(&selector),
         )
         .default_backoff();
-        let (pods, tracked, exits) = (
-            self.pods.clone(),
-            Arc::clone(&self.tracked),
-            self.exits.clone(),
-        );
+        let (pods, tracked, exits) = (self.pods.clone(), self.tracked.clone(), self.exits.clone());
         tokio::spawn(async move {
             let mut events = std::pin::pin!(events);
             while let Some(event) = events.next().await {
@@ -609,19 +580,10 @@ impl KubernetesBackend {
                     continue;
                 };
                 let uid = pod.metadata.uid.clone().unwrap_or_default();
-                let ended_on_its_own = {
-                    let mut tracked = tracked
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    match tracked.get(&id) {
-                        Some(t) if t.uid == uid => {
-                            let on_its_own = !t.stopping;
-                            tracked.remove(&id);
-                            on_its_own
-                        }
-                        _ => false,
-                    }
-                };
+                // Only the pod tracked now, and not one we are stopping.
+                let ended_on_its_own = tracked
+                    .release(&id, &uid)
+                    .is_some_and(|stopping| !stopping.is_set());
                 if ended_on_its_own {
                     tracing::warn!(workspace_id = %id, ?code, ?why, "agent pod ended");
                     let last_lines = match why {
@@ -659,7 +621,7 @@ impl KubernetesBackend {
             if live {
                 self.adopt(&id, pod.metadata.uid.unwrap_or_default());
                 running.push(id);
-            } else if !self.lock().contains_key(&id) {
+            } else if !self.tracked.contains(&id) {
                 // Ended while nobody watched: its workspace gets a new one if it should run.
                 let _ = self.remove(&id).await;
             }

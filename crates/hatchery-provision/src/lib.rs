@@ -16,6 +16,7 @@ mod files;
 pub mod kubernetes;
 pub mod launch;
 pub mod local;
+mod tracked;
 
 pub use files::AGENT_SOCKET;
 pub use launch::AgentLaunch;
