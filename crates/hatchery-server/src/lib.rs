@@ -10,6 +10,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod backends;
 pub mod error;
 pub mod event_hub;
 pub mod http;
@@ -24,8 +25,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use hatchery_provision::AgentLaunch;
-use hatchery_provision::local::{LocalBackend, LocalConfig};
 use hatchery_store::{Store, StoreError, default_sqlite_url};
 use tokio::net::TcpListener;
 
@@ -37,6 +36,8 @@ use crate::metrics::Metrics;
 use crate::registry_source::{LiveRegistry, LoadError, RegistrySource};
 use crate::secrets::SecretsKey;
 use crate::supervision::Supervision;
+
+pub use crate::backends::BackendChoice;
 
 /// Server configuration; the CLI fills it from flags and `HATCHERY_*` variables.
 #[derive(Clone)]
@@ -75,68 +76,6 @@ pub struct ServerConfig {
     pub dashboard_dir: Option<PathBuf>,
     /// CORS origins, the request deadline and each listener's connection bounds.
     pub http: http::HttpSettings,
-}
-
-/// Which backend runs agents.
-#[derive(Debug, Clone, Default)]
-pub enum BackendChoice {
-    /// None: provision jobs wait, and workspaces wait for agents started by hand.
-    #[default]
-    None,
-    /// Each agent in a bubblewrap sandbox on this machine.
-    Local {
-        /// What runs when a runtime has no command of its own (`hatchery agent`).
-        default_command: Vec<String>,
-        /// Per-runtime commands.
-        commands: std::collections::HashMap<String, Vec<String>>,
-        /// Runtimes allowed the host's network.
-        host_network: std::collections::HashSet<String>,
-    },
-    /// Each agent in a container of a Docker (or Podman) engine on this machine.
-    Docker {
-        /// The engine's Unix socket (`unix:///var/run/docker.sock`).
-        endpoint: String,
-        /// The image that runs `hatchery agent`; `None`: one built from `agent_program`.
-        default_image: Option<String>,
-        /// The program the default image is built from (this very binary).
-        agent_program: PathBuf,
-        /// Per-runtime images.
-        images: std::collections::HashMap<String, String>,
-        /// Runtimes allowed the host's network.
-        host_network: std::collections::HashSet<String>,
-    },
-    /// Each agent a Pod in a Kubernetes cluster.
-    Kubernetes {
-        /// An unauthenticated API URL (`kubectl proxy`); `None`: as `kubectl` finds it.
-        api: Option<String>,
-        /// The namespace; `None`: the configuration's default.
-        namespace: Option<String>,
-        /// Where agents reach the control plane from inside the cluster.
-        agent_url: String,
-        /// The image that runs `hatchery agent`.
-        image: String,
-        /// Per-runtime images.
-        images: std::collections::HashMap<String, String>,
-        /// Runtimes whose pods get the node's network.
-        host_network: std::collections::HashSet<String>,
-    },
-}
-
-impl BackendChoice {
-    /// The runtimes whose agents share the host's (node's) network, comma-separated, if
-    /// there are any.
-    #[must_use]
-    pub fn host_network_runtimes(&self) -> Option<String> {
-        let runtimes = match self {
-            Self::None => return None,
-            Self::Local { host_network, .. }
-            | Self::Docker { host_network, .. }
-            | Self::Kubernetes { host_network, .. } => host_network,
-        };
-        let mut names: Vec<&str> = runtimes.iter().map(String::as_str).collect();
-        names.sort_unstable();
-        (!names.is_empty()).then(|| names.join(", "))
-    }
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -562,25 +501,6 @@ fn prepare_data_dir(data_dir: &std::path::Path, default_sqlite: bool) -> std::io
     Ok(())
 }
 
-/// The backend the configuration asks for, checked: its tools are installed (or its
-/// engine answers), and the socket its agents reach the control plane through is
-/// configured.
-async fn backend(config: &ServerConfig, store: &Store) -> Result<Option<BackendParts>, StartError> {
-    let grace = std::time::Duration::from_secs(5);
-    let (name, built) = match &config.backend {
-        BackendChoice::None => return Ok(None),
-        BackendChoice::Local { .. } => ("local", local_backend(config, store, grace).await),
-        BackendChoice::Docker { .. } => ("docker", docker_backend(config, store, grace).await),
-        BackendChoice::Kubernetes { .. } => {
-            ("kubernetes", kubernetes_backend(config, store, grace).await)
-        }
-    };
-    built.map(Some).map_err(|reason| StartError::Backend {
-        backend: name,
-        reason,
-    })
-}
-
 /// Where a backend reports agents that end on their own.
 type Exits = tokio::sync::mpsc::UnboundedReceiver<hatchery_provision::Exit>;
 
@@ -590,7 +510,7 @@ async fn provisioner(
     config: &ServerConfig,
     store: &Store,
 ) -> Result<(Option<Arc<app::provisioner::Provisioner>>, Option<Exits>), StartError> {
-    let Some((backend, exits)) = backend(config, store).await? else {
+    let Some((backend, exits)) = backends::build(config, store).await? else {
         return Ok((None, None));
     };
     let replica = replica_id(&config.data_dir).map_err(|source| StartError::DataDir {
@@ -636,213 +556,6 @@ fn replica_id(data_dir: &std::path::Path) -> std::io::Result<String> {
         }
         Err(error) => Err(error),
     }
-}
-
-/// The socket agents on this machine reach the control plane through, and the data
-/// directory (canonical).
-fn socket_and_data_dir(config: &ServerConfig) -> Result<(PathBuf, PathBuf), String> {
-    let socket = config.unix_socket.clone().ok_or_else(|| {
-        "it needs the Unix socket (HATCHERY_SOCKET) its agents reach the control plane through"
-            .to_owned()
-    })?;
-    let data_dir = std::fs::canonicalize(&config.data_dir).map_err(|e| e.to_string())?;
-    Ok((socket, data_dir))
-}
-
-/// The local backend: its tools are installed; control groups where they are writable.
-async fn local_backend(
-    config: &ServerConfig,
-    store: &Store,
-    grace: std::time::Duration,
-) -> Result<BackendParts, String> {
-    let BackendChoice::Local {
-        default_command,
-        commands,
-        host_network,
-    } = &config.backend
-    else {
-        return Err("not the local backend".to_owned());
-    };
-    let (socket, data_dir) = socket_and_data_dir(config)?;
-    let tool = |name: &str| {
-        on_path(name).ok_or_else(|| {
-            format!(
-                "{name} is not installed: run scripts/setup (Debian: apt-get install bubblewrap util-linux), or start with HATCHERY_BACKEND=none"
-            )
-        })
-    };
-    let (bwrap, prlimit) = (tool("bwrap")?, tool("prlimit")?);
-    let installation = installation_id(store).await?;
-    let cgroups = match hatchery_provision::cgroups::Cgroups::detect(&installation) {
-        Ok(cgroups) => {
-            tracing::info!(version = ?cgroups.version(), "sandboxes get control-group limits on memory, CPU and processes");
-            Some(cgroups)
-        }
-        Err(reason) => {
-            tracing::warn!(%reason, "no writable control groups: sandboxes get rlimits only (address space, processes, open files; no CPU limit)");
-            None
-        }
-    };
-    let (backend, exits) = LocalBackend::new(LocalConfig {
-        root: data_dir.join("workspaces"),
-        hidden: vec![data_dir],
-        socket,
-        launch: AgentLaunch {
-            by_runtime: commands.clone(),
-            host_network: host_network.clone(),
-            grace,
-            ..AgentLaunch::new(default_command.clone())
-        },
-        bwrap,
-        prlimit,
-        cgroups,
-    });
-    Ok((Arc::new(backend), exits))
-}
-
-/// The docker backend: its engine answers, its agent image is there (built from this
-/// binary if need be), and its containers cannot see the data directory.
-async fn docker_backend(
-    config: &ServerConfig,
-    store: &Store,
-    grace: std::time::Duration,
-) -> Result<BackendParts, String> {
-    use hatchery_provision::docker;
-    let BackendChoice::Docker {
-        endpoint,
-        default_image,
-        agent_program,
-        images,
-        host_network,
-    } = &config.backend
-    else {
-        return Err("not the docker backend".to_owned());
-    };
-    let (socket, data_dir) = socket_and_data_dir(config)?;
-    let root = data_dir.join("workspaces");
-    // Each container sees the socket's directory: it must hold the socket and nothing else
-    // (not the data directory, not another program's socket, such as the engine's own).
-    let socket = std::path::absolute(&socket).map_err(|e| e.to_string())?;
-    let socket_dir = socket
-        .parent()
-        .and_then(|dir| std::fs::canonicalize(dir).ok())
-        .ok_or_else(|| format!("the socket {} has no directory", socket.display()))?;
-    let others: Vec<String> = std::fs::read_dir(&socket_dir)
-        .map_err(|e| format!("reading {}: {e}", socket_dir.display()))?
-        .filter_map(Result::ok)
-        .map(|entry| entry.file_name())
-        .filter(|name| Some(name.as_os_str()) != socket.file_name())
-        .map(|name| name.to_string_lossy().into_owned())
-        .collect();
-    if data_dir.starts_with(&socket_dir) || !others.is_empty() {
-        return Err(format!(
-            "containers are given the directory of the socket, {}, so it must hold nothing but the socket (it holds: {}): put HATCHERY_SOCKET in a directory of its own, such as the default <data dir>/run/hatchery.sock",
-            socket_dir.display(),
-            if others.is_empty() {
-                "the data directory".to_owned()
-            } else {
-                others.join(", ")
-            }
-        ));
-    }
-    let engine = docker::connect(endpoint).await.map_err(|e| {
-        format!("{e} (is the engine running? HATCHERY_DOCKER_HOST names its socket)")
-    })?;
-    let default_image = if let Some(image) = default_image {
-        image.clone()
-    } else {
-        let tag = docker::agent_image_tag(agent_program)
-            .map_err(|e| format!("reading {}: {e}", agent_program.display()))?;
-        let (id, built) = docker::build_agent_image(&engine, &tag, agent_program)
-            .await
-            .map_err(|e| e.to_string())?;
-        if built {
-            tracing::info!(image = %tag, %id, "built the agent image from this binary");
-        }
-        id
-    };
-    let installation = installation_id(store).await?;
-    let (backend, exits) = docker::DockerBackend::new(
-        engine,
-        docker::DockerConfig {
-            root,
-            socket,
-            launch: AgentLaunch {
-                by_runtime: images.clone(),
-                host_network: host_network.clone(),
-                grace,
-                ..AgentLaunch::new(default_image)
-            },
-            installation,
-        },
-    )
-    .map_err(|e| e.to_string())?;
-    Ok((Arc::new(backend), exits))
-}
-
-/// This installation's id, made at its first start: containers and pods carry it, so two
-/// control planes sharing an engine or a namespace never adopt each other's agents.
-async fn installation_id(store: &Store) -> Result<String, String> {
-    store
-        .setting_get_or_insert(
-            "installation_id",
-            &uuid::Uuid::new_v4().simple().to_string(),
-        )
-        .await
-        .map_err(|e| e.to_string())
-}
-
-/// The kubernetes backend: the cluster answers, in the namespace pods will go in.
-async fn kubernetes_backend(
-    config: &ServerConfig,
-    store: &Store,
-    grace: std::time::Duration,
-) -> Result<BackendParts, String> {
-    use hatchery_provision::kubernetes;
-    let BackendChoice::Kubernetes {
-        api,
-        namespace,
-        agent_url,
-        image,
-        images,
-        host_network,
-    } = &config.backend
-    else {
-        return Err("not the kubernetes backend".to_owned());
-    };
-    let (client, namespace) = kubernetes::connect(api.as_deref(), namespace.as_deref())
-        .await
-        .map_err(|e| e.to_string())?;
-    let (backend, exits) = kubernetes::KubernetesBackend::new(
-        client,
-        kubernetes::KubernetesConfig {
-            namespace,
-            agent_url: agent_url.clone(),
-            launch: AgentLaunch {
-                by_runtime: images.clone(),
-                host_network: host_network.clone(),
-                grace,
-                ..AgentLaunch::new(image.clone())
-            },
-            installation: installation_id(store).await?,
-        },
-    );
-    Ok((Arc::new(backend), exits))
-}
-
-/// A backend and the stream of its agents' unasked-for exits.
-type BackendParts = (
-    Arc<dyn hatchery_provision::Backend>,
-    tokio::sync::mpsc::UnboundedReceiver<hatchery_provision::Exit>,
-);
-
-/// A tool's absolute path, found on `PATH` once, at start: the sandbox is never started
-/// through a `PATH` lookup.
-fn on_path(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(tool))
-        .find(|candidate| candidate.is_file())
 }
 
 /// Bind the Unix socket, replacing a stale one left by a crash; owner-only access.

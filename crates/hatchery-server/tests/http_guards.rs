@@ -184,9 +184,10 @@ async fn dev_mode_answers_only_loopback_hosts_and_pages() {
     config.dev = true;
     config.admin_token = None;
     config.backend = hatchery_server::BackendChoice::Local {
-        default_command: vec!["/bin/true".to_owned()],
-        commands: std::collections::HashMap::new(),
-        host_network: std::collections::HashSet::from(["openclaw".to_owned()]),
+        launch: hatchery_provision::AgentLaunch {
+            host_network: std::collections::HashSet::from(["openclaw".to_owned()]),
+            ..hatchery_provision::AgentLaunch::new(vec!["/bin/true".to_owned()])
+        },
     };
     let refused = hatchery_server::Application::build(config).await.err();
     assert!(

@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
+use hatchery_provision::AgentLaunch;
+use hatchery_server::backends::DefaultImage;
 use hatchery_server::supervision::{Supervision, parse_runtime_timeouts};
 use hatchery_server::{Application, BackendChoice, ServerConfig};
 
@@ -257,28 +259,46 @@ fn supervision(args: &ServeArgs) -> Supervision {
     supervision
 }
 
+/// How agents launch: what each runtime runs and the default as the backend takes them;
+/// who shares the host's network from the flags, the same for every backend.
+fn agent_launch<P, D>(
+    args: &ServeArgs,
+    by_runtime: std::collections::HashMap<String, P>,
+    default: D,
+) -> AgentLaunch<P, D> {
+    AgentLaunch {
+        by_runtime,
+        host_network: args
+            .host_network_runtimes
+            .iter()
+            .filter(|r| !r.is_empty())
+            .cloned()
+            .collect(),
+        ..AgentLaunch::new(default)
+    }
+}
+
 fn backend_choice(args: &ServeArgs) -> Result<BackendChoice, String> {
-    let host_network = args
-        .host_network_runtimes
-        .iter()
-        .filter(|r| !r.is_empty())
-        .cloned()
-        .collect();
+    let images = || args.runtime_images.clone().map(|i| i.0).unwrap_or_default();
     Ok(match args.backend.as_str() {
         "none" => BackendChoice::None,
-        "docker" => BackendChoice::Docker {
-            endpoint: args
-                .docker_host
-                .clone()
-                .filter(|h| !h.is_empty())
-                .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
-                .unwrap_or_else(|| DEFAULT_DOCKER_HOST.to_owned()),
-            default_image: args.agent_image.clone().filter(|i| !i.is_empty()),
-            agent_program: std::env::current_exe()
-                .map_err(|e| format!("cannot find the hatchery binary to run agents with: {e}"))?,
-            images: args.runtime_images.clone().map(|i| i.0).unwrap_or_default(),
-            host_network,
-        },
+        "docker" => {
+            let agent_program = std::env::current_exe()
+                .map_err(|e| format!("cannot find the hatchery binary to run agents with: {e}"))?;
+            let default = match args.agent_image.clone().filter(|i| !i.is_empty()) {
+                Some(image) => DefaultImage::Named(image),
+                None => DefaultImage::BuiltFrom(agent_program),
+            };
+            BackendChoice::Docker {
+                endpoint: args
+                    .docker_host
+                    .clone()
+                    .filter(|h| !h.is_empty())
+                    .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
+                    .unwrap_or_else(|| DEFAULT_DOCKER_HOST.to_owned()),
+                launch: agent_launch(args, images(), default),
+            }
+        }
         "kubernetes" => BackendChoice::Kubernetes {
             api: args.kube_api.clone().filter(|a| !a.is_empty()),
             namespace: args.kube_namespace.clone().filter(|n| !n.is_empty()),
@@ -287,27 +307,26 @@ fn backend_choice(args: &ServeArgs) -> Result<BackendChoice, String> {
                 .clone()
                 .filter(|u| !u.is_empty())
                 .ok_or("the kubernetes backend needs HATCHERY_KUBE_AGENT_URL: where agents reach this control plane from inside the cluster")?,
-            image: args
-                .agent_image
-                .clone()
-                .filter(|i| !i.is_empty())
-                .ok_or("the kubernetes backend needs HATCHERY_AGENT_IMAGE: an image with `hatchery agent` that the cluster can pull (see the README)")?,
-            images: args
-                .runtime_images
-                .clone()
-                .map(|i| i.0)
-                .unwrap_or_default(),
-            host_network,
+            launch: agent_launch(
+                args,
+                images(),
+                args.agent_image
+                    .clone()
+                    .filter(|i| !i.is_empty())
+                    .ok_or("the kubernetes backend needs HATCHERY_AGENT_IMAGE: an image with `hatchery agent` that the cluster can pull (see the README)")?,
+            ),
         },
         _ => BackendChoice::Local {
-            default_command: agent_command()
-                .map_err(|e| format!("cannot find the hatchery binary to run agents with: {e}"))?,
-            commands: args
-                .runtime_commands
-                .clone()
-                .map(|c| c.0)
-                .unwrap_or_default(),
-            host_network,
+            launch: agent_launch(
+                args,
+                args.runtime_commands
+                    .clone()
+                    .map(|c| c.0)
+                    .unwrap_or_default(),
+                agent_command().map_err(|e| {
+                    format!("cannot find the hatchery binary to run agents with: {e}")
+                })?,
+            ),
         },
     })
 }

@@ -640,9 +640,7 @@ fn rss_megabytes() -> f64 {
 
 async fn bench_create_online(args: CreateOnlineArgs) -> anyhow::Result<()> {
     let backend = hatchery_server::BackendChoice::Local {
-        default_command: super::serve::agent_command()?,
-        commands: std::collections::HashMap::new(),
-        host_network: std::collections::HashSet::new(),
+        launch: hatchery_provision::AgentLaunch::new(super::serve::agent_command()?),
     };
     let milestones = milestones::Milestones::record();
     let mut supervision = hatchery_server::supervision::Supervision::default();
