@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod fields;
+pub mod lifecycle;
 pub mod org;
 pub mod provider;
 
@@ -18,6 +19,9 @@ pub use config::{PreparedConfig, WorkspaceConfig, prepare_config, render_config_
 pub use fields::{
     FieldError, TextFields, WorkspaceAccess, check_text_fields, check_tier, check_workspace_access,
     is_valid_env_name,
+};
+pub use lifecycle::{
+    Decision, EventKind, Health, Move, Refusal, Transition, WorkspaceStatus, decide,
 };
 pub use provider::{
     BillingMode, ProviderDecision, ProviderError, ProviderRequest, ProviderSource, decide_provider,

@@ -151,7 +151,7 @@ pub enum ApiError {
     #[error("workspace not available")]
     WorkspaceUnavailable {
         /// Its status.
-        status: String,
+        status: hatchery_core::WorkspaceStatus,
     },
     /// The database could not be reached (or an auth lookup failed, which fails closed):
     /// answered 503 with `Retry-After`; the context goes to the log.

@@ -650,7 +650,7 @@ mod tests {
         let payload = serde_json::json!({ "blob": "x".repeat(blob_bytes) });
         Arc::new(StreamEvent::new(
             Some(seq),
-            "AGENT_CARD_UPDATED",
+            hatchery_core::EventKind::AgentCardUpdated.as_str(),
             Some("w"),
             &payload,
             0,
@@ -740,7 +740,7 @@ mod tests {
             hub.broadcast(|| {
                 StreamEvent::new(
                     None,
-                    "TASK_UPDATED",
+                    hatchery_core::EventKind::TaskUpdated.as_str(),
                     Some("w"),
                     &serde_json::json!({"t": "y".repeat(60_000)}),
                     0,

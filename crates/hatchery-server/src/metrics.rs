@@ -310,7 +310,10 @@ mod tests {
         let text = metrics.render(Scrape {
             backend: "local",
             stats: hatchery_store::Stats {
-                workspaces: vec![("online".into(), false, 3), ("offline".into(), true, 1)],
+                workspaces: vec![
+                    (hatchery_core::WorkspaceStatus::Online, false, 3),
+                    (hatchery_core::WorkspaceStatus::Offline, true, 1),
+                ],
                 jobs_pending: 2,
                 oldest_pending_job: Some(1_000_000),
                 stalest_heartbeat: None,

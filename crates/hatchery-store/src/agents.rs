@@ -4,6 +4,7 @@
 //! compare-and-set on the status it was decided from, with its event in the same
 //! transaction, so replicas sharing one database never double a transition.
 
+use hatchery_core::lifecycle::{Decision, EventKind, Move, Refusal, Transition, WorkspaceStatus};
 use sqlx::{Any, Transaction};
 
 use crate::events::{NewEvent, insert_event};
@@ -43,7 +44,7 @@ pub enum Registered {
     Removed,
     /// The workspace is in a status registration must not override (`paused`,
     /// `hibernated`).
-    Refused(String),
+    Refused(WorkspaceStatus),
     /// The bootstrap token presented was spent (or expired) meanwhile.
     BootstrapSpent,
 }
@@ -75,7 +76,8 @@ pub struct AgentSnapshot {
 #[allow(missing_docs, reason = "fields mirror the columns in migrations/")]
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct LiveState {
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: WorkspaceStatus,
     pub current_task: String,
     pub status_mgmt: i64,
 }
@@ -87,7 +89,8 @@ struct Member {
     name: String,
     tier: i64,
     runtime: String,
-    status: String,
+    #[sqlx(try_from = "String")]
+    status: WorkspaceStatus,
 }
 
 /// A lifecycle move refused.
@@ -141,30 +144,57 @@ async fn write_snapshot(
         .rows_affected())
 }
 
-/// Set `status` if it is still `from`; `false` when another writer got there first.
+/// Apply `transition` if the status is still the one it was decided from; `false` when
+/// another writer got there first. A start (re)sets the provisioning clock; a failure
+/// keeps its reason, any other status clears it.
 async fn compare_and_set_status(
     tx: &mut Transaction<'_, Any>,
     id: &str,
-    from: &str,
-    to: &str,
+    transition: Transition,
     now: i64,
 ) -> Result<bool, StoreError> {
-    let provisioning_since = (to == "provisioning").then_some(now);
+    let provisioning_since = (transition.to == WorkspaceStatus::Provisioning).then_some(now);
+    let keeps_reason = transition.to == WorkspaceStatus::Failed;
     let changed = sqlx::query(
         "UPDATE workspaces SET status = $3, updated_at = $4, version = version + 1, \
          provisioning_since = COALESCE($5, provisioning_since), \
-         failure_reason = CASE WHEN $3 = 'failed' THEN failure_reason ELSE NULL END \
+         failure_reason = CASE WHEN $6 = 1 THEN failure_reason ELSE NULL END \
          WHERE id = $1 AND status = $2",
     )
     .bind(id)
-    .bind(from)
-    .bind(to)
+    .bind(transition.from.as_str())
+    .bind(transition.to.as_str())
     .bind(now)
     .bind(provisioning_since)
+    .bind(flag(keeps_reason))
     .execute(&mut **tx)
     .await?
     .rows_affected();
     Ok(changed == 1)
+}
+
+/// Apply what `mv` decides for `member`, with its event; the transition when it was
+/// applied, `None` when the move changes nothing or lost a race.
+async fn apply_move(
+    tx: &mut Transaction<'_, Any>,
+    member: &Member,
+    mv: Move,
+    payload: String,
+    now: i64,
+) -> Result<Option<Transition>, StoreError> {
+    let Decision::Change(transition) = hatchery_core::decide(member.status, mv) else {
+        return Ok(None);
+    };
+    if !compare_and_set_status(tx, &member.id, transition, now).await? {
+        return Ok(None);
+    }
+    insert_event(
+        tx,
+        &NewEvent::about(transition.event, &member.id, payload),
+        now,
+    )
+    .await?;
+    Ok(Some(transition))
 }
 
 async fn subtree(tx: &mut Transaction<'_, Any>, id: &str) -> Result<Vec<Member>, StoreError> {
@@ -202,12 +232,20 @@ async fn paused_ancestor(
                 .bind(&parent)
                 .fetch_one(&mut **tx)
                 .await?;
-        if status == "paused" {
+        if status.parse::<WorkspaceStatus>()? == WorkspaceStatus::Paused {
             return Ok(Some(name));
         }
         current = parent;
     }
     Ok(None)
+}
+
+/// Whether `mv` would change `member`'s status.
+fn decides_a_change(member: &Member, mv: Move) -> bool {
+    matches!(
+        hatchery_core::decide(member.status, mv),
+        Decision::Change(_)
+    )
 }
 
 fn provisioning_payload(member: &Member) -> String {
@@ -247,11 +285,13 @@ impl Store {
         let Some((status, old_url, provisioning_since)) = current else {
             return Ok(Registered::NotFound);
         };
-        match status.as_str() {
-            "removed" => return Ok(Registered::Removed),
-            "paused" | "hibernated" => return Ok(Registered::Refused(status)),
-            _ => {}
-        }
+        let status: WorkspaceStatus = status.parse()?;
+        let transition = match hatchery_core::decide(status, Move::Register) {
+            Decision::Change(transition) => transition,
+            Decision::Refused(Refusal::Removed) => return Ok(Registered::Removed),
+            Decision::Refused(Refusal::NotFrom(held)) => return Ok(Registered::Refused(held)),
+            Decision::Unchanged => return Ok(Registered::Refused(status)),
+        };
         // Molecule keeps a loopback URL the platform set itself (a local agent's).
         let url = if old_url.starts_with("http://127.0.0.1") {
             old_url.as_str()
@@ -259,7 +299,7 @@ impl Store {
             registration.url
         };
         sqlx::query(
-            "UPDATE workspaces SET status = 'online', url = $2, agent_card = $3, \
+            "UPDATE workspaces SET status = $5, url = $2, agent_card = $3, \
              last_seen_at = $4, failure_reason = NULL, runtime_state = '', updated_at = $4, \
              version = version + 1 WHERE id = $1",
         )
@@ -267,6 +307,7 @@ impl Store {
         .bind(url)
         .bind(registration.agent_card)
         .bind(now)
+        .bind(transition.to.as_str())
         .execute(&mut *tx)
         .await?;
         let payload = format!(
@@ -276,7 +317,7 @@ impl Store {
         );
         insert_event(
             &mut tx,
-            &NewEvent::about("WORKSPACE_ONLINE", registration.id, payload),
+            &NewEvent::about(transition.event, registration.id, payload),
             now,
         )
         .await?;
@@ -287,7 +328,7 @@ impl Store {
         }
         tx.commit().await?;
         let provisioned_in = provisioning_since
-            .filter(|_| status == "provisioning")
+            .filter(|_| status == WorkspaceStatus::Provisioning)
             .map(|since| now.saturating_sub(since));
         Ok(Registered::Online {
             token_issued,
@@ -307,23 +348,28 @@ impl Store {
         )
     }
 
-    /// Write a heartbeat that changes the status `from` → `to`, with its snapshot and event,
-    /// if the status is still `from`. `false` when it moved on meanwhile.
+    /// Write a heartbeat that makes `transition`, with its snapshot and event (whose
+    /// payload is given), if the status is still the one it was decided from. `false` when
+    /// it moved on meanwhile.
     pub async fn heartbeat_transition(
         &self,
         id: &str,
-        from: &str,
-        to: &str,
+        transition: Transition,
         snapshot: &AgentSnapshot,
-        event: &NewEvent,
+        payload: String,
     ) -> Result<bool, StoreError> {
         let now = self.now();
         let mut tx = self.begin_events().await?;
-        if !compare_and_set_status(&mut tx, id, from, to, now).await? {
+        if !compare_and_set_status(&mut tx, id, transition, now).await? {
             return Ok(false);
         }
         write_snapshot(&mut tx, id, snapshot).await?;
-        insert_event(&mut tx, event, now).await?;
+        insert_event(
+            &mut tx,
+            &NewEvent::about(transition.event, id, payload),
+            now,
+        )
+        .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -368,10 +414,11 @@ impl Store {
                 .bind(id)
                 .fetch_optional(&mut *tx)
                 .await?;
-        match status.as_deref() {
-            None => return Ok(None),
-            Some("removed") => return Ok(Some(false)),
-            Some(_) => {}
+        let Some(status) = status else {
+            return Ok(None);
+        };
+        if status.parse::<WorkspaceStatus>()? == WorkspaceStatus::Removed {
+            return Ok(Some(false));
         }
         sqlx::query("UPDATE workspaces SET agent_card = $2, updated_at = $3 WHERE id = $1")
             .bind(id)
@@ -382,7 +429,7 @@ impl Store {
         let payload = format!("{{\"agent_card\":{agent_card}}}");
         insert_event(
             &mut tx,
-            &NewEvent::about("AGENT_CARD_UPDATED", id, payload),
+            &NewEvent::about(EventKind::AgentCardUpdated, id, payload),
             now,
         )
         .await?;
@@ -399,11 +446,13 @@ impl Store {
         external_cutoff: i64,
     ) -> Result<Vec<String>, StoreError> {
         let silent: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT id, status, external FROM workspaces WHERE status IN ('online', 'degraded') \
+            "SELECT id, status, external FROM workspaces WHERE status IN ($3, $4) \
              AND last_seen_at < CASE WHEN external = 1 THEN $2 ELSE $1 END",
         )
         .bind(cutoff)
         .bind(external_cutoff)
+        .bind(WorkspaceStatus::Online.as_str())
+        .bind(WorkspaceStatus::Degraded.as_str())
         .fetch_all(&self.reader)
         .await?;
         let mut expired = Vec::new();
@@ -413,6 +462,11 @@ impl Store {
         let now = self.now();
         let mut tx = self.begin_events().await?;
         for (id, status, external) in silent {
+            let Decision::Change(transition) =
+                hatchery_core::decide(status.parse()?, Move::Silence)
+            else {
+                continue;
+            };
             let cutoff = if external == 1 {
                 external_cutoff
             } else {
@@ -420,20 +474,21 @@ impl Store {
             };
             // Re-checked under the write: a heartbeat or another replica may have won.
             let changed = sqlx::query(
-                "UPDATE workspaces SET status = 'offline', updated_at = $3, version = version + 1 \
+                "UPDATE workspaces SET status = $5, updated_at = $3, version = version + 1 \
                  WHERE id = $1 AND status = $2 AND last_seen_at < $4",
             )
             .bind(&id)
-            .bind(&status)
+            .bind(transition.from.as_str())
             .bind(now)
             .bind(cutoff)
+            .bind(transition.to.as_str())
             .execute(&mut *tx)
             .await?
             .rows_affected();
             if changed == 1 {
                 insert_event(
                     &mut tx,
-                    &NewEvent::about("WORKSPACE_OFFLINE", &id, "{}".into()),
+                    &NewEvent::about(transition.event, &id, "{}".into()),
                     now,
                 )
                 .await?;
@@ -452,8 +507,9 @@ impl Store {
              LEFT JOIN provision_jobs j ON j.id = ( \
                  SELECT id FROM provision_jobs WHERE workspace_id = w.id \
                  ORDER BY created_at DESC, id DESC LIMIT 1) \
-             WHERE w.status = 'provisioning'",
+             WHERE w.status = $1",
         )
+        .bind(WorkspaceStatus::Provisioning.as_str())
         .fetch_all(&self.reader)
         .await?)
     }
@@ -466,17 +522,24 @@ impl Store {
         since: i64,
         reason: &str,
     ) -> Result<bool, StoreError> {
+        let Decision::Change(transition) =
+            hatchery_core::decide(WorkspaceStatus::Provisioning, Move::FailStart)
+        else {
+            return Ok(false);
+        };
         let now = self.now();
         let mut tx = self.begin_events().await?;
         let changed = sqlx::query(
-            "UPDATE workspaces SET status = 'failed', failure_reason = $3, updated_at = $4, \
-             version = version + 1 WHERE id = $1 AND status = 'provisioning' \
+            "UPDATE workspaces SET status = $6, failure_reason = $3, updated_at = $4, \
+             version = version + 1 WHERE id = $1 AND status = $5 \
              AND COALESCE(provisioning_since, updated_at) = $2",
         )
         .bind(id)
         .bind(since)
         .bind(reason)
         .bind(now)
+        .bind(transition.from.as_str())
+        .bind(transition.to.as_str())
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -487,7 +550,7 @@ impl Store {
         let payload = serde_json::json!({"error": reason}).to_string();
         insert_event(
             &mut tx,
-            &NewEvent::about("WORKSPACE_PROVISION_FAILED", id, payload),
+            &NewEvent::about(transition.event, id, payload),
             now,
         )
         .await?;
@@ -505,16 +568,19 @@ impl Store {
         let now = self.now();
         let mut tx = self.begin_events().await?;
         let tree = subtree(&mut tx, id).await?;
-        match tree.first() {
-            Some(target) if target.status != "paused" && target.status != "removed" => {}
-            _ => return Ok(Err(LifecycleRefusal::NotApplicable)),
+        if !tree
+            .first()
+            .is_some_and(|target| decides_a_change(target, Move::Pause))
+        {
+            return Ok(Err(LifecycleRefusal::NotApplicable));
         }
         let mut paused = Vec::new();
-        for member in tree
-            .iter()
-            .filter(|m| m.status != "paused" && m.status != "removed")
-        {
-            if !compare_and_set_status(&mut tx, &member.id, &member.status, "paused", now).await? {
+        for member in &tree {
+            let payload = serde_json::json!({"name": member.name}).to_string();
+            if apply_move(&mut tx, member, Move::Pause, payload, now)
+                .await?
+                .is_none()
+            {
                 continue;
             }
             crate::tokens::revoke_all(&mut tx, &member.id, now).await?;
@@ -523,13 +589,6 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             crate::jobs::cancel_pending(&mut tx, &member.id, now).await?;
-            let payload = serde_json::json!({"name": member.name}).to_string();
-            insert_event(
-                &mut tx,
-                &NewEvent::about("WORKSPACE_PAUSED", &member.id, payload),
-                now,
-            )
-            .await?;
             paused.push(member.id.clone());
         }
         tx.commit().await?;
@@ -542,24 +601,25 @@ impl Store {
         let now = self.now();
         let mut tx = self.begin_events().await?;
         let tree = subtree(&mut tx, id).await?;
-        if tree.first().is_none_or(|target| target.status != "paused") {
+        if !tree
+            .first()
+            .is_some_and(|target| decides_a_change(target, Move::Resume))
+        {
             return Ok(Err(LifecycleRefusal::NotApplicable));
         }
         if let Some(name) = paused_ancestor(&mut tx, id).await? {
             return Ok(Err(LifecycleRefusal::AncestorPaused(name)));
         }
         let mut resumed = 0;
-        for member in tree.iter().filter(|m| m.status == "paused") {
-            if !compare_and_set_status(&mut tx, &member.id, "paused", "provisioning", now).await? {
+        for member in &tree {
+            let payload = provisioning_payload(member);
+            if apply_move(&mut tx, member, Move::Resume, payload, now)
+                .await?
+                .is_none()
+            {
                 continue;
             }
             crate::jobs::queue_if_launched(&mut tx, &member.id, "start", now).await?;
-            let event = NewEvent::about(
-                "WORKSPACE_PROVISIONING",
-                &member.id,
-                provisioning_payload(member),
-            );
-            insert_event(&mut tx, &event, now).await?;
             resumed += 1;
         }
         tx.commit().await?;
@@ -584,24 +644,30 @@ impl Store {
                 .bind(id)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let Some(member) = member.filter(|m| m.status != "removed") else {
+        let Some((member, transition)) =
+            member.and_then(|m| match hatchery_core::decide(m.status, Move::Restart) {
+                Decision::Change(transition) => Some((m, transition)),
+                Decision::Unchanged | Decision::Refused(_) => None,
+            })
+        else {
             return Ok(Err(LifecycleRefusal::NotApplicable));
         };
         if let Some(name) = paused_ancestor(&mut tx, id).await? {
             return Ok(Err(LifecycleRefusal::AncestorPaused(name)));
         }
         sqlx::query(
-            "UPDATE workspaces SET status = 'provisioning', url = '', provisioning_since = $2, \
+            "UPDATE workspaces SET status = $3, url = '', provisioning_since = $2, \
              failure_reason = NULL, updated_at = $2, version = version + 1 WHERE id = $1",
         )
         .bind(id)
         .bind(now)
+        .bind(transition.to.as_str())
         .execute(&mut *tx)
         .await?;
         // The old agent's tokens die with it: the new one registers with a bootstrap token.
         crate::tokens::revoke_all(&mut tx, id, now).await?;
         crate::jobs::queue_if_launched(&mut tx, id, "restart", now).await?;
-        let event = NewEvent::about("WORKSPACE_PROVISIONING", id, provisioning_payload(&member));
+        let event = NewEvent::about(transition.event, id, provisioning_payload(&member));
         insert_event(&mut tx, &event, now).await?;
         tx.commit().await?;
         Ok(Ok(()))
@@ -625,9 +691,10 @@ impl Store {
         } else {
             String::new()
         };
+        let wanting = crate::status_list(WorkspaceStatus::wants_agent);
         let sql = format!(
             "SELECT w.id FROM workspaces w \
-             WHERE w.status IN ('provisioning', 'online', 'degraded', 'offline') \
+             WHERE w.status IN ({wanting}) \
              AND w.external = 0{mine} \
              AND EXISTS (SELECT 1 FROM provision_jobs j WHERE j.workspace_id = w.id) \
              AND NOT EXISTS (SELECT 1 FROM provision_jobs j WHERE j.workspace_id = w.id \
@@ -667,20 +734,21 @@ pub(crate) async fn relaunch_in(
             .bind(id)
             .fetch_optional(&mut **tx)
             .await?;
-    let Some(member) = member.filter(|m| {
-        matches!(
-            m.status.as_str(),
-            "provisioning" | "online" | "degraded" | "offline"
-        )
-    }) else {
+    let Some((member, transition)) =
+        member.and_then(|m| match hatchery_core::decide(m.status, Move::Relaunch) {
+            Decision::Change(transition) => Some((m, transition)),
+            Decision::Unchanged | Decision::Refused(_) => None,
+        })
+    else {
         return Ok(false);
     };
     sqlx::query(
-        "UPDATE workspaces SET status = 'provisioning', url = '', provisioning_since = $2, \
+        "UPDATE workspaces SET status = $3, url = '', provisioning_since = $2, \
          updated_at = $2, version = version + 1 WHERE id = $1",
     )
     .bind(id)
     .bind(now)
+    .bind(transition.to.as_str())
     .execute(&mut **tx)
     .await?;
     crate::tokens::revoke_all(tx, id, now).await?;
@@ -689,11 +757,6 @@ pub(crate) async fn relaunch_in(
         "name": member.name, "tier": member.tier, "runtime": member.runtime, "reason": reason,
     })
     .to_string();
-    insert_event(
-        tx,
-        &NewEvent::about("WORKSPACE_PROVISIONING", id, payload),
-        now,
-    )
-    .await?;
+    insert_event(tx, &NewEvent::about(transition.event, id, payload), now).await?;
     Ok(true)
 }

@@ -6,6 +6,7 @@
 //! cursor below the horizon may have lost events, and readers say so instead of skipping
 //! them.
 
+use hatchery_core::EventKind;
 use sqlx::{Any, Transaction};
 
 use crate::page::{Budgeted, Page, budgeted, page};
@@ -28,8 +29,8 @@ const SIZED_COLUMNS: &str =
 /// An event to append.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEvent {
-    /// Wire name, e.g. `WORKSPACE_PROVISIONING`.
-    pub event_type: &'static str,
+    /// What happened.
+    pub kind: EventKind,
     /// The workspace it is about, if any.
     pub workspace_id: Option<String>,
     /// The payload, a JSON object as text.
@@ -39,16 +40,16 @@ pub struct NewEvent {
 impl NewEvent {
     /// An event about one workspace.
     #[must_use]
-    pub fn about(event_type: &'static str, workspace_id: &str, payload: String) -> Self {
+    pub fn about(kind: EventKind, workspace_id: &str, payload: String) -> Self {
         Self {
-            event_type,
+            kind,
             workspace_id: Some(workspace_id.to_owned()),
             payload,
         }
     }
 
     pub(crate) fn removed(workspace_id: &str, payload: String) -> Self {
-        Self::about("WORKSPACE_REMOVED", workspace_id, payload)
+        Self::about(EventKind::WorkspaceRemoved, workspace_id, payload)
     }
 }
 
@@ -75,7 +76,7 @@ pub(crate) async fn insert_event(
     let oversized;
     let payload = if event.payload.len() > MAX_PAYLOAD_BYTES {
         tracing::warn!(
-            event_type = event.event_type,
+            event_type = event.kind.as_str(),
             workspace_id = ?event.workspace_id,
             bytes = event.payload.len(),
             limit = MAX_PAYLOAD_BYTES,
@@ -94,7 +95,7 @@ pub(crate) async fn insert_event(
          VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(uuid::Uuid::new_v4().to_string())
-    .bind(event.event_type)
+    .bind(event.kind.as_str())
     .bind(&event.workspace_id)
     .bind(payload)
     .bind(now)

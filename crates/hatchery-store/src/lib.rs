@@ -315,6 +315,26 @@ pub fn micros_to_time(micros: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_micros(micros)
 }
 
+impl From<hatchery_core::lifecycle::UnknownStatus> for StoreError {
+    fn from(unknown: hatchery_core::lifecycle::UnknownStatus) -> Self {
+        Self::Corrupt {
+            table: "workspaces",
+            detail: unknown.to_string(),
+        }
+    }
+}
+
+/// The statuses `keep` holds, quoted for a SQL `IN (…)` (the wire strings are ours and
+/// plain: nothing to escape).
+fn status_list(keep: impl Fn(hatchery_core::WorkspaceStatus) -> bool) -> String {
+    hatchery_core::WorkspaceStatus::ALL
+        .into_iter()
+        .filter(|status| keep(*status))
+        .map(|status| format!("'{status}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn flag(value: bool) -> i64 {
     i64::from(value)
 }

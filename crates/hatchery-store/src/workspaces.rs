@@ -1,6 +1,7 @@
 //! Workspace rows: the create transaction (row, generated files, secrets, events and the
 //! provision job together or not at all), reads, compare-and-swap updates, cascading removal.
 
+use hatchery_core::lifecycle::{Decision, Move, WorkspaceStatus};
 use sqlx::{Any, Transaction};
 
 use crate::events::{NewEvent, insert_event};
@@ -23,7 +24,8 @@ pub struct WorkspaceRow {
     pub name: String,
     pub role: Option<String>,
     pub tier: i64,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: WorkspaceStatus,
     pub url: String,
     pub parent_id: Option<String>,
     /// JSON text.
@@ -91,7 +93,7 @@ pub struct NewWorkspace {
     pub name: String,
     pub role: Option<String>,
     pub tier: i64,
-    pub status: &'static str,
+    pub status: WorkspaceStatus,
     pub url: String,
     pub parent_id: Option<String>,
     pub max_concurrent_tasks: i64,
@@ -236,7 +238,7 @@ impl Store {
                     .bind(parent)
                     .fetch_optional(&mut *tx)
                     .await?;
-            if status.is_none_or(|s| s == "removed") {
+            if !is_live(status)? {
                 return Ok(Err(CreateRefusal::ParentNotLive));
             }
         }
@@ -571,13 +573,23 @@ impl Store {
     }
 }
 
+/// Whether a status read from the database is of a workspace that exists and is not
+/// removed.
+fn is_live(status: Option<String>) -> Result<bool, StoreError> {
+    Ok(match status {
+        Some(status) => status.parse::<WorkspaceStatus>()? != WorkspaceStatus::Removed,
+        None => false,
+    })
+}
+
 async fn mark_removed(tx: &mut Transaction<'_, Any>, id: &str, now: i64) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE workspaces SET status = 'removed', url = '', updated_at = $2, \
+        "UPDATE workspaces SET status = $3, url = '', updated_at = $2, \
          version = version + 1 WHERE id = $1",
     )
     .bind(id)
     .bind(now)
+    .bind(WorkspaceStatus::Removed.as_str())
     .execute(&mut **tx)
     .await?;
     crate::jobs::cancel_pending(tx, id, now).await?;
@@ -618,7 +630,7 @@ async fn insert_row(
     .bind(&workspace.name)
     .bind(&workspace.role)
     .bind(workspace.tier)
-    .bind(workspace.status)
+    .bind(workspace.status.as_str())
     .bind(&workspace.url)
     .bind(&workspace.parent_id)
     .bind(workspace.max_concurrent_tasks)
@@ -637,8 +649,8 @@ async fn insert_row(
     .bind(&workspace.derivation)
     .bind(now)
     // The provisioning deadline runs from now; an agent already online counts as seen.
-    .bind((workspace.status == "provisioning").then_some(now))
-    .bind((workspace.status == "online").then_some(now))
+    .bind((workspace.status == WorkspaceStatus::Provisioning).then_some(now))
+    .bind((workspace.status == WorkspaceStatus::Online).then_some(now))
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -662,7 +674,11 @@ async fn remove_tree(
     .await?;
     let mut removed = RemovedWorkspaces::default();
     for (member, status) in &tree {
-        let live = status != "removed";
+        // Whatever is not removed yet is removed now, descendants first.
+        let live = matches!(
+            hatchery_core::decide(status.parse()?, Move::Remove),
+            Decision::Change(_)
+        );
         if member == id {
             removed.target_was_live = live;
             continue;
@@ -694,7 +710,7 @@ async fn refuse_parent(
         .bind(parent)
         .fetch_optional(&mut **tx)
         .await?;
-    if live.is_none_or(|status| status == "removed") {
+    if !is_live(live)? {
         return Ok(Some(UpdateOutcome::ParentRefused));
     }
     // The parent's ancestors, up to a root; meeting `id` on the way is a cycle.

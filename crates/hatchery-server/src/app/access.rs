@@ -2,6 +2,7 @@
 //! tokens, and reachability in the org tree. Deny is the default: a workspace token
 //! authenticates its own workspace only and is never an admin credential.
 
+use hatchery_core::WorkspaceStatus;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -358,7 +359,7 @@ impl App {
         ) else {
             return Ok(false);
         };
-        if c.status == "removed" || t.status == "removed" {
+        if c.status == WorkspaceStatus::Removed || t.status == WorkspaceStatus::Removed {
             return Ok(false);
         }
         if c.id == t.id || c.parent_id == t.parent_id {

@@ -171,7 +171,7 @@ impl App {
         self.hub.broadcast(|| {
             StreamEvent::new(
                 None,
-                "ACTIVITY_LOGGED",
+                hatchery_core::EventKind::ActivityLogged.as_str(),
                 Some(id),
                 &json!({
                     "activity_type": row.activity_type,

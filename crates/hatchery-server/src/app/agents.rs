@@ -6,12 +6,13 @@
 //! buffer, and the buffer is written in one transaction every flush interval. So thousands
 //! of agents beating at once cost one write per agent per interval, not one per beat.
 
+use hatchery_core::{Decision, EventKind, Health, Move, Transition, WorkspaceStatus};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
 use hatchery_store::{
-    AgentSnapshot, LiveState, NewEvent, Page, Registered, Registration, Relation, WorkspaceRow,
+    AgentSnapshot, LiveState, Page, Registered, Registration, Relation, WorkspaceRow,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -399,33 +400,31 @@ fn snapshot_of(
 }
 
 /// The status change a heartbeat makes, with its event payload; `None` for none.
-fn heartbeat_transition(
-    state: &LiveState,
-    beat: &AgentSnapshot,
-) -> Option<(&'static str, &'static str, Value)> {
-    let manages_itself = beat.status_mgmt.unwrap_or(state.status_mgmt != 0);
-    match state.status.as_str() {
-        "provisioning" => Some((
-            "online",
-            "WORKSPACE_ONLINE",
-            json!({"recovered_from": "provisioning"}),
-        )),
-        "offline" => Some(("online", "WORKSPACE_ONLINE", json!({}))),
-        "online" if beat.runtime_state == "wedged" => Some((
-            "degraded",
-            "WORKSPACE_DEGRADED",
-            json!({"runtime_state": beat.runtime_state, "sample_error": beat.sample_error}),
-        )),
-        "online" if !manages_itself && beat.error_rate >= 0.5 => Some((
-            "degraded",
-            "WORKSPACE_DEGRADED",
-            json!({"error_rate": crate::http::views::go_number(beat.error_rate), "sample_error": beat.sample_error}),
-        )),
-        "degraded" if !manages_itself && beat.error_rate < 0.1 && beat.runtime_state.is_empty() => {
-            Some(("online", "WORKSPACE_ONLINE", json!({})))
+fn heartbeat_transition(state: &LiveState, beat: &AgentSnapshot) -> Option<(Transition, Value)> {
+    let health = Health {
+        error_rate: beat.error_rate,
+        wedged: beat.runtime_state == "wedged",
+        has_runtime_state: !beat.runtime_state.is_empty(),
+        manages_itself: beat.status_mgmt.unwrap_or(state.status_mgmt != 0),
+    };
+    let Decision::Change(transition) = hatchery_core::decide(state.status, Move::Heartbeat(health))
+    else {
+        return None;
+    };
+    let payload = match (transition.from, transition.to) {
+        (WorkspaceStatus::Provisioning, _) => {
+            json!({"recovered_from": WorkspaceStatus::Provisioning})
         }
-        _ => None,
-    }
+        (_, WorkspaceStatus::Degraded) if health.wedged => {
+            json!({"runtime_state": beat.runtime_state, "sample_error": beat.sample_error})
+        }
+        (_, WorkspaceStatus::Degraded) => json!({
+            "error_rate": crate::http::views::go_number(beat.error_rate),
+            "sample_error": beat.sample_error,
+        }),
+        _ => json!({}),
+    };
+    Some((transition, payload))
 }
 
 impl App {
@@ -504,7 +503,7 @@ impl App {
             .await
             .map_err(store_error("failed to record heartbeat"))?
             .ok_or_else(ApiError::workspace_not_found)?;
-        if state.status == "removed" {
+        if state.status == WorkspaceStatus::Removed {
             return Err(ApiError::WorkspaceRemoved);
         }
         let previous_task = self
@@ -518,12 +517,11 @@ impl App {
             beat.uptime_seconds,
         );
         match heartbeat_transition(&state, &beat) {
-            Some((to, event_type, payload)) => {
+            Some((transition, payload)) => {
                 self.heartbeats.forget(id);
-                let event = NewEvent::about(event_type, id, payload.to_string());
                 let changed = self
                     .store
-                    .heartbeat_transition(id, &state.status, to, &beat, &event)
+                    .heartbeat_transition(id, transition, &beat, payload.to_string())
                     .await
                     .map_err(store_error("failed to record heartbeat"))?;
                 if changed {
@@ -541,7 +539,7 @@ impl App {
             self.hub.broadcast(|| {
                 StreamEvent::new(
                     None,
-                    "TASK_UPDATED",
+                    EventKind::TaskUpdated.as_str(),
                     Some(id),
                     &json!({"current_task": current_task, "active_tasks": active_tasks}),
                     now,
@@ -551,7 +549,7 @@ impl App {
         self.hub.broadcast(|| {
             StreamEvent::new(
                 None,
-                "WORKSPACE_HEARTBEAT",
+                EventKind::WorkspaceHeartbeat.as_str(),
                 Some(id),
                 &json!({"active_tasks": active_tasks, "uptime_seconds": uptime}),
                 now,
@@ -612,7 +610,7 @@ impl App {
                 .workspace_get(target)
                 .await
                 .map_err(store_error("failed to discover"))?
-                .is_some_and(|row| row.status != "removed");
+                .is_some_and(|row| row.status != WorkspaceStatus::Removed);
             return Err(if exists {
                 ApiError::Forbidden {
                     message: "not authorized to discover this workspace".to_owned(),
@@ -623,7 +621,7 @@ impl App {
             });
         }
         let row = self.workspace_live(target).await?;
-        if row.url.is_empty() || !matches!(row.status.as_str(), "online" | "degraded") {
+        if row.url.is_empty() || !row.status.is_reachable() {
             return Err(ApiError::WorkspaceUnavailable { status: row.status });
         }
         Ok(json!({"id": row.id, "url": row.url, "name": row.name}))
@@ -696,7 +694,7 @@ impl App {
         let rows = page
             .iter()
             .filter_map(|id| rows.remove(*id))
-            .filter(|row| row.status != "removed")
+            .filter(|row| row.status != WorkspaceStatus::Removed)
             .collect();
         Ok(Page { rows, truncated })
     }
@@ -971,36 +969,46 @@ mod tests {
         }
     }
 
-    fn state(status: &str, status_mgmt: i64) -> LiveState {
+    fn state(status: WorkspaceStatus, status_mgmt: i64) -> LiveState {
         LiveState {
-            status: status.to_owned(),
+            status,
             current_task: String::new(),
             status_mgmt,
         }
     }
 
-    fn to(status: &str, beat_: &AgentSnapshot) -> Option<&'static str> {
-        heartbeat_transition(&state(status, 0), beat_).map(|(to, _, _)| to)
-    }
-
+    /// The rules themselves are `hatchery_core::lifecycle`'s (tested there); here, what the
+    /// app adds: the event payloads, and the stored "manages itself" flag.
     #[test]
-    fn heartbeat_transitions_follow_the_spec() {
-        assert_eq!(to("provisioning", &beat(0.0, "")), Some("online"));
-        assert_eq!(to("offline", &beat(0.9, "")), Some("online"));
-        assert_eq!(to("online", &beat(0.5, "")), Some("degraded"));
-        assert_eq!(to("online", &beat(0.49, "")), None);
-        assert_eq!(to("online", &beat(0.0, "wedged")), Some("degraded"));
-        assert_eq!(to("degraded", &beat(0.09, "")), Some("online"));
-        // Hysteresis: between 0.1 and 0.5 a degraded workspace stays degraded.
-        assert_eq!(to("degraded", &beat(0.1, "")), None);
-        assert_eq!(to("degraded", &beat(0.0, "wedged")), None);
-        for untouched in ["failed", "paused", "hibernated", "awaiting_agent"] {
-            assert_eq!(to(untouched, &beat(0.9, "wedged")), None, "{untouched}");
-        }
-        // An agent that manages its own status is not judged by its error rate.
+    fn heartbeat_transitions_carry_their_reasons() {
+        use WorkspaceStatus as S;
+        let change = |status, beat_: &AgentSnapshot| {
+            heartbeat_transition(&state(status, 0), beat_).map(|(t, payload)| (t.to, payload))
+        };
         assert_eq!(
-            heartbeat_transition(&state("online", 1), &beat(0.9, "")).map(|t| t.0),
-            None
+            change(S::Provisioning, &beat(0.0, "")),
+            Some((S::Online, json!({"recovered_from": "provisioning"})))
         );
+        assert_eq!(
+            change(S::Online, &beat(0.0, "wedged")),
+            Some((
+                S::Degraded,
+                json!({"runtime_state": "wedged", "sample_error": ""})
+            ))
+        );
+        assert_eq!(
+            change(S::Online, &beat(0.5, "")),
+            Some((S::Degraded, json!({"error_rate": 0.5, "sample_error": ""})))
+        );
+        assert_eq!(
+            change(S::Degraded, &beat(0.0, "")),
+            Some((S::Online, json!({})))
+        );
+        assert_eq!(change(S::Online, &beat(0.1, "")), None);
+        // The stored flag counts when the beat does not say; the beat wins when it does.
+        assert!(heartbeat_transition(&state(S::Online, 1), &beat(0.9, "")).is_none());
+        let mut judged = beat(0.9, "");
+        judged.status_mgmt = Some(false);
+        assert!(heartbeat_transition(&state(S::Online, 1), &judged).is_some());
     }
 }

@@ -3,6 +3,7 @@
 //! workspace, the tree in one transaction — all or nothing: any node that cannot be
 //! created refuses the whole bundle.
 
+use hatchery_core::WorkspaceStatus;
 use std::collections::BTreeMap;
 
 use futures_util::future::BoxFuture;
@@ -121,7 +122,7 @@ pub struct BundleImported {
     /// Its name.
     name: String,
     /// `provisioning`.
-    status: &'static str,
+    status: WorkspaceStatus,
     /// Its children, when it has any.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     children: Vec<BundleImported>,
@@ -174,7 +175,7 @@ impl App {
                 .workspace_get(id)
                 .await
                 .map_err(store_error("failed to export"))?
-                .filter(|r| r.status != "removed")
+                .filter(|r| r.status != WorkspaceStatus::Removed)
                 .ok_or_else(bundle_not_found)?;
             let prompts: BTreeMap<String, String> = self
                 .store

@@ -1,6 +1,7 @@
 //! Lifecycle moves asked for by people or tools: pause (cascades down), resume (self and
 //! paused descendants), restart. Each is one transaction with its events and jobs.
 
+use hatchery_core::WorkspaceStatus;
 use hatchery_store::LifecycleRefusal;
 
 use super::{App, store_error};
@@ -55,7 +56,7 @@ impl App {
         // The restart job stops the old agent before it starts the new one, and
         // supersedes a start still in flight: no agent is left holding revoked tokens.
         let row = self.workspace_exists(id).await?;
-        if row.status == "removed" {
+        if row.status == WorkspaceStatus::Removed {
             return Err(ApiError::workspace_not_found());
         }
         if let Some(name) = self

@@ -4,6 +4,7 @@
 //! created is stored `failed` with its reason, its subtree `failed` with "parent failed",
 //! the rest provisioned. `strict`: any problem refuses the whole import, nothing written.
 
+use hatchery_core::{EventKind, WorkspaceStatus};
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 
@@ -43,7 +44,7 @@ pub struct ImportedNode {
     /// Its tier.
     pub tier: i64,
     /// `provisioning`, `online`/`awaiting_agent` (external), or `failed`.
-    pub status: &'static str,
+    pub status: WorkspaceStatus,
     /// Why it failed.
     pub error: Option<String>,
 }
@@ -363,7 +364,7 @@ impl App {
                 }
                 Err(reason) => failed_item(node, planned, &id, parent_id, reason),
             };
-            failed.insert(&planned.path, entry.status == "failed");
+            failed.insert(&planned.path, entry.status == WorkspaceStatus::Failed);
             ids.insert(&planned.path, id);
             items.push(item);
             answer.push(entry);
@@ -384,7 +385,7 @@ impl App {
             self.wake_provisioner();
         }
         for entry in &answer {
-            if entry.status == "failed" {
+            if entry.status == WorkspaceStatus::Failed {
                 self.metrics.provisioning_failed(1);
             } else {
                 self.metrics.workspace_created();
@@ -480,7 +481,7 @@ fn failed_item(
         name: name.clone(),
         role: None,
         tier,
-        status: "failed",
+        status: WorkspaceStatus::Failed,
         url: String::new(),
         parent_id,
         max_concurrent_tasks: 1,
@@ -499,7 +500,7 @@ fn failed_item(
         derivation: "null".to_owned(),
     };
     let event = NewEvent::about(
-        "WORKSPACE_PROVISION_FAILED",
+        EventKind::WorkspaceProvisionFailed,
         id,
         json!({"name": name, "reason": reason}).to_string(),
     );
@@ -507,7 +508,7 @@ fn failed_item(
         id: id.to_owned(),
         name,
         tier,
-        status: "failed",
+        status: WorkspaceStatus::Failed,
         error: Some(reason.clone()),
     };
     let item = ImportedWorkspace {

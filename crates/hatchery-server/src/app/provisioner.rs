@@ -3,6 +3,7 @@
 //! permanent ones, and turns an agent that died before registering into `failed` with its
 //! exit code and last log lines. Every replica runs one; the lease keeps each job to one.
 
+use hatchery_core::WorkspaceStatus;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,6 +64,15 @@ impl Provisioner {
             wake: Notify::new(),
         }
     }
+}
+
+/// Whether a workspace whose agent just started was stopped while it started: its agent
+/// must not run.
+fn stopped_meanwhile(status: WorkspaceStatus) -> bool {
+    matches!(
+        status,
+        WorkspaceStatus::Paused | WorkspaceStatus::Removed | WorkspaceStatus::Failed
+    )
 }
 
 impl App {
@@ -134,13 +144,7 @@ impl App {
                     continue;
                 }
             };
-            let wanted = row.is_some_and(|w| {
-                w.external == 0
-                    && matches!(
-                        w.status.as_str(),
-                        "provisioning" | "online" | "degraded" | "offline"
-                    )
-            });
+            let wanted = row.is_some_and(|w| w.external == 0 && w.status.wants_agent());
             if !wanted {
                 orphans.push(id.clone());
             }
@@ -325,7 +329,7 @@ impl App {
                 return;
             }
         };
-        if row.status != "provisioning" || row.external != 0 {
+        if row.status != WorkspaceStatus::Provisioning || row.external != 0 {
             // Registered meanwhile, paused, removed, or an agent hatchery does not run.
             self.close_job(&job.id, owner, workspace_id, "cancelled")
                 .await;
@@ -378,11 +382,7 @@ impl App {
                 // Paused or deleted while it started: it must not run. (If the database
                 // cannot say, it runs: the sweeps settle it, a healthy agent is not killed.)
                 match self.store.workspace_get(workspace_id).await {
-                    Ok(now)
-                        if now.as_ref().is_none_or(|w| {
-                            matches!(w.status.as_str(), "paused" | "removed" | "failed")
-                        }) =>
-                    {
+                    Ok(now) if now.as_ref().is_none_or(|w| stopped_meanwhile(w.status)) => {
                         self.stop_agents(&[workspace_id.to_owned()]).await;
                     }
                     Ok(_) => {}
@@ -591,7 +591,7 @@ impl App {
         let Ok(Some(row)) = self.store.workspace_get(id).await else {
             return;
         };
-        if row.status != "provisioning" {
+        if row.status != WorkspaceStatus::Provisioning {
             return;
         }
         let since = row.provisioning_since.unwrap_or(row.updated_at);

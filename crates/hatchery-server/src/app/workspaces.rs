@@ -1,6 +1,7 @@
 //! Workspaces: create (validate → registry snapshot → fail-closed provider and billing
 //! decision → generated config → one transaction), read, update, remove.
 
+use hatchery_core::{EventKind, WorkspaceStatus};
 use std::collections::BTreeMap;
 
 use hatchery_core::{
@@ -95,7 +96,7 @@ pub struct Created {
     /// The new id.
     pub id: String,
     /// Its status.
-    pub status: &'static str,
+    pub status: WorkspaceStatus,
     /// Its workspace access.
     pub workspace_access: &'static str,
     /// The provider decision.
@@ -114,7 +115,7 @@ pub(crate) struct Built {
     pub token: Option<super::access::MintedToken>,
     pub config: PreparedConfig,
     pub access: &'static str,
-    pub status: &'static str,
+    pub status: WorkspaceStatus,
 }
 
 const INVALID_FIELDS: &str = "invalid workspace fields";
@@ -266,11 +267,11 @@ fn check_create(request: CreateWorkspace) -> Result<CheckedCreate, ApiError> {
 impl CheckedCreate {
     /// Where a new workspace starts: hatchery's own agents provision; an external one is
     /// online at its URL, or awaits its agent.
-    fn status(&self) -> &'static str {
+    fn status(&self) -> WorkspaceStatus {
         match (self.external, &self.url) {
-            (false, _) => "provisioning",
-            (true, Some(_)) => "online",
-            (true, None) => "awaiting_agent",
+            (false, _) => WorkspaceStatus::Provisioning,
+            (true, Some(_)) => WorkspaceStatus::Online,
+            (true, None) => WorkspaceStatus::AwaitingAgent,
         }
     }
 
@@ -353,7 +354,7 @@ impl App {
         let workspace = checked.into_row(id.clone(), &config);
         let files = config_files(&config);
         let mut events = vec![NewEvent::about(
-            "WORKSPACE_PROVISIONING",
+            EventKind::WorkspaceProvisioning,
             &id,
             json!({"name": name, "tier": tier, "runtime": workspace.runtime}).to_string(),
         )];
@@ -362,14 +363,14 @@ impl App {
             .external
             .then(|| super::access::mint(&id, hatchery_store::TokenKind::Workspace, None));
         match status {
-            "online" => events.push(NewEvent::about(
-                "WORKSPACE_ONLINE",
+            WorkspaceStatus::Online => events.push(NewEvent::about(
+                EventKind::WorkspaceOnline,
                 &id,
                 json!({"url": workspace.url, "agent_card": null}).to_string(),
             )),
-            "awaiting_agent" => {
+            WorkspaceStatus::AwaitingAgent => {
                 events.push(NewEvent::about(
-                    "WORKSPACE_AWAITING_AGENT",
+                    EventKind::WorkspaceAwaitingAgent,
                     &id,
                     "{}".to_owned(),
                 ));
@@ -460,7 +461,7 @@ impl App {
     /// 404 unless the workspace exists, 410 when it is removed.
     pub(crate) async fn workspace_live(&self, id: &str) -> Result<WorkspaceRow, ApiError> {
         let row = self.workspace_get(id).await?;
-        if row.status == "removed" {
+        if row.status == WorkspaceStatus::Removed {
             return Err(ApiError::WorkspaceRemoved);
         }
         Ok(row)
@@ -600,7 +601,7 @@ impl App {
                 self.check_new_parent(id, patch.parent_id.as_deref())
                     .await?;
                 events.push(NewEvent::about(
-                    "WORKSPACE_MOVED",
+                    EventKind::WorkspaceMoved,
                     id,
                     json!({"old_parent_id": row.parent_id, "new_parent_id": patch.parent_id})
                         .to_string(),
@@ -654,7 +655,7 @@ impl App {
             .workspace_get(parent)
             .await
             .map_err(store_error("failed to update workspace"))?
-            .is_some_and(|p| p.status != "removed");
+            .is_some_and(|p| p.status != WorkspaceStatus::Removed);
         if !live {
             return Err(invalid_parent("parent workspace not found or removed"));
         }

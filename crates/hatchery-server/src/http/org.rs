@@ -16,10 +16,10 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::views::WorkspaceStatus;
 use super::{AppState, Query, json_body, require_admin};
 use crate::app::org::{ImportOptions, TemplateSummary};
 use crate::error::{ApiError, ErrorBody};
+use hatchery_core::WorkspaceStatus;
 use hatchery_store::EarlierImports;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -120,8 +120,7 @@ struct ImportedView {
     /// Its tier.
     tier: i64,
     /// `provisioning`, `online`/`awaiting_agent` (external), or `failed`.
-    #[schema(value_type = WorkspaceStatus)]
-    status: &'static str,
+    status: WorkspaceStatus,
     /// Why it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,

@@ -2,6 +2,7 @@
 //! handlers serialize these types, and the OpenAPI document is generated from them, so the
 //! two cannot drift apart.
 
+use hatchery_core::WorkspaceStatus;
 use std::time::SystemTime;
 
 pub(crate) use crate::app::stored_json;
@@ -41,27 +42,6 @@ fn serialize_go_number<S: Serializer>(value: &f64, serializer: S) -> Result<S::O
     go_number(*value).serialize(serializer)
 }
 
-/// The states a workspace can be in (spec §3). Only a schema: the store keeps the status
-/// as its wire string.
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-#[allow(
-    dead_code,
-    reason = "a schema for the OpenAPI document; never constructed"
-)]
-pub(crate) enum WorkspaceStatus {
-    Provisioning,
-    Online,
-    Degraded,
-    Offline,
-    Failed,
-    Paused,
-    Hibernating,
-    Hibernated,
-    AwaitingAgent,
-    Removed,
-}
-
 /// A workspace in brief: what a peer sees of it (`GET /registry/:id/peers`), and the
 /// start of every fuller view.
 #[derive(Debug, Serialize, ToSchema)]
@@ -76,8 +56,7 @@ pub(crate) struct WorkspaceBrief {
     /// 1 sandboxed, 2 standard, 3 privileged, 4 full host.
     tier: i64,
     /// Where it is in its life.
-    #[schema(value_type = WorkspaceStatus)]
-    status: String,
+    status: WorkspaceStatus,
     /// The agent's registered URL, `""` when none.
     url: String,
     /// The parent workspace, null for a root.
@@ -97,7 +76,7 @@ impl From<&WorkspaceRow> for WorkspaceBrief {
             name: row.name.clone(),
             role: row.role.clone(),
             tier: row.tier,
-            status: row.status.clone(),
+            status: row.status,
             url: row.url.clone(),
             parent_id: row.parent_id.clone(),
             agent_card: stored_json(row.agent_card.as_deref()),

@@ -1,6 +1,7 @@
 //! `/workspaces`: create, list, read, update, remove; the generated config and the
 //! derivation behind it.
 
+use hatchery_core::WorkspaceStatus;
 use std::collections::BTreeMap;
 
 use axum::Json;
@@ -13,7 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::views::{WorkspaceDerivation, WorkspaceFull, WorkspaceSingle, WorkspaceStatus};
+use super::views::{WorkspaceDerivation, WorkspaceFull, WorkspaceSingle};
 use super::{AppState, Path, Query, json_body, require_admin, require_boot, require_workspace};
 use crate::app::workspaces::{CreateWorkspace, parse_workspace_id};
 use crate::error::{ApiError, ErrorBody};
@@ -51,8 +52,7 @@ struct CreateAnswer {
     #[schema(format = Uuid)]
     id: String,
     /// `provisioning`, or for an external agent `online` (with a URL) or `awaiting_agent`.
-    #[schema(value_type = WorkspaceStatus)]
-    status: &'static str,
+    status: WorkspaceStatus,
     /// `workspace:<id>`.
     awareness_namespace: String,
     /// `none`, `read_only` or `read_write`.
@@ -129,7 +129,7 @@ async fn create(
             .billing
             .map(hatchery_core::BillingMode::as_str),
         registry_hash: created.config.registry_hash,
-        external: (created.status != "provisioning").then_some(true),
+        external: (created.status != WorkspaceStatus::Provisioning).then_some(true),
         connection,
         id: created.id,
     };
@@ -396,9 +396,8 @@ struct StateAnswer {
     #[schema(format = Uuid)]
     workspace_id: String,
     /// Its status; absent for one that never existed.
-    #[schema(value_type = Option<WorkspaceStatus>)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    status: Option<String>,
+    status: Option<WorkspaceStatus>,
     /// Whether it is paused; absent when it is gone.
     #[serde(skip_serializing_if = "Option::is_none")]
     paused: Option<bool>,
@@ -421,7 +420,7 @@ async fn state_of(
     headers: HeaderMap,
 ) -> Result<(StatusCode, Json<StateAnswer>), ApiError> {
     let id = parse_workspace_id(&id)?;
-    let gone = |id: String, status: Option<String>| {
+    let gone = |id: String, status: Option<WorkspaceStatus>| {
         (
             StatusCode::NOT_FOUND,
             Json(StateAnswer {
@@ -437,7 +436,7 @@ async fn state_of(
         Err(ApiError::NotFound { .. }) => return Ok(gone(id, None)),
         Err(other) => return Err(other),
     };
-    if row.status == "removed" {
+    if row.status == WorkspaceStatus::Removed {
         return Ok(gone(id, Some(row.status)));
     }
     require_boot(&state, &headers, &id).await?;
@@ -445,7 +444,7 @@ async fn state_of(
         StatusCode::OK,
         Json(StateAnswer {
             workspace_id: id,
-            paused: Some(row.status == "paused"),
+            paused: Some(row.status == WorkspaceStatus::Paused),
             status: Some(row.status),
             deleted: false,
         }),
@@ -456,7 +455,7 @@ async fn state_of(
 #[derive(Debug, Serialize, ToSchema)]
 struct RestartAnswer {
     /// `provisioning`.
-    status: &'static str,
+    status: WorkspaceStatus,
     /// Where its config is read.
     config_dir: String,
     /// Whether the agent's session was reset (never, yet).
@@ -482,7 +481,7 @@ async fn restart(
     require_workspace(&state, &headers, &id).await?;
     state.app.restart(&id).await?;
     Ok(Json(RestartAnswer {
-        status: "provisioning",
+        status: WorkspaceStatus::Provisioning,
         config_dir: format!("/workspaces/{id}/config"),
         reset_session: false,
     }))
@@ -492,7 +491,7 @@ async fn restart(
 #[derive(Debug, Serialize, ToSchema)]
 struct PauseAnswer {
     /// `paused`.
-    status: &'static str,
+    status: WorkspaceStatus,
     /// How many workspaces were paused (it and its descendants).
     paused_count: usize,
 }
@@ -513,7 +512,7 @@ async fn pause(
     require_workspace(&state, &headers, &id).await?;
     let paused_count = state.app.pause(&id).await?;
     Ok(Json(PauseAnswer {
-        status: "paused",
+        status: WorkspaceStatus::Paused,
         paused_count,
     }))
 }
@@ -522,7 +521,7 @@ async fn pause(
 #[derive(Debug, Serialize, ToSchema)]
 struct ResumeAnswer {
     /// `provisioning`.
-    status: &'static str,
+    status: WorkspaceStatus,
     /// How many workspaces start again (it and its paused descendants).
     resumed_count: usize,
 }
@@ -545,7 +544,7 @@ async fn resume(
     require_workspace(&state, &headers, &id).await?;
     let resumed_count = state.app.resume(&id).await?;
     Ok(Json(ResumeAnswer {
-        status: "provisioning",
+        status: WorkspaceStatus::Provisioning,
         resumed_count,
     }))
 }

@@ -23,14 +23,15 @@ use crate::app::App;
 use crate::app::workspaces::parse_workspace_id;
 use crate::error::{ApiError, ErrorBody};
 use crate::event_hub::{Cursor, Delivery, StreamEvent};
+use hatchery_core::EventKind;
 
 /// A ping this often keeps idle connections open.
 const PING_EVERY: Duration = Duration::from_secs(30);
 /// Events that can change who reaches whom.
-const TREE_EVENTS: &[&str] = &[
-    "WORKSPACE_PROVISIONING",
-    "WORKSPACE_MOVED",
-    "WORKSPACE_REMOVED",
+const TREE_EVENTS: [EventKind; 3] = [
+    EventKind::WorkspaceProvisioning,
+    EventKind::WorkspaceMoved,
+    EventKind::WorkspaceRemoved,
 ];
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -144,7 +145,10 @@ impl Reach {
         let Some(caller) = &self.caller else {
             return true;
         };
-        if TREE_EVENTS.contains(&event.event_type.as_str()) {
+        if TREE_EVENTS
+            .iter()
+            .any(|kind| kind.as_str() == event.event_type)
+        {
             self.known.clear();
         }
         let Some(target) = &event.workspace_id else {

@@ -2,6 +2,7 @@
 //! caller can wait with a deadline), resumed after a dropped connection, and the live
 //! progress of workspaces moving from `provisioning` to `online` or `failed`.
 
+use hatchery_core::{EventKind, WorkspaceStatus};
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, IsTerminal as _};
 use std::sync::mpsc;
@@ -194,32 +195,33 @@ impl Standing {
 
     /// From a workspace's record.
     pub fn of(workspace: &Value) -> Self {
-        match workspace["status"].as_str().unwrap_or("") {
-            "online" | "degraded" => Self::Online,
-            "awaiting_agent" => Self::AwaitingAgent,
-            "failed" => Self::Failed(
+        let status = workspace["status"].as_str().unwrap_or("").parse();
+        match status {
+            Ok(WorkspaceStatus::Online | WorkspaceStatus::Degraded) => Self::Online,
+            Ok(WorkspaceStatus::AwaitingAgent) => Self::AwaitingAgent,
+            Ok(WorkspaceStatus::Failed) => Self::Failed(
                 workspace["failure_reason"]
                     .as_str()
                     .unwrap_or("no reason given")
                     .to_owned(),
             ),
-            "removed" => Self::Removed,
+            Ok(WorkspaceStatus::Removed) => Self::Removed,
             _ => Self::Provisioning,
         }
     }
 
     /// From an event about the workspace; `None` when the event says nothing about it.
     fn from_event(event: &Event) -> Option<Self> {
-        match event.kind.as_str() {
-            "WORKSPACE_ONLINE" | "WORKSPACE_DEGRADED" => Some(Self::Online),
-            "WORKSPACE_AWAITING_AGENT" => Some(Self::AwaitingAgent),
-            "WORKSPACE_PROVISION_FAILED" => Some(Self::Failed(
+        match event.kind.parse().ok()? {
+            EventKind::WorkspaceOnline | EventKind::WorkspaceDegraded => Some(Self::Online),
+            EventKind::WorkspaceAwaitingAgent => Some(Self::AwaitingAgent),
+            EventKind::WorkspaceProvisionFailed => Some(Self::Failed(
                 event.data["error"]
                     .as_str()
                     .unwrap_or("no reason given")
                     .to_owned(),
             )),
-            "WORKSPACE_REMOVED" => Some(Self::Removed),
+            EventKind::WorkspaceRemoved => Some(Self::Removed),
             _ => None,
         }
     }
