@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use serde_json::{Value, json};
 
-use super::{BenchServer, TOKEN, client, millis, percentile};
+use super::harness::{BenchServer, TOKEN, client, millis, percentile};
 use crate::output::{err, out};
 
 #[derive(Debug, Args)]
