@@ -2,11 +2,11 @@
 //! tokens, and reachability in the org tree. Deny is the default: a workspace token
 //! authenticates its own workspace only and is never an admin credential.
 
-use hatchery_core::WorkspaceStatus;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use hatchery_core::WorkspaceStatus;
 use hatchery_store::{JobLease, NewToken, TokenKind, TokenMatch, TokenRow};
 
 use super::{App, store_error};

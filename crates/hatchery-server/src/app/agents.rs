@@ -6,11 +6,11 @@
 //! buffer, and the buffer is written in one transaction every flush interval. So thousands
 //! of agents beating at once cost one write per agent per interval, not one per beat.
 
-use hatchery_core::{Decision, EventKind, Health, Move, Transition, WorkspaceStatus};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
+use hatchery_core::{Decision, EventKind, Health, Move, Transition, WorkspaceStatus};
 use hatchery_store::{
     AgentSnapshot, LiveState, Page, Registered, Registration, Relation, WorkspaceRow,
 };

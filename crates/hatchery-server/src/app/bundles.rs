@@ -3,10 +3,10 @@
 //! workspace, the tree in one transaction — all or nothing: any node that cannot be
 //! created refuses the whole bundle.
 
-use hatchery_core::WorkspaceStatus;
 use std::collections::BTreeMap;
 
 use futures_util::future::BoxFuture;
+use hatchery_core::WorkspaceStatus;
 use hatchery_core::org::{Node, OrgTemplate};
 use hatchery_store::EarlierImports;
 use serde::{Deserialize, Serialize};

@@ -4,11 +4,11 @@
 //! created is stored `failed` with its reason, its subtree `failed` with "parent failed",
 //! the rest provisioned. `strict`: any problem refuses the whole import, nothing written.
 
-use hatchery_core::{EventKind, WorkspaceStatus};
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 
 use hatchery_core::org::{Node, OrgTemplate, Plan, PlanContext, PlannedNode, plan};
+use hatchery_core::{EventKind, WorkspaceStatus};
 use hatchery_store::{
     EarlierImports, ImportOutcome, ImportedWorkspace, NewEvent, NewWorkspace, WorkspaceFile,
 };

@@ -3,11 +3,11 @@
 //! permanent ones, and turns an agent that died before registering into `failed` with its
 //! exit code and last log lines. Every replica runs one; the lease keeps each job to one.
 
-use hatchery_core::WorkspaceStatus;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hatchery_core::WorkspaceStatus;
 use hatchery_provision::{Backend, BackendError, Exit, WorkspaceSpec};
 use hatchery_store::{ClaimedJob, JobLease};
 use tokio::sync::Notify;

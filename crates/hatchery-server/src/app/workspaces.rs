@@ -1,13 +1,13 @@
 //! Workspaces: create (validate → registry snapshot → fail-closed provider and billing
 //! decision → generated config → one transaction), read, update, remove.
 
-use hatchery_core::{EventKind, WorkspaceStatus};
 use std::collections::BTreeMap;
 
 use hatchery_core::{
     BillingMode, FieldError, PreparedConfig, ProviderRequest, ProviderSource, TextFields,
     WorkspaceAccess, check_text_fields, check_tier, check_workspace_access, prepare_config,
 };
+use hatchery_core::{EventKind, WorkspaceStatus};
 use hatchery_store::{
     CreateRefusal, GLOBAL_SCOPE, NewEvent, NewWorkspace, Reconfiguration, UpdateOutcome,
     WorkspaceFile, WorkspacePatch, WorkspaceRow, workspace_scope,

@@ -2,10 +2,10 @@
 //! handlers serialize these types, and the OpenAPI document is generated from them, so the
 //! two cannot drift apart.
 
-use hatchery_core::WorkspaceStatus;
 use std::time::SystemTime;
 
 pub(crate) use crate::app::stored_json;
+use hatchery_core::WorkspaceStatus;
 use hatchery_store::{WorkspaceRow, micros_to_time};
 use serde::{Serialize, Serializer};
 use serde_json::{Value, json};

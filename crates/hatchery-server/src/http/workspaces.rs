@@ -1,13 +1,13 @@
 //! `/workspaces`: create, list, read, update, remove; the generated config and the
 //! derivation behind it.
 
-use hatchery_core::WorkspaceStatus;
 use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use hatchery_core::WorkspaceStatus;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use utoipa::{IntoParams, ToSchema};

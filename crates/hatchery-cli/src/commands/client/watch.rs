@@ -2,12 +2,12 @@
 //! caller can wait with a deadline), resumed after a dropped connection, and the live
 //! progress of workspaces moving from `provisioning` to `online` or `failed`.
 
-use hatchery_core::{EventKind, WorkspaceStatus};
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, IsTerminal as _};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use hatchery_core::{EventKind, WorkspaceStatus};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::Value;
 
