@@ -1,22 +1,22 @@
 //! A small HTTP client for the control plane, over TCP (`http://host:port`) or over a Unix
 //! socket (`unix:/path/to/hatchery.sock`): sandboxed agents have no network, only the socket
-//! bound into their sandbox. One connection per call: an agent calls a few times a minute.
+//! bound into their sandbox. One connection per call: an agent calls a few times a minute,
+//! so nothing stays open to the control plane between calls.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use http_body_util::{BodyExt as _, Full};
-use hyper::body::Bytes;
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
-use hyper::{Method, Request};
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
-/// The longest a call may take.
-const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// The longest a call may take, from connecting to the answer's last byte.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The `Host` of calls over the Unix socket, which has no host name of its own.
+const UNIX_SOCKET_HOST: &str = "hatchery";
 
 /// Where the control plane is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Platform {
+enum Address {
     /// `http://host:port`.
     Tcp {
         /// `host:port`.
@@ -29,34 +29,57 @@ pub enum Platform {
     },
 }
 
+/// The control plane: where it is, and the client that calls it.
+#[derive(Debug, Clone)]
+pub struct Platform {
+    address: Address,
+    /// What each call's path is appended to: `http://host:port`, or `http://hatchery` over
+    /// the socket.
+    base_url: String,
+    client: reqwest::Client,
+}
+
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
     /// The address is neither `http://…` nor `unix:…`.
     #[error("HATCHERY_URL must be http://HOST:PORT or unix:/PATH, not {0:?}")]
     BadUrl(String),
+    /// The HTTP client could not be set up.
+    #[error("cannot set up the HTTP client: {}", innermost(.0))]
+    Client(#[source] reqwest::Error),
     /// No connection.
-    #[error("cannot reach the control plane at {at}: {source}")]
+    #[error("cannot reach the control plane at {at}: {}", innermost(.source))]
     Connect {
         /// Where.
         at: String,
         /// Why.
-        source: std::io::Error,
+        source: reqwest::Error,
     },
     /// The HTTP exchange failed.
-    #[error("control plane call failed: {0}")]
-    Http(#[from] hyper::Error),
+    #[error("control plane call failed: {}", innermost(.0))]
+    Http(#[source] reqwest::Error),
     /// No answer in time.
     #[error("the control plane did not answer within {0:?}")]
-    Timeout(std::time::Duration),
+    Timeout(Duration),
     /// A request could not be built.
-    #[error("cannot build the request: {0}")]
-    Request(#[from] hyper::http::Error),
+    #[error("cannot build the request: {}", innermost(.0))]
+    Request(#[source] reqwest::Error),
 }
 
-impl Platform {
+/// The deepest cause of `error`: reqwest's own message names the URL, while the reason
+/// (`Connection refused`, `connection closed before message completed`) is its last source.
+fn innermost(error: &reqwest::Error) -> String {
+    let mut cause: &dyn std::error::Error = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
+}
+
+impl Address {
     /// Parse `HATCHERY_URL`.
-    pub fn parse(url: &str) -> Result<Self, CallError> {
+    fn parse(url: &str) -> Result<Self, CallError> {
         if let Some(path) = url.strip_prefix("unix:") {
             if path.is_empty() {
                 return Err(CallError::BadUrl(url.to_owned()));
@@ -72,6 +95,33 @@ impl Platform {
             authority: authority.to_owned(),
         })
     }
+}
+
+impl Platform {
+    /// Parse `HATCHERY_URL` and set up the client for it.
+    pub fn parse(url: &str) -> Result<Self, CallError> {
+        let address = Address::parse(url)?;
+        let builder = reqwest::Client::builder()
+            .timeout(CALL_TIMEOUT)
+            // No idle connections kept: each call connects afresh (see the module comment).
+            .pool_max_idle_per_host(0)
+            // The agent talks only to its control plane; proxy variables in its environment
+            // are not meant for that.
+            .no_proxy();
+        let (builder, base_url) = match &address {
+            Address::Tcp { authority } => (builder, format!("http://{authority}")),
+            Address::Unix { path } => (
+                builder.unix_socket(path.as_path()),
+                format!("http://{UNIX_SOCKET_HOST}"),
+            ),
+        };
+        let client = builder.build().map_err(CallError::Client)?;
+        Ok(Self {
+            address,
+            base_url,
+            client,
+        })
+    }
 
     /// POST `body` to `path` with `token`; the status and the JSON answer (`Null` if the
     /// answer is not JSON).
@@ -81,70 +131,42 @@ impl Platform {
         token: &str,
         body: &Value,
     ) -> Result<(u16, Value), CallError> {
-        tokio::time::timeout(CALL_TIMEOUT, self.post_once(path, token, body))
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base_url))
+            .bearer_auth(token)
+            .json(body)
+            .send()
             .await
-            .map_err(|_| CallError::Timeout(CALL_TIMEOUT))?
-    }
-
-    async fn post_once(
-        &self,
-        path: &str,
-        token: &str,
-        body: &Value,
-    ) -> Result<(u16, Value), CallError> {
-        let host = match self {
-            Self::Tcp { authority } => authority.as_str(),
-            Self::Unix { .. } => "hatchery",
-        };
-        let request = Request::builder()
-            .method(Method::POST)
-            .uri(path)
-            .header(HOST, host)
-            .header(AUTHORIZATION, format!("Bearer {token}"))
-            .header(CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body.to_string())))?;
-        let response = match self {
-            Self::Tcp { authority } => {
-                let stream = tokio::net::TcpStream::connect(authority.as_str())
-                    .await
-                    .map_err(|source| CallError::Connect {
-                        at: authority.clone(),
-                        source,
-                    })?;
-                send(TokioIo::new(stream), request).await?
-            }
-            Self::Unix { path } => {
-                let stream = tokio::net::UnixStream::connect(path)
-                    .await
-                    .map_err(|source| CallError::Connect {
-                        at: path.display().to_string(),
-                        source,
-                    })?;
-                send(TokioIo::new(stream), request).await?
-            }
-        };
+            .map_err(|error| self.call_error(error))?;
         let status = response.status().as_u16();
-        let bytes = response.into_body().collect().await?.to_bytes();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|error| self.call_error(error))?;
         Ok((
             status,
             serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         ))
     }
-}
 
-async fn send<S>(
-    io: S,
-    request: Request<Full<Bytes>>,
-) -> Result<hyper::Response<hyper::body::Incoming>, CallError>
-where
-    S: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
-    // The connection task ends with the exchange.
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(sender.send_request(request).await?)
+    /// What went wrong, by the kind of failure reqwest reports.
+    fn call_error(&self, error: reqwest::Error) -> CallError {
+        // A timeout first: one while connecting is a timeout, not an unreachable peer.
+        if error.is_timeout() {
+            CallError::Timeout(CALL_TIMEOUT)
+        } else if error.is_connect() {
+            let at = match &self.address {
+                Address::Tcp { authority } => authority.clone(),
+                Address::Unix { path } => path.display().to_string(),
+            };
+            CallError::Connect { at, source: error }
+        } else if error.is_builder() {
+            CallError::Request(error)
+        } else {
+            CallError::Http(error)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -154,14 +176,14 @@ mod tests {
     #[test]
     fn urls_name_a_tcp_address_or_a_socket() {
         assert_eq!(
-            Platform::parse("http://127.0.0.1:8080/").unwrap(),
-            Platform::Tcp {
+            Address::parse("http://127.0.0.1:8080/").unwrap(),
+            Address::Tcp {
                 authority: "127.0.0.1:8080".into()
             }
         );
         assert_eq!(
-            Platform::parse("unix:/run/hatchery/hatchery.sock").unwrap(),
-            Platform::Unix {
+            Address::parse("unix:/run/hatchery/hatchery.sock").unwrap(),
+            Address::Unix {
                 path: "/run/hatchery/hatchery.sock".into()
             }
         );
@@ -174,5 +196,21 @@ mod tests {
         ] {
             assert!(Platform::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn an_absent_control_plane_is_unreachable_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("absent.sock");
+        let platform = Platform::parse(&format!("unix:{}", socket.display())).unwrap();
+        let error = platform.post("/x", "t", &Value::Null).await.unwrap_err();
+        assert!(matches!(error, CallError::Connect { .. }), "{error:?}");
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "cannot reach the control plane at {}: No such file or directory (os error 2)",
+                socket.display()
+            )
+        );
     }
 }
