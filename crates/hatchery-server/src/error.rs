@@ -10,6 +10,8 @@ use axum::response::{IntoResponse, Response};
 use hatchery_core::ProviderError;
 use serde_json::{Value, json};
 
+use crate::app::{self, Cursor, Resource, Service, TokenFault};
+
 /// What a request can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -226,6 +228,77 @@ impl ApiError {
     }
 }
 
+/// The application layer's errors as the API answers them: the one place an app error
+/// gets its status, its stable `code` and its body's extra keys. The message is the app
+/// error's own `Display`, unchanged.
+impl From<app::Error> for ApiError {
+    fn from(error: app::Error) -> Self {
+        match error {
+            app::Error::NotFound { kind, .. } => Self::NotFoundDynamic {
+                message: error.to_string(),
+                code: match kind {
+                    Resource::Workspace => "workspace_not_found",
+                    Resource::WorkspaceToPause => "workspace_not_pausable",
+                    Resource::WorkspaceToResume => "workspace_not_paused",
+                    Resource::Secret => "secret_not_found",
+                    Resource::Token => "token_not_found",
+                    Resource::Bundle => "bundle_not_found",
+                    Resource::OrgTemplate => "org_template_not_found",
+                },
+            },
+            app::Error::Invalid {
+                message,
+                code,
+                field,
+                reason,
+            } => Self::BadRequest {
+                message,
+                code,
+                field,
+                detail: reason,
+            },
+            app::Error::TooLarge { field, limit } => Self::FieldTooLarge { field, limit },
+            app::Error::Removed { .. } => Self::WorkspaceRemoved,
+            app::Error::CursorExpired(cursor) => Self::CursorExpired {
+                message: cursor.message(),
+                pruned_through: match cursor {
+                    Cursor::Events { pruned_through } => Some(pruned_through),
+                    Cursor::Peer => None,
+                },
+            },
+            app::Error::ConfirmationRequired { children } => {
+                Self::ConfirmationRequired { children }
+            }
+            app::Error::Conflict { code, message } => Self::Conflict { message, code },
+            app::Error::Refused { code, message } => Self::Forbidden { message, code },
+            app::Error::Unauthenticated(fault) => Self::Unauthorized {
+                message: fault.message(),
+                code: match fault {
+                    TokenFault::Missing => "workspace_auth_required",
+                    TokenFault::Invalid => "invalid_workspace_token",
+                },
+            },
+            app::Error::TooManyTokens => Self::TooManyTokens,
+            app::Error::NotServing { status } => Self::WorkspaceUnavailable { status },
+            app::Error::Provider(error) => Self::Provider(error),
+            app::Error::Unavailable(Service::Database { context }) => {
+                Self::PlatformUnavailable(context)
+            }
+            app::Error::Unavailable(Service::Registry(unavailable)) => {
+                Self::RegistryUnavailable(unavailable.to_string())
+            }
+            app::Error::Unavailable(Service::SecretsKeyMissing) => Self::SecretsDisabled,
+            app::Error::Unavailable(Service::SecretsKeyRotated) => Self::SecretsKeyRotated,
+            app::Error::SecretsUndecryptable { names } => {
+                Self::SecretsUndecryptable { failed_keys: names }
+            }
+            app::Error::OrgRefused { plan } => Self::OrgRefused { plan },
+            app::Error::MissingEnv { missing, template } => Self::MissingEnv { missing, template },
+            app::Error::Internal { message, context } => Self::Internal { message, context },
+        }
+    }
+}
+
 impl ApiError {
     /// The status and stable code of each error.
     fn status_and_code(&self) -> (StatusCode, &'static str) {
@@ -407,4 +480,73 @@ fn provider_body(error: &ProviderError) -> Value {
         }
     }
     body
+}
+
+#[cfg(test)]
+mod tests {
+    use hatchery_core::{ProviderError, WorkspaceStatus};
+    use serde_json::json;
+
+    use super::ApiError;
+    use crate::app::{self, Cursor, Resource, Service, TokenFault};
+
+    /// Clients match on the message: the edge answers with the app error's own, whatever
+    /// the variant.
+    #[test]
+    fn an_app_error_keeps_its_message_at_the_edge() {
+        let errors = [
+            app::Error::workspace_not_found("w"),
+            app::Error::NotFound {
+                kind: Resource::OrgTemplate,
+                id: "team".to_owned(),
+            },
+            app::Error::invalid("invalid request body", "invalid_secret", Some("key"), "x"),
+            app::Error::invalid_field("invalid_source", "source", "source must be".to_owned()),
+            app::Error::invalid_workspace_id(),
+            app::Error::TooLarge {
+                field: "agent_card",
+                limit: 10,
+            },
+            app::Error::Removed { id: "w".to_owned() },
+            app::Error::CursorExpired(Cursor::Events { pruned_through: 7 }),
+            app::Error::CursorExpired(Cursor::Peer),
+            app::Error::ConfirmationRequired {
+                children: vec![("c".to_owned(), "child".to_owned())],
+            },
+            app::Error::Conflict {
+                code: "parent_paused",
+                message: "parent is paused".to_owned(),
+            },
+            app::Error::Refused {
+                code: "not_reachable",
+                message: "not authorized".to_owned(),
+            },
+            app::Error::Unauthenticated(TokenFault::Missing),
+            app::Error::Unauthenticated(TokenFault::Invalid),
+            app::Error::TooManyTokens,
+            app::Error::NotServing {
+                status: WorkspaceStatus::Offline,
+            },
+            app::Error::Provider(ProviderError::PlatformKeyMissing),
+            app::Error::database("connection refused"),
+            app::Error::from(crate::registry_source::RegistryUnavailable {
+                reason: "no snapshot".to_owned(),
+            }),
+            app::Error::Unavailable(Service::SecretsKeyMissing),
+            app::Error::Unavailable(Service::SecretsKeyRotated),
+            app::Error::SecretsUndecryptable {
+                names: vec!["KEY".to_owned()],
+            },
+            app::Error::OrgRefused { plan: json!({}) },
+            app::Error::MissingEnv {
+                missing: vec!["KEY".to_owned()],
+                template: "team".to_owned(),
+            },
+            app::Error::internal("failed to save secret", "no such column"),
+        ];
+        for error in errors {
+            let message = error.to_string();
+            assert_eq!(ApiError::from(error).to_string(), message);
+        }
+    }
 }

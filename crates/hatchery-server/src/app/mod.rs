@@ -6,6 +6,7 @@ pub mod access;
 pub mod activity;
 pub mod agents;
 pub mod bundles;
+mod error;
 pub mod events;
 pub mod lifecycle;
 pub mod limits;
@@ -17,6 +18,8 @@ pub mod workspaces;
 use std::sync::Arc;
 
 use hatchery_store::{Store, StoreError};
+
+pub use self::error::{Cursor, Error, Resource, Service, TokenFault};
 
 use crate::error::ApiError;
 use crate::event_hub::EventHub;
