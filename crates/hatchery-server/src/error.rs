@@ -21,9 +21,6 @@ pub enum ApiError {
     /// A wrong admin credential.
     #[error("invalid admin auth token")]
     InvalidAdminToken,
-    /// A path `:id` that is not a UUID.
-    #[error("invalid workspace ID")]
-    InvalidWorkspaceId,
     /// A request the spec answers with 400 and a fixed message.
     #[error("{message}")]
     BadRequest {
@@ -200,25 +197,6 @@ impl ApiError {
         }
     }
 
-    /// A 400 whose message is itself the specific reason (PATCH answers this way).
-    pub(crate) fn invalid_field(code: &'static str, field: &'static str, message: String) -> Self {
-        Self::BadRequest {
-            message,
-            code,
-            field: Some(field),
-            detail: None,
-        }
-    }
-
-    /// `workspace not found`.
-    #[must_use]
-    pub fn workspace_not_found() -> Self {
-        Self::NotFound {
-            message: "workspace not found",
-            code: "workspace_not_found",
-        }
-    }
-
     /// A 500 whose detail only the log sees.
     pub(crate) fn internal(message: &'static str, context: impl std::fmt::Display) -> Self {
         Self::Internal {
@@ -299,13 +277,19 @@ impl From<app::Error> for ApiError {
     }
 }
 
+/// A stream that could not start answers as the app error it is.
+impl From<crate::event_hub::OpenError> for ApiError {
+    fn from(error: crate::event_hub::OpenError) -> Self {
+        app::Error::from(error).into()
+    }
+}
+
 impl ApiError {
     /// The status and stable code of each error.
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             Self::AdminAuthRequired => (StatusCode::UNAUTHORIZED, "admin_auth_required"),
             Self::InvalidAdminToken => (StatusCode::UNAUTHORIZED, "invalid_admin_token"),
-            Self::InvalidWorkspaceId => (StatusCode::BAD_REQUEST, "invalid_workspace_id"),
             Self::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             Self::PayloadTooLarge { .. } | Self::FieldTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")

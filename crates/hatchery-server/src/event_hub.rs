@@ -472,7 +472,7 @@ pub enum OpenError {
     },
 }
 
-impl From<OpenError> for crate::error::ApiError {
+impl From<OpenError> for crate::app::Error {
     fn from(error: OpenError) -> Self {
         match error {
             OpenError::Store(error) => {

@@ -137,18 +137,14 @@ impl MaybeOutage for hatchery_store::StoreError {
     }
 }
 
-impl MaybeOutage for crate::error::ApiError {
+impl MaybeOutage for crate::app::Error {
     fn is_outage(&self) -> bool {
-        matches!(self, Self::PlatformUnavailable(_))
+        self.is_outage()
     }
 
     /// The internal context a client never sees, which the log must.
     fn detail(&self) -> String {
-        match self {
-            Self::PlatformUnavailable(context) => context.clone(),
-            Self::Internal { message, context } => format!("{message}: {context}"),
-            error => error.to_string(),
-        }
+        self.detail()
     }
 }
 
@@ -236,8 +232,8 @@ mod tests {
 
     #[test]
     fn an_outage_is_one_state_from_its_first_failure_to_its_first_success() {
-        let away = crate::error::ApiError::PlatformUnavailable("connection refused".to_owned());
-        let bug = crate::error::ApiError::internal("failed", "no such column");
+        let away = crate::app::Error::database("connection refused");
+        let bug = crate::app::Error::internal("failed", "no such column");
         let mut log = OutageLog::new("a test loop");
         log.failed(&bug);
         assert!(!log.is_down(), "a bug is not an outage");

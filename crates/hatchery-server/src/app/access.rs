@@ -9,9 +9,8 @@ use std::time::{Duration, Instant};
 use hatchery_core::WorkspaceStatus;
 use hatchery_store::{JobLease, NewToken, TokenKind, TokenMatch, TokenRow};
 
-use super::{App, store_error};
+use super::{App, Error, Resource, TokenFault, store_error};
 use crate::auth::{hash_hex, random_token};
-use crate::error::ApiError;
 
 /// At most this many live workspace tokens per workspace.
 pub const MAX_LIVE_TOKENS: i64 = 50;
@@ -126,27 +125,13 @@ pub(crate) fn mint(workspace_id: &str, kind: TokenKind, expires_at: Option<i64>)
     MintedToken { plaintext, stored }
 }
 
-fn missing() -> ApiError {
-    ApiError::Unauthorized {
-        message: "missing workspace auth token",
-        code: "workspace_auth_required",
-    }
-}
-
-pub(crate) fn invalid() -> ApiError {
-    ApiError::Unauthorized {
-        message: "invalid workspace auth token",
-        code: "invalid_workspace_token",
-    }
-}
-
 impl App {
     /// Resolve a bearer: `is_admin` says the HTTP layer matched the admin token.
     pub async fn credential(
         &self,
         bearer: Option<&str>,
         is_admin: bool,
-    ) -> Result<Credential, ApiError> {
+    ) -> Result<Credential, Error> {
         let Some(bearer) = bearer else {
             return Ok(Credential::Missing);
         };
@@ -162,7 +147,7 @@ impl App {
             .store
             .token_find(&hash)
             .await
-            .map_err(|e| ApiError::PlatformUnavailable(e.to_string()))?;
+            .map_err(Error::database)?;
         if let Some(token) = &found {
             self.tokens.put(hash, token, generation);
         }
@@ -184,7 +169,7 @@ impl App {
 
     /// The WS gate: the admin, or a workspace token of `id`. In dev mode no bearer passes,
     /// but a bearer that is present must be valid for `id`.
-    pub fn gate_workspace(&self, credential: &Credential, id: &str) -> Result<(), ApiError> {
+    pub fn gate_workspace(&self, credential: &Credential, id: &str) -> Result<(), Error> {
         match credential {
             Credential::Admin => Ok(()),
             Credential::Token(token)
@@ -193,8 +178,10 @@ impl App {
                 Ok(())
             }
             Credential::Missing if self.dev => Ok(()),
-            Credential::Missing => Err(missing()),
-            Credential::Token(_) | Credential::Invalid => Err(invalid()),
+            Credential::Missing => Err(Error::Unauthenticated(TokenFault::Missing)),
+            Credential::Token(_) | Credential::Invalid => {
+                Err(Error::Unauthenticated(TokenFault::Invalid))
+            }
         }
     }
 
@@ -211,9 +198,9 @@ impl App {
 
     /// The BOOT gate for agent calls about `id` (heartbeat, update-card, peers): as WS, but
     /// in dev mode a workspace that holds no token yet may call without one.
-    pub async fn gate_boot(&self, credential: &Credential, id: &str) -> Result<(), ApiError> {
+    pub async fn gate_boot(&self, credential: &Credential, id: &str) -> Result<(), Error> {
         if self.dev && *credential == Credential::Missing && self.holds_tokens(id).await? {
-            return Err(missing());
+            return Err(Error::Unauthenticated(TokenFault::Missing));
         }
         self.gate_workspace(credential, id)
     }
@@ -224,7 +211,7 @@ impl App {
         &self,
         credential: &Credential,
         id: &str,
-    ) -> Result<RegisterAuth, ApiError> {
+    ) -> Result<RegisterAuth, Error> {
         match credential {
             Credential::Token(token)
                 if token.kind == TokenKind::Bootstrap && token.workspace_id == id =>
@@ -240,15 +227,15 @@ impl App {
         }
     }
 
-    async fn holds_tokens(&self, id: &str) -> Result<bool, ApiError> {
+    async fn holds_tokens(&self, id: &str) -> Result<bool, Error> {
         self.store
             .token_any_live(id, TokenKind::Workspace)
             .await
-            .map_err(|e| ApiError::PlatformUnavailable(e.to_string()))
+            .map_err(Error::database)
     }
 
     /// Mint a workspace token (test-token, `POST /tokens`); 429 past the limit.
-    pub async fn token_issue(&self, id: &str) -> Result<String, ApiError> {
+    pub async fn token_issue(&self, id: &str) -> Result<String, Error> {
         self.workspace_live(id).await?;
         let token = mint(id, TokenKind::Workspace, None);
         let stored = self
@@ -257,14 +244,14 @@ impl App {
             .await
             .map_err(store_error("failed to issue token"))?;
         if !stored {
-            return Err(ApiError::TooManyTokens);
+            return Err(Error::TooManyTokens);
         }
         Ok(token.plaintext)
     }
 
     /// Mint the single-purpose bootstrap token a provisioned agent registers with. It
     /// expires with the workspace's provisioning deadline.
-    pub async fn bootstrap_issue(&self, id: &str) -> Result<(String, i64), ApiError> {
+    pub async fn bootstrap_issue(&self, id: &str) -> Result<(String, i64), Error> {
         let row = self.workspace_live(id).await?;
         // One bootstrap token at a time: a new one replaces those not yet spent.
         self.store
@@ -278,7 +265,7 @@ impl App {
             .await
             .map_err(store_error("failed to issue token"))?;
         if !stored {
-            return Err(ApiError::TooManyTokens);
+            return Err(Error::TooManyTokens);
         }
         let expires_at = token.stored.expires_at.unwrap_or_default();
         Ok((token.plaintext, expires_at))
@@ -292,7 +279,7 @@ impl App {
         row: &hatchery_store::WorkspaceRow,
         job: &str,
         owner: &str,
-    ) -> Result<Result<String, JobLease>, ApiError> {
+    ) -> Result<Result<String, JobLease>, Error> {
         let token = self.bootstrap_token(row);
         let replica = self.provisioner.as_ref().and_then(|p| p.agent_owner());
         let lease = self
@@ -323,7 +310,7 @@ impl App {
         id: &str,
         limit: i64,
         offset: i64,
-    ) -> Result<(Vec<TokenRow>, i64), ApiError> {
+    ) -> Result<(Vec<TokenRow>, i64), Error> {
         self.workspace_exists(id).await?;
         self.store
             .token_list(id, limit, offset)
@@ -332,7 +319,7 @@ impl App {
     }
 
     /// Revoke one token of a workspace.
-    pub async fn token_revoke(&self, id: &str, token_id: &str) -> Result<(), ApiError> {
+    pub async fn token_revoke(&self, id: &str, token_id: &str) -> Result<(), Error> {
         let revoked = self
             .store
             .token_revoke(id, token_id)
@@ -342,16 +329,16 @@ impl App {
         if revoked {
             Ok(())
         } else {
-            Err(ApiError::NotFound {
-                message: "token not found or already revoked",
-                code: "token_not_found",
+            Err(Error::NotFound {
+                kind: Resource::Token,
+                id: token_id.to_owned(),
             })
         }
     }
 
     /// Whether `caller` may see and call `target`: the same workspace, siblings (or two
     /// roots), or one an ancestor of the other. Unknown or removed on either side: no.
-    pub async fn reachable(&self, caller: &str, target: &str) -> Result<bool, ApiError> {
+    pub async fn reachable(&self, caller: &str, target: &str) -> Result<bool, Error> {
         let read = store_error("failed to check access");
         let (Some(c), Some(t)) = (
             self.store.workspace_get(caller).await.map_err(&read)?,

@@ -8,8 +8,7 @@ use serde_json::{Value, json};
 use super::agents::invalid_field;
 use super::limits::{MAX_ACTIVITY_BODY_BYTES, PAGE_BUDGET_BYTES, check_size};
 use super::workspaces::parse_workspace_id;
-use super::{App, store_error};
-use crate::error::ApiError;
+use super::{App, Error, store_error};
 use crate::event_hub::StreamEvent;
 
 /// The activity types an agent may report.
@@ -75,7 +74,7 @@ pub struct ActivityQuery {
 
 /// A body as stored: its JSON text, null for none; over [`MAX_ACTIVITY_BODY_BYTES`] a 413
 /// naming `field`.
-fn stored_body(field: &'static str, body: Option<Value>) -> Result<Option<String>, ApiError> {
+fn stored_body(field: &'static str, body: Option<Value>) -> Result<Option<String>, Error> {
     let Some(text) = body.filter(|v| !v.is_null()).map(|v| v.to_string()) else {
         return Ok(None);
     };
@@ -84,7 +83,7 @@ fn stored_body(field: &'static str, body: Option<Value>) -> Result<Option<String
 }
 
 /// Empty strings are stored as null.
-fn non_empty(text: Option<String>, field: &'static str) -> Result<Option<String>, ApiError> {
+fn non_empty(text: Option<String>, field: &'static str) -> Result<Option<String>, Error> {
     let text = text.filter(|t| !t.is_empty());
     if text.as_ref().is_some_and(|t| t.len() > MAX_TEXT) {
         return Err(invalid_field(
@@ -97,7 +96,7 @@ fn non_empty(text: Option<String>, field: &'static str) -> Result<Option<String>
 
 impl App {
     /// Log one activity row for workspace `id`.
-    pub async fn activity_report(&self, id: &str, body: ReportActivity) -> Result<(), ApiError> {
+    pub async fn activity_report(&self, id: &str, body: ReportActivity) -> Result<(), Error> {
         let activity_type = body
             .activity_type
             .filter(|t| !t.is_empty())
@@ -105,23 +104,22 @@ impl App {
                 invalid_field("activity_type", "activity_type is required".to_owned())
             })?;
         if !ACTIVITY_TYPES.contains(&activity_type.as_str()) {
-            return Err(ApiError::BadRequest {
-                message: format!(
+            return Err(Error::invalid_field(
+                "invalid_activity_type",
+                "activity_type",
+                format!(
                     "invalid activity_type, must be one of: {}",
                     ACTIVITY_TYPES.join(", ")
                 ),
-                code: "invalid_activity_type",
-                field: Some("activity_type"),
-                detail: None,
-            });
+            ));
         }
         match body.source_id.as_deref() {
             None | Some("") => {}
             Some(source) if source == id => {}
             Some(_) => {
-                return Err(ApiError::Forbidden {
-                    message: "source_id must match authenticated workspace".to_owned(),
+                return Err(Error::Refused {
                     code: "source_mismatch",
+                    message: "source_id must match authenticated workspace".to_owned(),
                 });
             }
         }
@@ -166,7 +164,7 @@ impl App {
             .map_err(store_error("failed to log activity"))?;
         if !stored {
             // Gone between the gate and the write.
-            return Err(ApiError::workspace_not_found());
+            return Err(Error::workspace_not_found(id));
         }
         self.hub.broadcast(|| {
             StreamEvent::new(
@@ -195,18 +193,17 @@ impl App {
         &self,
         id: &str,
         query: ActivityQuery,
-    ) -> Result<Page<ActivityRow>, ApiError> {
+    ) -> Result<Page<ActivityRow>, Error> {
         let has_source = match query.source.as_deref() {
             None | Some("") => None,
             Some("canvas") => Some(false),
             Some("agent") => Some(true),
             Some(_) => {
-                return Err(ApiError::BadRequest {
-                    message: "source must be 'canvas' or 'agent'".to_owned(),
-                    code: "invalid_source",
-                    field: Some("source"),
-                    detail: None,
-                });
+                return Err(Error::invalid_field(
+                    "invalid_source",
+                    "source",
+                    "source must be 'canvas' or 'agent'".to_owned(),
+                ));
             }
         };
         let limit = query
@@ -217,7 +214,7 @@ impl App {
         let before = match query.before.as_deref() {
             None => None,
             Some(before) => Some(parse_workspace_id(before).map_err(|_| {
-                ApiError::bad_request(
+                Error::invalid(
                     "invalid cursor",
                     "invalid_cursor",
                     Some("before"),
@@ -244,7 +241,7 @@ impl App {
 
 impl App {
     /// Delete activity older than the retention; how many rows went.
-    pub async fn prune_activity(&self) -> Result<u64, ApiError> {
+    pub async fn prune_activity(&self) -> Result<u64, Error> {
         let before = self.store.now().saturating_sub(crate::supervision::micros(
             self.supervision.activity_retention,
         ));

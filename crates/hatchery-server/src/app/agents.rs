@@ -19,8 +19,7 @@ use serde_json::{Value, json};
 
 use super::access::{RegisterAuth, mint};
 use super::limits::{MAX_AGENT_CARD_BYTES, MAX_AGENT_URL_BYTES, PAGE_BUDGET_BYTES, check_size};
-use super::{App, store_error};
-use crate::error::ApiError;
+use super::{App, Cursor, Error, TokenFault, store_error};
 use crate::event_hub::StreamEvent;
 use crate::supervision::micros;
 
@@ -173,21 +172,16 @@ impl HeartbeatBuffer {
     }
 }
 
-fn invalid_body(detail: impl Into<String>) -> ApiError {
-    ApiError::bad_request(INVALID_BODY, "invalid_request_body", None, detail.into())
+fn invalid_body(detail: impl Into<String>) -> Error {
+    Error::invalid(INVALID_BODY, "invalid_request_body", None, detail)
 }
 
-pub(crate) fn invalid_field(field: &'static str, detail: impl Into<String>) -> ApiError {
-    ApiError::bad_request(
-        INVALID_BODY,
-        "invalid_request_body",
-        Some(field),
-        detail.into(),
-    )
+pub(crate) fn invalid_field(field: &'static str, detail: impl Into<String>) -> Error {
+    Error::invalid(INVALID_BODY, "invalid_request_body", Some(field), detail)
 }
 
 /// A workspace id from a body: present and a UUID.
-pub(crate) fn body_id(id: Option<&str>, field: &'static str) -> Result<String, ApiError> {
+pub(crate) fn body_id(id: Option<&str>, field: &'static str) -> Result<String, Error> {
     let id = id
         .filter(|id| !id.is_empty())
         .ok_or_else(|| invalid_field(field, format!("{field} is required")))?;
@@ -196,17 +190,17 @@ pub(crate) fn body_id(id: Option<&str>, field: &'static str) -> Result<String, A
 }
 
 /// The id a register or heartbeat body names (for the gate, before the rest is checked).
-pub fn register_id(body: &Register) -> Result<String, ApiError> {
+pub fn register_id(body: &Register) -> Result<String, Error> {
     body_id(body.id.as_deref(), "id")
 }
 
 /// See [`register_id`].
-pub fn heartbeat_id(body: &Heartbeat) -> Result<String, ApiError> {
+pub fn heartbeat_id(body: &Heartbeat) -> Result<String, Error> {
     body_id(body.workspace_id.as_deref(), "workspace_id")
 }
 
 /// See [`register_id`].
-pub fn update_card_id(body: &UpdateCard) -> Result<String, ApiError> {
+pub fn update_card_id(body: &UpdateCard) -> Result<String, Error> {
     body_id(body.workspace_id.as_deref(), "workspace_id")
 }
 
@@ -334,7 +328,7 @@ fn snapshot_of(
     body: &Heartbeat,
     seen_at: i64,
     token_id: Option<String>,
-) -> Result<AgentSnapshot, ApiError> {
+) -> Result<AgentSnapshot, Error> {
     let error_rate = body.error_rate.unwrap_or(0.0);
     if !(0.0..=1.0).contains(&error_rate) {
         return Err(invalid_field(
@@ -434,7 +428,7 @@ impl App {
         id: &str,
         auth: RegisterAuth,
         body: Register,
-    ) -> Result<Option<String>, ApiError> {
+    ) -> Result<Option<String>, Error> {
         let url = body
             .url
             .filter(|u| !u.is_empty())
@@ -477,13 +471,13 @@ impl App {
                 tracing::info!(workspace_id = id, url, "agent registered");
                 Ok(token_issued.then_some(token.plaintext))
             }
-            Registered::NotFound => Err(ApiError::workspace_not_found()),
-            Registered::Removed => Err(ApiError::WorkspaceRemoved),
-            Registered::Refused(status) => Err(ApiError::Conflict {
-                message: format!("workspace is {status}: resume it before it registers"),
+            Registered::NotFound => Err(Error::workspace_not_found(id)),
+            Registered::Removed => Err(Error::Removed { id: id.to_owned() }),
+            Registered::Refused(status) => Err(Error::Conflict {
                 code: "workspace_not_registrable",
+                message: format!("workspace is {status}: resume it before it registers"),
             }),
-            Registered::BootstrapSpent => Err(super::access::invalid()),
+            Registered::BootstrapSpent => Err(Error::Unauthenticated(TokenFault::Invalid)),
         }
     }
 
@@ -493,7 +487,7 @@ impl App {
         id: &str,
         token_id: Option<String>,
         body: &Heartbeat,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         let seen_at = self.store.now();
         let beat = snapshot_of(body, seen_at, token_id)?;
         self.metrics.heartbeat();
@@ -502,9 +496,9 @@ impl App {
             .live_state(id)
             .await
             .map_err(store_error("failed to record heartbeat"))?
-            .ok_or_else(ApiError::workspace_not_found)?;
+            .ok_or_else(|| Error::workspace_not_found(id))?;
         if state.status == WorkspaceStatus::Removed {
-            return Err(ApiError::WorkspaceRemoved);
+            return Err(Error::Removed { id: id.to_owned() });
         }
         let previous_task = self
             .heartbeats
@@ -580,7 +574,7 @@ impl App {
     }
 
     /// Store a new agent card.
-    pub async fn update_card(&self, id: &str, body: UpdateCard) -> Result<(), ApiError> {
+    pub async fn update_card(&self, id: &str, body: UpdateCard) -> Result<(), Error> {
         let card = body
             .agent_card
             .filter(|c| !c.is_null())
@@ -593,8 +587,8 @@ impl App {
             .await
             .map_err(store_error("failed to update card"))?
         {
-            None => Err(ApiError::workspace_not_found()),
-            Some(false) => Err(ApiError::WorkspaceRemoved),
+            None => Err(Error::workspace_not_found(id)),
+            Some(false) => Err(Error::Removed { id: id.to_owned() }),
             Some(true) => {
                 self.hub.poke();
                 Ok(())
@@ -603,7 +597,7 @@ impl App {
     }
 
     /// `GET /registry/discover/:id` for `caller`: the target's id, URL and name.
-    pub async fn discover(&self, caller: &str, target: &str) -> Result<Value, ApiError> {
+    pub async fn discover(&self, caller: &str, target: &str) -> Result<Value, Error> {
         if !self.reachable(caller, target).await? {
             let exists = self
                 .store
@@ -612,17 +606,17 @@ impl App {
                 .map_err(store_error("failed to discover"))?
                 .is_some_and(|row| row.status != WorkspaceStatus::Removed);
             return Err(if exists {
-                ApiError::Forbidden {
-                    message: "not authorized to discover this workspace".to_owned(),
+                Error::Refused {
                     code: "not_reachable",
+                    message: "not authorized to discover this workspace".to_owned(),
                 }
             } else {
-                ApiError::workspace_not_found()
+                Error::workspace_not_found(target)
             });
         }
         let row = self.workspace_live(target).await?;
         if row.url.is_empty() || !row.status.is_reachable() {
-            return Err(ApiError::WorkspaceUnavailable { status: row.status });
+            return Err(Error::NotServing { status: row.status });
         }
         Ok(json!({"id": row.id, "url": row.url, "name": row.name}))
     }
@@ -637,7 +631,7 @@ impl App {
         id: &str,
         query: Option<&str>,
         after: Option<&str>,
-    ) -> Result<Page<WorkspaceRow>, ApiError> {
+    ) -> Result<Page<WorkspaceRow>, Error> {
         let me = self.workspace_live(id).await?;
         let read = store_error("failed to list peers");
         let relations = self
@@ -706,9 +700,9 @@ impl App {
         me: &WorkspaceRow,
         after: &str,
         peers: &[(PeerKey, Relation)],
-    ) -> Result<PeerKey, ApiError> {
+    ) -> Result<PeerKey, Error> {
         let after = super::workspaces::parse_workspace_id(after).map_err(|_| {
-            ApiError::bad_request(
+            Error::invalid(
                 "invalid cursor",
                 "invalid_cursor",
                 Some("after"),
@@ -718,11 +712,7 @@ impl App {
         if let Some((key, _)) = peers.iter().find(|(_, r)| r.id == after) {
             return Ok(key.clone());
         }
-        let gone = || ApiError::CursorExpired {
-            message: "cursor expired: that workspace is no longer a peer; list the peers again \
-                from the start (without after)",
-            pruned_through: None,
-        };
+        let gone = || Error::CursorExpired(Cursor::Peer);
         let row = self
             .store
             .workspace_get(&after)
@@ -743,7 +733,7 @@ impl App {
         ))
     }
     /// Mark `offline` what has been silent past the TTL.
-    pub async fn sweep_liveness(&self) -> Result<usize, ApiError> {
+    pub async fn sweep_liveness(&self) -> Result<usize, Error> {
         // Our own buffered beats first: they are the freshest word on liveness.
         self.flush_heartbeats().await;
         let now = self.store.now();
@@ -766,7 +756,7 @@ impl App {
 
     /// Fail what has been `provisioning` past its runtime's deadline, saying what was last
     /// seen so a person can act on it.
-    pub async fn sweep_provisioning(&self) -> Result<usize, ApiError> {
+    pub async fn sweep_provisioning(&self) -> Result<usize, Error> {
         let now = self.store.now();
         let waiting = self
             .store

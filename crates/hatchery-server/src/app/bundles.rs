@@ -14,8 +14,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::org::{ImportOptions, ImportedNode};
-use super::{App, store_error};
-use crate::error::ApiError;
+use super::{App, Error, Resource, store_error};
 
 /// A bundle as imported: the keys hatchery reads (the others are carried by exports
 /// and ignored here).
@@ -43,13 +42,6 @@ pub struct Bundle {
 /// How many levels below the exported workspace a bundle follows: the org tree's own
 /// limit.
 const MAX_BUNDLE_DEPTH: usize = 32;
-
-fn bundle_not_found() -> ApiError {
-    ApiError::NotFound {
-        message: "bundle not found",
-        code: "bundle_not_found",
-    }
-}
 
 /// The runtime a bundle's `config.yaml` names (its first `runtime:` line), if any.
 fn runtime_of(prompts: &BTreeMap<String, String>) -> Option<String> {
@@ -149,7 +141,7 @@ fn answer_of(
 
 impl App {
     /// Export workspace `id` and its live subtree; removed workspaces are not exportable.
-    pub async fn bundle_export(&self, id: &str) -> Result<BundleExport, ApiError> {
+    pub async fn bundle_export(&self, id: &str) -> Result<BundleExport, Error> {
         self.bundle_export_below(id, 0).await
     }
 
@@ -160,14 +152,14 @@ impl App {
         &'a self,
         id: &'a str,
         depth: usize,
-    ) -> BoxFuture<'a, Result<BundleExport, ApiError>> {
+    ) -> BoxFuture<'a, Result<BundleExport, Error>> {
         Box::pin(async move {
             if depth > MAX_BUNDLE_DEPTH {
-                return Err(ApiError::Conflict {
+                return Err(Error::Conflict {
+                    code: "bundle_too_deep",
                     message: format!(
                         "the subtree is deeper than {MAX_BUNDLE_DEPTH} levels (or loops): cannot export it as one bundle"
                     ),
-                    code: "bundle_too_deep",
                 });
             }
             let row = self
@@ -176,7 +168,10 @@ impl App {
                 .await
                 .map_err(store_error("failed to export"))?
                 .filter(|r| r.status != WorkspaceStatus::Removed)
-                .ok_or_else(bundle_not_found)?;
+                .ok_or_else(|| Error::NotFound {
+                    kind: Resource::Bundle,
+                    id: id.to_owned(),
+                })?;
             let prompts: BTreeMap<String, String> = self
                 .store
                 .workspace_files(id)
@@ -214,7 +209,7 @@ impl App {
     }
 
     /// Import a bundle as new workspaces (fresh ids, the tree preserved), all or nothing.
-    pub async fn bundle_import(&self, bundle: &Bundle) -> Result<BundleImported, ApiError> {
+    pub async fn bundle_import(&self, bundle: &Bundle) -> Result<BundleImported, Error> {
         let template = OrgTemplate {
             name: bundle.name.clone(),
             workspaces: vec![node_of(bundle)],
@@ -229,7 +224,7 @@ impl App {
         };
         let imported = self.org_import(&template, None, options).await?;
         answer_of(bundle, &mut imported.iter()).ok_or_else(|| {
-            ApiError::internal("failed to import bundle", "the import wrote no workspace")
+            Error::internal("failed to import bundle", "the import wrote no workspace")
         })
     }
 }

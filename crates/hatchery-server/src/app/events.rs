@@ -9,8 +9,7 @@
 use hatchery_store::{EventRow, Page};
 
 use super::limits::PAGE_BUDGET_BYTES;
-use super::{App, store_error};
-use crate::error::ApiError;
+use super::{App, Cursor, Error, store_error};
 use crate::supervision::micros;
 
 /// Events deleted per statement of a retention pass.
@@ -19,18 +18,10 @@ const PRUNE_BATCH: i64 = 1000;
 /// never in one long transaction.
 const PRUNE_BATCHES_PER_PASS: usize = 10;
 
-/// What a client whose cursor expired is told.
-const CURSOR_EXPIRED: &str = "cursor expired: events after it were deleted by retention \
-    (HATCHERY_EVENT_RETENTION); re-read the current state (GET /workspaces) and resume from \
-    the newest seq of GET /events";
-
-/// The 410 of a cursor below the pruned horizon `pruned_through`.
+/// The refusal of a cursor below the pruned horizon `pruned_through`.
 #[must_use]
-pub fn cursor_expired(pruned_through: i64) -> ApiError {
-    ApiError::CursorExpired {
-        message: CURSOR_EXPIRED,
-        pruned_through: Some(pruned_through),
-    }
+pub fn cursor_expired(pruned_through: i64) -> Error {
+    Error::CursorExpired(Cursor::Events { pruned_through })
 }
 
 impl App {
@@ -43,7 +34,7 @@ impl App {
         workspace_id: Option<&str>,
         after: Option<i64>,
         limit: i64,
-    ) -> Result<Page<EventRow>, ApiError> {
+    ) -> Result<Page<EventRow>, Error> {
         let read = store_error("failed to list events");
         let Some(after) = after else {
             return self
@@ -68,7 +59,7 @@ impl App {
     /// Event retention: delete, oldest first, the events older than
     /// `Supervision::event_retention` or not among the `event_retention_count` newest, in
     /// bounded batches; how many went.
-    pub async fn prune_events(&self) -> Result<u64, ApiError> {
+    pub async fn prune_events(&self) -> Result<u64, Error> {
         let before = self
             .store
             .now()

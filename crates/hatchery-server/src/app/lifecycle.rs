@@ -4,11 +4,10 @@
 use hatchery_core::WorkspaceStatus;
 use hatchery_store::LifecycleRefusal;
 
-use super::{App, store_error};
-use crate::error::ApiError;
+use super::{App, Error, Resource, store_error};
 
-fn ancestor_paused(name: &str) -> ApiError {
-    ApiError::Conflict {
+fn ancestor_paused(name: &str) -> Error {
+    Error::Conflict {
         message: format!("parent workspace \"{name}\" is paused — resume it first"),
         code: "parent_paused",
     }
@@ -16,15 +15,15 @@ fn ancestor_paused(name: &str) -> ApiError {
 
 impl App {
     /// Pause a workspace and its descendants; how many were paused.
-    pub async fn pause(&self, id: &str) -> Result<usize, ApiError> {
+    pub async fn pause(&self, id: &str) -> Result<usize, Error> {
         let paused = self
             .store
             .pause(id)
             .await
             .map_err(store_error("failed to pause workspace"))?
-            .map_err(|_| ApiError::NotFound {
-                message: "workspace not found or already paused",
-                code: "workspace_not_pausable",
+            .map_err(|_| Error::NotFound {
+                kind: Resource::WorkspaceToPause,
+                id: id.to_owned(),
             })?;
         self.tokens.clear();
         self.hub.poke();
@@ -33,16 +32,16 @@ impl App {
     }
 
     /// Resume a paused workspace and its paused descendants; how many were resumed.
-    pub async fn resume(&self, id: &str) -> Result<usize, ApiError> {
+    pub async fn resume(&self, id: &str) -> Result<usize, Error> {
         let resumed = self
             .store
             .resume(id)
             .await
             .map_err(store_error("failed to resume workspace"))?
             .map_err(|refusal| match refusal {
-                LifecycleRefusal::NotApplicable => ApiError::NotFound {
-                    message: "workspace not found or not paused",
-                    code: "workspace_not_paused",
+                LifecycleRefusal::NotApplicable => Error::NotFound {
+                    kind: Resource::WorkspaceToResume,
+                    id: id.to_owned(),
                 },
                 LifecycleRefusal::AncestorPaused(name) => ancestor_paused(&name),
             })?;
@@ -52,12 +51,12 @@ impl App {
     }
 
     /// Restart a workspace: back to `provisioning` with a restart job.
-    pub async fn restart(&self, id: &str) -> Result<(), ApiError> {
+    pub async fn restart(&self, id: &str) -> Result<(), Error> {
         // The restart job stops the old agent before it starts the new one, and
         // supersedes a start still in flight: no agent is left holding revoked tokens.
         let row = self.workspace_exists(id).await?;
         if row.status == WorkspaceStatus::Removed {
-            return Err(ApiError::workspace_not_found());
+            return Err(Error::workspace_not_found(id));
         }
         if let Some(name) = self
             .store
@@ -72,7 +71,7 @@ impl App {
             .await
             .map_err(store_error("failed to restart workspace"))?
             .map_err(|refusal| match refusal {
-                LifecycleRefusal::NotApplicable => ApiError::workspace_not_found(),
+                LifecycleRefusal::NotApplicable => Error::workspace_not_found(id),
                 LifecycleRefusal::AncestorPaused(name) => ancestor_paused(&name),
             })?;
         self.heartbeats.forget(id);

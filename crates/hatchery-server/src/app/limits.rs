@@ -27,14 +27,14 @@ pub const MAX_EVENT_PAYLOAD_BYTES: usize = hatchery_store::MAX_EVENT_PAYLOAD_BYT
 /// always comes; the client continues from the last row it got (`after=`, `before=`).
 pub const PAGE_BUDGET_BYTES: i64 = 1024 * 1024;
 
-/// A field of `bytes` bytes against its `limit`: the 413 naming `field` when it is over.
+/// A field of `bytes` bytes against its `limit`: the refusal naming `field` when it is over.
 pub(crate) fn check_size(
     field: &'static str,
     bytes: usize,
     limit: usize,
-) -> Result<(), crate::error::ApiError> {
+) -> Result<(), super::Error> {
     if bytes > limit {
-        return Err(crate::error::ApiError::FieldTooLarge { field, limit });
+        return Err(super::Error::TooLarge { field, limit });
     }
     Ok(())
 }

@@ -21,7 +21,6 @@ use hatchery_store::{Store, StoreError};
 
 pub use self::error::{Cursor, Error, Resource, Service, TokenFault};
 
-use crate::error::ApiError;
 use crate::event_hub::EventHub;
 use crate::registry_source::LiveRegistry;
 use crate::supervision::Supervision;
@@ -96,8 +95,10 @@ impl std::fmt::Debug for PlatformKey {
 
 impl App {
     /// The secrets key, or the error that says secrets are disabled.
-    pub(crate) fn key(&self) -> Result<&secrets::ServerKey, ApiError> {
-        self.secrets_key.as_deref().ok_or(ApiError::SecretsDisabled)
+    pub(crate) fn key(&self) -> Result<&secrets::ServerKey, Error> {
+        self.secrets_key
+            .as_deref()
+            .ok_or(Error::Unavailable(Service::SecretsKeyMissing))
     }
 }
 
@@ -107,16 +108,13 @@ pub(crate) fn stored_json(text: Option<&str>) -> serde_json::Value {
         .unwrap_or(serde_json::Value::Null)
 }
 
-/// A store failure as a 500 with `message`, or as a 503 with `Retry-After` when the
-/// database could not be reached (the client retries; nothing is wrong with its request);
-/// the cause goes to the log.
-pub(crate) fn store_error(message: &'static str) -> impl Fn(StoreError) -> ApiError {
+/// A store failure while doing `message`: the database away (the client retries; nothing
+/// is wrong with its request), or a failure inside; the cause goes to the log.
+pub(crate) fn store_error(message: &'static str) -> impl Fn(StoreError) -> Error {
     move |error| match error {
-        error if error.is_unavailable() => {
-            ApiError::PlatformUnavailable(format!("{message}: {error}"))
-        }
+        error if error.is_unavailable() => Error::database(format!("{message}: {error}")),
         // A value sealed before a rotation: refused in the write's own transaction.
-        StoreError::SecretsKeyRotated => ApiError::SecretsKeyRotated,
-        error => ApiError::internal(message, error),
+        StoreError::SecretsKeyRotated => Error::Unavailable(Service::SecretsKeyRotated),
+        error => Error::internal(message, error),
     }
 }

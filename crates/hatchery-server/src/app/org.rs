@@ -15,8 +15,7 @@ use hatchery_store::{
 use serde_json::json;
 
 use super::workspaces::{Built, Canvas, CreateWorkspace};
-use super::{App, store_error};
-use crate::error::ApiError;
+use super::{App, Error, Resource, store_error};
 use files::{TemplateFiles, read_template_files};
 
 mod files;
@@ -76,10 +75,10 @@ pub struct TemplateSummary {
     pub error: Option<String>,
 }
 
-fn org_not_found(dir: &str) -> ApiError {
-    ApiError::NotFoundDynamic {
-        message: format!("org template not found: {dir}"),
-        code: "org_template_not_found",
+fn org_not_found(dir: &str) -> Error {
+    Error::NotFound {
+        kind: Resource::OrgTemplate,
+        id: dir.to_owned(),
     }
 }
 
@@ -106,7 +105,7 @@ impl App {
     }
 
     /// The org templates of the templates directory, sorted by `dir`.
-    pub async fn org_templates(&self) -> Result<Vec<TemplateSummary>, ApiError> {
+    pub async fn org_templates(&self) -> Result<Vec<TemplateSummary>, Error> {
         let Some(root) = self.templates.as_deref().map(|t| t.join("org")) else {
             return Ok(Vec::new());
         };
@@ -149,7 +148,7 @@ impl App {
     /// Read the org template `dir` of the templates directory: `org/<dir>.yaml` or
     /// `org/<dir>/org.yaml`, never anything outside `org/` (no `..`, no separators, no
     /// symlink out).
-    pub fn org_template(&self, dir: &str) -> Result<(OrgTemplate, Option<PathBuf>), ApiError> {
+    pub fn org_template(&self, dir: &str) -> Result<(OrgTemplate, Option<PathBuf>), Error> {
         let plain = !dir.is_empty()
             && dir != "."
             && dir != ".."
@@ -157,7 +156,7 @@ impl App {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
         if !plain {
-            return Err(ApiError::bad_request(
+            return Err(Error::invalid(
                 "invalid org directory",
                 "invalid_org_directory",
                 Some("dir"),
@@ -186,7 +185,7 @@ impl App {
             std::fs::read(&path).map_err(|e| e.to_string())
         }
         .map_err(|detail| {
-            ApiError::bad_request(
+            Error::invalid(
                 "invalid org directory",
                 "invalid_org_directory",
                 Some("dir"),
@@ -194,7 +193,7 @@ impl App {
             )
         })?;
         let template = hatchery_core::org::parse_template(&bytes).map_err(|e| {
-            ApiError::bad_request(
+            Error::invalid(
                 "invalid org template",
                 "invalid_org_template",
                 Some("dir"),
@@ -213,7 +212,7 @@ impl App {
         &self,
         template: &OrgTemplate,
         base: Option<&Path>,
-    ) -> Result<Plan, ApiError> {
+    ) -> Result<Plan, Error> {
         Ok(self.org_plan_read(template, base).await?.0)
     }
 
@@ -224,11 +223,8 @@ impl App {
         &self,
         template: &OrgTemplate,
         base: Option<&Path>,
-    ) -> Result<(Plan, OrgTemplate, Vec<Vec<WorkspaceFile>>), ApiError> {
-        let snapshot = self
-            .registry
-            .snapshot()
-            .map_err(|e| ApiError::RegistryUnavailable(e.to_string()))?;
+    ) -> Result<(Plan, OrgTemplate, Vec<Vec<WorkspaceFile>>), Error> {
+        let snapshot = self.registry.snapshot()?;
         let globals = self.global_secret_names().await?;
         let names: Vec<&str> = globals.iter().map(String::as_str).collect();
         // Nodes based on a workspace template take what they do not say from it; the
@@ -270,7 +266,7 @@ impl App {
         template: &OrgTemplate,
         options: ImportOptions,
         items: &[ImportedWorkspace],
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         let total = items.len();
         let outcome = self
             .store
@@ -289,13 +285,13 @@ impl App {
         let removed = match outcome {
             ImportOutcome::Imported { removed } => removed,
             ImportOutcome::AlreadyImported(roots) => {
-                return Err(ApiError::Conflict {
+                return Err(Error::Conflict {
+                    code: "org_already_imported",
                     message: format!(
                         "org {:?} is already imported (root {}): import it with replace=true to replace it, or duplicate=true for a second copy",
                         template.name,
                         roots.join(", ")
                     ),
-                    code: "org_already_imported",
                 });
             }
         };
@@ -315,16 +311,16 @@ impl App {
         template: &OrgTemplate,
         base: Option<&Path>,
         options: ImportOptions,
-    ) -> Result<Vec<ImportedNode>, ApiError> {
+    ) -> Result<Vec<ImportedNode>, Error> {
         let (plan, resolved, files) = self.org_plan_read(template, base).await?;
         let template = &resolved;
         if !plan.problems.is_empty() || (options.strict && !plan.is_clean()) {
-            return Err(ApiError::OrgRefused {
+            return Err(Error::OrgRefused {
                 plan: serde_json::to_value(&plan).unwrap_or_default(),
             });
         }
         if !plan.missing_env.is_empty() && !options.force {
-            return Err(ApiError::MissingEnv {
+            return Err(Error::MissingEnv {
                 missing: plan.missing_env.clone(),
                 template: template.name.clone(),
             });
@@ -378,7 +374,7 @@ impl App {
                 .collect();
             let mut plan = serde_json::to_value(&plan).unwrap_or_default();
             plan["failed"] = json!(failed);
-            return Err(ApiError::OrgRefused { plan });
+            return Err(Error::OrgRefused { plan });
         }
         self.write_import(template, options, &items).await?;
         if items.iter().any(|i| i.provision) {
@@ -556,9 +552,9 @@ pub const MAX_SENT_FILES: usize = 1000;
 /// Each path must be plain and relative; the whole request is already bounded in size.
 pub(crate) fn unpack_files(
     files: &std::collections::BTreeMap<String, String>,
-) -> Result<tempfile::TempDir, ApiError> {
+) -> Result<tempfile::TempDir, Error> {
     let refuse = |detail: String| {
-        ApiError::bad_request(
+        Error::invalid(
             "invalid request body",
             "invalid_template_files",
             Some("files"),
@@ -571,7 +567,7 @@ pub(crate) fn unpack_files(
     let dir = tempfile::Builder::new()
         .prefix("hatchery-org-")
         .tempdir()
-        .map_err(|e| ApiError::internal("failed to unpack the template's files", e))?;
+        .map_err(|e| Error::internal("failed to unpack the template's files", e))?;
     for (relative, content) in files {
         let plain = !relative.is_empty()
             && Path::new(relative)

@@ -12,8 +12,7 @@ use hatchery_provision::{Backend, BackendError, Exit, WorkspaceSpec};
 use hatchery_store::{ClaimedJob, JobLease};
 use tokio::sync::Notify;
 
-use super::{App, store_error};
-use crate::error::ApiError;
+use super::{App, Error, Service, store_error};
 use crate::supervision::micros;
 
 /// How often the queue is read when nobody wakes the runner (jobs of other replicas).
@@ -97,7 +96,7 @@ impl App {
     }
 
     /// The agent's last log lines (empty without a backend).
-    pub async fn agent_logs(&self, id: &str, lines: usize) -> Result<String, ApiError> {
+    pub async fn agent_logs(&self, id: &str, lines: usize) -> Result<String, Error> {
         let Some(provisioner) = &self.provisioner else {
             return Ok(String::new());
         };
@@ -105,7 +104,7 @@ impl App {
             .backend
             .logs(id, lines)
             .await
-            .map_err(|e| ApiError::internal("failed to read logs", e))
+            .map_err(|e| Error::internal("failed to read logs", e))
     }
 
     /// What the agent logs from now on (`None` without a backend).
@@ -125,7 +124,7 @@ impl App {
     ///   start (a sandbox dies with its control plane).
     ///
     /// Nothing stays `provisioning` for good, and no agent runs twice.
-    pub async fn reconcile(&self) -> Result<usize, ApiError> {
+    pub async fn reconcile(&self) -> Result<usize, Error> {
         let Some(provisioner) = &self.provisioner else {
             return Ok(0);
         };
@@ -133,7 +132,7 @@ impl App {
             .backend
             .running()
             .await
-            .map_err(|e| ApiError::internal("reconcile failed", e))?;
+            .map_err(|e| Error::internal("reconcile failed", e))?;
         let mut orphans = Vec::new();
         for id in &running {
             let row = match self.store.workspace_get(id).await {
@@ -531,7 +530,9 @@ impl App {
                 .map_err(retry_or_fail)?;
             if !stored.is_empty() {
                 // Starting without them would be a silent guess.
-                return Err(retry_or_fail(ApiError::SecretsDisabled));
+                return Err(retry_or_fail(Error::Unavailable(
+                    Service::SecretsKeyMissing,
+                )));
             }
             BTreeMap::new()
         };
@@ -730,13 +731,14 @@ fn supply_credential(
     }
 }
 
-/// A failure to prepare a start, as the backend's kind of failure: the database or the
-/// secrets could not be read (worth another try), or anything else (final).
-fn retry_or_fail(error: ApiError) -> BackendError {
+/// A failure to prepare a start, as the backend's kind of failure: tried again with
+/// back-off when [`Error::is_transient`] (the database away, a failure inside), final
+/// otherwise (no secrets key, secrets that do not decrypt: a person must act). Either way
+/// the reason is the client-facing message, never the internal context: it lands in the
+/// workspace's record.
+fn retry_or_fail(error: Error) -> BackendError {
     match error {
-        ApiError::Internal { .. } | ApiError::PlatformUnavailable(_) => {
-            BackendError::Transient(error.to_string())
-        }
+        error if error.is_transient() => BackendError::Transient(error.to_string()),
         error => BackendError::Permanent(error.to_string()),
     }
 }

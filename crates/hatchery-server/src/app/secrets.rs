@@ -13,8 +13,7 @@ use hatchery_store::{
     GLOBAL_SCOPE, RotateRefusal, SealedSecret, Store, StoreError, workspace_scope,
 };
 
-use super::{App, store_error};
-use crate::error::ApiError;
+use super::{App, Error, Resource, Service, store_error};
 use crate::secrets::{KeyError, Scope, SecretsKey};
 
 /// What the key check seals; any key opens only its own check value.
@@ -198,11 +197,11 @@ pub(crate) fn seal(
     scope: String,
     name: &str,
     value: &str,
-) -> Result<SealedSecret, ApiError> {
+) -> Result<SealedSecret, Error> {
     let sealed = key
         .key
         .encrypt(scope_of(&scope), name, value.as_bytes())
-        .map_err(|e| ApiError::internal("failed to save secret", e))?;
+        .map_err(|e| Error::internal("failed to save secret", e))?;
     Ok(SealedSecret {
         scope,
         name: name.to_owned(),
@@ -212,9 +211,9 @@ pub(crate) fn seal(
 }
 
 /// Check a secret's name and value as every write path must.
-pub(crate) fn check_secret(name: &str, value: &str) -> Result<(), ApiError> {
+pub(crate) fn check_secret(name: &str, value: &str) -> Result<(), Error> {
     if name.is_empty() || value.is_empty() {
-        return Err(ApiError::bad_request(
+        return Err(Error::invalid(
             "invalid request body",
             "invalid_secret",
             Some(if name.is_empty() { "key" } else { "value" }),
@@ -222,7 +221,7 @@ pub(crate) fn check_secret(name: &str, value: &str) -> Result<(), ApiError> {
         ));
     }
     if !is_valid_env_name(name) {
-        return Err(ApiError::bad_request(
+        return Err(Error::invalid(
             "invalid request body",
             "invalid_secret_name",
             Some("key"),
@@ -251,7 +250,7 @@ const INLINE_RESTARTS: usize = 100;
 
 impl App {
     /// Set a global secret; the workspaces that see it restart to pick it up.
-    pub async fn secret_set_global(&self, name: &str, value: &str) -> Result<(), ApiError> {
+    pub async fn secret_set_global(&self, name: &str, value: &str) -> Result<(), Error> {
         check_secret(name, value)?;
         let sealed = seal(self.key()?, GLOBAL_SCOPE.to_owned(), name, value)?;
         self.store
@@ -299,7 +298,7 @@ impl App {
         workspace_id: &str,
         name: &str,
         value: &str,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         check_secret(name, value)?;
         self.workspace_live(workspace_id).await?;
         let scope = workspace_scope(workspace_id);
@@ -314,7 +313,7 @@ impl App {
 
     /// Delete a secret of `scope`, restarting the workspaces it reached; 404 when there is
     /// none.
-    pub async fn secret_delete(&self, scope: &str, name: &str) -> Result<(), ApiError> {
+    pub async fn secret_delete(&self, scope: &str, name: &str) -> Result<(), Error> {
         let deleted = self
             .store
             .secret_delete(scope, name)
@@ -324,15 +323,15 @@ impl App {
             self.restart_for_secret(scope, name).await;
             Ok(())
         } else {
-            Err(ApiError::NotFound {
-                message: "secret not found",
-                code: "secret_not_found",
+            Err(Error::NotFound {
+                kind: Resource::Secret,
+                id: format!("{scope}/{name}"),
             })
         }
     }
 
     /// Global secrets by name.
-    pub async fn secret_list_global(&self) -> Result<Vec<SecretSummary>, ApiError> {
+    pub async fn secret_list_global(&self) -> Result<Vec<SecretSummary>, Error> {
         let rows = self
             .store
             .secret_list(GLOBAL_SCOPE)
@@ -345,7 +344,7 @@ impl App {
     pub async fn secret_list_workspace(
         &self,
         workspace_id: &str,
-    ) -> Result<Vec<SecretSummary>, ApiError> {
+    ) -> Result<Vec<SecretSummary>, Error> {
         self.workspace_exists(workspace_id).await?;
         let own = self
             .store
@@ -367,7 +366,7 @@ impl App {
     pub async fn secret_values(
         &self,
         workspace_id: &str,
-    ) -> Result<BTreeMap<String, String>, ApiError> {
+    ) -> Result<BTreeMap<String, String>, Error> {
         self.workspace_exists(workspace_id).await?;
         self.secret_values_of(workspace_id).await
     }
@@ -376,7 +375,7 @@ impl App {
     pub(crate) async fn secret_values_of(
         &self,
         workspace_id: &str,
-    ) -> Result<BTreeMap<String, String>, ApiError> {
+    ) -> Result<BTreeMap<String, String>, Error> {
         let key = self.key()?;
         let mut values = BTreeMap::new();
         let mut failed = Vec::new();
@@ -389,7 +388,7 @@ impl App {
             for secret in sealed {
                 // A value of another epoch: the key was rotated under this server.
                 if secret.key_epoch != key.epoch {
-                    return Err(ApiError::SecretsKeyRotated);
+                    return Err(Error::Unavailable(Service::SecretsKeyRotated));
                 }
                 match open(&key.key, &secret).map(String::from_utf8) {
                     Ok(Ok(value)) => {
@@ -402,9 +401,7 @@ impl App {
         if failed.is_empty() {
             Ok(values)
         } else {
-            Err(ApiError::SecretsUndecryptable {
-                failed_keys: failed,
-            })
+            Err(Error::SecretsUndecryptable { names: failed })
         }
     }
 }

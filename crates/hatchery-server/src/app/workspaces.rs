@@ -16,8 +16,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::secrets::{check_secret, seal};
-use super::{App, store_error};
-use crate::error::ApiError;
+use super::{App, Error, store_error};
 
 /// The runtime recorded when a create names none (Molecule's default). A runtime the
 /// caller names is never rewritten.
@@ -121,8 +120,8 @@ pub(crate) struct Built {
 const INVALID_FIELDS: &str = "invalid workspace fields";
 const INVALID_PAYLOAD: &str = "invalid workspace payload";
 
-fn invalid_fields(error: FieldError) -> ApiError {
-    ApiError::bad_request(
+fn invalid_fields(error: FieldError) -> Error {
+    Error::invalid(
         INVALID_FIELDS,
         "invalid_workspace_fields",
         Some(error.field),
@@ -131,13 +130,13 @@ fn invalid_fields(error: FieldError) -> ApiError {
 }
 
 /// Parse a path id: a hyphenated UUID, returned lower-case.
-pub fn parse_workspace_id(text: &str) -> Result<String, ApiError> {
+pub fn parse_workspace_id(text: &str) -> Result<String, Error> {
     if text.len() != 36 {
-        return Err(ApiError::InvalidWorkspaceId);
+        return Err(Error::invalid_workspace_id());
     }
     uuid::Uuid::try_parse(text)
         .map(|id| id.hyphenated().to_string())
-        .map_err(|_| ApiError::InvalidWorkspaceId)
+        .map_err(|_| Error::invalid_workspace_id())
 }
 
 /// A create request that passed every check that needs no registry and no database.
@@ -165,9 +164,9 @@ struct CheckedCreate {
 }
 
 /// Validate a create in the spec's order; the first failure wins.
-fn check_create(request: CreateWorkspace) -> Result<CheckedCreate, ApiError> {
+fn check_create(request: CreateWorkspace) -> Result<CheckedCreate, Error> {
     let Some(name) = request.name.as_deref().filter(|n| !n.is_empty()) else {
-        return Err(ApiError::bad_request(
+        return Err(Error::invalid(
             INVALID_PAYLOAD,
             "invalid_workspace_payload",
             Some("name"),
@@ -186,7 +185,7 @@ fn check_create(request: CreateWorkspace) -> Result<CheckedCreate, ApiError> {
     .map_err(invalid_fields)?;
     if request.template.as_deref().is_some_and(|t| !t.is_empty()) {
         // No templates root is configured yet: a named template cannot be found.
-        return Err(ApiError::bad_request(
+        return Err(Error::invalid(
             "invalid template",
             "invalid_template",
             Some("template"),
@@ -196,7 +195,7 @@ fn check_create(request: CreateWorkspace) -> Result<CheckedCreate, ApiError> {
     let external = request.external == Some(true);
     let url = request.url.filter(|u| !u.is_empty());
     if url.is_some() && !external {
-        return Err(ApiError::bad_request(
+        return Err(Error::invalid(
             INVALID_PAYLOAD,
             "url_without_external",
             Some("url"),
@@ -217,7 +216,7 @@ fn check_create(request: CreateWorkspace) -> Result<CheckedCreate, ApiError> {
         } else {
             "invalid workspace access"
         };
-        ApiError::bad_request(
+        Error::invalid(
             message,
             "invalid_workspace_fields",
             Some(e.field),
@@ -227,7 +226,7 @@ fn check_create(request: CreateWorkspace) -> Result<CheckedCreate, ApiError> {
     let parent_id = match request.parent_id.as_deref() {
         None | Some("") => None,
         Some(parent) => Some(parse_workspace_id(parent).map_err(|_| {
-            ApiError::bad_request(
+            Error::invalid(
                 INVALID_PAYLOAD,
                 "invalid_parent",
                 Some("parent_id"),
@@ -312,7 +311,7 @@ impl App {
         &self,
         request: CreateWorkspace,
         id: String,
-    ) -> Result<Built, ApiError> {
+    ) -> Result<Built, Error> {
         let checked = check_create(request)?;
         if let Some(url) = &checked.url {
             // An external agent's URL passes the same rules as a registered one.
@@ -320,7 +319,7 @@ impl App {
             super::agents::check_agent_url(url)
                 .await
                 .map_err(|detail| {
-                    ApiError::bad_request(INVALID_PAYLOAD, "invalid_url", Some("url"), detail)
+                    Error::invalid(INVALID_PAYLOAD, "invalid_url", Some("url"), detail)
                 })?;
         }
         let key = if checked.secrets.is_empty() {
@@ -392,7 +391,7 @@ impl App {
 
     /// Create a workspace, failing closed: on any refusal nothing is written.
     #[tracing::instrument(skip_all, fields(name = request.name.as_deref().unwrap_or("")))]
-    pub async fn workspace_create(&self, request: CreateWorkspace) -> Result<Created, ApiError> {
+    pub async fn workspace_create(&self, request: CreateWorkspace) -> Result<Created, Error> {
         let id = uuid::Uuid::new_v4().hyphenated().to_string();
         let Built {
             workspace,
@@ -417,7 +416,7 @@ impl App {
             .await
             .map_err(store_error("failed to create workspace"))?
             .map_err(|CreateRefusal::ParentNotLive| {
-                ApiError::bad_request(
+                Error::invalid(
                     INVALID_PAYLOAD,
                     "invalid_parent",
                     Some("parent_id"),
@@ -445,30 +444,30 @@ impl App {
     }
 
     /// One workspace (removed ones included); 404 when it never existed.
-    pub async fn workspace_get(&self, id: &str) -> Result<WorkspaceRow, ApiError> {
+    pub async fn workspace_get(&self, id: &str) -> Result<WorkspaceRow, Error> {
         self.store
             .workspace_get(id)
             .await
             .map_err(store_error("failed to read workspace"))?
-            .ok_or_else(ApiError::workspace_not_found)
+            .ok_or_else(|| Error::workspace_not_found(id))
     }
 
     /// 404 unless the workspace exists (removed or not).
-    pub(crate) async fn workspace_exists(&self, id: &str) -> Result<WorkspaceRow, ApiError> {
+    pub(crate) async fn workspace_exists(&self, id: &str) -> Result<WorkspaceRow, Error> {
         self.workspace_get(id).await
     }
 
     /// 404 unless the workspace exists, 410 when it is removed.
-    pub(crate) async fn workspace_live(&self, id: &str) -> Result<WorkspaceRow, ApiError> {
+    pub(crate) async fn workspace_live(&self, id: &str) -> Result<WorkspaceRow, Error> {
         let row = self.workspace_get(id).await?;
         if row.status == WorkspaceStatus::Removed {
-            return Err(ApiError::WorkspaceRemoved);
+            return Err(Error::Removed { id: id.to_owned() });
         }
         Ok(row)
     }
 
     /// Every workspace that is not removed, oldest first.
-    pub async fn workspace_list(&self) -> Result<Vec<WorkspaceRow>, ApiError> {
+    pub async fn workspace_list(&self) -> Result<Vec<WorkspaceRow>, Error> {
         self.store
             .workspace_list()
             .await
@@ -476,7 +475,7 @@ impl App {
     }
 
     /// The generated files of a workspace.
-    pub async fn workspace_files(&self, id: &str) -> Result<Vec<WorkspaceFile>, ApiError> {
+    pub async fn workspace_files(&self, id: &str) -> Result<Vec<WorkspaceFile>, Error> {
         self.workspace_exists(id).await?;
         self.store
             .workspace_files(id)
@@ -485,7 +484,7 @@ impl App {
     }
 
     /// The names of the global secrets: the keys every workspace holds.
-    pub(crate) async fn global_secret_names(&self) -> Result<Vec<String>, ApiError> {
+    pub(crate) async fn global_secret_names(&self) -> Result<Vec<String>, Error> {
         Ok(self
             .store
             .secret_list(GLOBAL_SCOPE)
@@ -505,11 +504,8 @@ impl App {
         provider: Option<&str>,
         billing_mode: Option<BillingMode>,
         mut secret_names: Vec<String>,
-    ) -> Result<PreparedConfig, ApiError> {
-        let snapshot = self
-            .registry
-            .snapshot()
-            .map_err(|e| ApiError::RegistryUnavailable(e.to_string()))?;
+    ) -> Result<PreparedConfig, Error> {
+        let snapshot = self.registry.snapshot()?;
         secret_names.extend(self.global_secret_names().await?);
         let secret_names: Vec<&str> = secret_names.iter().map(String::as_str).collect();
         let prepared = prepare_config(
@@ -537,7 +533,7 @@ impl App {
         &self,
         row: &WorkspaceRow,
         runtime: &str,
-    ) -> Result<Reconfiguration, ApiError> {
+    ) -> Result<Reconfiguration, Error> {
         let own_secrets = self
             .store
             .secret_list(&workspace_scope(&row.id))
@@ -572,18 +568,18 @@ impl App {
         id: &str,
         body: &Map<String, Value>,
         by_operator: bool,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, Error> {
         if !by_operator
             && let Some(field) = body
                 .keys()
                 .find(|field| !AGENT_PATCHABLE.contains(&field.as_str()))
         {
-            return Err(ApiError::Forbidden {
+            return Err(Error::Refused {
+                code: "operator_only_field",
                 message: format!(
                     "`{field}` may be changed only by the operator (the admin token); a workspace's own token may change {}",
                     AGENT_PATCHABLE.join(", ")
                 ),
-                code: "operator_only_field",
             });
         }
         // A concurrent update moves the version on; re-read and re-apply a few times.
@@ -639,14 +635,14 @@ impl App {
                 }
             }
         }
-        Err(ApiError::internal(
+        Err(Error::internal(
             "failed to update workspace",
             "the workspace kept changing under five attempts",
         ))
     }
 
     /// A new parent must be live and must not be the workspace or one of its descendants.
-    async fn check_new_parent(&self, id: &str, parent: Option<&str>) -> Result<(), ApiError> {
+    async fn check_new_parent(&self, id: &str, parent: Option<&str>) -> Result<(), Error> {
         let Some(parent) = parent else {
             return Ok(());
         };
@@ -688,7 +684,7 @@ impl App {
         id: &str,
         confirm: bool,
         purge: bool,
-    ) -> Result<usize, ApiError> {
+    ) -> Result<usize, Error> {
         self.workspace_exists(id).await?;
         if !confirm {
             let children = self
@@ -697,7 +693,7 @@ impl App {
                 .await
                 .map_err(store_error("failed to delete workspace"))?;
             if !children.is_empty() {
-                return Err(ApiError::ConfirmationRequired { children });
+                return Err(Error::ConfirmationRequired { children });
             }
         }
         let removed = self
@@ -721,8 +717,8 @@ impl App {
 const AGENT_PATCHABLE: [&str; 5] = ["name", "role", "collapsed", "x", "y"];
 
 /// A new parent refused, with why.
-fn invalid_parent(detail: &str) -> ApiError {
-    ApiError::bad_request(
+fn invalid_parent(detail: &str) -> Error {
+    Error::invalid(
         "invalid request body",
         "invalid_parent",
         Some("parent_id"),
@@ -731,8 +727,8 @@ fn invalid_parent(detail: &str) -> ApiError {
 }
 
 /// A PATCH value of the wrong JSON type.
-fn wrong_type(field: &'static str, expected: &str) -> ApiError {
-    ApiError::bad_request(
+fn wrong_type(field: &'static str, expected: &str) -> Error {
+    Error::invalid(
         "invalid request body",
         "invalid_field_type",
         Some(field),
@@ -741,10 +737,7 @@ fn wrong_type(field: &'static str, expected: &str) -> ApiError {
 }
 
 /// A string field of a PATCH body, if present.
-fn string<'b>(
-    body: &'b Map<String, Value>,
-    field: &'static str,
-) -> Result<Option<&'b str>, ApiError> {
+fn string<'b>(body: &'b Map<String, Value>, field: &'static str) -> Result<Option<&'b str>, Error> {
     match body.get(field) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.as_str())),
@@ -760,7 +753,7 @@ fn string<'b>(
 fn nullable_string<'b>(
     body: &'b Map<String, Value>,
     field: &'static str,
-) -> Result<Option<Option<&'b str>>, ApiError> {
+) -> Result<Option<Option<&'b str>>, Error> {
     match body.get(field) {
         None => Ok(None),
         Some(Value::Null) => Ok(Some(None)),
@@ -773,7 +766,7 @@ fn nullable_string<'b>(
 fn patch_from_body(
     row: &WorkspaceRow,
     body: &Map<String, Value>,
-) -> Result<(WorkspacePatch, bool), ApiError> {
+) -> Result<(WorkspacePatch, bool), Error> {
     let mut patch = WorkspacePatch {
         name: row.name.clone(),
         role: row.role.clone(),
@@ -786,7 +779,7 @@ fn patch_from_body(
         y: row.y,
     };
     let field_error =
-        |e: FieldError| ApiError::invalid_field("invalid_workspace_fields", e.field, e.message);
+        |e: FieldError| Error::invalid_field("invalid_workspace_fields", e.field, e.message);
     let name = string(body, "name")?;
     let role = nullable_string(body, "role")?;
     let runtime = string(body, "runtime")?;
@@ -837,7 +830,7 @@ fn patch_from_body(
     let mut needs_restart = false;
     if let Some(dir) = nullable_string(body, "workspace_dir")? {
         check_workspace_access(dir, None).map_err(|e| {
-            ApiError::bad_request(
+            Error::invalid(
                 "invalid workspace directory",
                 "invalid_workspace_fields",
                 Some(e.field),

@@ -257,7 +257,7 @@ pub(crate) async fn credential(
 ) -> Result<Credential, ApiError> {
     let authorization = authorization(headers);
     let is_admin = !state.app.dev && state.admin.allows(authorization);
-    state.app.credential(bearer(authorization), is_admin).await
+    Ok(state.app.credential(bearer(authorization), is_admin).await?)
 }
 
 /// What ends a long-lived answer (an event stream, a followed log) opened with

@@ -433,8 +433,8 @@ async fn state_of(
     };
     let row = match state.app.workspace_get(&id).await {
         Ok(row) => row,
-        Err(ApiError::NotFound { .. }) => return Ok(gone(id, None)),
-        Err(other) => return Err(other),
+        Err(crate::app::Error::NotFound { .. }) => return Ok(gone(id, None)),
+        Err(other) => return Err(other.into()),
     };
     if row.status == WorkspaceStatus::Removed {
         return Ok(gone(id, Some(row.status)));

@@ -10,7 +10,7 @@ use hatchery_core::org::{Node, OrgTemplate};
 use hatchery_store::WorkspaceFile;
 
 use super::{MAX_TEMPLATE_BYTES, flatten};
-use crate::error::ApiError;
+use crate::app::Error;
 
 /// The most files a node's `files_dir` may hold, and the most bytes of all its files.
 const MAX_NODE_FILES: usize = 200;
@@ -104,7 +104,7 @@ pub(super) async fn read_template_files(
     templates: Option<&Path>,
     template: &OrgTemplate,
     base: Option<&Path>,
-) -> Result<TemplateFiles, ApiError> {
+) -> Result<TemplateFiles, Error> {
     let templates = templates.map(Path::to_path_buf);
     let template = template.clone();
     let base = base.map(Path::to_path_buf);
@@ -122,7 +122,7 @@ pub(super) async fn read_template_files(
         }
     })
     .await
-    .map_err(|e| ApiError::internal("failed to read the org template's files", e))
+    .map_err(|e| Error::internal("failed to read the org template's files", e))
 }
 
 /// The files a node brings to its workspace's config: its prompts (inline, or read from
