@@ -109,7 +109,7 @@ impl StreamEvent {
             serde_json::json!({
                 "event": self.event_type,
                 "workspace_id": self.workspace_id,
-                "timestamp": crate::http::views::timestamp(self.created_at),
+                "timestamp": crate::wire::timestamp(self.created_at),
                 "payload": self.payload,
                 // hatchery's addition: the cursor to resume after (`?after=` on /ws).
                 "seq": self.seq,

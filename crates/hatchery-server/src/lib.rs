@@ -20,6 +20,7 @@ pub mod registry_source;
 pub mod secrets;
 pub mod serve;
 pub mod supervision;
+mod wire;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

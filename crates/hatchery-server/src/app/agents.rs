@@ -413,7 +413,7 @@ fn heartbeat_transition(state: &LiveState, beat: &AgentSnapshot) -> Option<(Tran
             json!({"runtime_state": beat.runtime_state, "sample_error": beat.sample_error})
         }
         (_, WorkspaceStatus::Degraded) => json!({
-            "error_rate": crate::http::views::go_number(beat.error_rate),
+            "error_rate": crate::wire::go_number(beat.error_rate),
             "sample_error": beat.sample_error,
         }),
         _ => json!({}),

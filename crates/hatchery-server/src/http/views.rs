@@ -2,37 +2,13 @@
 //! handlers serialize these types, and the OpenAPI document is generated from them, so the
 //! two cannot drift apart.
 
-use std::time::SystemTime;
-
 pub(crate) use crate::app::stored_json;
+pub(crate) use crate::wire::{go_number, time, timestamp};
 use hatchery_core::WorkspaceStatus;
-use hatchery_store::{WorkspaceRow, micros_to_time};
+use hatchery_store::WorkspaceRow;
 use serde::{Serialize, Serializer};
-use serde_json::{Value, json};
+use serde_json::Value;
 use utoipa::ToSchema;
-
-/// RFC 3339 in UTC.
-pub(crate) fn timestamp(micros: i64) -> String {
-    humantime::format_rfc3339_micros(micros_to_time(micros)).to_string()
-}
-
-/// RFC 3339 in UTC, of a `SystemTime`.
-pub(crate) fn time(at: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(at).to_string()
-}
-
-/// A float printed as Go prints it: `100`, not `100.0`.
-pub(crate) fn go_number(value: f64) -> Value {
-    // Integral values within f64's exact integer range print without a fraction.
-    if value.fract() == 0.0 && value.abs() < 9_007_199_254_740_992.0 {
-        #[allow(
-            clippy::cast_possible_truncation,
-            reason = "checked integral and in range"
-        )]
-        return json!(value as i64);
-    }
-    json!(value)
-}
 
 #[allow(
     clippy::trivially_copy_pass_by_ref,
