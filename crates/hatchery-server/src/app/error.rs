@@ -337,3 +337,34 @@ impl Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Error, Service};
+
+    /// The provisioner's retry decision: a start is tried again only when a later try may
+    /// go otherwise.
+    #[test]
+    fn only_an_outage_or_a_failure_inside_is_worth_another_try() {
+        assert!(Error::database("connection refused").is_transient());
+        assert!(Error::internal("failed to read secrets", "no such column").is_transient());
+        for lasting in [
+            Error::Unavailable(Service::SecretsKeyMissing),
+            Error::Unavailable(Service::SecretsKeyRotated),
+            Error::SecretsUndecryptable {
+                names: vec!["KEY".to_owned()],
+            },
+            Error::workspace_not_found("w"),
+            Error::invalid(
+                "invalid request body",
+                "invalid_secret",
+                Some("key"),
+                "empty",
+            ),
+        ] {
+            assert!(!lasting.is_transient(), "{lasting:?}");
+        }
+        assert!(Error::database("away").is_outage());
+        assert!(!Error::internal("failed", "bug").is_outage());
+    }
+}
