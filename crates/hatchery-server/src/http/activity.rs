@@ -3,18 +3,17 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::gate::WorkspaceCaller;
 use super::views::{Paged, StatusAnswer, timestamp};
 use super::workspaces::WorkspaceId;
-use super::{AppState, Path, Query, json_body, require_workspace};
+use super::{AppState, Query, json_body};
 use crate::app::activity::{ActivityQuery, ReportActivity};
-use crate::app::workspaces::parse_workspace_id;
 use crate::error::{ApiError, ErrorBody};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -69,12 +68,9 @@ struct ActivityView {
     ))]
 async fn report(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
+    WorkspaceCaller { id, .. }: WorkspaceCaller,
     body: Body,
 ) -> Result<Json<StatusAnswer>, ApiError> {
-    let id = parse_workspace_id(&id)?;
-    require_workspace(&state, &headers, &id).await?;
     let body: ReportActivity = json_body(body, "invalid request body").await?;
     state.app.workspace_live(&id).await?;
     state.app.activity_report(&id, body).await?;
@@ -92,12 +88,9 @@ async fn report(
     ))]
 async fn list(
     State(state): State<AppState>,
-    Path(id): Path<String>,
     Query(query): Query<ActivityQuery>,
-    headers: HeaderMap,
+    WorkspaceCaller { id, .. }: WorkspaceCaller,
 ) -> Result<Paged<ActivityView>, ApiError> {
-    let id = parse_workspace_id(&id)?;
-    require_workspace(&state, &headers, &id).await?;
     let page = state.app.activity_list(&id, query).await?;
     // Bodies appear only when stored; a damaged one shows as null.
     let body = |stored: &Option<String>| {

@@ -12,11 +12,10 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::gate::{Admin, AgentCaller, WorkspaceCaller, WorkspacePath};
 use super::views::{Paged, StatusAnswer, WorkspaceBrief, timestamp};
 use super::workspaces::WorkspaceId;
-use super::{
-    AppState, Path, Query, credential, json_body, require_admin, require_boot, require_workspace,
-};
+use super::{AppState, Path, Query, credential, json_body};
 use crate::app::access::Credential;
 use crate::app::agents::{
     Heartbeat, INVALID_BODY, Register, UpdateCard, body_id, heartbeat_id, register_id,
@@ -101,7 +100,9 @@ async fn heartbeat(
 ) -> Result<Json<StatusAnswer>, ApiError> {
     let body: Heartbeat = json_body(body, INVALID_BODY).await?;
     let id = heartbeat_id(&body)?;
-    let credential = require_boot(&state, &headers, &id).await?;
+    let credential = AgentCaller::check(&state, &headers, id.clone())
+        .await?
+        .credential;
     state
         .app
         .heartbeat(&id, token_id_of(&credential), &body)
@@ -126,7 +127,7 @@ async fn update_card(
 ) -> Result<Json<StatusAnswer>, ApiError> {
     let body: UpdateCard = json_body(body, INVALID_BODY).await?;
     let id = update_card_id(&body)?;
-    require_boot(&state, &headers, &id).await?;
+    AgentCaller::check(&state, &headers, id.clone()).await?;
     state.app.update_card(&id, body).await?;
     Ok(Json(StatusAnswer { status: "updated" }))
 }
@@ -145,7 +146,7 @@ async fn require_caller(state: &AppState, headers: &HeaderMap) -> Result<String,
             detail: None,
         })?;
     let caller = parse_workspace_id(caller)?;
-    require_boot(state, headers, &caller).await?;
+    AgentCaller::check(state, headers, caller.clone()).await?;
     Ok(caller)
 }
 
@@ -209,12 +210,9 @@ struct PeersQuery {
     ))]
 async fn peers(
     State(state): State<AppState>,
-    Path(id): Path<String>,
     Query(query): Query<PeersQuery>,
-    headers: HeaderMap,
+    AgentCaller { id, .. }: AgentCaller,
 ) -> Result<Paged<WorkspaceBrief>, ApiError> {
-    let id = parse_workspace_id(&id)?;
-    require_boot(&state, &headers, &id).await?;
     let page = state
         .app
         .peers(&id, query.q.as_deref(), query.after.as_deref())
@@ -260,7 +258,7 @@ async fn check_access(
     let caller = body_id(body.caller_id.as_deref(), "caller_id")?;
     let target = body_id(body.target_id.as_deref(), "target_id")?;
     // Not a topology oracle: only the caller itself (or the admin) may ask.
-    require_workspace(&state, &headers, &caller).await?;
+    WorkspaceCaller::check(&state, &headers, caller.clone()).await?;
     let allowed = state.app.reachable(&caller, &target).await?;
     Ok(Json(AccessAnswer { allowed }))
 }
@@ -291,10 +289,9 @@ struct IssuedToken {
     ))]
 async fn test_token(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    WorkspacePath(id): WorkspacePath,
     headers: HeaderMap,
 ) -> Result<Json<IssuedToken>, ApiError> {
-    let id = parse_workspace_id(&id)?;
     // The spec's "must differ": Molecule serves it unless told it is production.
     if !state.app.dev {
         return Err(ApiError::NotFound {
@@ -302,7 +299,7 @@ async fn test_token(
             code: "not_found",
         });
     }
-    require_admin(&state, &headers)?;
+    Admin::check(&state, &headers)?;
     let auth_token = state.app.token_issue(&id).await?;
     Ok(Json(IssuedToken {
         auth_token,
@@ -335,11 +332,9 @@ struct BootstrapAnswer {
     ))]
 async fn bootstrap_token(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
+    WorkspacePath(id): WorkspacePath,
+    _admin: Admin,
 ) -> Result<(StatusCode, Json<BootstrapAnswer>), ApiError> {
-    let id = parse_workspace_id(&id)?;
-    require_admin(&state, &headers)?;
     let (bootstrap_token, expires_at) = state.app.bootstrap_issue(&id).await?;
     Ok((
         StatusCode::CREATED,
@@ -391,12 +386,9 @@ struct TokenListed {
     ))]
 async fn list_tokens(
     State(state): State<AppState>,
-    Path(id): Path<String>,
     Query(query): Query<TokensQuery>,
-    headers: HeaderMap,
+    WorkspaceCaller { id, .. }: WorkspaceCaller,
 ) -> Result<Json<TokenList>, ApiError> {
-    let id = parse_workspace_id(&id)?;
-    require_workspace(&state, &headers, &id).await?;
     let limit = query
         .limit
         .and_then(|l| l.parse::<i64>().ok())
@@ -431,11 +423,8 @@ async fn list_tokens(
     ))]
 async fn create_token(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
+    WorkspaceCaller { id, .. }: WorkspaceCaller,
 ) -> Result<(StatusCode, Json<IssuedToken>), ApiError> {
-    let id = parse_workspace_id(&id)?;
-    require_workspace(&state, &headers, &id).await?;
     let auth_token = state.app.token_issue(&id).await?;
     Ok((
         StatusCode::CREATED,
@@ -475,7 +464,7 @@ async fn revoke_token(
     headers: HeaderMap,
 ) -> Result<Json<StatusAnswer>, ApiError> {
     let id = parse_workspace_id(&id)?;
-    require_workspace(&state, &headers, &id).await?;
+    WorkspaceCaller::check(&state, &headers, id.clone()).await?;
     state.app.token_revoke(&id, &token_id).await?;
     Ok(Json(StatusAnswer { status: "revoked" }))
 }

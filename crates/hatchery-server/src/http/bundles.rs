@@ -3,14 +3,14 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::gate::{Admin, WorkspacePath};
 use super::workspaces::WorkspaceId;
-use super::{AppState, Path, json_body, require_admin};
+use super::{AppState, json_body};
 use crate::app::bundles::{Bundle, BundleExport, BundleImported};
-use crate::app::workspaces::parse_workspace_id;
 use crate::error::{ApiError, ErrorBody};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -29,11 +29,9 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
     ))]
 async fn export(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
+    WorkspacePath(id): WorkspacePath,
+    _admin: Admin,
 ) -> Result<Json<BundleExport>, ApiError> {
-    let id = parse_workspace_id(&id)?;
-    require_admin(&state, &headers)?;
     Ok(Json(state.app.bundle_export(&id).await?))
 }
 
@@ -49,10 +47,9 @@ async fn export(
     ))]
 async fn import(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _admin: Admin,
     body: Body,
 ) -> Result<(StatusCode, Json<BundleImported>), ApiError> {
-    require_admin(&state, &headers)?;
     let bundle: Bundle = json_body(body, "invalid bundle").await?;
     let answer = state.app.bundle_import(&bundle).await?;
     Ok((StatusCode::CREATED, Json(answer)))

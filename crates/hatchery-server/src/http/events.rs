@@ -16,9 +16,10 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::gate::{Admin, WorkspaceCaller, WorkspacePath};
 use super::views::{Paged, timestamp};
 use super::workspaces::WorkspaceId;
-use super::{AppState, Path, Query, require_admin, require_workspace};
+use super::{AppState, Query};
 use crate::app::workspaces::parse_workspace_id;
 use crate::error::{ApiError, ErrorBody};
 use crate::event_hub::{Cursor, Delivery};
@@ -117,9 +118,8 @@ struct EventsOf {
 async fn all(
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,
-    headers: HeaderMap,
+    _admin: Admin,
 ) -> Result<Paged<EventView>, ApiError> {
-    require_admin(&state, &headers)?;
     list(&state, None, &query).await
 }
 
@@ -133,12 +133,10 @@ async fn all(
     ))]
 async fn one_workspace(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    WorkspacePath(id): WorkspacePath,
     Query(query): Query<ListQuery>,
-    headers: HeaderMap,
+    _admin: Admin,
 ) -> Result<Paged<EventView>, ApiError> {
-    let id = parse_workspace_id(&id)?;
-    require_admin(&state, &headers)?;
     list(&state, Some(&id), &query).await
 }
 
@@ -195,9 +193,9 @@ impl EventView {
 async fn stream_all(
     State(state): State<AppState>,
     Query(query): Query<StreamQuery>,
+    _admin: Admin,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    require_admin(&state, &headers)?;
     let filter = query
         .workspace_id
         .as_deref()
@@ -219,12 +217,10 @@ async fn stream_all(
     ))]
 async fn stream_one(
     State(state): State<AppState>,
-    Path(id): Path<String>,
     Query(query): Query<ResumeQuery>,
+    WorkspaceCaller { id, credential }: WorkspaceCaller,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let id = parse_workspace_id(&id)?;
-    let credential = require_workspace(&state, &headers, &id).await?;
     state.app.workspace_exists(&id).await?;
     let after = super::resume_cursor(&headers, query.after.as_deref())?;
     let revoked = super::revocation(&state, &headers, &credential);

@@ -7,6 +7,7 @@ mod agents;
 mod bundles;
 mod dashboard;
 mod events;
+pub(crate) mod gate;
 mod guard;
 mod openapi;
 mod org;
@@ -135,9 +136,8 @@ async fn openapi_json() -> impl axum::response::IntoResponse {
     responses((status = 200, description = "The metrics, in Prometheus' text format.", body = String, content_type = "application/openmetrics-text")))]
 async fn metrics(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _admin: gate::Admin,
 ) -> Result<(StatusCode, [(&'static str, &'static str); 1], String), ApiError> {
-    require_admin(&state, &headers)?;
     let app = &state.app;
     let database = app
         .store
@@ -257,7 +257,10 @@ pub(crate) async fn credential(
 ) -> Result<Credential, ApiError> {
     let authorization = authorization(headers);
     let is_admin = !state.app.dev && state.admin.allows(authorization);
-    Ok(state.app.credential(bearer(authorization), is_admin).await?)
+    Ok(state
+        .app
+        .credential(bearer(authorization), is_admin)
+        .await?)
 }
 
 /// What ends a long-lived answer (an event stream, a followed log) opened with
@@ -276,28 +279,6 @@ pub(crate) fn revocation(
         }
         _ => Box::pin(std::future::pending()),
     }
-}
-
-/// The WS gate for workspace `id`: the admin, or a workspace token of `id`.
-pub(crate) async fn require_workspace(
-    state: &AppState,
-    headers: &HeaderMap,
-    id: &str,
-) -> Result<Credential, ApiError> {
-    let credential = credential(state, headers).await?;
-    state.app.gate_workspace(&credential, id)?;
-    Ok(credential)
-}
-
-/// The BOOT gate for workspace `id` (agent calls).
-pub(crate) async fn require_boot(
-    state: &AppState,
-    headers: &HeaderMap,
-    id: &str,
-) -> Result<Credential, ApiError> {
-    let credential = credential(state, headers).await?;
-    state.app.gate_boot(&credential, id).await?;
-    Ok(credential)
 }
 
 /// Read a body of at most [`BODY_LIMIT_BYTES`]. A larger one is drained (up to a bound)

@@ -8,7 +8,7 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use hatchery_core::org::Plan;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -16,7 +16,8 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{AppState, Query, json_body, require_admin};
+use super::gate::Admin;
+use super::{AppState, Query, json_body};
 use crate::app::org::{ImportOptions, TemplateSummary};
 use crate::error::{ApiError, ErrorBody};
 use hatchery_core::WorkspaceStatus;
@@ -162,9 +163,8 @@ struct WorkspaceTemplateView {
     responses((status = 200, body = Vec<WorkspaceTemplateView>)))]
 async fn workspace_templates(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _admin: Admin,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&state, &headers)?;
     Ok(Json(Value::Array(state.app.workspace_templates())))
 }
 
@@ -174,9 +174,8 @@ async fn workspace_templates(
     responses((status = 200, body = Vec<TemplateSummary>)))]
 async fn templates(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _admin: Admin,
 ) -> Result<Json<Vec<TemplateSummary>>, ApiError> {
-    require_admin(&state, &headers)?;
     Ok(Json(state.app.org_templates().await?))
 }
 
@@ -199,10 +198,9 @@ async fn templates(
 async fn import(
     State(state): State<AppState>,
     Query(query): Query<ImportQuery>,
-    headers: HeaderMap,
+    _admin: Admin,
     body: Body,
 ) -> Result<(StatusCode, Json<ImportReply>), ApiError> {
-    require_admin(&state, &headers)?;
     let body: ImportBody = json_body(body, "invalid request body").await?;
     // Sent files are laid out in a private directory that lives as long as this import.
     let unpacked = match (&body.files, &body.dir) {

@@ -4,15 +4,15 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use serde::Serialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::gate::Admin;
 use super::views::{ExplainAnswer, time};
-use super::{AppState, Query, require_admin};
+use super::{AppState, Query};
 use crate::error::{ApiError, ErrorBody};
 use crate::registry_source::Snapshot;
 
@@ -88,9 +88,8 @@ struct ReloadAnswer {
     responses((status = 200, body = RegistryView)))]
 async fn show(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _admin: Admin,
 ) -> Result<Json<RegistryView>, ApiError> {
-    require_admin(&state, &headers)?;
     let registry = &state.app.registry;
     let snapshot = match registry.snapshot() {
         Ok(snapshot) => SnapshotView::of(&snapshot),
@@ -123,9 +122,8 @@ async fn show(
     ))]
 async fn reload(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _admin: Admin,
 ) -> Result<Json<ReloadAnswer>, ApiError> {
-    require_admin(&state, &headers)?;
     let registry = Arc::clone(&state.app.registry);
     // Reading and validating a manifest is blocking work.
     let result = tokio::task::spawn_blocking(move || registry.reload())
@@ -170,9 +168,8 @@ pub(super) struct ExplainQuery {
 pub(super) async fn explain(
     State(state): State<AppState>,
     Query(query): Query<ExplainQuery>,
-    headers: HeaderMap,
+    _admin: Admin,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&state, &headers)?;
     let required = |value: Option<String>, field: &'static str| {
         value.filter(|v| !v.trim().is_empty()).ok_or_else(|| {
             ApiError::bad_request(

@@ -13,9 +13,10 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::gate::{Admin, AgentCaller, WorkspaceCaller};
 use super::views::timestamp;
 use super::workspaces::WorkspaceId;
-use super::{AppState, Path, json_body, require_admin, require_boot, require_workspace};
+use super::{AppState, Path, json_body};
 use crate::app::secrets::SecretSummary;
 use crate::app::workspaces::parse_workspace_id;
 use crate::error::{ApiError, ErrorBody};
@@ -103,9 +104,8 @@ fn listed(summaries: Vec<SecretSummary>) -> Json<Vec<SecretListed>> {
     responses((status = 200, body = Vec<SecretListed>)))]
 async fn global_list(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _admin: Admin,
 ) -> Result<Json<Vec<SecretListed>>, ApiError> {
-    require_admin(&state, &headers)?;
     Ok(listed(state.app.secret_list_global().await?))
 }
 
@@ -119,10 +119,9 @@ async fn global_list(
     ))]
 async fn global_set(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _admin: Admin,
     body: Body,
 ) -> Result<Json<SecretChanged>, ApiError> {
-    require_admin(&state, &headers)?;
     let body: SetSecret = json_body(body, "invalid request body").await?;
     state.app.secret_set_global(&body.key, &body.value).await?;
     Ok(Json(SecretChanged {
@@ -142,9 +141,8 @@ async fn global_set(
 async fn global_delete(
     State(state): State<AppState>,
     Path(key): Path<String>,
-    headers: HeaderMap,
+    _admin: Admin,
 ) -> Result<Json<SecretChanged>, ApiError> {
-    require_admin(&state, &headers)?;
     state.app.secret_delete(GLOBAL_SCOPE, &key).await?;
     Ok(Json(SecretChanged {
         status: "deleted",
@@ -158,9 +156,9 @@ async fn global_delete(
     responses((status = 200, body = Vec<SecretListed>)))]
 async fn admin_list(
     state: State<AppState>,
-    headers: HeaderMap,
+    admin: Admin,
 ) -> Result<Json<Vec<SecretListed>>, ApiError> {
-    global_list(state, headers).await
+    global_list(state, admin).await
 }
 
 /// Set a global secret (an alias of `POST /settings/secrets`).
@@ -173,10 +171,10 @@ async fn admin_list(
     ))]
 async fn admin_set(
     state: State<AppState>,
-    headers: HeaderMap,
+    admin: Admin,
     body: Body,
 ) -> Result<Json<SecretChanged>, ApiError> {
-    global_set(state, headers, body).await
+    global_set(state, admin, body).await
 }
 
 /// Delete a global secret (an alias of `DELETE /settings/secrets/{key}`).
@@ -189,9 +187,9 @@ async fn admin_set(
 async fn admin_delete(
     state: State<AppState>,
     key: Path<String>,
-    headers: HeaderMap,
+    admin: Admin,
 ) -> Result<Json<SecretChanged>, ApiError> {
-    global_delete(state, key, headers).await
+    global_delete(state, key, admin).await
 }
 
 /// The workspace's secrets, then the global ones it does not override, by name.
@@ -203,11 +201,8 @@ async fn admin_delete(
     ))]
 async fn workspace_list(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
+    WorkspaceCaller { id, .. }: WorkspaceCaller,
 ) -> Result<Json<Vec<SecretListed>>, ApiError> {
-    let id = parse_workspace_id(&id)?;
-    require_workspace(&state, &headers, &id).await?;
     Ok(listed(state.app.secret_list_workspace(&id).await?))
 }
 
@@ -224,12 +219,9 @@ async fn workspace_list(
     ))]
 async fn workspace_set(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
+    WorkspaceCaller { id, .. }: WorkspaceCaller,
     body: Body,
 ) -> Result<Json<SecretChanged>, ApiError> {
-    let id = parse_workspace_id(&id)?;
-    require_workspace(&state, &headers, &id).await?;
     let body: SetSecret = json_body(body, "invalid request body").await?;
     state
         .app
@@ -253,11 +245,8 @@ async fn workspace_set(
     ))]
 async fn workspace_values(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
+    AgentCaller { id, .. }: AgentCaller,
 ) -> Result<Json<BTreeMap<String, String>>, ApiError> {
-    let id = parse_workspace_id(&id)?;
-    require_boot(&state, &headers, &id).await?;
     Ok(Json(state.app.secret_values(&id).await?))
 }
 
@@ -274,7 +263,7 @@ async fn workspace_delete(
     headers: HeaderMap,
 ) -> Result<Json<SecretChanged>, ApiError> {
     let id = parse_workspace_id(&id)?;
-    require_workspace(&state, &headers, &id).await?;
+    WorkspaceCaller::check(&state, &headers, id.clone()).await?;
     state.app.workspace_exists(&id).await?;
     state.app.secret_delete(&workspace_scope(&id), &key).await?;
     Ok(Json(SecretChanged {

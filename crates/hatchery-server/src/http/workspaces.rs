@@ -14,8 +14,9 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::gate::{Admin, AgentCaller, WorkspaceCaller, WorkspacePath};
 use super::views::{WorkspaceDerivation, WorkspaceFull, WorkspaceSingle};
-use super::{AppState, Path, Query, json_body, require_admin, require_boot, require_workspace};
+use super::{AppState, Path, Query, json_body};
 use crate::app::workspaces::{CreateWorkspace, parse_workspace_id};
 use crate::error::{ApiError, ErrorBody};
 
@@ -107,10 +108,10 @@ struct Connection {
     ))]
 async fn create(
     State(state): State<AppState>,
+    _admin: Admin,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<CreateAnswer>), ApiError> {
-    require_admin(&state, &headers)?;
     let request: CreateWorkspace = json_body(body, "invalid workspace payload").await?;
     let created = state.app.workspace_create(request).await?;
     state.app.metrics.workspace_created();
@@ -165,9 +166,8 @@ fn connection(headers: &HeaderMap, id: &str, token: &str) -> Connection {
     responses((status = 200, body = Vec<WorkspaceFull>)))]
 async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _admin: Admin,
 ) -> Result<Json<Vec<WorkspaceFull>>, ApiError> {
-    require_admin(&state, &headers)?;
     let rows = state.app.workspace_list().await?;
     Ok(Json(rows.iter().map(WorkspaceFull::from).collect()))
 }
@@ -181,11 +181,8 @@ async fn list(
     ))]
 async fn show(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
+    WorkspaceCaller { id, .. }: WorkspaceCaller,
 ) -> Result<Json<WorkspaceSingle>, ApiError> {
-    let id = parse_workspace_id(&id)?;
-    require_workspace(&state, &headers, &id).await?;
     let row = state.app.workspace_get(&id).await?;
     Ok(Json(WorkspaceSingle::from(&row)))
 }
@@ -244,12 +241,12 @@ struct UpdateAnswer {
     ))]
 async fn update(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
+    WorkspaceCaller {
+        id,
+        credential: caller,
+    }: WorkspaceCaller,
     body: Body,
 ) -> Result<Json<UpdateAnswer>, ApiError> {
-    let id = parse_workspace_id(&id)?;
-    let caller = require_workspace(&state, &headers, &id).await?;
     let body: Map<String, Value> = json_body(body, "invalid request body").await?;
     let by_operator = state.app.is_operator(&caller);
     let needs_restart = state.app.workspace_update(&id, &body, by_operator).await?;
@@ -319,12 +316,10 @@ struct ChildRef {
     ))]
 async fn remove(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    WorkspacePath(id): WorkspacePath,
     Query(query): Query<DeleteQuery>,
-    headers: HeaderMap,
+    _admin: Admin,
 ) -> Result<Json<DeleteAnswer>, ApiError> {
-    let id = parse_workspace_id(&id)?;
-    require_admin(&state, &headers)?;
     let confirm = query.confirm.as_deref() == Some("true");
     let purge = query.purge.as_deref() == Some("true");
     let cascade_deleted = state.app.workspace_delete(&id, confirm, purge).await?;
@@ -354,11 +349,8 @@ struct ConfigAnswer {
     ))]
 async fn config(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
+    WorkspaceCaller { id, .. }: WorkspaceCaller,
 ) -> Result<Json<ConfigAnswer>, ApiError> {
-    let id = parse_workspace_id(&id)?;
-    require_workspace(&state, &headers, &id).await?;
     let files = state.app.workspace_files(&id).await?;
     Ok(Json(ConfigAnswer {
         workspace_id: id,
@@ -376,11 +368,8 @@ async fn config(
     ))]
 async fn derivation(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
+    WorkspaceCaller { id, .. }: WorkspaceCaller,
 ) -> Result<Json<Value>, ApiError> {
-    let id = parse_workspace_id(&id)?;
-    require_workspace(&state, &headers, &id).await?;
     let row = state.app.workspace_get(&id).await?;
     let mut body: Value = serde_json::from_str(&row.derivation)
         .map_err(|e| ApiError::internal("failed to read derivation", e))?;
@@ -439,7 +428,7 @@ async fn state_of(
     if row.status == WorkspaceStatus::Removed {
         return Ok(gone(id, Some(row.status)));
     }
-    require_boot(&state, &headers, &id).await?;
+    AgentCaller::check(&state, &headers, id.clone()).await?;
     Ok((
         StatusCode::OK,
         Json(StateAnswer {
@@ -474,11 +463,8 @@ struct RestartAnswer {
     ))]
 async fn restart(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
+    WorkspaceCaller { id, .. }: WorkspaceCaller,
 ) -> Result<Json<RestartAnswer>, ApiError> {
-    let id = parse_workspace_id(&id)?;
-    require_workspace(&state, &headers, &id).await?;
     state.app.restart(&id).await?;
     Ok(Json(RestartAnswer {
         status: WorkspaceStatus::Provisioning,
@@ -505,11 +491,8 @@ struct PauseAnswer {
     ))]
 async fn pause(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
+    WorkspaceCaller { id, .. }: WorkspaceCaller,
 ) -> Result<Json<PauseAnswer>, ApiError> {
-    let id = parse_workspace_id(&id)?;
-    require_workspace(&state, &headers, &id).await?;
     let paused_count = state.app.pause(&id).await?;
     Ok(Json(PauseAnswer {
         status: WorkspaceStatus::Paused,
@@ -537,11 +520,8 @@ struct ResumeAnswer {
     ))]
 async fn resume(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
+    WorkspaceCaller { id, .. }: WorkspaceCaller,
 ) -> Result<Json<ResumeAnswer>, ApiError> {
-    let id = parse_workspace_id(&id)?;
-    require_workspace(&state, &headers, &id).await?;
     let resumed_count = state.app.resume(&id).await?;
     Ok(Json(ResumeAnswer {
         status: WorkspaceStatus::Provisioning,
@@ -571,13 +551,11 @@ const MAX_TAIL: usize = 10_000;
     ))]
 async fn logs(
     State(state): State<AppState>,
-    Path(id): Path<String>,
     Query(query): Query<LogsQuery>,
+    WorkspaceCaller { id, credential }: WorkspaceCaller,
     headers: HeaderMap,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse as _;
-    let id = parse_workspace_id(&id)?;
-    let credential = require_workspace(&state, &headers, &id).await?;
     let revoked = super::revocation(&state, &headers, &credential);
     state.app.workspace_exists(&id).await?;
     let lines = query

@@ -18,7 +18,8 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{AppState, Query, require_admin, require_boot};
+use super::gate::{Admin, AgentCaller};
+use super::{AppState, Query};
 use crate::app::App;
 use crate::app::workspaces::parse_workspace_id;
 use crate::error::{ApiError, ErrorBody};
@@ -94,13 +95,15 @@ async fn upgrade(
     let (caller, revoked) =
         if let Some(caller) = headers.get("x-workspace-id").and_then(|v| v.to_str().ok()) {
             let caller = parse_workspace_id(caller.trim())?;
-            let credential = require_boot(&state, &headers, &caller).await?;
+            let credential = AgentCaller::check(&state, &headers, caller.clone())
+                .await?
+                .credential;
             (
                 Some(caller),
                 super::revocation(&state, &headers, &credential),
             )
         } else {
-            require_admin(&state, &headers)?;
+            Admin::check(&state, &headers)?;
             (None, Box::pin(std::future::pending()) as _)
         };
     // A request that cannot become a WebSocket subscribes to nothing.

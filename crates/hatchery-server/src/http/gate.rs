@@ -1,0 +1,133 @@
+//! Who may call a route, as types: a handler names its gate among its arguments, and the
+//! gate is checked before the handler runs. A handler without one has no credential to
+//! pass on, so a route cannot forget its gate by accident.
+//!
+//! The gates of the platform API (its §2): the operator's ([`Admin`]); a workspace's own
+//! or the operator's, for a workspace named in the path ([`WorkspaceCaller`]); and an
+//! agent's, which a workspace that holds no live token yet may pass without one, for its
+//! first registration ([`AgentCaller`]).
+
+use axum::extract::{FromRequestParts, RawPathParams};
+use axum::http::request::Parts;
+
+use super::{AppState, require_admin};
+use crate::app::access::Credential;
+use crate::app::workspaces::parse_workspace_id;
+use crate::error::ApiError;
+
+/// The operator: the admin token (dev mode: anyone on loopback).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Admin;
+
+impl Admin {
+    /// The operator's gate where it is decided in a handler (after another check that
+    /// must answer first, or on one branch of a route two gates share).
+    pub(crate) fn check(
+        state: &AppState,
+        headers: &axum::http::HeaderMap,
+    ) -> Result<Self, ApiError> {
+        require_admin(state, headers)?;
+        Ok(Self)
+    }
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Self::check(state, &parts.headers)
+    }
+}
+
+/// The path's `{id}`, a workspace id in canonical form: refused with 400 before any gate
+/// is asked (a malformed id says nothing about credentials).
+#[derive(Debug)]
+pub(crate) struct WorkspacePath(pub String);
+
+impl FromRequestParts<AppState> for WorkspacePath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        path_workspace_id(parts, state).await.map(Self)
+    }
+}
+
+/// The workspace named by the path's `{id}`, called with its own token or the admin's.
+#[derive(Debug)]
+pub(crate) struct WorkspaceCaller {
+    /// The workspace, its id in canonical form.
+    pub id: String,
+    /// What the caller presented.
+    pub credential: Credential,
+}
+
+impl WorkspaceCaller {
+    /// The workspace gate for a workspace named elsewhere than the path (a body, a query).
+    pub(crate) async fn check(
+        state: &AppState,
+        headers: &axum::http::HeaderMap,
+        id: String,
+    ) -> Result<Self, ApiError> {
+        let credential = super::credential(state, headers).await?;
+        state.app.gate_workspace(&credential, &id)?;
+        Ok(Self { id, credential })
+    }
+}
+
+impl FromRequestParts<AppState> for WorkspaceCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let id = path_workspace_id(parts, state).await?;
+        Self::check(state, &parts.headers, id).await
+    }
+}
+
+/// The workspace named by the path's `{id}`, called by its agent: with a token of its own,
+/// or with none while it holds no live token (its first registration).
+#[derive(Debug)]
+pub(crate) struct AgentCaller {
+    /// The workspace, its id in canonical form.
+    pub id: String,
+    /// What the caller presented.
+    pub credential: Credential,
+}
+
+impl AgentCaller {
+    /// The agent gate for a workspace named elsewhere than the path (a body, a header).
+    pub(crate) async fn check(
+        state: &AppState,
+        headers: &axum::http::HeaderMap,
+        id: String,
+    ) -> Result<Self, ApiError> {
+        let credential = super::credential(state, headers).await?;
+        state.app.gate_boot(&credential, &id).await?;
+        Ok(Self { id, credential })
+    }
+}
+
+impl FromRequestParts<AppState> for AgentCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let id = path_workspace_id(parts, state).await?;
+        Self::check(state, &parts.headers, id).await
+    }
+}
+
+/// The path's `{id}` (or `{workspace_id}`), checked to be a workspace id.
+async fn path_workspace_id(parts: &mut Parts, state: &AppState) -> Result<String, ApiError> {
+    let params = RawPathParams::from_request_parts(parts, state)
+        .await
+        .map_err(|e| ApiError::bad_request("invalid path", "invalid_path", None, e.body_text()))?;
+    let id = params
+        .iter()
+        .find_map(|(name, value)| matches!(name, "id" | "workspace_id").then_some(value))
+        .ok_or_else(|| {
+            ApiError::internal(
+                "route without a workspace id",
+                "a workspace gate on a route whose path names no {id} or {workspace_id}",
+            )
+        })?;
+    Ok(parse_workspace_id(id)?)
+}
