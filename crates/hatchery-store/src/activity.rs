@@ -50,7 +50,7 @@ impl Store {
              method, summary, duration_ms, status, error_detail, request_body, response_body, \
              created_at) \
              SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13 \
-             WHERE EXISTS (SELECT 1 FROM workspaces WHERE id = $2 AND status <> 'removed')",
+             WHERE EXISTS (SELECT 1 FROM workspaces WHERE id = $2 AND status <> $14)",
         )
         .bind(&row.id)
         .bind(&row.workspace_id)
@@ -65,6 +65,7 @@ impl Store {
         .bind(&row.request_body)
         .bind(&row.response_body)
         .bind(row.created_at)
+        .bind(hatchery_core::WorkspaceStatus::Removed.as_str())
         .execute(&self.writer)
         .await?
         .rows_affected();

@@ -125,8 +125,9 @@ async fn write_snapshot(
 ) -> Result<u64, StoreError> {
     // Never older over newer: a flush racing a transition keeps the newer beat.
     let sql = format!(
-        "UPDATE workspaces SET {SNAPSHOT_SET} WHERE id = $1 AND status <> 'removed' \
-         AND (last_seen_at IS NULL OR last_seen_at <= $10)"
+        "UPDATE workspaces SET {SNAPSHOT_SET} WHERE id = $1 AND status <> {removed} \
+         AND (last_seen_at IS NULL OR last_seen_at <= $10)",
+        removed = crate::quoted(WorkspaceStatus::Removed),
     );
     Ok(sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id)

@@ -324,13 +324,18 @@ impl From<hatchery_core::lifecycle::UnknownStatus> for StoreError {
     }
 }
 
-/// The statuses `keep` holds, quoted for a SQL `IN (…)` (the wire strings are ours and
-/// plain: nothing to escape).
+/// A status as a SQL literal, for queries whose text is built (the wire strings are ours
+/// and plain: nothing to escape).
+fn quoted(status: hatchery_core::WorkspaceStatus) -> String {
+    format!("'{status}'")
+}
+
+/// The statuses `keep` holds, quoted for a SQL `IN (…)`.
 fn status_list(keep: impl Fn(hatchery_core::WorkspaceStatus) -> bool) -> String {
     hatchery_core::WorkspaceStatus::ALL
         .into_iter()
         .filter(|status| keep(*status))
-        .map(|status| format!("'{status}'"))
+        .map(quoted)
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -5,10 +5,15 @@
 //! replica starts its agents again; an agent whose workspace moved to another owner (a
 //! restart that replica ran) is stopped by the replica that still runs it.
 
+use std::sync::LazyLock;
+
+use hatchery_core::WorkspaceStatus;
+
 use crate::{Store, StoreError};
 
-/// Statuses whose workspaces should have an agent running.
-const WANTED: &str = "('provisioning', 'online', 'degraded', 'offline')";
+/// Statuses whose workspaces should have an agent running, as a SQL list.
+static WANTED: LazyLock<String> =
+    LazyLock::new(|| format!("({})", crate::status_list(WorkspaceStatus::wants_agent)));
 /// The owner of workspace `w` is not a live replica: none, or its lease ran out (`$1` is
 /// now).
 const OWNER_GONE: &str = "NOT EXISTS (SELECT 1 FROM replicas r \
@@ -56,8 +61,10 @@ impl Store {
     /// The workspaces whose agent `owner` started and that should still run one (not
     /// paused, removed or failed since).
     pub async fn agents_owned(&self, owner: &str) -> Result<Vec<String>, StoreError> {
-        let sql =
-            format!("SELECT id FROM workspaces WHERE agent_owner = $1 AND status IN {WANTED}");
+        let sql = format!(
+            "SELECT id FROM workspaces WHERE agent_owner = $1 AND status IN {wanted}",
+            wanted = &*WANTED
+        );
         Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
             .bind(owner)
             .fetch_all(&self.reader)
@@ -70,10 +77,11 @@ impl Store {
         let sql = format!(
             "SELECT w.id FROM workspaces w \
              WHERE w.agent_owner IS NOT NULL AND {OWNER_GONE} \
-             AND w.status IN {WANTED} AND w.external = 0 \
+             AND w.status IN {wanted} AND w.external = 0 \
              AND NOT EXISTS (SELECT 1 FROM provision_jobs j WHERE j.workspace_id = w.id \
                              AND j.state IN ('pending', 'claimed')) \
-             ORDER BY w.created_at, w.id"
+             ORDER BY w.created_at, w.id",
+            wanted = &*WANTED
         );
         Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
             .bind(self.now())
@@ -90,8 +98,9 @@ impl Store {
         let sql = format!(
             "UPDATE workspaces SET agent_owner = NULL \
              WHERE id = $2 AND agent_owner IS NOT NULL AND {} \
-             AND status IN {WANTED} AND external = 0",
-            OWNER_GONE.replace("w.agent_owner", "workspaces.agent_owner")
+             AND status IN {wanted} AND external = 0",
+            OWNER_GONE.replace("w.agent_owner", "workspaces.agent_owner"),
+            wanted = &*WANTED
         );
         let released = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(now)

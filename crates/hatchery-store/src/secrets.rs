@@ -111,11 +111,17 @@ impl Store {
         scope: &str,
         name: &str,
     ) -> Result<Vec<String>, StoreError> {
-        const RUNNING: &str = "w.status NOT IN ('removed', 'paused') AND w.external = 0 \
-             AND EXISTS (SELECT 1 FROM provision_jobs j WHERE j.workspace_id = w.id)";
+        let running = format!(
+            "w.status NOT IN ({}) AND w.external = 0 \
+             AND EXISTS (SELECT 1 FROM provision_jobs j WHERE j.workspace_id = w.id)",
+            crate::status_list(|status| matches!(
+                status,
+                hatchery_core::WorkspaceStatus::Removed | hatchery_core::WorkspaceStatus::Paused
+            ))
+        );
         let Some(workspace) = scope.strip_prefix("workspace:") else {
             let sql = format!(
-                "SELECT w.id FROM workspaces w WHERE {RUNNING} AND NOT EXISTS \
+                "SELECT w.id FROM workspaces w WHERE {running} AND NOT EXISTS \
                  (SELECT 1 FROM secrets s WHERE s.scope = 'workspace:' || w.id AND s.name = $1) \
                  ORDER BY w.created_at, w.id"
             );
@@ -124,7 +130,7 @@ impl Store {
                 .fetch_all(&self.reader)
                 .await?);
         };
-        let sql = format!("SELECT w.id FROM workspaces w WHERE w.id = $1 AND {RUNNING}");
+        let sql = format!("SELECT w.id FROM workspaces w WHERE w.id = $1 AND {running}");
         Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
             .bind(workspace)
             .fetch_all(&self.reader)

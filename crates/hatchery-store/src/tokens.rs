@@ -76,8 +76,13 @@ pub struct TokenRow {
 }
 
 /// Live: not revoked, not expired at `now`, and its workspace not removed.
-const LIVE: &str = "t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $2) \
-    AND w.status <> 'removed'";
+static LIVE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $2) \
+         AND w.status <> {}",
+        crate::quoted(hatchery_core::WorkspaceStatus::Removed)
+    )
+});
 
 pub(crate) async fn insert_token(
     tx: &mut Transaction<'_, Any>,
@@ -171,7 +176,8 @@ impl Store {
     pub async fn token_find(&self, hash: &str) -> Result<Option<TokenMatch>, StoreError> {
         let sql = format!(
             "SELECT t.id, t.workspace_id, t.kind FROM workspace_tokens t \
-             JOIN workspaces w ON w.id = t.workspace_id WHERE t.hash = $1 AND {LIVE}"
+             JOIN workspaces w ON w.id = t.workspace_id WHERE t.hash = $1 AND {live}",
+            live = &*LIVE,
         );
         let row: Option<(String, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(hash)

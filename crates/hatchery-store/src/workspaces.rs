@@ -283,9 +283,10 @@ impl Store {
             Some(org) => {
                 sqlx::query_scalar(
                     "SELECT o.root_id FROM org_imports o JOIN workspaces w ON w.id = o.root_id \
-                     WHERE o.org = $1 AND w.status <> 'removed' ORDER BY o.created_at, o.root_id",
+                     WHERE o.org = $1 AND w.status <> $2 ORDER BY o.created_at, o.root_id",
                 )
                 .bind(org)
+                .bind(WorkspaceStatus::Removed.as_str())
                 .fetch_all(&mut *tx)
                 .await?
             }
@@ -355,10 +356,10 @@ impl Store {
 
     /// Every workspace that is not removed, oldest first.
     pub async fn workspace_list(&self) -> Result<Vec<WorkspaceRow>, StoreError> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM workspaces WHERE status <> 'removed' ORDER BY created_at, id"
-        );
+        let sql =
+            format!("SELECT {COLUMNS} FROM workspaces WHERE status <> $1 ORDER BY created_at, id");
         Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(WorkspaceStatus::Removed.as_str())
             .fetch_all(&self.reader)
             .await?)
     }
@@ -369,10 +370,11 @@ impl Store {
         id: &str,
     ) -> Result<Vec<(String, String)>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT id, name FROM workspaces WHERE parent_id = $1 AND status <> 'removed' \
+            "SELECT id, name FROM workspaces WHERE parent_id = $1 AND status <> $2 \
              ORDER BY created_at, id",
         )
         .bind(id)
+        .bind(WorkspaceStatus::Removed.as_str())
         .fetch_all(&self.reader)
         .await?)
     }
@@ -394,8 +396,9 @@ impl Store {
         let sql = format!(
             "SELECT id, name, role, parent_id, created_at, \
              CAST(octet_length(url) + COALESCE(octet_length(agent_card), 0) AS BIGINT) AS size \
-             FROM workspaces WHERE status <> 'removed' AND id <> $1 \
-             AND (parent_id = $1 OR {siblings_or_parent})"
+             FROM workspaces WHERE status <> {removed} AND id <> $1 \
+             AND (parent_id = $1 OR {siblings_or_parent})",
+            removed = crate::quoted(WorkspaceStatus::Removed),
         );
         let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id);
         if let Some(parent_id) = parent_id {
@@ -739,11 +742,12 @@ async fn refuse_parent(
              SELECT id, 0 FROM workspaces WHERE id = $1 \
              UNION ALL \
              SELECT w.id, below.depth + 1 FROM workspaces w JOIN below ON w.parent_id = below.id \
-             WHERE w.status <> 'removed' AND below.depth <= $2) \
+             WHERE w.status <> $3 AND below.depth <= $2) \
          SELECT CAST(MAX(depth) AS BIGINT) FROM below",
     )
     .bind(id)
     .bind(i64::try_from(max_depth).unwrap_or(i64::MAX))
+    .bind(WorkspaceStatus::Removed.as_str())
     .fetch_one(&mut **tx)
     .await?;
     let below = usize::try_from(below.unwrap_or(0)).unwrap_or(usize::MAX);
