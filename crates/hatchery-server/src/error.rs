@@ -405,24 +405,7 @@ impl IntoResponse for ApiError {
 /// up to the pool's acquire timeout (10 s) for a connection before it was answered.
 pub const RETRY_AFTER_SECONDS: u16 = 5;
 
-/// The body of every refusal: the platform API's message, hatchery's stable `code`, and,
-/// where one is to blame, the field. Some refusals add keys of their own (`candidates` of
-/// an ambiguous model, `missing_env` of an org import, …).
-#[derive(utoipa::ToSchema)]
-#[allow(
-    dead_code,
-    reason = "a schema for the OpenAPI document; never constructed"
-)]
-pub(crate) struct ErrorBody {
-    /// The message, exactly as the platform API has it (`invalid workspace fields`, …).
-    error: String,
-    /// The stable machine-readable name (`provider_derivation_failed`, `invalid_json`, …).
-    code: String,
-    /// The field to blame, when there is one.
-    field: Option<String>,
-    /// The specific reason, naming the field.
-    detail: Option<String>,
-}
+pub(crate) use hatchery_api::ErrorBody;
 
 /// The 422 body of a provider decision that failed closed.
 fn provider_body(error: &ProviderError) -> Value {

@@ -31,6 +31,7 @@ hatchery_testkit::both_databases!(
     malformed_and_oversized_bodies,
     ids_that_are_not_uuids_are_refused_before_auth,
     patch_type_checks_and_moves,
+    patch_tells_absent_from_null,
     an_agent_token_changes_only_its_name_role_and_place,
     racing_moves_cannot_close_a_cycle,
     a_move_keeps_the_whole_subtree_within_the_depth_limit,
@@ -621,6 +622,67 @@ async fn patch_type_checks_and_moves(db: Db) {
     assert_eq!(
         (status, answer["error"].as_str()),
         (400, Some("invalid request body"))
+    );
+}
+
+/// A key left out keeps its value; null clears what may be cleared and is a wrong type
+/// where it may not; a workspace's token is refused an operator's field before its value
+/// is read.
+async fn patch_tells_absent_from_null(db: Db) {
+    let env = Env::new(db).await;
+    let server = env.spawn().await;
+    let id = server.create(&json!({"name": "w", "role": "lead"})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/workspaces/{id}");
+
+    let (status, _) = server.patch(&path, &json!({"name": "kept-role"})).await;
+    assert_eq!(status, 200);
+    let (_, record) = server.get(&path).await;
+    assert_eq!(record["role"], "lead", "an absent key keeps its value");
+    let (status, _) = server.patch(&path, &json!({"role": null})).await;
+    assert_eq!(status, 200);
+    let (_, record) = server.get(&path).await;
+    assert_eq!(record["role"], Value::Null, "null clears it");
+
+    for (body, field, detail) in [
+        (json!({"name": null}), "name", "name must be a string"),
+        (json!({"tier": null}), "tier", "tier must be an integer"),
+        (json!({"tier": 1.5}), "tier", "tier must be an integer"),
+        (
+            json!({"collapsed": null}),
+            "collapsed",
+            "collapsed must be a boolean",
+        ),
+        (json!({"x": null, "y": 1}), "x", "x must be a number"),
+        (json!({"y": "1"}), "y", "y must be a number"),
+        (json!({"role": 5}), "role", "role must be a string or null"),
+    ] {
+        let (status, answer) = server.patch(&path, &body).await;
+        assert_eq!(
+            (status, answer),
+            (
+                400,
+                json!({"error": "invalid request body", "code": "invalid_field_type",
+                       "field": field, "detail": detail})
+            ),
+            "{body}"
+        );
+    }
+
+    let token = workspace_token(&server, &id).await;
+    let (status, answer) = server
+        .request_as(
+            reqwest::Method::PATCH,
+            &path,
+            Some(&json!({"tier": "not a number"})),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(
+        (status, &answer["code"]),
+        (403, &json!("operator_only_field"))
     );
 }
 

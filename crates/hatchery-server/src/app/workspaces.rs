@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use hatchery_api::Patch;
+use hatchery_api::workspaces::UpdateWorkspace;
 use hatchery_core::{
     BillingMode, FieldError, PreparedConfig, ProviderRequest, ProviderSource, TextFields,
     WorkspaceAccess, check_text_fields, check_tier, check_workspace_access, prepare_config,
@@ -12,7 +14,6 @@ use hatchery_store::{
     CreateRefusal, GLOBAL_SCOPE, NewEvent, NewWorkspace, Reconfiguration, UpdateOutcome,
     WorkspaceFile, WorkspacePatch, WorkspaceRow, workspace_scope,
 };
-use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::secrets::{check_secret, seal};
@@ -26,68 +27,7 @@ pub const DEFAULT_TIER: u8 = 2;
 /// How far up a parent chain is followed (cycle checks, reachability).
 const MAX_DEPTH: usize = 32;
 
-/// The body of `POST /workspaces`. Unknown fields are ignored; wrong types are refused.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-pub struct CreateWorkspace {
-    /// Required: non-empty, at most 255 bytes, no control characters and none of
-    /// `{ } [ ] | > * & !` (`hatchery_core::check_text_fields` holds the rules).
-    #[schema(required, value_type = String, min_length = 1, max_length = 255, pattern = "^[^{}\\[\\]|>*&!\\u0000-\\u001f\\u007f-\\u009f]*$")]
-    pub name: Option<String>,
-    /// Free text, at most 1000 bytes, none of the characters a name may not have; `""` is
-    /// stored as null.
-    #[schema(
-        max_length = 1000,
-        pattern = "^[^{}\\[\\]|>*&!\\u0000-\\u001f\\u007f-\\u009f]*$"
-    )]
-    pub role: Option<String>,
-    /// A template directory name (templates arrive with org import).
-    pub template: Option<String>,
-    /// 1–4; omitted or 0 means the default tier.
-    #[schema(minimum = 0, maximum = 4)]
-    pub tier: Option<i64>,
-    /// The model id, at most 100 bytes.
-    #[schema(max_length = 100)]
-    pub model: Option<String>,
-    /// The runtime, at most 100 bytes. None: nothing is launched, and the workspace waits
-    /// in `provisioning` for an agent to register.
-    #[schema(max_length = 100)]
-    pub runtime: Option<String>,
-    /// An agent hatchery does not start.
-    pub external: Option<bool>,
-    /// The external agent's URL (the register URL rules apply).
-    pub url: Option<String>,
-    /// A host directory to mount: absolute, no `..`, no system path.
-    pub workspace_dir: Option<String>,
-    /// `none`, `read_only` or `read_write` (the last two need `workspace_dir`).
-    pub workspace_access: Option<String>,
-    /// The parent workspace (must exist and not be removed).
-    #[schema(format = Uuid)]
-    pub parent_id: Option<String>,
-    /// Monthly budget in cents.
-    pub budget_limit: Option<i64>,
-    /// The workspace's own secrets, saved in the same transaction.
-    pub secrets: Option<BTreeMap<String, String>>,
-    /// ≤ 0 means 1.
-    pub max_concurrent_tasks: Option<i64>,
-    /// Canvas position.
-    pub canvas: Option<Canvas>,
-    /// An explicit provider (validated against the registry, never overridden).
-    pub provider: Option<String>,
-    /// An explicit billing mode, `platform` or `byok` (must agree with the provider).
-    #[schema(value_type = Option<String>, pattern = "^(platform|byok)$")]
-    pub llm_billing_mode: Option<BillingMode>,
-}
-
-/// A canvas position.
-#[derive(Debug, Default, Clone, Copy, Deserialize, utoipa::ToSchema)]
-pub struct Canvas {
-    /// Horizontal.
-    #[serde(default)]
-    pub x: f64,
-    /// Vertical.
-    #[serde(default)]
-    pub y: f64,
-}
+pub use hatchery_api::workspaces::{Canvas, CreateWorkspace};
 
 /// What a successful create returns.
 #[derive(Debug, Clone)]
@@ -566,7 +506,7 @@ impl App {
     pub async fn workspace_update(
         &self,
         id: &str,
-        body: &Map<String, Value>,
+        body: Map<String, Value>,
         by_operator: bool,
     ) -> Result<bool, Error> {
         if !by_operator
@@ -582,10 +522,13 @@ impl App {
                 ),
             });
         }
+        // The keys sent decide who may send them (unknown ones too); only then are the
+        // values read, so a workspace's token learns nothing of an operator's field.
+        let body = update_from_body(body)?;
         // A concurrent update moves the version on; re-read and re-apply a few times.
         for _ in 0..5 {
             let row = self.workspace_live(id).await?;
-            let (patch, mut needs_restart) = patch_from_body(&row, body)?;
+            let (patch, mut needs_restart) = patch_from_body(&row, &body)?;
             let reconfiguration = if patch.runtime == row.runtime {
                 None
             } else {
@@ -736,36 +679,40 @@ fn wrong_type(field: &'static str, expected: &str) -> Error {
     )
 }
 
-/// A string field of a PATCH body, if present.
-fn string<'b>(body: &'b Map<String, Value>, field: &'static str) -> Result<Option<&'b str>, Error> {
-    match body.get(field) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.as_str())),
-        Some(_) => Err(wrong_type(field, "a string")),
-    }
+/// The typed PATCH body, read from the keys the caller sent; unknown keys are ignored. A
+/// value of the wrong JSON type is refused naming the field (`tier must be an integer`).
+fn update_from_body(body: Map<String, Value>) -> Result<UpdateWorkspace, Error> {
+    serde_path_to_error::deserialize(Value::Object(body)).map_err(|e| {
+        match UpdateWorkspace::field_type(&e.path().to_string()) {
+            Some((field, expected)) => wrong_type(field, expected),
+            None => Error::invalid(
+                "invalid request body",
+                "invalid_field_type",
+                None,
+                e.to_string(),
+            ),
+        }
+    })
 }
 
-/// A string-or-null field of a PATCH body, if present.
-#[allow(
-    clippy::option_option,
-    reason = "absent, null and a value are three different PATCH intents"
-)]
-fn nullable_string<'b>(
-    body: &'b Map<String, Value>,
+/// A PATCH field that may not be null: its value, if sent.
+fn required<'b, T>(
+    value: &'b Patch<T>,
     field: &'static str,
-) -> Result<Option<Option<&'b str>>, Error> {
-    match body.get(field) {
-        None => Ok(None),
-        Some(Value::Null) => Ok(Some(None)),
-        Some(Value::String(s)) => Ok(Some(Some(s.as_str()))),
-        Some(_) => Err(wrong_type(field, "a string or null")),
+    expected: &str,
+) -> Result<Option<&'b T>, Error> {
+    match value {
+        Patch::Absent => Ok(None),
+        Patch::Null => Err(wrong_type(field, expected)),
+        Patch::Value(value) => Ok(Some(value)),
     }
 }
 
-/// The new values of a PATCH, type-checked field by field; unknown fields are ignored.
+/// The new values of a PATCH, checked field by field in a fixed order; unknown fields are
+/// ignored.
 fn patch_from_body(
     row: &WorkspaceRow,
-    body: &Map<String, Value>,
+    body: &UpdateWorkspace,
 ) -> Result<(WorkspacePatch, bool), Error> {
     let mut patch = WorkspacePatch {
         name: row.name.clone(),
@@ -780,9 +727,9 @@ fn patch_from_body(
     };
     let field_error =
         |e: FieldError| Error::invalid_field("invalid_workspace_fields", e.field, e.message);
-    let name = string(body, "name")?;
-    let role = nullable_string(body, "role")?;
-    let runtime = string(body, "runtime")?;
+    let name = required(&body.name, "name", "a string")?.map(String::as_str);
+    let role = body.role.as_option().map(|r| r.map(String::as_str));
+    let runtime = required(&body.runtime, "runtime", "a string")?.map(String::as_str);
     check_text_fields(
         &TextFields {
             name,
@@ -808,27 +755,23 @@ fn patch_from_body(
     if let Some(runtime) = runtime {
         runtime.clone_into(&mut patch.runtime);
     }
-    if let Some(tier) = body.get("tier") {
-        let tier = tier
-            .as_i64()
-            .ok_or_else(|| wrong_type("tier", "an integer"))?;
+    if let Some(&tier) = required(&body.tier, "tier", "an integer")? {
         patch.tier = i64::from(check_tier(tier).map_err(field_error)?);
     }
-    if let Some(parent) = nullable_string(body, "parent_id")? {
-        patch.parent_id = match parent {
+    if let Some(parent) = body.parent_id.as_option() {
+        patch.parent_id = match parent.map(String::as_str) {
             None | Some("") => None,
             Some(p) => Some(
                 parse_workspace_id(p).map_err(|_| wrong_type("parent_id", "a workspace UUID"))?,
             ),
         };
     }
-    if let Some(collapsed) = body.get("collapsed") {
-        patch.collapsed = collapsed
-            .as_bool()
-            .ok_or_else(|| wrong_type("collapsed", "a boolean"))?;
+    if let Some(&collapsed) = required(&body.collapsed, "collapsed", "a boolean")? {
+        patch.collapsed = collapsed;
     }
     let mut needs_restart = false;
-    if let Some(dir) = nullable_string(body, "workspace_dir")? {
+    if let Some(dir) = body.workspace_dir.as_option() {
+        let dir = dir.map(String::as_str);
         check_workspace_access(dir, None).map_err(|e| {
             Error::invalid(
                 "invalid workspace directory",
@@ -842,12 +785,10 @@ fn patch_from_body(
     }
     // x and y move together: one without the other is ignored, as Molecule does (but a
     // value of the wrong type is refused all the same).
-    let number = |field: &'static str| {
-        body.get(field)
-            .map(|v| v.as_f64().ok_or_else(|| wrong_type(field, "a number")))
-            .transpose()
-    };
-    if let (Some(x), Some(y)) = (number("x")?, number("y")?) {
+    if let (Some(&x), Some(&y)) = (
+        required(&body.x, "x", "a number")?,
+        required(&body.y, "y", "a number")?,
+    ) {
         patch.x = x;
         patch.y = y;
     }

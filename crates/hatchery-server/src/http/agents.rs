@@ -13,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::gate::{Admin, AgentCaller, WorkspaceCaller, WorkspacePath};
-use super::views::{Paged, StatusAnswer, WorkspaceBrief, timestamp};
+use super::views::{Paged, StatusAnswer, WorkspaceBrief, timestamp, workspace_brief};
 use super::workspaces::WorkspaceId;
 use super::{AppState, Path, Query, credential, json_body};
 use crate::app::access::Credential;
@@ -218,7 +218,7 @@ async fn peers(
         .peers(&id, query.q.as_deref(), query.after.as_deref())
         .await?;
     Ok(Paged(
-        page.rows.iter().map(WorkspaceBrief::from).collect(),
+        page.rows.iter().map(workspace_brief).collect(),
         page.truncated,
     ))
 }

@@ -7,9 +7,10 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
+use hatchery_api::secrets::{SecretChanged, SecretListed, SetSecret};
 use hatchery_store::{GLOBAL_SCOPE, workspace_scope};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Deserialize;
+use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -32,46 +33,6 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(workspace_delete))
 }
 
-/// The body that sets a secret.
-#[derive(Debug, Deserialize, ToSchema)]
-struct SetSecret {
-    /// Its name: `^[A-Z][A-Z0-9_]{0,127}$`.
-    #[serde(default)]
-    #[schema(pattern = "^[A-Z][A-Z0-9_]{0,127}$")]
-    key: String,
-    /// Its value, non-empty; stored encrypted, never shown again.
-    #[serde(default)]
-    #[schema(min_length = 1)]
-    value: String,
-}
-
-/// A secret, by name: the value is never listed.
-#[derive(Debug, Serialize, ToSchema)]
-struct SecretListed {
-    /// Its name.
-    key: String,
-    /// Always true.
-    has_value: bool,
-    /// `workspace` or `global`.
-    scope: &'static str,
-    /// When it was first set.
-    created_at: String,
-    /// When it was last set.
-    updated_at: String,
-}
-
-/// A secret saved or deleted.
-#[derive(Debug, Serialize, ToSchema)]
-struct SecretChanged {
-    /// `saved` or `deleted`.
-    status: &'static str,
-    /// Its name.
-    key: String,
-    /// `global` for a global secret; absent for a workspace's.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    scope: Option<&'static str>,
-}
-
 /// The secret in the path.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
@@ -91,7 +52,7 @@ fn listed(summaries: Vec<SecretSummary>) -> Json<Vec<SecretListed>> {
             .map(|s| SecretListed {
                 key: s.key,
                 has_value: true,
-                scope: s.scope,
+                scope: s.scope.to_owned(),
                 created_at: timestamp(s.created_at),
                 updated_at: timestamp(s.updated_at),
             })
@@ -125,9 +86,9 @@ async fn global_set(
     let body: SetSecret = json_body(body, "invalid request body").await?;
     state.app.secret_set_global(&body.key, &body.value).await?;
     Ok(Json(SecretChanged {
-        status: "saved",
+        status: "saved".to_owned(),
         key: body.key,
-        scope: Some("global"),
+        scope: Some("global".to_owned()),
     }))
 }
 
@@ -145,9 +106,9 @@ async fn global_delete(
 ) -> Result<Json<SecretChanged>, ApiError> {
     state.app.secret_delete(GLOBAL_SCOPE, &key).await?;
     Ok(Json(SecretChanged {
-        status: "deleted",
+        status: "deleted".to_owned(),
         key,
-        scope: Some("global"),
+        scope: Some("global".to_owned()),
     }))
 }
 
@@ -228,7 +189,7 @@ async fn workspace_set(
         .secret_set_workspace(&id, &body.key, &body.value)
         .await?;
     Ok(Json(SecretChanged {
-        status: "saved",
+        status: "saved".to_owned(),
         key: body.key,
         scope: None,
     }))
@@ -267,7 +228,7 @@ async fn workspace_delete(
     state.app.workspace_exists(&id).await?;
     state.app.secret_delete(&workspace_scope(&id), &key).await?;
     Ok(Json(SecretChanged {
-        status: "deleted",
+        status: "deleted".to_owned(),
         key,
         scope: None,
     }))

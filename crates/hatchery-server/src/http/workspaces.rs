@@ -1,23 +1,27 @@
 //! `/workspaces`: create, list, read, update, remove; the generated config and the
 //! derivation behind it.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use hatchery_api::workspaces::{
+    ConfigAnswer, ConfirmationRequired, Connection, CreateAnswer, CreateWorkspace, DeleteAnswer,
+    PauseAnswer, RestartAnswer, ResumeAnswer, StateAnswer, UpdateAnswer, UpdateWorkspace,
+};
 use hatchery_core::WorkspaceStatus;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::gate::{Admin, AgentCaller, WorkspaceCaller, WorkspacePath};
-use super::views::{WorkspaceDerivation, WorkspaceFull, WorkspaceSingle};
+use super::views::{
+    WorkspaceDerivation, WorkspaceFull, WorkspaceSingle, workspace_full, workspace_single,
+};
 use super::{AppState, Path, Query, json_body};
-use crate::app::workspaces::{CreateWorkspace, parse_workspace_id};
+use crate::app::workspaces::parse_workspace_id;
 use crate::error::{ApiError, ErrorBody};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -44,54 +48,6 @@ pub(super) struct WorkspaceId {
     /// The workspace's id.
     #[param(format = Uuid)]
     id: String,
-}
-
-/// `POST /workspaces`.
-#[derive(Debug, Serialize, ToSchema)]
-struct CreateAnswer {
-    /// The new workspace.
-    #[schema(format = Uuid)]
-    id: String,
-    /// `provisioning`, or for an external agent `online` (with a URL) or `awaiting_agent`.
-    status: WorkspaceStatus,
-    /// `workspace:<id>`.
-    awareness_namespace: String,
-    /// `none`, `read_only` or `read_write`.
-    workspace_access: &'static str,
-    /// The provider stamped into its config; null for a pass-through.
-    provider: Option<String>,
-    /// How the provider was obtained.
-    provider_source: &'static str,
-    /// `platform` or `byok`; null with no provider.
-    llm_billing_mode: Option<&'static str>,
-    /// The registry snapshot that decided.
-    registry_hash: String,
-    /// Present (true) for an external agent.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    external: Option<bool>,
-    /// For an external agent without a URL: how it joins (its token is shown only here).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    connection: Option<Connection>,
-}
-
-/// What an external agent needs to join.
-#[derive(Debug, Serialize, ToSchema)]
-struct Connection {
-    /// The workspace.
-    #[schema(format = Uuid)]
-    workspace_id: String,
-    /// This server, as the request reached it.
-    platform_url: String,
-    /// The agent's token; shown once.
-    auth_token: String,
-    /// Where to register.
-    registry_endpoint: String,
-    /// Where to beat.
-    heartbeat_endpoint: String,
-    /// A `curl` command that registers.
-    curl_register_template: String,
-    /// The same, in Python.
-    python_snippet: String,
 }
 
 /// Create a workspace: validate it, derive its provider, decide who pays, generate its
@@ -122,13 +78,13 @@ async fn create(
     let answer = CreateAnswer {
         awareness_namespace: format!("workspace:{}", created.id),
         status: created.status,
-        workspace_access: created.workspace_access,
+        workspace_access: created.workspace_access.to_owned(),
         provider: created.config.provider,
-        provider_source: created.config.source.as_str(),
+        provider_source: created.config.source.as_str().to_owned(),
         llm_billing_mode: created
             .config
             .billing
-            .map(hatchery_core::BillingMode::as_str),
+            .map(|billing| billing.as_str().to_owned()),
         registry_hash: created.config.registry_hash,
         external: (created.status != WorkspaceStatus::Provisioning).then_some(true),
         connection,
@@ -169,7 +125,7 @@ async fn list(
     _admin: Admin,
 ) -> Result<Json<Vec<WorkspaceFull>>, ApiError> {
     let rows = state.app.workspace_list().await?;
-    Ok(Json(rows.iter().map(WorkspaceFull::from).collect()))
+    Ok(Json(rows.iter().map(workspace_full).collect()))
 }
 
 /// One workspace; a removed one is still shown (`"status":"removed"`).
@@ -184,46 +140,7 @@ async fn show(
     WorkspaceCaller { id, .. }: WorkspaceCaller,
 ) -> Result<Json<WorkspaceSingle>, ApiError> {
     let row = state.app.workspace_get(&id).await?;
-    Ok(Json(WorkspaceSingle::from(&row)))
-}
-
-/// The body of `PATCH /workspaces/:id`: any of these; others are ignored. Only a schema:
-/// the handler type-checks the fields one by one.
-#[derive(ToSchema)]
-#[allow(
-    dead_code,
-    reason = "a schema for the OpenAPI document; never constructed"
-)]
-struct UpdateWorkspace {
-    /// Non-empty, at most 255 bytes, no newlines or `{ } [ ] | > * & !`.
-    name: Option<String>,
-    /// At most 1000 bytes; `""` or null clears it.
-    role: Option<String>,
-    /// 1–4.
-    tier: Option<i64>,
-    /// The new parent (live, not the workspace or a descendant); `""` or null makes it a root.
-    parent_id: Option<String>,
-    /// Whether the canvas folds its children.
-    collapsed: Option<bool>,
-    /// A new runtime: the provider is derived again and the config regenerated, with the
-    /// same refusals as a create.
-    runtime: Option<String>,
-    /// A host directory (absolute, no `..`, no system path), or null; needs a restart.
-    workspace_dir: Option<String>,
-    /// Canvas position; applied only together with `y`.
-    x: Option<f64>,
-    /// Canvas position; applied only together with `x`.
-    y: Option<f64>,
-}
-
-/// `PATCH /workspaces/:id`.
-#[derive(Debug, Serialize, ToSchema)]
-struct UpdateAnswer {
-    /// `updated`.
-    status: &'static str,
-    /// Present (true) when the change takes effect only after a restart.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    needs_restart: Option<bool>,
+    Ok(Json(workspace_single(&row)))
 }
 
 /// Change a workspace's name, role, tier, parent, canvas place, runtime or directory.
@@ -249,9 +166,9 @@ async fn update(
 ) -> Result<Json<UpdateAnswer>, ApiError> {
     let body: Map<String, Value> = json_body(body, "invalid request body").await?;
     let by_operator = state.app.is_operator(&caller);
-    let needs_restart = state.app.workspace_update(&id, &body, by_operator).await?;
+    let needs_restart = state.app.workspace_update(&id, body, by_operator).await?;
     Ok(Json(UpdateAnswer {
-        status: "updated",
+        status: "updated".to_owned(),
         needs_restart: needs_restart.then_some(true),
     }))
 }
@@ -263,46 +180,6 @@ struct DeleteQuery {
     confirm: Option<String>,
     /// `true` also deletes the rows for good.
     purge: Option<String>,
-}
-
-/// `DELETE /workspaces/:id`.
-#[derive(Debug, Serialize, ToSchema)]
-struct DeleteAnswer {
-    /// `removed`, or `purged` with `purge=true`.
-    status: &'static str,
-    /// How many descendants went with it.
-    cascade_deleted: usize,
-}
-
-/// The 409 of a delete that would take live children along.
-#[derive(ToSchema)]
-#[allow(
-    dead_code,
-    reason = "a schema for the OpenAPI document; never constructed"
-)]
-struct ConfirmationRequired {
-    /// `confirmation_required`.
-    status: String,
-    /// What to do.
-    message: String,
-    /// The live children.
-    children: Vec<ChildRef>,
-    /// How many.
-    children_count: usize,
-    /// `confirmation_required`.
-    code: String,
-}
-
-/// A child workspace, by id and name.
-#[derive(ToSchema)]
-#[allow(
-    dead_code,
-    reason = "a schema for the OpenAPI document; never constructed"
-)]
-struct ChildRef {
-    #[schema(format = Uuid)]
-    id: String,
-    name: String,
 }
 
 /// Remove a workspace (status `removed`, tokens revoked, agent stopped); with
@@ -324,20 +201,9 @@ async fn remove(
     let purge = query.purge.as_deref() == Some("true");
     let cascade_deleted = state.app.workspace_delete(&id, confirm, purge).await?;
     Ok(Json(DeleteAnswer {
-        status: if purge { "purged" } else { "removed" },
+        status: if purge { "purged" } else { "removed" }.to_owned(),
         cascade_deleted,
     }))
-}
-
-/// `GET /workspaces/:id/config`.
-#[derive(Debug, Serialize, ToSchema)]
-struct ConfigAnswer {
-    /// The workspace.
-    #[schema(format = Uuid)]
-    workspace_id: String,
-    /// Each generated file's content by its path (`config.yaml`, with the provider
-    /// stamped). Keys never appear here: they reach the agent as environment variables.
-    files: BTreeMap<String, String>,
 }
 
 /// The config files generated for the workspace.
@@ -376,22 +242,6 @@ async fn derivation(
     body["workspace_id"] = json!(id);
     body["registry_hash"] = json!(row.registry_hash);
     Ok(Json(body))
-}
-
-/// `GET /workspaces/:id/state`.
-#[derive(Debug, Serialize, ToSchema)]
-struct StateAnswer {
-    /// The workspace.
-    #[schema(format = Uuid)]
-    workspace_id: String,
-    /// Its status; absent for one that never existed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status: Option<WorkspaceStatus>,
-    /// Whether it is paused; absent when it is gone.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    paused: Option<bool>,
-    /// True when it is removed or never existed: its agent should stop.
-    deleted: bool,
 }
 
 /// What an agent polls to learn whether it should run. A removed or unknown workspace is
@@ -440,17 +290,6 @@ async fn state_of(
     ))
 }
 
-/// `POST /workspaces/:id/restart`.
-#[derive(Debug, Serialize, ToSchema)]
-struct RestartAnswer {
-    /// `provisioning`.
-    status: WorkspaceStatus,
-    /// Where its config is read.
-    config_dir: String,
-    /// Whether the agent's session was reset (never, yet).
-    reset_session: bool,
-}
-
 /// Stop the workspace's agent and start it again; it goes back to `provisioning`.
 #[utoipa::path(post, operation_id = "workspace_restart", path = "/workspaces/{id}/restart", tag = "workspaces",
     security(("admin" = []), ("workspace" = [])), params(WorkspaceId),
@@ -473,15 +312,6 @@ async fn restart(
     }))
 }
 
-/// `POST /workspaces/:id/pause`.
-#[derive(Debug, Serialize, ToSchema)]
-struct PauseAnswer {
-    /// `paused`.
-    status: WorkspaceStatus,
-    /// How many workspaces were paused (it and its descendants).
-    paused_count: usize,
-}
-
 /// Pause the workspace and every descendant not paused yet: their agents stop.
 #[utoipa::path(post, operation_id = "workspace_pause", path = "/workspaces/{id}/pause", tag = "workspaces",
     security(("admin" = []), ("workspace" = [])), params(WorkspaceId),
@@ -498,15 +328,6 @@ async fn pause(
         status: WorkspaceStatus::Paused,
         paused_count,
     }))
-}
-
-/// `POST /workspaces/:id/resume`.
-#[derive(Debug, Serialize, ToSchema)]
-struct ResumeAnswer {
-    /// `provisioning`.
-    status: WorkspaceStatus,
-    /// How many workspaces start again (it and its paused descendants).
-    resumed_count: usize,
 }
 
 /// Resume a paused workspace and its paused descendants: they provision again.
