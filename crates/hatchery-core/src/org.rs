@@ -239,28 +239,13 @@ fn with_suggestion(message: &str) -> String {
         .split('`')
         .skip(1)
         .step_by(2)
-        .map(|candidate| (edit_distance(unknown, candidate), candidate))
+        .map(|candidate| (strsim::levenshtein(unknown, candidate), candidate))
         .filter(|(distance, _)| *distance <= 2)
         .min();
     match closest {
         Some((_, candidate)) => format!("unknown field `{unknown}`, did you mean `{candidate}`?"),
         None => format!("unknown field `{unknown}`"),
     }
-}
-
-/// Levenshtein distance (short strings: field names).
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(ca != *cb);
-            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
-        }
-        previous = current;
-    }
-    previous[b.len()]
 }
 
 /// A strict YAML node as JSON: scalars resolved as YAML 1.2's core schema (quoted ones
@@ -779,9 +764,9 @@ mod tests {
 
     #[test]
     fn suggestions_stay_close() {
-        assert_eq!(edit_distance("modle", "model"), 2);
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("tier", "tier"), 0);
+        assert_eq!(strsim::levenshtein("modle", "model"), 2);
+        assert_eq!(strsim::levenshtein("", "abc"), 3);
+        assert_eq!(strsim::levenshtein("tier", "tier"), 0);
     }
 }
 

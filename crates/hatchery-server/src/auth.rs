@@ -119,13 +119,7 @@ pub(crate) fn random_token() -> String {
 
 /// SHA-256 of a token, lower-case hex: the only form a token is stored in.
 pub(crate) fn hash_hex(token: &str) -> String {
-    use std::fmt::Write as _;
-    hash(token)
-        .iter()
-        .fold(String::with_capacity(64), |mut hex, byte| {
-            let _ = write!(hex, "{byte:02x}");
-            hex
-        })
+    hex::encode(hash(token))
 }
 
 /// The bearer of an `Authorization` value: exactly `Bearer ` then the token, trimmed;

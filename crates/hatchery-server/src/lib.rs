@@ -27,6 +27,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use hatchery_store::{Store, StoreError, default_sqlite_url};
+pub use secrecy::SecretString;
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
 use crate::app::App;
@@ -40,24 +42,26 @@ use crate::supervision::Supervision;
 
 pub use crate::backends::BackendChoice;
 
-/// Server configuration; the CLI fills it from flags and `HATCHERY_*` variables.
-#[derive(Clone)]
+/// Server configuration; the CLI fills it from flags and `HATCHERY_*` variables. Its
+/// keys, tokens and database URL are secrets: `Debug` shows them redacted.
+#[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
     /// Directory for state: the SQLite database, the admin token's hash, the dev key.
     pub data_dir: PathBuf,
-    /// Database URL; `None` for the SQLite file in the data directory.
-    pub database_url: Option<String>,
+    /// Database URL; `None` for the SQLite file in the data directory. Secret: it may hold
+    /// a password.
+    pub database_url: Option<SecretString>,
     /// Provider manifest; `None` for the built-in catalog.
     pub providers: Option<PathBuf>,
     /// Admin token; `None` to use (or mint) the one whose hash is in the data directory.
-    pub admin_token: Option<String>,
+    pub admin_token: Option<SecretString>,
     /// The key secrets are sealed with (base64 of 32 bytes). In dev mode a key file in
     /// the data directory is used when this is `None`.
-    pub secrets_key: Option<String>,
+    pub secrets_key: Option<SecretString>,
     /// The platform gateway credential; without it platform-billed workspaces are refused.
-    pub platform_key: Option<String>,
+    pub platform_key: Option<SecretString>,
     /// Development mode: loopback only, admin routes open.
     pub dev: bool,
     /// Liveness TTL, provisioning deadlines, sweep cadence, and the clock.
@@ -79,39 +83,6 @@ pub struct ServerConfig {
     pub http: http::HttpSettings,
 }
 
-impl std::fmt::Debug for ServerConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerConfig")
-            .field("listen", &self.listen)
-            .field("data_dir", &self.data_dir)
-            .field(
-                "database_url",
-                &self.database_url.as_ref().map(|_| "<redacted>"),
-            )
-            .field("providers", &self.providers)
-            .field(
-                "admin_token",
-                &self.admin_token.as_ref().map(|_| "<redacted>"),
-            )
-            .field(
-                "secrets_key",
-                &self.secrets_key.as_ref().map(|_| "<redacted>"),
-            )
-            .field(
-                "platform_key",
-                &self.platform_key.as_ref().map(|_| "<redacted>"),
-            )
-            .field("dev", &self.dev)
-            .field("supervision", &self.supervision)
-            .field("event_buffer", &self.event_buffer)
-            .field("unix_socket", &self.unix_socket)
-            .field("backend", &self.backend)
-            .field("templates_dir", &self.templates_dir)
-            .field("dashboard_dir", &self.dashboard_dir)
-            .field("http", &self.http)
-            .finish()
-    }
-}
 
 /// Why the server refused to start. Each is one clear line for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -228,19 +199,19 @@ impl Application {
             }
         })?;
         let (admin, new_admin_token) =
-            auth::setup(&config.data_dir, config.admin_token.as_deref(), config.dev)?;
+            auth::setup(&config.data_dir, config.admin_token.as_ref().map(ExposeSecret::expose_secret), config.dev)?;
         let database_url = config
             .database_url
-            .clone()
-            .unwrap_or_else(|| default_sqlite_url(&config.data_dir));
+            .as_ref()
+            .map_or_else(|| default_sqlite_url(&config.data_dir), |url| url.expose_secret().to_owned());
         let mut store = Store::connect(&database_url).await?;
         if let Some(clock) = config.supervision.clock.clone() {
             store = store.with_clock(clock);
         }
         let secrets_key = match (&config.secrets_key, config.dev) {
-            (Some(text), _) => {
-                Some(SecretsKey::from_base64(text).map_err(SecretsSetupError::from)?)
-            }
+            (Some(text), _) => Some(
+                SecretsKey::from_base64(text.expose_secret()).map_err(SecretsSetupError::from)?,
+            ),
             (None, true) => Some(
                 SecretsKey::load_or_create_dev_key(&config.data_dir)
                     .map_err(SecretsSetupError::from)?,
@@ -275,7 +246,8 @@ impl Application {
                     secrets_key: secrets_key.map(Arc::new),
                     platform_key: config
                         .platform_key
-                        .as_deref()
+                        .as_ref()
+                        .map(ExposeSecret::expose_secret)
                         .filter(|k| !k.is_empty())
                         .map(app::PlatformKey::new),
                     provisioner,

@@ -364,7 +364,7 @@ async fn postgres_outage_answers_503_then_recovers_without_a_restart() {
     let proxy = Proxy::start(upstream).await;
     url.set_port(Some(proxy.address.port())).unwrap();
     let mut config = env.config();
-    config.database_url = Some(url.to_string());
+    config.database_url = Some(url.to_string().into());
     // The background loops run on their real cadence, so the test sees them survive.
     config.supervision.sweep_interval = Duration::from_millis(200);
     config.supervision.heartbeat_flush_interval = Duration::from_millis(500);

@@ -216,7 +216,7 @@ async fn start_is_refused_with_a_wrong_or_missing_key(db: Db) {
     server.stop().await;
 
     let mut wrong = env.config();
-    wrong.secrets_key = Some(OTHER_SECRETS_KEY.to_owned());
+    wrong.secrets_key = Some(OTHER_SECRETS_KEY.into());
     let refused = env.try_build(wrong).await;
     assert!(
         matches!(refused, Err(StartError::Secrets(_))),
@@ -232,7 +232,7 @@ async fn start_is_refused_with_a_wrong_or_missing_key(db: Db) {
     assert!(message.contains("1 encrypted secret"), "{message}");
 
     let mut malformed = env.config();
-    malformed.secrets_key = Some("short".to_owned());
+    malformed.secrets_key = Some("short".into());
     assert!(env.try_build(malformed).await.is_err());
 
     // The right key still starts and reads the value.
@@ -277,7 +277,7 @@ async fn rotation_keeps_every_value_readable(db: Db) {
     let refused = env.try_build(env.config()).await;
     assert!(refused.is_err(), "the old key no longer opens the database");
     let mut config = env.config();
-    config.secrets_key = Some(OTHER_SECRETS_KEY.to_owned());
+    config.secrets_key = Some(OTHER_SECRETS_KEY.into());
     let server = spawn(config).await;
     let (status, values) = server
         .get(&format!("/workspaces/{id}/secrets/values"))
@@ -324,4 +324,20 @@ async fn secrets_are_disabled_without_a_key(db: Db) {
     let key_file = env.data_dir().join(hatchery_server::secrets::DEV_KEY_FILE);
     let mode = std::fs::metadata(key_file).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
+}
+
+#[tokio::test]
+async fn the_configuration_never_prints_its_secrets() {
+    let env = Env::new(Db::Sqlite).await;
+    let config = env.config();
+    let printed = format!("{config:?}");
+    for secret in [
+        common::TOKEN,
+        common::SECRETS_KEY,
+        "platform-gateway-key",
+        env.db.url.as_str(),
+    ] {
+        assert!(!printed.contains(secret), "{secret} in {printed}");
+    }
+    assert!(printed.contains("REDACTED"), "{printed}");
 }

@@ -32,7 +32,7 @@ async fn rotate(env: &Env) -> usize {
 /// A server on the new key, after the old one stopped.
 async fn spawn_with_new_key(env: &Env) -> common::Running {
     let mut config = env.config();
-    config.secrets_key = Some(OTHER_SECRETS_KEY.to_owned());
+    config.secrets_key = Some(OTHER_SECRETS_KEY.into());
     spawn(config).await
 }
 

@@ -52,11 +52,11 @@ impl Env {
         ServerConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: self.data_dir(),
-            database_url: Some(self.db.url.clone()),
+            database_url: Some(self.db.url.clone().into()),
             providers: None,
-            admin_token: Some(TOKEN.to_owned()),
-            secrets_key: Some(SECRETS_KEY.to_owned()),
-            platform_key: Some("platform-gateway-key".to_owned()),
+            admin_token: Some(TOKEN.into()),
+            secrets_key: Some(SECRETS_KEY.into()),
+            platform_key: Some("platform-gateway-key".into()),
             dev: false,
             supervision: Supervision {
                 sweep_interval: std::time::Duration::from_hours(1),
