@@ -23,6 +23,5 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct AmbiguousProvider {
     /// Every provider that matches the model.
-    #[serde(default)]
-    pub candidates: Vec<String>,
+    pub candidates: Option<Vec<String>>,
 }

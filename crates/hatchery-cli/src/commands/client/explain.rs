@@ -3,10 +3,11 @@
 
 use std::process::ExitCode;
 
+use hatchery_api::registry::ExplainAnswer;
 use reqwest::Method;
 use serde_json::Value;
 
-use super::{Client, Connection, Failure, finish, text};
+use super::{Client, Connection, Failure, decode, finish, or_dash, text};
 use crate::exit;
 use crate::output::out;
 
@@ -23,10 +24,11 @@ fn explain(client: &Client, runtime: &str, model: &str) -> Result<(), Failure> {
         reqwest::Url::parse_with_params("http://x/", [("runtime", runtime), ("model", model)])
             .map_err(|e| Failure::user(e.to_string()))?;
     let path = format!("/admin/registry/explain?{}", query.query().unwrap_or(""));
-    let (_, answer) = client.call(Method::GET, &path, None)?;
-    let ambiguous = answer["kind"] == "ambiguous";
+    let (_, value) = client.call(Method::GET, &path, None)?;
+    let answer: ExplainAnswer = decode(&value)?;
+    let ambiguous = answer.kind.as_deref() == Some("ambiguous");
     if client.json {
-        out(&answer);
+        out(&value);
     } else {
         print(&answer, runtime, model);
     }
@@ -39,28 +41,24 @@ fn explain(client: &Client, runtime: &str, model: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-fn print(answer: &Value, runtime: &str, model: &str) {
-    let verdict = match answer["outcome"].as_str() {
-        Some("derived") => format!(
+fn print(answer: &ExplainAnswer, runtime: &str, model: &str) {
+    let verdict = match answer.outcome.as_str() {
+        "derived" => format!(
             "provider {} ({} billing)",
-            text(&answer["provider"]),
-            text(&answer["billing"])
+            or_dash(answer.provider.as_deref()),
+            or_dash(answer.billing.as_deref())
         ),
-        Some("passthrough") => format!(
+        "passthrough" => format!(
             "no provider stamped (pass-through: {})",
-            text(&answer["reason"])
+            or_dash(answer.reason.as_deref())
         ),
-        _ => format!("refused: {}", text(&answer["message"])),
+        _ => format!("refused: {}", or_dash(answer.message.as_deref())),
     };
     out(format_args!("{runtime} + {model} → {verdict}"));
-    out(format_args!("registry {}", text(&answer["registry_hash"])));
+    out(format_args!("registry {}", answer.registry_hash));
     out("rules tried:");
-    for (number, step) in answer["explain"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
+    // Each step is the registry's own trace, with keys of its own: shown as it came.
+    for (number, step) in answer.explain.iter().enumerate() {
         let details: Vec<String> = step
             .as_object()
             .into_iter()
@@ -76,10 +74,10 @@ fn print(answer: &Value, runtime: &str, model: &str) {
             details.join("; ")
         ));
     }
-    if let Some(candidates) = answer["candidates"].as_array() {
+    if let Some(candidates) = &answer.candidates {
         out(format_args!(
             "hint: name one of {} as the provider (`hatchery ws create … --provider NAME`), or pick a model id only one of them lists (`hatchery providers models --runtime {runtime}`)",
-            candidates.iter().map(text).collect::<Vec<_>>().join(", ")
+            candidates.join(", ")
         ));
     }
 }

@@ -14,6 +14,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
+use hatchery_api::ErrorBody;
+use hatchery_api::errors::AmbiguousProvider;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize as _, Serialize};
 use serde_json::Value;
 
 pub use config::{LoginArgs, run_login, run_logout};
@@ -130,6 +134,18 @@ impl Client {
         Ok((status, value))
     }
 
+    /// [`Client::call`] with a body of hatchery-api's types.
+    pub(crate) fn send<B: Serialize>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &B,
+    ) -> Result<(u16, Value), Failure> {
+        let body = serde_json::to_value(body)
+            .map_err(|e| Failure::user(format_args!("cannot encode the request: {e}")))?;
+        self.call(method, path, Some(&body))
+    }
+
     /// A call whose answer is read as it comes (logs, event streams): the open response.
     pub(crate) fn open(&self, path: &str) -> Result<reqwest::blocking::Response, Failure> {
         let response = self
@@ -178,29 +194,31 @@ fn transport(error: &reqwest::Error) -> Failure {
 
 /// The server's refusal, its code, and what to do about it.
 fn refusal(status: u16, body: &Value) {
-    let message = body["error"]
-        .as_str()
-        .map_or_else(|| body.to_string(), str::to_owned);
-    let code = body["code"].as_str().unwrap_or("");
+    // Not every refusal is the server's JSON (a proxy's page, an empty body): that one is
+    // shown as it came.
+    let refused = ErrorBody::deserialize(body).ok();
+    let message = refused
+        .as_ref()
+        .map_or_else(|| body.to_string(), |r| r.error.clone());
+    let code = refused.as_ref().map_or("", |r| r.code.as_str());
     err(format_args!(
         "error: {message} (HTTP {status}{}{code})",
         if code.is_empty() { "" } else { ", " }
     ));
-    if let Some(detail) = body["detail"].as_str().filter(|d| !d.is_empty()) {
+    if let Some(detail) = refused
+        .as_ref()
+        .and_then(|r| r.detail.as_deref())
+        .filter(|d| !d.is_empty())
+    {
         err(format_args!("  {detail}"));
     }
     let hint = match code {
         "provider_derivation_failed" => Some(format!(
             "hint: the model matches several providers{}: name one with \"provider\", or pick a model id of one of them (hatchery providers explain)",
-            body["candidates"]
-                .as_array()
-                .map(|c| format!(
-                    " ({})",
-                    c.iter()
-                        .filter_map(Value::as_str)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
+            AmbiguousProvider::deserialize(body)
+                .ok()
+                .and_then(|a| a.candidates)
+                .map(|c| format!(" ({})", c.join(", ")))
                 .unwrap_or_default()
         )),
         "byok_key_missing" => Some(
@@ -226,6 +244,19 @@ fn refusal(status: u16, body: &Value) {
     }
 }
 
+/// An answer read as the wire type it is. One that is not is the server's fault (exit 2):
+/// this client and that server disagree on the API.
+fn decode<T: DeserializeOwned>(value: &Value) -> Result<T, Failure> {
+    T::deserialize(value).map_err(|e| {
+        err(format_args!(
+            "error: the control plane's answer is not what this client expects: {e}"
+        ));
+        Failure {
+            code: exit::SERVER_ERROR,
+        }
+    })
+}
+
 fn finish(result: Result<(), Failure>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -239,6 +270,11 @@ fn text(value: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
+}
+
+/// An optional text as a table shows it: `-` when there is none.
+fn or_dash(value: Option<&str>) -> String {
+    value.unwrap_or("-").to_owned()
 }
 
 /// A value made safe to put in a URL path as one segment: an id typed by the user must

@@ -6,10 +6,10 @@ use std::io::{IsTerminal as _, Read as _};
 use std::process::ExitCode;
 
 use clap::Args;
+use hatchery_api::secrets::{SecretChanged, SecretListed, SetSecret};
 use reqwest::Method;
-use serde_json::json;
 
-use super::{Client, Connection, Failure, finish, segment, text};
+use super::{Client, Connection, Failure, decode, finish, segment};
 use crate::output::{Table, out};
 
 /// What `hatchery secrets set|list|delete` act on.
@@ -55,23 +55,15 @@ fn secrets(
                 None => read_value(&key)?,
             };
             client
-                .call(
-                    Method::PUT,
-                    &base,
-                    Some(&json!({"key": key, "value": value})),
-                )?
+                .send(Method::PUT, &base, &SetSecret { key, value })?
                 .1
         }
         SecretsAction::List => {
             let (_, listed) = client.call(Method::GET, &base, None)?;
             if !client.json {
                 let mut table = Table::new(vec!["KEY", "SCOPE", "UPDATED"]);
-                for secret in listed.as_array().into_iter().flatten() {
-                    table.row(vec![
-                        text(&secret["key"]),
-                        text(&secret["scope"]),
-                        text(&secret["updated_at"]),
-                    ]);
+                for secret in decode::<Vec<SecretListed>>(&listed)? {
+                    table.row(vec![secret.key, secret.scope, secret.updated_at]);
                 }
                 out(table.render());
                 return Ok(());
@@ -86,10 +78,11 @@ fn secrets(
     if client.json {
         out(value);
     } else {
+        let changed: SecretChanged = decode(&value)?;
         out(format_args!(
             "{} {} ({})",
-            text(&value["key"]),
-            text(&value["status"]),
+            changed.key,
+            changed.status,
             workspace.map_or_else(|| "global".to_owned(), |id| format!("workspace {id}")),
         ));
     }
