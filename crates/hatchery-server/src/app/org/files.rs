@@ -1,7 +1,9 @@
 //! What an org import reads from disk for its nodes: the workspace templates nodes are
 //! based on, and each node's files (prompt files, `files_dir`), confined to the template's
 //! directory and bounded. All of it is blocking and runs on a blocking thread
-//! ([`read_template_files`]), never on the runtime's workers.
+//! ([`read_template_files`]), never on the runtime's workers. The files sent with an
+//! inline template are laid out in a private directory first ([`unpack_files`]), so they
+//! are read the same way.
 
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
@@ -9,7 +11,8 @@ use std::path::{Component, Path, PathBuf};
 use hatchery_core::org::{Node, OrgTemplate};
 use hatchery_store::WorkspaceFile;
 
-use super::{MAX_TEMPLATE_BYTES, flatten};
+use super::flatten;
+use super::templates::MAX_TEMPLATE_BYTES;
 use crate::app::Error;
 
 /// The most files a node's `files_dir` may hold, and the most bytes of all its files.
@@ -429,4 +432,51 @@ fn confined(base: Option<&Path>, field: &str, relative: &str) -> Result<PathBuf,
         });
     }
     Ok(path)
+}
+
+/// The most files a request may send with an inline template.
+pub const MAX_SENT_FILES: usize = 1000;
+
+/// Lay out the files sent with an inline template in a fresh private directory, so they
+/// are read exactly as a template directory's would be (same confinement, same limits).
+/// Each path must be plain and relative; the whole request is already bounded in size.
+pub(crate) fn unpack_files(
+    files: &std::collections::BTreeMap<String, String>,
+) -> Result<tempfile::TempDir, Error> {
+    let refuse = |detail: String| {
+        Error::invalid(
+            "invalid request body",
+            "invalid_template_files",
+            Some("files"),
+            detail,
+        )
+    };
+    if files.len() > MAX_SENT_FILES {
+        return Err(refuse(format!("at most {MAX_SENT_FILES} files")));
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("hatchery-org-")
+        .tempdir()
+        .map_err(|e| Error::internal("failed to unpack the template's files", e))?;
+    for (relative, content) in files {
+        let plain = !relative.is_empty()
+            && Path::new(relative)
+                .components()
+                .all(|c| matches!(c, Component::Normal(_)));
+        if !plain {
+            return Err(refuse(format!(
+                "files: {relative:?} must be a plain relative path"
+            )));
+        }
+        let path = dir.path().join(relative);
+        let written = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&path, content));
+        if let Err(e) = written {
+            // A path that is both a file and a directory, say.
+            return Err(refuse(format!("files: {relative:?}: {e}")));
+        }
+    }
+    Ok(dir)
 }
