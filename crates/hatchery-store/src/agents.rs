@@ -9,7 +9,7 @@ use sqlx::{Any, Transaction};
 
 use crate::events::{NewEvent, insert_event};
 use crate::tokens::{NewToken, TokenKind, insert_token, live_count};
-use crate::{Store, StoreError, flag};
+use crate::{Store, StoreError, bool_column};
 
 /// A registration, decided by the caller.
 #[derive(Debug, Clone)]
@@ -138,7 +138,7 @@ async fn write_snapshot(
         .bind(&snapshot.current_task)
         .bind(snapshot.monthly_spend)
         .bind(&snapshot.runtime_state)
-        .bind(snapshot.status_mgmt.map(flag))
+        .bind(snapshot.status_mgmt.map(bool_column))
         .bind(snapshot.seen_at)
         .execute(&mut **tx)
         .await?
@@ -167,7 +167,7 @@ async fn compare_and_set_status(
     .bind(transition.to.as_str())
     .bind(now)
     .bind(provisioning_since)
-    .bind(flag(keeps_reason))
+    .bind(bool_column(keeps_reason))
     .execute(&mut **tx)
     .await?
     .rows_affected();

@@ -340,6 +340,8 @@ fn status_list(keep: impl Fn(hatchery_core::WorkspaceStatus) -> bool) -> String 
         .join(", ")
 }
 
-fn flag(value: bool) -> i64 {
+/// A boolean as the 0 or 1 of an INTEGER column (SQLite has no boolean type; both databases
+/// store it so).
+fn bool_column(value: bool) -> i64 {
     i64::from(value)
 }

@@ -6,7 +6,7 @@ use sqlx::{Any, Transaction};
 
 use crate::events::{NewEvent, insert_event};
 use crate::secrets::{SealedSecret, upsert_secret};
-use crate::{Store, StoreError, flag};
+use crate::{Store, StoreError, bool_column};
 
 /// Columns of `workspaces`, in the order `WorkspaceRow` reads them.
 const COLUMNS: &str = "id, name, role, tier, status, url, parent_id, agent_card, active_tasks, \
@@ -502,7 +502,7 @@ impl Store {
         .bind(&patch.role)
         .bind(patch.tier)
         .bind(&patch.parent_id)
-        .bind(flag(patch.collapsed))
+        .bind(bool_column(patch.collapsed))
         .bind(&patch.runtime)
         .bind(&patch.workspace_dir)
         .bind(patch.x)
@@ -643,7 +643,7 @@ async fn insert_row(
     .bind(workspace.workspace_access)
     .bind(workspace.x)
     .bind(workspace.y)
-    .bind(flag(workspace.external))
+    .bind(bool_column(workspace.external))
     .bind(workspace.budget_limit)
     .bind(&workspace.provider)
     .bind(workspace.provider_source)

@@ -94,8 +94,9 @@ impl std::fmt::Debug for PlatformKey {
 }
 
 impl App {
-    /// The secrets key, or the error that says secrets are disabled.
-    pub(crate) fn key(&self) -> Result<&secrets::ServerKey, Error> {
+    /// The key secrets are sealed and opened with, or the error that says secrets are
+    /// disabled on this server.
+    pub(crate) fn sealing_key(&self) -> Result<&secrets::ServerKey, Error> {
         self.secrets_key
             .as_deref()
             .ok_or(Error::Unavailable(Service::SecretsKeyMissing))

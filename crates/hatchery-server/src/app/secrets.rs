@@ -252,7 +252,7 @@ impl App {
     /// Set a global secret; the workspaces that see it restart to pick it up.
     pub async fn secret_set_global(&self, name: &str, value: &str) -> Result<(), Error> {
         check_secret(name, value)?;
-        let sealed = seal(self.key()?, GLOBAL_SCOPE.to_owned(), name, value)?;
+        let sealed = seal(self.sealing_key()?, GLOBAL_SCOPE.to_owned(), name, value)?;
         self.store
             .secret_put(&sealed)
             .await
@@ -302,7 +302,7 @@ impl App {
         check_secret(name, value)?;
         self.workspace_live(workspace_id).await?;
         let scope = workspace_scope(workspace_id);
-        let sealed = seal(self.key()?, scope.clone(), name, value)?;
+        let sealed = seal(self.sealing_key()?, scope.clone(), name, value)?;
         self.store
             .secret_put(&sealed)
             .await
@@ -376,7 +376,7 @@ impl App {
         &self,
         workspace_id: &str,
     ) -> Result<BTreeMap<String, String>, Error> {
-        let key = self.key()?;
+        let key = self.sealing_key()?;
         let mut values = BTreeMap::new();
         let mut failed = Vec::new();
         for scope in [GLOBAL_SCOPE.to_owned(), workspace_scope(workspace_id)] {

@@ -45,7 +45,7 @@ pub struct Created {
 }
 
 /// A workspace checked and decided, not yet stored.
-pub(crate) struct Built {
+pub(crate) struct WorkspaceToStore {
     pub workspace: NewWorkspace,
     pub files: Vec<WorkspaceFile>,
     pub sealed: Vec<hatchery_store::SealedSecret>,
@@ -251,7 +251,7 @@ impl App {
         &self,
         request: CreateWorkspace,
         id: String,
-    ) -> Result<Built, Error> {
+    ) -> Result<WorkspaceToStore, Error> {
         let checked = check_create(request)?;
         if let Some(url) = &checked.url {
             // An external agent's URL passes the same rules as a registered one.
@@ -265,7 +265,7 @@ impl App {
         let key = if checked.secrets.is_empty() {
             None
         } else {
-            Some(self.key()?)
+            Some(self.sealing_key()?)
         };
         let config = self
             .prepare(
@@ -316,7 +316,7 @@ impl App {
             }
             _ => {}
         }
-        Ok(Built {
+        Ok(WorkspaceToStore {
             workspace,
             files,
             sealed,
@@ -333,7 +333,7 @@ impl App {
     #[tracing::instrument(skip_all, fields(name = request.name.as_deref().unwrap_or("")))]
     pub async fn workspace_create(&self, request: CreateWorkspace) -> Result<Created, Error> {
         let id = uuid::Uuid::new_v4().hyphenated().to_string();
-        let Built {
+        let WorkspaceToStore {
             workspace,
             files,
             sealed,
