@@ -198,6 +198,26 @@ pub(super) fn origin_allowed_in_dev(origin: &str, named: &[String]) -> bool {
     })
 }
 
+/// A handler that panics (a bug) answers 500 in the API's error shape, and the panic goes to
+/// the log, instead of the connection closing with no answer at all.
+pub(super) fn catch_panic()
+-> tower_http::catch_panic::CatchPanicLayer<fn(Box<dyn std::any::Any + Send + 'static>) -> Response>
+{
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "the signature CatchPanicLayer calls"
+    )]
+    fn answer(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic with no message".to_owned());
+        ApiError::internal("internal error", format!("a handler panicked: {what}")).into_response()
+    }
+    tower_http::catch_panic::CatchPanicLayer::custom(answer as fn(_) -> Response)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,5 +294,29 @@ mod tests {
         assert!(!with("application/x-www-form-urlencoded"));
         assert!(!with("multipart/form-data; boundary=x"));
         assert!(!is_json(&HeaderMap::new()));
+    }
+
+    #[tokio::test]
+    async fn a_handler_that_panics_answers_500_in_the_error_shape() {
+        let router = axum::Router::new()
+            .route(
+                "/boom",
+                axum::routing::get(|| async {
+                    panic!("a bug");
+                    #[allow(unreachable_code)]
+                    ""
+                }),
+            )
+            .layer(catch_panic());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        let response = reqwest::get(format!("http://{address}/boom"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 500);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["code"], "internal", "{body}");
+        assert_eq!(body["error"], "internal error", "{body}");
     }
 }

@@ -81,7 +81,8 @@ pub fn router(state: AppState) -> Router {
             request_metrics,
             record_request,
         ))
-        .layer(axum::middleware::from_fn_with_state(state, guard::guard));
+        .layer(axum::middleware::from_fn_with_state(state, guard::guard))
+        .layer(guard::catch_panic());
     // Outermost: a preflight is answered before anything else looks at it.
     match cors {
         Some(cors) => router.layer(cors),
