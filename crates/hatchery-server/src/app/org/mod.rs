@@ -16,7 +16,7 @@ use hatchery_store::{
 };
 use serde_json::json;
 
-use super::workspaces::{WorkspaceToStore, Canvas, CreateWorkspace};
+use super::workspaces::{Canvas, CreateWorkspace, WorkspaceToStore};
 use super::{App, Error, store_error};
 use files::{TemplateFiles, read_template_files};
 
@@ -278,7 +278,11 @@ fn request_of(node: &Node, planned: &PlannedNode, parent_id: Option<String>) -> 
     }
 }
 
-fn imported(built: WorkspaceToStore, id: &str, planned: &PlannedNode) -> (ImportedWorkspace, ImportedNode) {
+fn imported(
+    built: WorkspaceToStore,
+    id: &str,
+    planned: &PlannedNode,
+) -> (ImportedWorkspace, ImportedNode) {
     let entry = ImportedNode {
         id: id.to_owned(),
         name: planned.name.clone(),
