@@ -93,9 +93,11 @@ struct Member {
     status: WorkspaceStatus,
 }
 
-/// A lifecycle move refused.
+/// What a lifecycle move (pause, resume, restart) did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LifecycleRefusal {
+pub enum LifecycleOutcome<T> {
+    /// Applied; with what it reports (the workspaces paused, how many resumed).
+    Applied(T),
     /// No such workspace, or not in a status the move applies to.
     NotApplicable,
     /// An ancestor is paused: resume it first. Carries its name.
@@ -562,10 +564,7 @@ impl Store {
     /// Pause a workspace and every descendant that is not paused or removed: status
     /// `paused`, URL cleared, pending jobs cancelled, `WORKSPACE_PAUSED` each. Returns how
     /// many were paused.
-    pub async fn pause(
-        &self,
-        id: &str,
-    ) -> Result<Result<Vec<String>, LifecycleRefusal>, StoreError> {
+    pub async fn pause(&self, id: &str) -> Result<LifecycleOutcome<Vec<String>>, StoreError> {
         let now = self.now();
         let mut tx = self.begin_events().await?;
         let tree = subtree(&mut tx, id).await?;
@@ -573,7 +572,7 @@ impl Store {
             .first()
             .is_some_and(|target| decides_a_change(target, Move::Pause))
         {
-            return Ok(Err(LifecycleRefusal::NotApplicable));
+            return Ok(LifecycleOutcome::NotApplicable);
         }
         let mut paused = Vec::new();
         for member in &tree {
@@ -593,12 +592,12 @@ impl Store {
             paused.push(member.id.clone());
         }
         tx.commit().await?;
-        Ok(Ok(paused))
+        Ok(LifecycleOutcome::Applied(paused))
     }
 
     /// Resume a paused workspace and its paused descendants: each goes `provisioning` with
     /// a start job and `WORKSPACE_PROVISIONING`. Refused while an ancestor is paused.
-    pub async fn resume(&self, id: &str) -> Result<Result<usize, LifecycleRefusal>, StoreError> {
+    pub async fn resume(&self, id: &str) -> Result<LifecycleOutcome<usize>, StoreError> {
         let now = self.now();
         let mut tx = self.begin_events().await?;
         let tree = subtree(&mut tx, id).await?;
@@ -606,10 +605,10 @@ impl Store {
             .first()
             .is_some_and(|target| decides_a_change(target, Move::Resume))
         {
-            return Ok(Err(LifecycleRefusal::NotApplicable));
+            return Ok(LifecycleOutcome::NotApplicable);
         }
         if let Some(name) = paused_ancestor(&mut tx, id).await? {
-            return Ok(Err(LifecycleRefusal::AncestorPaused(name)));
+            return Ok(LifecycleOutcome::AncestorPaused(name));
         }
         let mut resumed = 0;
         for member in &tree {
@@ -624,7 +623,7 @@ impl Store {
             resumed += 1;
         }
         tx.commit().await?;
-        Ok(Ok(resumed))
+        Ok(LifecycleOutcome::Applied(resumed))
     }
 
     /// The name of the nearest paused ancestor of `id`, if any.
@@ -637,7 +636,7 @@ impl Store {
 
     /// Restart a workspace: `provisioning`, URL cleared, a restart job and
     /// `WORKSPACE_PROVISIONING`. Refused while an ancestor is paused.
-    pub async fn restart(&self, id: &str) -> Result<Result<(), LifecycleRefusal>, StoreError> {
+    pub async fn restart(&self, id: &str) -> Result<LifecycleOutcome<()>, StoreError> {
         let now = self.now();
         let mut tx = self.begin_events().await?;
         let member: Option<Member> =
@@ -651,10 +650,10 @@ impl Store {
                 Decision::Unchanged | Decision::Refused(_) => None,
             })
         else {
-            return Ok(Err(LifecycleRefusal::NotApplicable));
+            return Ok(LifecycleOutcome::NotApplicable);
         };
         if let Some(name) = paused_ancestor(&mut tx, id).await? {
-            return Ok(Err(LifecycleRefusal::AncestorPaused(name)));
+            return Ok(LifecycleOutcome::AncestorPaused(name));
         }
         sqlx::query(
             "UPDATE workspaces SET status = $3, url = '', provisioning_since = $2, \
@@ -671,7 +670,7 @@ impl Store {
         let event = NewEvent::about(transition.event, id, provisioning_payload(&member));
         insert_event(&mut tx, &event, now).await?;
         tx.commit().await?;
-        Ok(Ok(()))
+        Ok(LifecycleOutcome::Applied(()))
     }
 }
 

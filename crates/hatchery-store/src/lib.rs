@@ -34,7 +34,7 @@ use sqlx::{AnyConnection, AnyPool, Connection as _, Executor as _};
 
 pub use activity::{ActivityFilter, ActivityRow};
 pub use agents::{
-    AgentSnapshot, LifecycleRefusal, LiveState, Provisioning, Registered, Registration,
+    AgentSnapshot, LifecycleOutcome, LiveState, Provisioning, Registered, Registration,
 };
 pub use events::{EventRow, NewEvent};
 pub use jobs::{ClaimedJob, JobLease, JobRow};
@@ -45,7 +45,7 @@ pub use secrets::{
 pub use stats::Stats;
 pub use tokens::{NewToken, TokenKind, TokenMatch, TokenRow};
 pub use workspaces::{
-    CreateRefusal, EarlierImports, ImportOutcome, ImportedWorkspace, NewWorkspace, Reconfiguration,
+    CreateOutcome, EarlierImports, ImportOutcome, ImportedWorkspace, NewWorkspace, Reconfiguration,
     RemovedWorkspaces, UpdateOutcome, WorkspaceFile, WorkspacePatch, WorkspaceRow,
 };
 

@@ -211,10 +211,13 @@ pub enum UpdateOutcome {
     ParentRefused,
 }
 
-/// Why a create was refused inside its transaction.
+/// What a create did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CreateRefusal {
-    /// The parent does not exist or is removed.
+pub enum CreateOutcome {
+    /// Stored, with everything that goes with it.
+    Created,
+    /// Nothing stored: the parent does not exist or is removed (checked inside the
+    /// transaction).
     ParentNotLive,
 }
 
@@ -230,7 +233,7 @@ impl Store {
         events: &[NewEvent],
         provision: bool,
         token: Option<&crate::NewToken>,
-    ) -> Result<Result<(), CreateRefusal>, StoreError> {
+    ) -> Result<CreateOutcome, StoreError> {
         let mut tx = self.begin_events().await?;
         if let Some(parent) = &workspace.parent_id {
             let status: Option<String> =
@@ -239,7 +242,7 @@ impl Store {
                     .fetch_optional(&mut *tx)
                     .await?;
             if !is_live(status)? {
-                return Ok(Err(CreateRefusal::ParentNotLive));
+                return Ok(CreateOutcome::ParentNotLive);
             }
         }
         let now = self.now();
@@ -260,7 +263,7 @@ impl Store {
             crate::jobs::queue(&mut tx, &workspace.id, "start", now).await?;
         }
         tx.commit().await?;
-        Ok(Ok(()))
+        Ok(CreateOutcome::Created)
     }
 
     /// Create a whole tree of workspaces (an org or bundle import) in one transaction: a

@@ -2,7 +2,7 @@
 //! paused descendants), restart. Each is one transaction with its events and jobs.
 
 use hatchery_core::WorkspaceStatus;
-use hatchery_store::LifecycleRefusal;
+use hatchery_store::LifecycleOutcome;
 
 use super::{App, Error, Resource, store_error};
 
@@ -16,15 +16,18 @@ fn ancestor_paused(name: &str) -> Error {
 impl App {
     /// Pause a workspace and its descendants; how many were paused.
     pub async fn pause(&self, id: &str) -> Result<usize, Error> {
-        let paused = self
+        let outcome = self
             .store
             .pause(id)
             .await
-            .map_err(store_error("failed to pause workspace"))?
-            .map_err(|_| Error::NotFound {
+            .map_err(store_error("failed to pause workspace"))?;
+        let LifecycleOutcome::Applied(paused) = outcome else {
+            // Pausing has no ancestor rule: the only refusal is "nothing to pause".
+            return Err(Error::NotFound {
                 kind: Resource::WorkspaceToPause,
                 id: id.to_owned(),
-            })?;
+            });
+        };
         self.tokens.clear();
         self.hub.poke();
         self.stop_agents(&paused).await;
@@ -33,18 +36,21 @@ impl App {
 
     /// Resume a paused workspace and its paused descendants; how many were resumed.
     pub async fn resume(&self, id: &str) -> Result<usize, Error> {
-        let resumed = self
+        let resumed = match self
             .store
             .resume(id)
             .await
             .map_err(store_error("failed to resume workspace"))?
-            .map_err(|refusal| match refusal {
-                LifecycleRefusal::NotApplicable => Error::NotFound {
+        {
+            LifecycleOutcome::Applied(resumed) => resumed,
+            LifecycleOutcome::NotApplicable => {
+                return Err(Error::NotFound {
                     kind: Resource::WorkspaceToResume,
                     id: id.to_owned(),
-                },
-                LifecycleRefusal::AncestorPaused(name) => ancestor_paused(&name),
-            })?;
+                });
+            }
+            LifecycleOutcome::AncestorPaused(name) => return Err(ancestor_paused(&name)),
+        };
         self.hub.poke();
         self.wake_provisioner();
         Ok(resumed)
@@ -66,14 +72,16 @@ impl App {
         {
             return Err(ancestor_paused(&name));
         }
-        self.store
+        match self
+            .store
             .restart(id)
             .await
             .map_err(store_error("failed to restart workspace"))?
-            .map_err(|refusal| match refusal {
-                LifecycleRefusal::NotApplicable => Error::workspace_not_found(id),
-                LifecycleRefusal::AncestorPaused(name) => ancestor_paused(&name),
-            })?;
+        {
+            LifecycleOutcome::Applied(()) => {}
+            LifecycleOutcome::NotApplicable => return Err(Error::workspace_not_found(id)),
+            LifecycleOutcome::AncestorPaused(name) => return Err(ancestor_paused(&name)),
+        }
         self.heartbeats.forget(id);
         self.tokens.clear();
         self.hub.poke();

@@ -11,7 +11,7 @@ use hatchery_core::{
 };
 use hatchery_core::{EventKind, WorkspaceStatus};
 use hatchery_store::{
-    CreateRefusal, GLOBAL_SCOPE, NewEvent, NewWorkspace, Reconfiguration, UpdateOutcome,
+    CreateOutcome, GLOBAL_SCOPE, NewEvent, NewWorkspace, Reconfiguration, UpdateOutcome,
     WorkspaceFile, WorkspacePatch, WorkspaceRow, workspace_scope,
 };
 use serde_json::{Map, Value, json};
@@ -344,7 +344,8 @@ impl App {
             access,
             status,
         } = self.build_workspace(request, id.clone()).await?;
-        self.store
+        let outcome = self
+            .store
             .workspace_create(
                 &workspace,
                 &files,
@@ -354,15 +355,15 @@ impl App {
                 token.as_ref().map(|t| &t.stored),
             )
             .await
-            .map_err(store_error("failed to create workspace"))?
-            .map_err(|CreateRefusal::ParentNotLive| {
-                Error::invalid(
-                    INVALID_PAYLOAD,
-                    "invalid_parent",
-                    Some("parent_id"),
-                    "parent workspace not found or removed",
-                )
-            })?;
+            .map_err(store_error("failed to create workspace"))?;
+        if outcome == CreateOutcome::ParentNotLive {
+            return Err(Error::invalid(
+                INVALID_PAYLOAD,
+                "invalid_parent",
+                Some("parent_id"),
+                "parent workspace not found or removed",
+            ));
+        }
         self.crash_point("created");
         self.hub.poke();
         if provision {
