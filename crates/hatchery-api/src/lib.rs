@@ -5,10 +5,13 @@
 //!
 //! Pure data: no store, no HTTP stack. The server converts its rows into these types.
 
+pub mod agents;
 pub mod errors;
+pub mod events;
 pub mod patch;
 pub mod registry;
 pub mod secrets;
+pub mod server;
 pub mod wire;
 pub mod workspaces;
 

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::body::Bytes;
+use hatchery_api::events::{SocketMessage, StreamMessage};
 use hatchery_store::{EventRow, Store};
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
@@ -82,12 +83,14 @@ impl StreamEvent {
         payload: &Value,
         created_at: i64,
     ) -> Self {
-        let data = serde_json::json!({
-            "type": event_type,
-            "workspace_id": workspace_id,
-            "timestamp": created_at / 1000,
-            "data": payload,
-        });
+        let data = StreamMessage {
+            data: payload.clone(),
+            timestamp: created_at / 1000,
+            kind: event_type.to_owned(),
+            workspace_id: workspace_id.map(str::to_owned),
+        };
+        // Plain data (strings and a parsed `Value`) always serializes.
+        let data = serde_json::to_string(&data).unwrap_or_default();
         let sse_frame = match seq {
             Some(seq) => format!("id: {seq}\ndata: {data}\n\n"),
             None => format!("data: {data}\n\n"),
@@ -106,15 +109,15 @@ impl StreamEvent {
     /// `{"event","workspace_id","timestamp","payload"}`: the WebSocket message.
     pub fn ws_json(&self) -> &str {
         self.ws_json.get_or_init(|| {
-            serde_json::json!({
-                "event": self.event_type,
-                "workspace_id": self.workspace_id,
-                "timestamp": crate::wire::timestamp(self.created_at),
-                "payload": self.payload,
-                // hatchery's addition: the cursor to resume after (`?after=` on /ws).
-                "seq": self.seq,
-            })
-            .to_string()
+            let message = SocketMessage {
+                event: self.event_type.clone(),
+                payload: self.payload.clone(),
+                seq: self.seq,
+                timestamp: crate::wire::timestamp(self.created_at),
+                workspace_id: self.workspace_id.clone(),
+            };
+            // Plain data (strings and a parsed `Value`) always serializes.
+            serde_json::to_string(&message).unwrap_or_default()
         })
     }
 

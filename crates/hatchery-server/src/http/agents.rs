@@ -6,6 +6,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use hatchery_api::agents::{BootstrapAnswer, IssuedToken, RegisterAnswer, TokenList, TokenListed};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -38,16 +39,6 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(revoke_token))
 }
 
-/// `POST /registry/register`.
-#[derive(Debug, Serialize, ToSchema)]
-struct RegisterAnswer {
-    /// `registered`.
-    status: &'static str,
-    /// The workspace's token, only when it had none before this call (shown once).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    auth_token: Option<String>,
-}
-
 fn token_id_of(credential: &Credential) -> Option<String> {
     match credential {
         Credential::Token(token) => Some(token.token_id.clone()),
@@ -78,7 +69,7 @@ async fn register(
     let auth = state.app.gate_register(&credential, &id).await?;
     let auth_token = state.app.register(&id, auth, body).await?;
     Ok(Json(RegisterAnswer {
-        status: "registered",
+        status: "registered".to_owned(),
         auth_token,
     }))
 }
@@ -263,19 +254,6 @@ async fn check_access(
     Ok(Json(AccessAnswer { allowed }))
 }
 
-/// A token issued to a workspace.
-#[derive(Debug, Serialize, ToSchema)]
-struct IssuedToken {
-    /// The token; shown once.
-    auth_token: String,
-    /// Its workspace.
-    #[schema(format = Uuid)]
-    workspace_id: String,
-    /// A reminder to keep it (`POST /workspaces/:id/tokens` only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    message: Option<&'static str>,
-}
-
 /// A new token for a workspace, for local scripts: dev mode only, where admin routes need
 /// no credential. Outside dev mode it answers 404 `not found` whoever asks; mint a token
 /// with the admin token at `POST /workspaces/{id}/tokens` instead.
@@ -306,18 +284,6 @@ async fn test_token(
         workspace_id: id,
         message: None,
     }))
-}
-
-/// `POST /admin/workspaces/:id/bootstrap-token`.
-#[derive(Debug, Serialize, ToSchema)]
-struct BootstrapAnswer {
-    /// The single-use token an agent's first registration presents.
-    bootstrap_token: String,
-    /// Its workspace.
-    #[schema(format = Uuid)]
-    workspace_id: String,
-    /// When it stops working (the workspace's provisioning deadline).
-    expires_at: String,
 }
 
 /// A bootstrap token for a workspace that is provisioning: what an agent started outside
@@ -353,28 +319,6 @@ struct TokensQuery {
     limit: Option<String>,
     /// How many to skip (0 by default).
     offset: Option<String>,
-}
-
-/// `GET /workspaces/:id/tokens`.
-#[derive(Debug, Serialize, ToSchema)]
-struct TokenList {
-    /// The live tokens, newest first.
-    tokens: Vec<TokenListed>,
-    /// How many live tokens there are in all.
-    count: i64,
-}
-
-/// A live token, by its display prefix: the token itself is never stored.
-#[derive(Debug, Serialize, ToSchema)]
-struct TokenListed {
-    /// Its id (what a revoke names).
-    id: String,
-    /// Its first 8 characters.
-    prefix: String,
-    /// When it was issued.
-    created_at: String,
-    /// When it was last used, if ever.
-    last_used_at: Option<String>,
 }
 
 /// The workspace's live tokens.
@@ -431,7 +375,7 @@ async fn create_token(
         Json(IssuedToken {
             auth_token,
             workspace_id: id,
-            message: Some("store this token now: it is shown once"),
+            message: Some("store this token now: it is shown once".to_owned()),
         }),
     ))
 }

@@ -9,10 +9,11 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse as _, Response};
+use hatchery_api::events::EventView;
 use hatchery_store::EventRow;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -72,26 +73,6 @@ struct ResumeQuery {
     /// Resume after this event's `seq` (`Last-Event-ID` wins when both are sent).
     #[param(pattern = "^\\s*[0-9]+\\s*$")]
     after: Option<String>,
-}
-
-/// A persisted event.
-#[derive(Debug, Serialize, ToSchema)]
-struct EventView {
-    /// Its id.
-    #[schema(format = Uuid)]
-    id: String,
-    /// Its place in the log: the cursor `after=` and `Last-Event-ID` take.
-    seq: i64,
-    /// `WORKSPACE_ONLINE`, `WORKSPACE_PROVISION_FAILED`, …
-    event_type: String,
-    /// The workspace it is about, if any.
-    #[schema(format = Uuid)]
-    workspace_id: Option<String>,
-    /// What happened, by event type.
-    #[schema(value_type = Object)]
-    payload: Value,
-    /// When.
-    created_at: String,
 }
 
 /// The workspace of `/events/{workspace_id}`.
@@ -160,21 +141,20 @@ async fn list(
     };
     let page = state.app.event_list(workspace_id, after, limit).await?;
     Ok(Paged(
-        page.rows.iter().map(EventView::of).collect(),
+        page.rows.iter().map(event_view).collect(),
         page.truncated,
     ))
 }
 
-impl EventView {
-    fn of(e: &EventRow) -> Self {
-        Self {
-            id: e.id.clone(),
-            seq: e.seq,
-            event_type: e.event_type.clone(),
-            workspace_id: e.workspace_id.clone(),
-            payload: serde_json::from_str::<Value>(&e.payload).unwrap_or(Value::Null),
-            created_at: timestamp(e.created_at),
-        }
+/// A row of the log as `GET /events` lists it.
+fn event_view(e: &EventRow) -> EventView {
+    EventView {
+        id: e.id.clone(),
+        seq: e.seq,
+        event_type: e.event_type.clone(),
+        workspace_id: e.workspace_id.clone(),
+        payload: serde_json::from_str::<Value>(&e.payload).unwrap_or(Value::Null),
+        created_at: timestamp(e.created_at),
     }
 }
 

@@ -23,6 +23,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::{Json, Router};
+use hatchery_api::server::HealthAnswer;
 use serde::de::DeserializeOwned;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -102,19 +103,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     responses((status = 200, description = "The server is up; `dev_mode` only in dev mode.", body = HealthAnswer)))]
 async fn health(State(state): State<AppState>) -> Json<HealthAnswer> {
     Json(HealthAnswer {
-        status: "ok",
+        status: "ok".to_owned(),
         dev_mode: state.app.dev.then_some(true),
     })
-}
-
-/// `GET /health`.
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-struct HealthAnswer {
-    /// Always `ok`.
-    status: &'static str,
-    /// Present (true) only when the server runs in dev mode.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    dev_mode: Option<bool>,
 }
 
 /// This document.
