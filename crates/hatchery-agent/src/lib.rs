@@ -17,7 +17,11 @@ use std::time::{Duration, Instant};
 
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use hatchery_api::ErrorBody;
+use hatchery_api::agents::RegisterAnswer;
 use hatchery_registry::Registry;
+use serde::Deserialize as _;
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::config::{AgentConfig, ConfigError};
@@ -188,22 +192,48 @@ pub async fn run(
     outcome
 }
 
-/// The card the agent registers: who it is and the provider it was stamped with.
-fn agent_card(workspace_id: &str, url: &str, config: &AgentConfig) -> Value {
-    json!({
-        "name": format!("hatchery-agent {workspace_id}"),
-        "description": "hatchery's reference agent",
-        "url": url,
-        "version": env!("CARGO_PKG_VERSION"),
-        "runtime": config.runtime,
-        "model": config.model,
-        "provider": config.provider,
-        "provider_source": config.provider_source,
-        "llm_billing_mode": config.llm_billing_mode,
-        "registry_hash": config.registry_hash,
-        "capabilities": {"streaming": false},
-        "skills": [],
-    })
+/// The card the agent registers and serves: who it is and the provider it was stamped
+/// with.
+// Its fields are in alphabetical order: the card was built with `json!` before, whose
+// objects sort their keys, and its bytes stay as they were.
+#[derive(Debug, Clone, Serialize)]
+struct AgentCard {
+    capabilities: Capabilities,
+    description: &'static str,
+    llm_billing_mode: Option<String>,
+    model: String,
+    name: String,
+    provider: Option<String>,
+    provider_source: String,
+    registry_hash: String,
+    runtime: String,
+    /// None yet.
+    skills: Vec<Value>,
+    url: String,
+    version: &'static str,
+}
+
+/// What the agent can do beyond the basics.
+#[derive(Debug, Clone, Serialize)]
+struct Capabilities {
+    streaming: bool,
+}
+
+fn agent_card(workspace_id: &str, url: &str, config: &AgentConfig) -> AgentCard {
+    AgentCard {
+        capabilities: Capabilities { streaming: false },
+        description: "hatchery's reference agent",
+        llm_billing_mode: config.llm_billing_mode.clone(),
+        model: config.model.clone(),
+        name: format!("hatchery-agent {workspace_id}"),
+        provider: config.provider.clone(),
+        provider_source: config.provider_source.clone(),
+        registry_hash: config.registry_hash.clone(),
+        runtime: config.runtime.clone(),
+        skills: Vec::new(),
+        url: url.to_owned(),
+        version: env!("CARGO_PKG_VERSION"),
+    }
 }
 
 /// Register, retrying while the control plane is unreachable; the token to beat with.
@@ -212,7 +242,7 @@ async fn register(
     workspace_id: &str,
     credential: &str,
     url: &str,
-    card: &Value,
+    card: &(impl Serialize + Sync),
 ) -> Result<String, AgentError> {
     let body = json!({"id": workspace_id, "url": url, "agent_card": card});
     let deadline = Instant::now() + REGISTER_PATIENCE;
@@ -221,14 +251,17 @@ async fn register(
         match platform.post("/registry/register", credential, &body).await {
             Ok((200, answer)) => {
                 // A token comes back when one was issued; otherwise the credential is one.
-                return Ok(answer["auth_token"]
-                    .as_str()
-                    .map_or_else(|| credential.to_owned(), str::to_owned));
+                return Ok(RegisterAnswer::deserialize(&answer)
+                    .ok()
+                    .and_then(|registered| registered.auth_token)
+                    .unwrap_or_else(|| credential.to_owned()));
             }
             // The control plane's database is away for now (`platform_unavailable`): the
             // same patience as for a control plane not yet listening.
             Ok((503, answer))
-                if answer["code"] == "platform_unavailable" && Instant::now() < deadline =>
+                if ErrorBody::deserialize(&answer)
+                    .is_ok_and(|refused| refused.code == "platform_unavailable")
+                    && Instant::now() < deadline =>
             {
                 tracing::warn!(%answer, "control plane's database unavailable; retrying");
                 tokio::time::sleep(wait).await;
@@ -309,14 +342,16 @@ async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-async fn serve_card(axum::extract::State(card): axum::extract::State<Arc<Value>>) -> Json<Value> {
+async fn serve_card(
+    axum::extract::State(card): axum::extract::State<Arc<AgentCard>>,
+) -> Json<AgentCard> {
     Json((*card).clone())
 }
 
 /// A minimal A2A JSON-RPC endpoint: `message/send` answers with an acknowledgement that
 /// names the provider this agent would use; anything else is "method not found".
 async fn a2a(
-    axum::extract::State(card): axum::extract::State<Arc<Value>>,
+    axum::extract::State(card): axum::extract::State<Arc<AgentCard>>,
     body: axum::body::Bytes,
 ) -> Json<Value> {
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
@@ -330,9 +365,12 @@ async fn a2a(
             json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601, "message": "method not found"}}),
         );
     }
+    // Each named as JSON: quoted, or `null` for no provider.
     let text = format!(
         "received; this agent runs {} on {} via provider {}",
-        card["runtime"], card["model"], card["provider"]
+        json!(card.runtime),
+        json!(card.model),
+        json!(card.provider)
     );
     Json(json!({
         "jsonrpc": "2.0",

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use clap::Args;
+use hatchery_api::events::StreamMessage;
 use serde_json::json;
 
 use super::harness::{BenchServer, TOKEN, client, create_workspace, millis, percentile};
@@ -288,15 +289,14 @@ async fn read_online(
             let Some(data) = line.strip_prefix("data: ") else {
                 continue;
             };
-            let Ok(event) = serde_json::from_str::<serde_json::Value>(data) else {
+            let Ok(event) = serde_json::from_str::<StreamMessage>(data) else {
                 continue;
             };
-            if event["type"] == "WORKSPACE_ONLINE"
-                && let (Some(id), Some(millis)) =
-                    (event["workspace_id"].as_str(), event["timestamp"].as_u64())
+            if event.kind == "WORKSPACE_ONLINE"
+                && let (Some(id), Ok(millis)) = (event.workspace_id, u64::try_from(event.timestamp))
             {
                 let at = std::time::UNIX_EPOCH + Duration::from_millis(millis);
-                let _ = report.send((id.to_owned(), at));
+                let _ = report.send((id, at));
             }
         }
         pending.drain(..=end);

@@ -4,6 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::Context as _;
+use hatchery_api::agents::IssuedToken;
+use hatchery_api::workspaces::CreateAnswer;
 use hatchery_server::{Application, ServerConfig};
 
 /// The admin token every bench server starts with.
@@ -88,18 +91,16 @@ impl BenchServer {
 
     /// A workspace token for `id`, minted with the admin token (`test-token` is dev-only).
     pub(super) async fn token(&self, client: &reqwest::Client, id: &str) -> anyhow::Result<String> {
-        let minted: serde_json::Value = client
+        let minted: IssuedToken = client
             .post(format!("{}/workspaces/{id}/tokens", self.base))
             .bearer_auth(TOKEN)
             .send()
             .await?
             .error_for_status()?
             .json()
-            .await?;
-        minted["auth_token"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| anyhow::anyhow!("minting a token answered without one: {minted}"))
+            .await
+            .context("minting a token")?;
+        Ok(minted.auth_token)
     }
 }
 
@@ -115,7 +116,7 @@ pub(super) async fn create_workspace(
     base: &str,
     body: &serde_json::Value,
 ) -> anyhow::Result<String> {
-    let created: serde_json::Value = client
+    let created: CreateAnswer = client
         .post(format!("{base}/workspaces"))
         .bearer_auth(TOKEN)
         .json(body)
@@ -123,11 +124,9 @@ pub(super) async fn create_workspace(
         .await?
         .error_for_status()?
         .json()
-        .await?;
-    created["id"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| anyhow::anyhow!("create answered without an id: {created}"))
+        .await
+        .context("creating a workspace")?;
+    Ok(created.id)
 }
 
 pub(super) fn percentile(sorted: &[Duration], p: f64) -> Duration {

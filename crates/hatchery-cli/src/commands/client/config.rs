@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
+use hatchery_api::server::HealthAnswer;
 use serde::{Deserialize, Serialize};
 
 use super::{Connection, Failure, finish};
@@ -71,7 +72,8 @@ fn login(connection: &Connection) -> Result<(), Failure> {
     // Exactly what was given: never an older saved token.
     client.token.clone_from(&connection.token);
     let (_, health) = client.call(reqwest::Method::GET, "/health", None)?;
-    let dev = health["dev_mode"] == true;
+    // Only a hatchery in dev mode says so; any other answer is a server to log in to.
+    let dev = HealthAnswer::deserialize(&health).is_ok_and(|h| h.dev_mode == Some(true));
     // The admin listing proves the token is the admin's (a dev-mode server takes none).
     client.call(reqwest::Method::GET, "/workspaces", None)?;
     let path = path().ok_or_else(|| {

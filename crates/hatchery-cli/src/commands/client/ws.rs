@@ -8,8 +8,15 @@ use clap::Subcommand;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::watch::{Next, Progress, Stream};
-use super::{Client, Connection, Failure, finish, segment, text};
+use hatchery_api::events::EventView;
+use hatchery_api::workspaces::{
+    CreateAnswer, CreateWorkspace, DeleteAnswer, PauseAnswer, RestartAnswer, ResumeAnswer,
+    WorkspaceCommon, WorkspaceFull, WorkspaceSingle,
+};
+use hatchery_core::WorkspaceStatus;
+
+use super::watch::{Next, Progress, Standing, Stream};
+use super::{Client, Connection, Failure, decode, finish, or_dash, segment};
 use crate::output::{Table, out};
 
 #[derive(Debug, Subcommand)]
@@ -94,13 +101,17 @@ pub fn run_ws(connection: &Connection, command: WsCommand) -> ExitCode {
 }
 
 fn ws(client: &Client, command: WsCommand) -> Result<(), Failure> {
-    let value = match command {
-        WsCommand::List => client.call(Method::GET, "/workspaces", None)?.1,
-        WsCommand::Get { id } => {
+    let (value, answer) = match command {
+        WsCommand::List => (
+            client.call(Method::GET, "/workspaces", None)?.1,
+            Answer::Workspaces,
+        ),
+        WsCommand::Get { id } => (
             client
                 .call(Method::GET, &format!("/workspaces/{}", segment(&id)), None)?
-                .1
-        }
+                .1,
+            Answer::Workspace,
+        ),
         WsCommand::Create {
             name,
             runtime,
@@ -110,15 +121,21 @@ fn ws(client: &Client, command: WsCommand) -> Result<(), Failure> {
             wait,
             timeout,
         } => {
-            let mut body =
-                json!({"name": name, "runtime": runtime, "model": model, "parent_id": parent});
-            if let Some(provider) = provider {
-                body["provider"] = json!(provider);
-            }
+            let body = CreateWorkspace {
+                name: Some(name),
+                runtime,
+                model,
+                parent_id: parent,
+                provider,
+                ..CreateWorkspace::default()
+            };
             if wait {
                 return create_and_wait(client, &body, timeout);
             }
-            client.call(Method::POST, "/workspaces", Some(&body))?.1
+            (
+                client.send(Method::POST, "/workspaces", &body)?.1,
+                Answer::Created,
+            )
         }
         WsCommand::Delete { id, confirm } => {
             let path = format!(
@@ -126,65 +143,144 @@ fn ws(client: &Client, command: WsCommand) -> Result<(), Failure> {
                 segment(&id),
                 if confirm { "?confirm=true" } else { "" }
             );
-            client.call(Method::DELETE, &path, None)?.1
+            (client.call(Method::DELETE, &path, None)?.1, Answer::Deleted)
         }
-        WsCommand::Restart { id } => action(client, &id, "restart")?,
-        WsCommand::Pause { id } => action(client, &id, "pause")?,
-        WsCommand::Resume { id } => action(client, &id, "resume")?,
+        WsCommand::Restart { id } => (action(client, &id, "restart")?, Answer::Restarted),
+        WsCommand::Pause { id } => (action(client, &id, "pause")?, Answer::Paused),
+        WsCommand::Resume { id } => (action(client, &id, "resume")?, Answer::Resumed),
         WsCommand::Logs { id, follow, tail } => return logs(client, &id, follow, tail),
         WsCommand::Events { id, follow } => return events(client, id.as_deref(), follow),
     };
     if client.json {
         out(value);
+        Ok(())
     } else {
-        print_workspaces(&value);
+        print_answer(answer, &value)
     }
+}
+
+/// An answer for people: workspaces as a table, a short answer as `key: value` pairs in
+/// the order of their names.
+fn print_answer(answer: Answer, value: &Value) -> Result<(), Failure> {
+    let rows = match answer {
+        Answer::Workspaces => decode::<Vec<WorkspaceFull>>(value)?
+            .iter()
+            .map(|w| Row::of(&w.common))
+            .collect(),
+        Answer::Workspace => vec![Row::of(&decode::<WorkspaceSingle>(value)?.common)],
+        Answer::Created => vec![Row::created(&decode(value)?)],
+        Answer::Deleted => {
+            let DeleteAnswer {
+                status,
+                cascade_deleted,
+            } = decode(value)?;
+            out(format_args!(
+                "cascade_deleted: {cascade_deleted}, status: {status}"
+            ));
+            return Ok(());
+        }
+        Answer::Restarted => {
+            let RestartAnswer {
+                status,
+                config_dir,
+                reset_session,
+            } = decode(value)?;
+            out(format_args!(
+                "config_dir: {config_dir}, reset_session: {reset_session}, status: {status}"
+            ));
+            return Ok(());
+        }
+        Answer::Paused => {
+            let PauseAnswer {
+                status,
+                paused_count,
+            } = decode(value)?;
+            out(format_args!(
+                "paused_count: {paused_count}, status: {status}"
+            ));
+            return Ok(());
+        }
+        Answer::Resumed => {
+            let ResumeAnswer {
+                status,
+                resumed_count,
+            } = decode(value)?;
+            out(format_args!(
+                "resumed_count: {resumed_count}, status: {status}"
+            ));
+            return Ok(());
+        }
+    };
+    print_workspaces(&rows);
     Ok(())
 }
 
-/// The columns people want of a workspace.
-fn print_workspaces(value: &Value) {
-    let rows: Vec<&Value> = match value {
-        Value::Array(list) => list.iter().collect(),
-        one if one.get("id").is_some() => vec![one],
-        other => {
-            out(describe(other));
-            return;
+/// Which answer a command expects.
+#[derive(Debug, Clone, Copy)]
+enum Answer {
+    Workspaces,
+    Workspace,
+    Created,
+    Deleted,
+    Restarted,
+    Paused,
+    Resumed,
+}
+
+/// The columns people want of a workspace; `-` where the answer has none.
+struct Row {
+    id: String,
+    name: Option<String>,
+    status: WorkspaceStatus,
+    runtime: Option<String>,
+    model: Option<String>,
+    provider: Option<String>,
+    billing: Option<String>,
+}
+
+impl Row {
+    fn of(workspace: &WorkspaceCommon) -> Self {
+        Self {
+            id: workspace.brief.id.clone(),
+            name: Some(workspace.brief.name.clone()),
+            status: workspace.brief.status,
+            runtime: Some(workspace.runtime.clone()),
+            model: Some(workspace.model.clone()),
+            provider: workspace.provider.clone(),
+            billing: workspace.llm_billing_mode.clone(),
         }
-    };
+    }
+
+    /// A create's answer: it names neither the workspace nor its runtime and model.
+    fn created(answer: &CreateAnswer) -> Self {
+        Self {
+            id: answer.id.clone(),
+            name: None,
+            status: answer.status,
+            runtime: None,
+            model: None,
+            provider: answer.provider.clone(),
+            billing: answer.llm_billing_mode.clone(),
+        }
+    }
+}
+
+fn print_workspaces(rows: &[Row]) {
     let mut table = Table::new(vec![
         "ID", "NAME", "STATUS", "RUNTIME", "MODEL", "PROVIDER", "BILLING",
     ]);
     for row in rows {
-        table.row(
-            [
-                "id",
-                "name",
-                "status",
-                "runtime",
-                "model",
-                "provider",
-                "llm_billing_mode",
-            ]
-            .iter()
-            .map(|key| text(&row[*key]))
-            .collect(),
-        );
+        table.row(vec![
+            row.id.clone(),
+            or_dash(row.name.as_deref()),
+            row.status.to_string(),
+            or_dash(row.runtime.as_deref()),
+            or_dash(row.model.as_deref()),
+            or_dash(row.provider.as_deref()),
+            or_dash(row.billing.as_deref()),
+        ]);
     }
     out(table.render());
-}
-
-/// A short answer (`{"status": "paused", "paused_count": 2}`) as `status: paused,
-/// paused_count: 2`.
-fn describe(value: &Value) -> String {
-    match value {
-        Value::Object(fields) => fields
-            .iter()
-            .map(|(key, value)| format!("{key}: {}", text(value)))
-            .collect::<Vec<_>>()
-            .join(", "),
-        other => text(other),
-    }
 }
 
 fn action(client: &Client, id: &str, verb: &str) -> Result<Value, Failure> {
@@ -194,17 +290,22 @@ fn action(client: &Client, id: &str, verb: &str) -> Result<Value, Failure> {
 
 /// Create, then follow the event stream until the workspace is online or failed. The
 /// stream is opened first, so not even an agent faster than the create's answer is missed.
-fn create_and_wait(client: &Client, body: &Value, timeout: Duration) -> Result<(), Failure> {
+fn create_and_wait(
+    client: &Client,
+    body: &CreateWorkspace,
+    timeout: Duration,
+) -> Result<(), Failure> {
     let stream = Stream::open(client, "/events/stream")?;
-    let (_, mut created) = client.call(Method::POST, "/workspaces", Some(body))?;
-    if created["name"].is_null() {
-        created["name"] = body["name"].clone();
-    }
+    let created: CreateAnswer = decode(&client.send(Method::POST, "/workspaces", body)?.1)?;
     let mut progress = Progress::new(client.json);
-    progress.watch(&created);
+    progress.follow(
+        &created.id,
+        body.name.as_deref().unwrap_or_default(),
+        Standing::of(Some(created.status), None),
+    );
     let outcome = progress.run(client, &stream, timeout);
     if client.json {
-        let id = segment(&text(&created["id"]));
+        let id = segment(&created.id);
         let (_, now) = client.call(Method::GET, &format!("/workspaces/{id}"), None)?;
         out(now);
     }
@@ -258,16 +359,16 @@ fn events(client: &Client, id: Option<&str>, follow: bool) -> Result<(), Failure
     let stream = follow
         .then(|| Stream::open(client, &stream_path))
         .transpose()?;
-    let (_, listed) = client.call(Method::GET, &list_path, None)?;
+    let listed: Vec<EventView> = decode(&client.call(Method::GET, &list_path, None)?.1)?;
     let mut newest = 0;
-    for event in listed.as_array().into_iter().flatten().rev() {
-        newest = newest.max(event["seq"].as_i64().unwrap_or(0));
+    for event in listed.iter().rev() {
+        newest = newest.max(event.seq);
         print_event(
             client.json,
-            &event["created_at"],
-            &event["event_type"],
-            &event["workspace_id"],
-            &event["payload"],
+            &event.created_at,
+            &event.event_type,
+            event.workspace_id.as_deref(),
+            &event.payload,
         );
     }
     let Some(stream) = stream else {
@@ -283,16 +384,16 @@ fn events(client: &Client, id: Option<&str>, follow: bool) -> Result<(), Failure
             });
             print_event(
                 client.json,
-                &json!(humantime::format_rfc3339_millis(at).to_string()),
-                &json!(event.kind),
-                &json!(event.workspace_id),
+                &humantime::format_rfc3339_millis(at).to_string(),
+                &event.kind,
+                event.workspace_id.as_deref(),
                 &event.data,
             );
         }
     }
 }
 
-fn print_event(json: bool, at: &Value, kind: &Value, workspace: &Value, payload: &Value) {
+fn print_event(json: bool, at: &str, kind: &str, workspace: Option<&str>, payload: &Value) {
     if json {
         out(
             json!({"created_at": at, "event_type": kind, "workspace_id": workspace, "payload": payload}),
@@ -305,9 +406,7 @@ fn print_event(json: bool, at: &Value, kind: &Value, workspace: &Value, payload:
         other => other.to_string(),
     };
     out(format_args!(
-        "{}  {:<28} {:<36} {payload}",
-        text(at),
-        text(kind),
-        text(workspace)
+        "{at}  {kind:<28} {:<36} {payload}",
+        or_dash(workspace)
     ));
 }
