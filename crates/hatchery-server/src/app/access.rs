@@ -125,6 +125,15 @@ pub(crate) fn mint(workspace_id: &str, kind: TokenKind, expires_at: Option<i64>)
     MintedToken { plaintext, stored }
 }
 
+/// What a start's bootstrap token came to.
+#[derive(Debug)]
+pub(crate) enum JobBootstrap {
+    /// Issued, for the agent about to start.
+    Issued(String),
+    /// None: the job is no longer this replica's to run (superseded, or taken over).
+    NotHeld(JobLease),
+}
+
 impl App {
     /// Resolve a bearer: `is_admin` says the HTTP layer matched the admin token.
     pub async fn credential(
@@ -279,7 +288,7 @@ impl App {
         row: &hatchery_store::WorkspaceRow,
         job: &str,
         owner: &str,
-    ) -> Result<Result<String, JobLease>, Error> {
+    ) -> Result<JobBootstrap, Error> {
         let token = self.bootstrap_token(row);
         let replica = self.provisioner.as_ref().and_then(|p| p.agent_owner());
         let lease = self
@@ -288,8 +297,8 @@ impl App {
             .await
             .map_err(store_error("failed to issue token"))?;
         Ok(match lease {
-            JobLease::Held => Ok(token.plaintext),
-            other => Err(other),
+            JobLease::Held => JobBootstrap::Issued(token.plaintext),
+            other => JobBootstrap::NotHeld(other),
         })
     }
 

@@ -12,6 +12,7 @@ use hatchery_provision::{Backend, BackendError, Exit, WorkspaceSpec};
 use hatchery_store::{ClaimedJob, JobLease};
 use tokio::sync::Notify;
 
+use super::access::JobBootstrap;
 use super::{App, Error, Service, store_error};
 use crate::supervision::micros;
 
@@ -570,8 +571,8 @@ impl App {
             .await
             .map_err(retry_or_fail)?
         {
-            Ok(token) => token,
-            Err(lease) => return Ok(Prepared::NotOurs(lease)),
+            JobBootstrap::Issued(token) => token,
+            JobBootstrap::NotHeld(lease) => return Ok(Prepared::NotOurs(lease)),
         };
         Ok(Prepared::Ready(Box::new(WorkspaceSpec {
             id: row.id.clone(),
