@@ -51,17 +51,9 @@ pub enum ApiError {
     /// Nothing by that id or name.
     #[error("{message}")]
     NotFound {
-        /// The exact message (`workspace not found`, `secret not found`).
-        message: &'static str,
+        /// The exact message (`workspace not found`, `org template not found: <dir>`).
+        message: std::borrow::Cow<'static, str>,
         /// The stable code.
-        code: &'static str,
-    },
-    /// Not found, with a message naming what (`org template not found: <dir>`).
-    #[error("{message}")]
-    NotFoundDynamic {
-        /// The message.
-        message: String,
-        /// Machine-readable code.
         code: &'static str,
     },
     /// The workspace is removed; it can be read but not changed.
@@ -212,8 +204,8 @@ impl ApiError {
 impl From<app::Error> for ApiError {
     fn from(error: app::Error) -> Self {
         match error {
-            app::Error::NotFound { kind, .. } => Self::NotFoundDynamic {
-                message: error.to_string(),
+            app::Error::NotFound { kind, .. } => Self::NotFound {
+                message: error.to_string().into(),
                 code: match kind {
                     Resource::Workspace => "workspace_not_found",
                     Resource::WorkspaceToPause => "workspace_not_pausable",
@@ -298,9 +290,7 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             Self::RequestTimeout { .. } => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
-            Self::NotFound { code, .. } | Self::NotFoundDynamic { code, .. } => {
-                (StatusCode::NOT_FOUND, code)
-            }
+            Self::NotFound { code, .. } => (StatusCode::NOT_FOUND, code),
             Self::WorkspaceRemoved => (StatusCode::GONE, "workspace_removed"),
             Self::CursorExpired { .. } => (StatusCode::GONE, "cursor_expired"),
             Self::ConfirmationRequired { .. } => (StatusCode::CONFLICT, "confirmation_required"),

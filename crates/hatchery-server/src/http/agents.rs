@@ -273,7 +273,7 @@ async fn test_token(
     // The spec's "must differ": Molecule serves it unless told it is production.
     if !state.app.dev {
         return Err(ApiError::NotFound {
-            message: "not found",
+            message: "not found".into(),
             code: "not_found",
         });
     }

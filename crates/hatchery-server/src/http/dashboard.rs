@@ -65,7 +65,7 @@ async fn file(
 async fn serve(state: &AppState, name: &str) -> Result<Response, ApiError> {
     let Some((name, content_type, built_in)) = FILES.iter().find(|(n, ..)| *n == name) else {
         return Err(ApiError::NotFound {
-            message: "not found",
+            message: "not found".into(),
             code: "not_found",
         });
     };
