@@ -8,6 +8,7 @@
 pub mod agents;
 pub mod errors;
 pub mod events;
+pub mod org;
 pub mod patch;
 pub mod registry;
 pub mod secrets;

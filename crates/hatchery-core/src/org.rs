@@ -302,7 +302,7 @@ pub struct PlanContext<'a> {
 }
 
 /// One node of the plan.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PlannedNode {
     /// Where it is in the template (`workspaces[0].children[1]`).
@@ -330,7 +330,7 @@ pub struct PlannedNode {
 }
 
 /// The plan of an import: every node, with what it would be or why it cannot be.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Plan {
     /// The template's name (the org's).

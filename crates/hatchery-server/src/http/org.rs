@@ -9,18 +9,19 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::StatusCode;
-use hatchery_core::org::Plan;
+use hatchery_api::org::{
+    DryRunAnswer, ImportAnswer, ImportBody, ImportedView, TemplateSummary, WorkspaceTemplateView,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::gate::Admin;
 use super::{AppState, Query, json_body};
-use crate::app::org::{ImportOptions, TemplateSummary};
+use crate::app::org::ImportOptions;
 use crate::error::{ApiError, ErrorBody};
-use hatchery_core::WorkspaceStatus;
 use hatchery_store::EarlierImports;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
@@ -28,22 +29,6 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(import))
         .routes(routes!(templates))
         .routes(routes!(workspace_templates))
-}
-
-/// The body of `POST /org/import`: `dir` or `template`.
-#[derive(Debug, Deserialize, ToSchema)]
-struct ImportBody {
-    /// An org template directory on the server.
-    dir: Option<String>,
-    /// An inline template: an object, or its YAML as a string.
-    #[schema(value_type = Option<Value>)]
-    template: Option<Value>,
-    /// The files an inline template's nodes name (`*_file`, `files_dir`), by their path
-    /// relative to the template: what `hatchery org import DIR` sends.
-    files: Option<std::collections::BTreeMap<String, String>>,
-    /// Overrides only the missing-environment refusal.
-    #[serde(default)]
-    force: bool,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -87,76 +72,7 @@ enum ImportReply {
     Imported(ImportAnswer),
 }
 
-/// A dry run's answer: the plan, node by node.
-#[derive(Debug, Serialize, ToSchema)]
-struct DryRunAnswer {
-    #[schema(inline)]
-    #[serde(flatten)]
-    plan: Plan,
-    /// Always true.
-    dry_run: bool,
-    /// Whether every node could be created as it is.
-    ok: bool,
-}
-
-/// An import's answer.
-#[derive(Debug, Serialize, ToSchema)]
-struct ImportAnswer {
-    /// The org's name.
-    org: String,
-    /// How many workspaces were written.
-    count: usize,
-    /// Each, parents first.
-    workspaces: Vec<ImportedView>,
-}
-
-/// A workspace an import wrote.
-#[derive(Debug, Serialize, ToSchema)]
-struct ImportedView {
-    /// Its new id.
-    #[schema(format = Uuid)]
-    id: String,
-    /// Its name.
-    name: String,
-    /// Its tier.
-    tier: i64,
-    /// `provisioning`, `online`/`awaiting_agent` (external), or `failed`.
-    status: WorkspaceStatus,
-    /// Why it failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-}
-
 const INVALID_TEMPLATE: &str = "invalid org template";
-
-/// A workspace template, summed up from its `config.yaml`.
-#[derive(ToSchema)]
-#[allow(
-    dead_code,
-    reason = "a schema for the OpenAPI document; never constructed"
-)]
-struct WorkspaceTemplateView {
-    /// Its directory's name.
-    id: String,
-    /// Its name (the directory's when it names none).
-    name: String,
-    /// What it is for.
-    description: Option<String>,
-    /// Its tier, runtime and model, as its `config.yaml` writes them.
-    tier: Option<Value>,
-    runtime: Option<Value>,
-    model: Option<Value>,
-    /// The models it offers, its required environment and its provisioning deadline,
-    /// when its `config.yaml` says them.
-    models: Option<Value>,
-    required_env: Option<Value>,
-    provision_timeout_seconds: Option<Value>,
-    /// Its skills (the folders of `skills/`).
-    skills: Vec<String>,
-    skill_count: usize,
-    /// Why its `config.yaml` could not be read, if it could not.
-    error: Option<String>,
-}
 
 /// The workspace templates of the server's templates directory.
 #[utoipa::path(get, operation_id = "template_list", path = "/templates", tag = "org", security(("admin" = [])),
@@ -164,8 +80,8 @@ struct WorkspaceTemplateView {
 async fn workspace_templates(
     State(state): State<AppState>,
     _admin: Admin,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(Value::Array(state.app.workspace_templates())))
+) -> Result<Json<Vec<WorkspaceTemplateView>>, ApiError> {
+    Ok(Json(state.app.workspace_templates()))
 }
 
 /// The org templates of the server's templates directory, with whether the global

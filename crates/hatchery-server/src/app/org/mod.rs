@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use hatchery_api::org::{FailedNode, RefusedPlan};
 use hatchery_core::org::{Node, OrgTemplate, Plan, PlanContext, PlannedNode, plan};
 use hatchery_core::{EventKind, WorkspaceStatus};
 use hatchery_store::{
@@ -25,7 +26,6 @@ mod templates;
 
 pub use files::MAX_SENT_FILES;
 pub(crate) use files::unpack_files;
-pub use templates::TemplateSummary;
 
 /// How an import treats problems and earlier imports of the same org.
 #[derive(Debug, Clone, Copy)]
@@ -220,13 +220,22 @@ impl App {
         // Strict: a node that failed only when built (a field the plan does not check)
         // refuses the import too.
         if options.strict && answer.iter().any(|n| n.error.is_some()) {
-            let failed: Vec<serde_json::Value> = answer
+            let failed = answer
                 .iter()
-                .filter_map(|n| Some(json!({"name": n.name, "error": n.error.as_ref()?})))
+                .filter_map(|n| {
+                    Some(FailedNode {
+                        error: n.error.clone()?,
+                        name: n.name.clone(),
+                    })
+                })
                 .collect();
-            let mut plan = serde_json::to_value(&plan).unwrap_or_default();
-            plan["failed"] = json!(failed);
-            return Err(Error::OrgRefused { plan });
+            let plan = RefusedPlan {
+                plan,
+                failed: Some(failed),
+            };
+            return Err(Error::OrgRefused {
+                plan: serde_json::to_value(&plan).unwrap_or_default(),
+            });
         }
         self.write_import(template, options, &items).await?;
         if items.iter().any(|i| i.provision) {

@@ -4,36 +4,15 @@
 
 use std::path::{Path, PathBuf};
 
+use hatchery_api::org::{TemplateSummary, WorkspaceTemplateView};
 use hatchery_core::org::OrgTemplate;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::flatten;
 use crate::app::{App, Error, Resource};
 
 /// The largest template file read.
 pub(super) const MAX_TEMPLATE_BYTES: u64 = 1024 * 1024;
-
-/// An org template of the templates directory, as `GET /org/templates` lists it.
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct TemplateSummary {
-    /// Its name in the directory (what an import's `dir` names).
-    pub dir: String,
-    /// The org's name.
-    pub name: String,
-    /// Its description.
-    pub description: String,
-    /// How many workspaces it creates.
-    pub workspaces: usize,
-    /// Required environment (names, or `one of A, B`).
-    pub required_env: Vec<String>,
-    /// Recommended environment.
-    pub recommended_env: Vec<String>,
-    /// Whether the global secrets meet every requirement.
-    pub required_env_satisfied: bool,
-    /// Why it cannot be read, when it cannot.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
 
 fn org_not_found(dir: &str) -> Error {
     Error::NotFound {
@@ -45,7 +24,7 @@ fn org_not_found(dir: &str) -> Error {
 impl App {
     /// The workspace templates of the templates directory (each a directory with a
     /// `config.yaml`; `org/` holds org templates), sorted by id, as spec §10 sums them up.
-    pub fn workspace_templates(&self) -> Vec<serde_json::Value> {
+    pub fn workspace_templates(&self) -> Vec<WorkspaceTemplateView> {
         let Some(root) = self.templates.as_deref() else {
             return Vec::new();
         };
@@ -196,7 +175,7 @@ fn summary(dir: String, template: &OrgTemplate, held: &[&str]) -> TemplateSummar
 
 /// A workspace template's summary from its `config.yaml` (strict YAML; one that does not
 /// read is listed with its `error`).
-fn template_summary(id: &str, dir: &Path) -> serde_json::Value {
+fn template_summary(id: &str, dir: &Path) -> WorkspaceTemplateView {
     let config = std::fs::read(dir.join("config.yaml"))
         .map_err(|e| e.to_string())
         .and_then(|bytes| hatchery_core::org::yaml_to_json(&bytes).map_err(|e| e.to_string()));
@@ -210,28 +189,37 @@ fn template_summary(id: &str, dir: &Path) -> serde_json::Value {
             names
         })
         .unwrap_or_default();
-    let mut summary = json!({"id": id, "skills": skills, "skill_count": skills.len()});
+    let mut summary = WorkspaceTemplateView {
+        description: None,
+        error: None,
+        id: id.to_owned(),
+        model: None,
+        models: None,
+        name: json!(id),
+        provision_timeout_seconds: None,
+        required_env: None,
+        runtime: None,
+        skill_count: skills.len(),
+        skills,
+        tier: None,
+    };
     match config {
         Ok(config) => {
-            let text = |key: &str| config.get(key).cloned().unwrap_or(serde_json::Value::Null);
-            summary["name"] = config.get("name").cloned().unwrap_or_else(|| json!(id));
-            summary["description"] = config
-                .get("description")
-                .cloned()
-                .unwrap_or_else(|| json!(""));
-            summary["tier"] = text("tier");
-            summary["runtime"] = text("runtime");
-            summary["model"] = text("model");
-            for optional in ["models", "required_env", "provision_timeout_seconds"] {
-                if let Some(value) = config.get(optional) {
-                    summary[optional] = value.clone();
-                }
+            // Said: as written; unsaid: null for these, absent for the optional ones.
+            let said = |key: &str| config.get(key).cloned();
+            let text = |key: &str| Some(said(key).unwrap_or(Value::Null));
+            if let Some(name) = said("name") {
+                summary.name = name;
             }
+            summary.description = Some(said("description").unwrap_or_else(|| json!("")));
+            summary.tier = text("tier");
+            summary.runtime = text("runtime");
+            summary.model = text("model");
+            summary.models = said("models");
+            summary.required_env = said("required_env");
+            summary.provision_timeout_seconds = said("provision_timeout_seconds");
         }
-        Err(error) => {
-            summary["name"] = json!(id);
-            summary["error"] = json!(error);
-        }
+        Err(error) => summary.error = Some(error),
     }
     summary
 }
