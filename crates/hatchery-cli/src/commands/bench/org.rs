@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use hatchery_api::org::ImportBody;
 use serde_json::{Value, json};
 
 use super::harness::{BenchServer, TOKEN, client, millis, percentile};
@@ -71,6 +72,10 @@ pub async fn bench_org_import(args: OrgImportArgs) -> anyhow::Result<()> {
     let client = client(4)?;
     let template = tree(args.nodes);
     let nodes = count(&template["workspaces"]);
+    let import_body = serde_json::to_value(ImportBody {
+        template: Some(template),
+        ..ImportBody::default()
+    })?;
     let post = |path: &str, body: Value| {
         let request = client
             .post(format!("{}{path}", server.base))
@@ -95,8 +100,8 @@ pub async fn bench_org_import(args: OrgImportArgs) -> anyhow::Result<()> {
     for run in 0..args.runs {
         let body = json!({"name": format!("single {run}"), "runtime": "claude-code", "model": "moonshot/kimi-k2.6"});
         single.push(post("/workspaces", body).await?);
-        dry.push(post("/org/import?dry_run=true", json!({"template": template})).await?);
-        import.push(post("/org/import?duplicate=true", json!({"template": template})).await?);
+        dry.push(post("/org/import?dry_run=true", import_body.clone()).await?);
+        import.push(post("/org/import?duplicate=true", import_body.clone()).await?);
     }
     for list in [&mut single, &mut dry, &mut import] {
         list.sort_unstable();

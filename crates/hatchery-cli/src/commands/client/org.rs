@@ -7,11 +7,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Subcommand;
+use hatchery_api::org::{DryRunAnswer, ImportAnswer, ImportBody, TemplateSummary};
 use reqwest::Method;
-use serde_json::{Value, json};
 
-use super::watch::{Progress, Stream};
-use super::{Client, Connection, Failure, finish, text};
+use super::watch::{Progress, Standing, Stream};
+use super::{Client, Connection, Failure, decode, finish, or_dash};
 use crate::output::{Table, out};
 
 #[derive(Debug, Subcommand)]
@@ -73,10 +73,13 @@ fn org(client: &Client, command: OrgCommand) -> Result<(), Failure> {
     };
     let mut body = match (&path, template) {
         (Some(path), _) => read_template(path)?,
-        (None, Some(name)) => json!({"dir": name}),
+        (None, Some(name)) => ImportBody {
+            dir: Some(name),
+            ..ImportBody::default()
+        },
         (None, None) => return Err(Failure::user("give a template file or --template NAME")),
     };
-    body["force"] = json!(force);
+    body.force = force;
     let flags: Vec<&str> = [
         (dry_run, "dry_run=true"),
         (strict, "strict=true"),
@@ -96,12 +99,12 @@ fn org(client: &Client, command: OrgCommand) -> Result<(), Failure> {
     let stream = follow
         .then(|| Stream::open(client, "/events/stream"))
         .transpose()?;
-    let (status, value) = client.call(Method::POST, &format!("/org/import{query}"), Some(&body))?;
+    let (status, value) = client.send(Method::POST, &format!("/org/import{query}"), &body)?;
     if dry_run {
         if client.json {
             out(value);
         } else {
-            print_plan(&value);
+            print_plan(&decode(&value)?);
         }
         return Ok(());
     }
@@ -109,23 +112,24 @@ fn org(client: &Client, command: OrgCommand) -> Result<(), Failure> {
         if client.json {
             out(value);
         } else {
-            print_imported(&value, status);
+            print_imported(&decode(&value)?, status);
         }
         return Ok(());
     };
+    let answer: ImportAnswer = decode(&value)?;
     if !client.json {
         out(format_args!(
             "{}: {} workspace(s) imported; following them until online",
-            text(&value["org"]),
-            text(&value["count"]),
+            answer.org, answer.count,
         ));
     }
     let mut progress = Progress::new(client.json);
-    for node in value["workspaces"].as_array().into_iter().flatten() {
-        // The import's answer says `error` where a workspace's record says `failure_reason`.
-        let mut record = node.clone();
-        record["failure_reason"] = node["error"].clone();
-        progress.watch(&record);
+    for node in &answer.workspaces {
+        progress.follow(
+            &node.id,
+            &node.name,
+            Standing::of(Some(node.status), node.error.as_deref()),
+        );
     }
     let outcome = progress.run(client, &stream, timeout);
     if client.json {
@@ -136,12 +140,15 @@ fn org(client: &Client, command: OrgCommand) -> Result<(), Failure> {
 
 /// The body for a local template: a file's YAML, or a directory's `org.yaml` with the files
 /// beside it (its nodes' prompts and `files_dir`), by their paths inside the directory.
-fn read_template(path: &Path) -> Result<Value, Failure> {
+fn read_template(path: &Path) -> Result<ImportBody, Failure> {
     let unreadable =
         |e: std::io::Error| Failure::user(format!("cannot read {}: {e}", path.display()));
     if !path.is_dir() {
         let yaml = std::fs::read_to_string(path).map_err(unreadable)?;
-        return Ok(json!({"template": yaml}));
+        return Ok(ImportBody {
+            template: Some(yaml.into()),
+            ..ImportBody::default()
+        });
     }
     let manifest = path.join("org.yaml");
     let yaml = std::fs::read_to_string(&manifest)
@@ -149,7 +156,11 @@ fn read_template(path: &Path) -> Result<Value, Failure> {
     let mut files = BTreeMap::new();
     collect_files(path, path, &mut files).map_err(unreadable)?;
     files.remove("org.yaml");
-    Ok(json!({"template": yaml, "files": files}))
+    Ok(ImportBody {
+        template: Some(yaml.into()),
+        files: Some(files),
+        ..ImportBody::default()
+    })
 }
 
 /// The most files a template directory may send (the server's own limit); its body limit
@@ -189,60 +200,51 @@ fn collect_files(
     Ok(())
 }
 
-fn print_plan(value: &Value) {
+fn print_plan(answer: &DryRunAnswer) {
     let mut table = Table::new(vec![
         "PATH", "NAME", "RUNTIME", "MODEL", "PROVIDER", "BILLING", "PROBLEMS",
     ]);
-    for node in value["nodes"].as_array().into_iter().flatten() {
-        let problems = node["problems"]
-            .as_array()
-            .map(|p| {
-                p.iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            })
-            .unwrap_or_default();
+    for node in &answer.plan.nodes {
         table.row(vec![
-            text(&node["path"]),
-            text(&node["name"]),
-            text(&node["runtime"]),
-            text(&node["model"]),
-            text(&node["provider"]),
-            text(&node["billing"]),
-            if problems.is_empty() {
+            node.path.clone(),
+            node.name.clone(),
+            or_dash(node.runtime.as_deref()),
+            or_dash(node.model.as_deref()),
+            or_dash(node.provider.as_deref()),
+            or_dash(node.billing.as_deref()),
+            if node.problems.is_empty() {
                 "-".to_owned()
             } else {
-                problems
+                node.problems.join("; ")
             },
         ]);
     }
     out(table.render());
-    for missing in value["missing_env"].as_array().into_iter().flatten() {
-        out(format_args!("missing environment: {}", text(missing)));
+    for missing in &answer.plan.missing_env {
+        out(format_args!("missing environment: {missing}"));
     }
-    out(if value["ok"] == true {
+    out(if answer.ok {
         "plan: every workspace can be created"
     } else {
         "plan: some workspaces cannot be created as they are"
     });
 }
 
-fn print_imported(value: &Value, status: u16) {
+fn print_imported(answer: &ImportAnswer, status: u16) {
     let mut table = Table::new(vec!["ID", "NAME", "STATUS", "ERROR"]);
-    for node in value["workspaces"].as_array().into_iter().flatten() {
+    for node in &answer.workspaces {
         table.row(vec![
-            text(&node["id"]),
-            text(&node["name"]),
-            text(&node["status"]),
-            text(&node["error"]),
+            node.id.clone(),
+            node.name.clone(),
+            node.status.to_string(),
+            or_dash(node.error.as_deref()),
         ]);
     }
     out(table.render());
     out(format_args!(
         "{}: {} workspace(s){}",
-        text(&value["org"]),
-        text(&value["count"]),
+        answer.org,
+        answer.count,
         if status == 207 {
             ", some failed (see ERROR)"
         } else {
@@ -258,19 +260,19 @@ fn templates(client: &Client) -> Result<(), Failure> {
         return Ok(());
     }
     let mut table = Table::new(vec!["NAME", "WORKSPACES", "REQUIRED ENV", "READY"]);
-    for template in value.as_array().into_iter().flatten() {
+    for template in decode::<Vec<TemplateSummary>>(&value)? {
         table.row(vec![
-            text(&template["dir"]),
-            text(&template["workspaces"]),
-            template["required_env"]
-                .as_array()
-                .map(|r| r.iter().map(text).collect::<Vec<_>>().join(", "))
-                .filter(|r| !r.is_empty())
-                .unwrap_or_else(|| "-".to_owned()),
-            if template["required_env_satisfied"] == false {
-                "needs secrets"
+            template.dir,
+            template.workspaces.to_string(),
+            if template.required_env.is_empty() {
+                "-".to_owned()
             } else {
+                template.required_env.join(", ")
+            },
+            if template.required_env_satisfied {
                 "yes"
+            } else {
+                "needs secrets"
             }
             .to_owned(),
         ]);

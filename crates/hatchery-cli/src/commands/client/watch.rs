@@ -14,7 +14,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::Deserialize as _;
 use serde_json::Value;
 
-use super::{Client, Failure, text};
+use super::{Client, Failure};
 use crate::exit;
 use crate::output::{err, out};
 
@@ -276,15 +276,6 @@ impl Progress {
             quiet,
             workspaces: BTreeMap::new(),
         }
-    }
-
-    /// Watch one workspace, starting from where its record says it is.
-    // Org import's answer is not a wire type yet (the org slice of issue 19): until it is,
-    // its records are read here by key.
-    pub fn watch(&mut self, workspace: &Value) {
-        let status = workspace["status"].as_str().and_then(|s| s.parse().ok());
-        let standing = Standing::of(status, workspace["failure_reason"].as_str());
-        self.follow(&text(&workspace["id"]), &text(&workspace["name"]), standing);
     }
 
     /// Watch one workspace, by id and name, starting from `standing`.
