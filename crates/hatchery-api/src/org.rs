@@ -8,6 +8,9 @@ use hatchery_core::WorkspaceStatus;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// The most files an import may send with an inline template (`files`).
+pub const MAX_SENT_FILES: usize = 1000;
+
 /// The plan the planner makes (hatchery-core's): a dry run answers it, a refusal carries it.
 pub use hatchery_core::org::{Plan, PlannedNode};
 

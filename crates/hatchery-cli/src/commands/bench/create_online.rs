@@ -6,6 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use clap::Args;
 use hatchery_api::events::StreamMessage;
+use hatchery_core::EventKind;
 use serde_json::json;
 
 use super::harness::{BenchServer, TOKEN, client, create_workspace, millis, percentile};
@@ -292,7 +293,7 @@ async fn read_online(
             let Ok(event) = serde_json::from_str::<StreamMessage>(data) else {
                 continue;
             };
-            if event.kind == "WORKSPACE_ONLINE"
+            if event.kind == EventKind::WorkspaceOnline.as_str()
                 && let (Some(id), Ok(millis)) = (event.workspace_id, u64::try_from(event.timestamp))
             {
                 let at = std::time::UNIX_EPOCH + Duration::from_millis(millis);

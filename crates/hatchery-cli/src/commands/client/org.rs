@@ -165,7 +165,7 @@ fn read_template(path: &Path) -> Result<ImportBody, Failure> {
 
 /// The most files a template directory may send (the server's own limit); its body limit
 /// bounds the bytes.
-const MAX_FILES: usize = hatchery_server::app::org::MAX_SENT_FILES;
+const MAX_FILES: usize = hatchery_api::org::MAX_SENT_FILES;
 
 /// Every regular file under `dir` (hidden entries and symlinks skipped: a template sends
 /// what it holds, nothing it points at).

@@ -434,8 +434,7 @@ fn confined(base: Option<&Path>, field: &str, relative: &str) -> Result<PathBuf,
     Ok(path)
 }
 
-/// The most files a request may send with an inline template.
-pub const MAX_SENT_FILES: usize = 1000;
+pub use hatchery_api::org::MAX_SENT_FILES;
 
 /// Lay out the files sent with an inline template in a fresh private directory, so they
 /// are read exactly as a template directory's would be (same confinement, same limits).
