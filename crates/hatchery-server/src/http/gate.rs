@@ -1,6 +1,8 @@
 //! Who may call a route, as types: a handler names its gate among its arguments, and the
-//! gate is checked before the handler runs. A handler without one has no credential to
-//! pass on, so a route cannot forget its gate by accident.
+//! gate is checked before the handler runs; what the handler needs of the caller (the
+//! workspace id, the credential) it gets only from the gate. `tests/route_gates.rs` checks
+//! every documented route against the spec's table, so a route that leaves its gate out
+//! fails the suite.
 //!
 //! The gates of the platform API (its §2): the operator's ([`Admin`]); a workspace's own
 //! or the operator's, for a workspace named in the path ([`WorkspaceCaller`]); and an
