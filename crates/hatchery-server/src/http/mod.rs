@@ -213,32 +213,22 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> axum::extract::FromRequestParts
         axum::extract::Path::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(path)| Self(path))
-            .map_err(|e: axum::extract::rejection::PathRejection| {
-                ApiError::bad_request("invalid path", "invalid_path", None, e.body_text())
-            })
+            .map_err(|e: axum::extract::rejection::PathRejection| invalid_path(e.body_text()))
     }
 }
 
+/// A path whose parameters do not read (`detail` says which and why).
+pub(crate) fn invalid_path(detail: String) -> ApiError {
+    ApiError::bad_request("invalid path", "invalid_path", None, detail)
+}
+
 /// The first `Authorization` header (clients may send two; the first counts).
-fn authorization(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn authorization(headers: &HeaderMap) -> Option<&str> {
     headers
         .get_all("authorization")
         .iter()
         .next()
         .and_then(|v| v.to_str().ok())
-}
-
-/// The ADMIN gate: the configured admin token (dev mode: open).
-pub(crate) fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let authorization = authorization(headers);
-    if state.admin.allows(authorization) {
-        Ok(())
-    } else if bearer(authorization).is_none() {
-        // No `Bearer ` credential at all (an empty or other scheme counts as none).
-        Err(ApiError::AdminAuthRequired)
-    } else {
-        Err(ApiError::InvalidAdminToken)
-    }
 }
 
 /// What the request's bearer is: the admin token (never in dev mode, which has none), a
