@@ -137,24 +137,7 @@ impl Store {
         limit: i64,
         budget: i64,
     ) -> Result<Page<EventRow>, StoreError> {
-        let filter = if workspace_id.is_some() {
-            " WHERE workspace_id = $3"
-        } else {
-            ""
-        };
-        let sql = budgeted(
-            &format!("SELECT {SIZED_COLUMNS} FROM events{filter} ORDER BY seq DESC LIMIT $1"),
-            "seq DESC",
-            "$2",
-        );
-        let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(limit)
-            .bind(budget);
-        if let Some(id) = workspace_id {
-            query = query.bind(id.to_owned());
-        }
-        let rows: Vec<Budgeted<EventRow>> = query.fetch_all(&self.reader).await?;
-        Ok(page(rows, limit, budget))
+        self.event_page(None, workspace_id, limit, budget).await
     }
 
     /// Events after the cursor `after`, oldest first, at most `limit` of them and no more
@@ -169,22 +152,43 @@ impl Store {
         limit: i64,
         budget: i64,
     ) -> Result<Page<EventRow>, StoreError> {
-        let filter = if workspace_id.is_some() {
-            " AND workspace_id = $4"
+        self.event_page(Some(after), workspace_id, limit, budget)
+            .await
+    }
+
+    /// One page of the log: after a cursor oldest first, without one newest first.
+    async fn event_page(
+        &self,
+        after: Option<i64>,
+        workspace_id: Option<&str>,
+        limit: i64,
+        budget: i64,
+    ) -> Result<Page<EventRow>, StoreError> {
+        // $1 is the limit and $2 the budget; the conditions' values follow.
+        let mut conditions = Vec::new();
+        if after.is_some() {
+            conditions.push(format!("seq > ${}", conditions.len() + 3));
+        }
+        if workspace_id.is_some() {
+            conditions.push(format!("workspace_id = ${}", conditions.len() + 3));
+        }
+        let filter = if conditions.is_empty() {
+            String::new()
         } else {
-            ""
+            format!(" WHERE {}", conditions.join(" AND "))
         };
+        let order = if after.is_some() { "seq" } else { "seq DESC" };
         let sql = budgeted(
-            &format!(
-                "SELECT {SIZED_COLUMNS} FROM events WHERE seq > $1{filter} ORDER BY seq LIMIT $2"
-            ),
-            "seq",
-            "$3",
+            &format!("SELECT {SIZED_COLUMNS} FROM events{filter} ORDER BY {order} LIMIT $1"),
+            order,
+            "$2",
         );
         let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(after)
             .bind(limit)
             .bind(budget);
+        if let Some(after) = after {
+            query = query.bind(after);
+        }
         if let Some(id) = workspace_id {
             query = query.bind(id.to_owned());
         }
