@@ -117,10 +117,7 @@ async fn a_tree_that_loops_is_refused_not_followed_without_end(db: Db) {
     use sqlx::Connection as _;
     let env = Env::new(db).await;
     let server = env.spawn().await;
-    let a = server.create(&json!({"name": "a"})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let a = server.create_named("a").await;
     let b = server.create(&json!({"name": "b", "parent_id": a})).await["id"]
         .as_str()
         .unwrap()

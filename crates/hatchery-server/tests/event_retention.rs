@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{Db, Env, Running, TOKEN, spawn};
 use hatchery_server::event_hub::{Cursor, Delivery};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 hatchery_testkit::both_databases!(
     a_cursor_older_than_retention_gets_410_and_one_at_the_horizon_resumes,
@@ -28,10 +28,7 @@ fn env_config(env: &Env, count: Option<u64>) -> hatchery_server::ServerConfig {
 }
 
 async fn create(server: &Running, name: &str) -> String {
-    server.create(&json!({"name": name})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    server.create_named(name).await
 }
 
 /// The seq of the newest event.

@@ -116,18 +116,11 @@ impl SseReader {
     }
 }
 
-async fn create(server: &Running, name: &str) -> String {
-    server.create(&json!({"name": name})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 async fn cursor_pages_forward_without_gaps(db: Db) {
     let env = Env::new(db).await;
     let server = spawn(env.config()).await;
     for i in 0..7 {
-        create(&server, &format!("w{i}")).await;
+        server.create_named(&format!("w{i}")).await;
     }
     let mut after = 0;
     let mut names = Vec::new();
@@ -159,9 +152,9 @@ async fn cursor_pages_forward_without_gaps(db: Db) {
 async fn sse_resumes_from_last_event_id_without_loss(db: Db) {
     let env = Env::new(db).await;
     let server = spawn(env.config()).await;
-    let before = create(&server, "before").await;
+    let before = server.create_named("before").await;
     let mut stream = SseReader::open(&server, "/events/stream", Some(TOKEN), None).await;
-    let first = create(&server, "first").await;
+    let first = server.create_named("first").await;
     let seen = stream.until("WORKSPACE_PROVISIONING", &first).await;
     assert!(
         seen.iter()
@@ -178,7 +171,7 @@ async fn sse_resumes_from_last_event_id_without_loss(db: Db) {
     // Disconnected: these happen while nobody listens.
     let mut missed = Vec::new();
     for name in ["m1", "m2", "m3"] {
-        missed.push(create(&server, name).await);
+        missed.push(server.create_named(name).await);
     }
     let mut resumed = SseReader::open(&server, "/events/stream", Some(TOKEN), Some(last_id)).await;
     let mut got = Vec::new();
@@ -191,7 +184,7 @@ async fn sse_resumes_from_last_event_id_without_loss(db: Db) {
     assert_eq!(got, missed, "exactly the missed events, in order");
     assert!(ids.windows(2).all(|w| w[0] < w[1]) && ids[0] > last_id);
     // And live ones keep coming after the catch-up, each once.
-    let live = create(&server, "live").await;
+    let live = server.create_named("live").await;
     let seen = resumed.until("WORKSPACE_PROVISIONING", &live).await;
     assert_eq!(seen.len(), 1, "{seen:?}");
     // The SSE data format: type, workspace_id, unix-ms timestamp, payload.
@@ -217,7 +210,7 @@ async fn sse_resumes_from_last_event_id_without_loss(db: Db) {
 
     // A cursor from the future (a reset database, a made-up id) does not hide new events.
     let mut future = SseReader::open(&server, "/events/stream", Some(TOKEN), Some(1_000_000)).await;
-    let fresh = create(&server, "fresh").await;
+    let fresh = server.create_named("fresh").await;
     assert_eq!(
         future.until("WORKSPACE_PROVISIONING", &fresh).await.len(),
         1
@@ -236,7 +229,7 @@ async fn a_stalled_subscriber_delays_nobody_and_catches_up(db: Db) {
     // Bounded in bytes (the count bound, thousands of batches, is never reached here).
     config.event_buffer.bytes = BUFFER_BYTES;
     let server = spawn(config).await;
-    let id = create(&server, "w").await;
+    let id = server.create_named("w").await;
     let token = mint_token(&server, &id).await;
 
     // The stalled subscriber: asks for the stream and never reads a byte.
@@ -244,7 +237,7 @@ async fn a_stalled_subscriber_delays_nobody_and_catches_up(db: Db) {
     let mut fast = SseReader::open(&server, "/events/stream", Some(TOKEN), None).await;
     // Give the stalled request time to subscribe.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let first_marker = create(&server, "start").await;
+    let first_marker = server.create_named("start").await;
     fast.until("WORKSPACE_PROVISIONING", &first_marker).await;
     // The fast subscriber reads all along, as a live client does.
     let fast_reader = tokio::spawn(async move {
@@ -278,7 +271,7 @@ async fn a_stalled_subscriber_delays_nobody_and_catches_up(db: Db) {
         buffered > 0 && buffered <= BUFFER_BYTES,
         "event buffer holds {buffered} bytes, budget {BUFFER_BYTES}"
     );
-    let marker = create(&server, "after the flood").await;
+    let marker = server.create_named("after the flood").await;
     // The fast subscriber gets everything, in order, and the marker promptly (`next`
     // fails after 10 s): the stalled one holds nobody up.
     let seen = fast_reader.await.unwrap();
@@ -323,8 +316,8 @@ async fn a_stalled_subscriber_delays_nobody_and_catches_up(db: Db) {
 async fn workspace_stream_is_gated_and_filtered(db: Db) {
     let env = Env::new(db).await;
     let server = spawn(env.config()).await;
-    let mine = create(&server, "mine").await;
-    let other = create(&server, "other").await;
+    let mine = server.create_named("mine").await;
+    let other = server.create_named("other").await;
     let token = server
         .post(&format!("/workspaces/{mine}/tokens"), &json!({}))
         .await
@@ -433,14 +426,14 @@ async fn websocket_admin_sees_all_and_a_caller_only_what_it_reaches(db: Db) {
     let mut config = env.config();
     config.http.cors_origins = vec!["http://localhost:3000".to_owned()];
     let server = spawn(config).await;
-    let pm = create(&server, "pm").await;
+    let pm = server.create_named("pm").await;
     let child = server
         .create(&json!({"name": "child", "parent_id": pm}))
         .await["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let other_root = create(&server, "other root").await;
+    let other_root = server.create_named("other root").await;
     let stranger = server
         .create(&json!({"name": "stranger", "parent_id": other_root}))
         .await["id"]
@@ -621,7 +614,7 @@ async fn a_subscriber_that_reads_nothing_is_disconnected_after_the_write_timeout
     let mut config = env.config();
     config.http.connections.write_timeout = Duration::from_secs(1);
     let server = spawn(config).await;
-    let id = create(&server, "w").await;
+    let id = server.create_named("w").await;
     let token = mint_token(&server, &id).await;
     let stalled = stalled_subscriber(&server).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -173,14 +173,8 @@ async fn every_route_has_its_gate() {
 
     // A workspace that holds a live token (so its agent gate wants it), and another
     // workspace whose token is the wrong credential for it.
-    let id = server.create(&json!({"name": "w"})).await["id"]
-        .as_str()
-        .expect("an id")
-        .to_owned();
-    let other = server.create(&json!({"name": "other"})).await["id"]
-        .as_str()
-        .expect("an id")
-        .to_owned();
+    let id = server.create_named("w").await;
+    let other = server.create_named("other").await;
     for workspace in [&id, &other] {
         let (status, _) = server
             .post(&format!("/workspaces/{workspace}/tokens"), &json!({}))

@@ -109,10 +109,7 @@ async fn secrets_are_sealed_at_rest_and_listed_by_name_only(db: Db) {
 async fn workspace_secrets_override_globals(db: Db) {
     let env = Env::new(db).await;
     let server = env.spawn().await;
-    let id = server.create(&json!({"name": "w"})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = server.create_named("w").await;
     for (key, value) in [("SHARED", "global"), ("ONLY_GLOBAL", "g")] {
         server
             .post("/settings/secrets", &json!({"key": key, "value": value}))
@@ -237,10 +234,7 @@ async fn start_is_refused_with_a_wrong_or_missing_key(db: Db) {
 
     // The right key still starts and reads the value.
     let server = env.spawn().await;
-    let id = server.create(&json!({"name": "w"})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = server.create_named("w").await;
     let (_, values) = server
         .get(&format!("/workspaces/{id}/secrets/values"))
         .await;

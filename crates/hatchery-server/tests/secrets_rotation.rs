@@ -61,10 +61,7 @@ fn assert_rotated(status: u16, body: &Value) {
 async fn a_running_server_refuses_its_old_key_after_a_rotation(db: Db) {
     let env = Env::new(db).await;
     let server = env.spawn().await;
-    let id = server.create(&json!({"name": "w"})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = server.create_named("w").await;
     let (status, _) = server
         .post("/settings/secrets", &json!({"key": "BEFORE", "value": "b"}))
         .await;
@@ -118,10 +115,7 @@ async fn writes_racing_a_rotation_are_re_sealed_or_refused(db: Db) {
     const WRITERS: u32 = 4;
     let env = Env::new(db).await;
     let server = Arc::new(env.spawn().await);
-    let id = server.create(&json!({"name": "w"})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = server.create_named("w").await;
     for i in 0..5 {
         let (status, _) = server
             .post(

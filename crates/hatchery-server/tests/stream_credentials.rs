@@ -89,10 +89,7 @@ async fn closed_with(socket: &mut Socket) -> Option<u16> {
 async fn streams_end_when_their_token_is_revoked(db: Db) {
     let env = Env::new(db).await;
     let server = spawn(env.config()).await;
-    let id = server.create(&json!({"name": "agent"})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = server.create_named("agent").await;
     let (token, token_id) = token_of(&server, &id).await;
     let mut events = open(&server, &format!("/workspaces/{id}/events/stream"), &token).await;
     let mut admin_events = open(&server, "/events/stream", TOKEN).await;

@@ -527,20 +527,14 @@ async fn ids_that_are_not_uuids_are_refused_before_auth(db: Db) {
 async fn patch_type_checks_and_moves(db: Db) {
     let env = Env::new(db).await;
     let server = env.spawn().await;
-    let root = server.create(&json!({"name": "root"})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let root = server.create_named("root").await;
     let child = server
         .create(&json!({"name": "child", "parent_id": root}))
         .await["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let other = server.create(&json!({"name": "other"})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let other = server.create_named("other").await;
 
     let path = format!("/workspaces/{child}");
     for (body, error) in [
@@ -698,10 +692,7 @@ async fn workspace_token(server: &Running, id: &str) -> String {
 async fn an_agent_token_changes_only_its_name_role_and_place(db: Db) {
     let env = Env::new(db).await;
     let server = env.spawn().await;
-    let team = server.create(&json!({"name": "team"})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let team = server.create_named("team").await;
     let id = server
         .create(&json!({"name": "agent", "runtime": "langgraph"}))
         .await["id"]
@@ -771,12 +762,7 @@ async fn racing_moves_cannot_close_a_cycle(db: Db) {
     let server = env.spawn().await;
     let mut ids = Vec::new();
     for name in ["a", "b", "c"] {
-        ids.push(
-            server.create(&json!({"name": name})).await["id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+        ids.push(server.create_named(name).await);
     }
     let (a, b, c) = (&ids[0], &ids[1], &ids[2]);
     let read = |id: String| {
@@ -824,14 +810,8 @@ async fn racing_moves_cannot_close_a_cycle(db: Db) {
 
     // Through the API, racing pairs: never both moved.
     for _ in 0..10 {
-        let left = server.create(&json!({"name": "x"})).await["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let right = server.create(&json!({"name": "y"})).await["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let left = server.create_named("x").await;
+        let right = server.create_named("y").await;
         let (x_path, y_path) = (
             format!("/workspaces/{left}"),
             format!("/workspaces/{right}"),
@@ -1013,10 +993,7 @@ async fn patch_runtime_rederives_the_provider_failing_closed(db: Db) {
 async fn delete_asks_for_confirmation_and_cascades(db: Db) {
     let env = Env::new(db).await;
     let server = env.spawn().await;
-    let root = server.create(&json!({"name": "root"})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let root = server.create_named("root").await;
     let child = server
         .create(&json!({"name": "child", "parent_id": root}))
         .await["id"]
@@ -1096,10 +1073,7 @@ async fn delete_asks_for_confirmation_and_cascades(db: Db) {
         .await;
     assert_eq!(status, 410);
 
-    let lone = server.create(&json!({"name": "lone"})).await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let lone = server.create_named("lone").await;
     let (status, body) = server
         .delete(&format!("/workspaces/{lone}?purge=true"))
         .await;

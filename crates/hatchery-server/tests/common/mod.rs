@@ -16,7 +16,7 @@ use hatchery_server::{Application, ServerConfig, StartError};
 use hatchery_store::Store;
 use hatchery_testkit::TestDb;
 pub use hatchery_testkit::{Db, ManualClock};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 pub const TOKEN: &str = "test-admin-token";
 /// A valid secrets key (32 bytes of base64).
@@ -211,6 +211,14 @@ impl Running {
         let (status, created) = self.post("/workspaces", body).await;
         assert_eq!(status, 201, "create {body}: {created}");
         created
+    }
+
+    /// Create a workspace named `name` with nothing else said; its id.
+    pub async fn create_named(&self, name: &str) -> String {
+        self.create(&json!({"name": name})).await["id"]
+            .as_str()
+            .expect("a create answers an id")
+            .to_owned()
     }
 
     /// How many workspaces, events and provision jobs the database holds.
