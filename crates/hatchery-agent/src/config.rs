@@ -16,7 +16,7 @@ const MAX_CONFIG_BYTES: u64 = 256 * 1024;
 pub struct AgentConfig {
     /// The runtime this workspace runs.
     pub runtime: String,
-    /// The model.
+    /// The model, as the control plane trimmed it when it derived the provider.
     pub model: String,
     /// The provider stamped by the control plane; `None` when it derived none.
     pub provider: Option<String>,
@@ -34,25 +34,20 @@ pub struct AgentConfig {
 
 /// Why the agent refuses to start.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // the fields' names say what they hold
 pub enum ConfigError {
     /// The file could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
-        /// The file.
         path: String,
-        /// Why.
         source: std::io::Error,
     },
     /// The file is too large to be a generated config.
     #[error("{path} is larger than {MAX_CONFIG_BYTES} bytes: not a generated config")]
-    TooLarge {
-        /// The file.
-        path: String,
-    },
+    TooLarge { path: String },
     /// Not valid (strict) YAML.
     #[error("{path}: {source}")]
     Yaml {
-        /// The file.
         path: String,
         /// The parser's error.
         source: yaml::YamlError,
@@ -60,7 +55,6 @@ pub enum ConfigError {
     /// Valid YAML, but not the shape hatchery writes.
     #[error("{path}: {detail}")]
     Shape {
-        /// The file.
         path: String,
         /// What is wrong.
         detail: String,
@@ -71,9 +65,7 @@ pub enum ConfigError {
         "refusing to start: runtime {runtime:?} with model {model:?} needs a provider ({expected}) but config.yaml names none; recreate the workspace so the control plane stamps it"
     )]
     ProviderMissing {
-        /// The runtime.
         runtime: String,
-        /// The model.
         model: String,
         /// What the registry says.
         expected: String,

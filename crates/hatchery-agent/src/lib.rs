@@ -50,18 +50,14 @@ pub struct Settings {
 
 /// Why the agent stopped on an error.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // the fields' names say what they hold
 pub enum AgentError {
     /// The config is unreadable, malformed, or fails closed.
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// A `providers.yaml` beside the config did not load.
     #[error("cannot load {path}: {detail}")]
-    Registry {
-        /// The manifest.
-        path: String,
-        /// Why.
-        detail: String,
-    },
+    Registry { path: String, detail: String },
     /// Neither a bootstrap nor a workspace token was given.
     #[error("no credential: set HATCHERY_BOOTSTRAP_TOKEN (or HATCHERY_TOKEN)")]
     NoCredential,
@@ -81,9 +77,7 @@ pub enum AgentError {
     /// The listen address could not be bound.
     #[error("cannot listen on {address}: {source}")]
     Listen {
-        /// The address.
         address: SocketAddr,
-        /// Why.
         source: std::io::Error,
     },
 }

@@ -23,10 +23,7 @@ enum Address {
         authority: String,
     },
     /// `unix:/path`.
-    Unix {
-        /// The socket.
-        path: PathBuf,
-    },
+    Unix { path: PathBuf },
 }
 
 /// The control plane: where it is, and the client that calls it.
@@ -50,10 +47,10 @@ pub enum CallError {
     Client(#[source] reqwest::Error),
     /// No connection.
     #[error("cannot reach the control plane at {at}: {}", innermost(.source))]
+    #[allow(missing_docs)]
     Connect {
-        /// Where.
+        /// `host:port`, or the socket's path.
         at: String,
-        /// Why.
         source: reqwest::Error,
     },
     /// The HTTP exchange failed.

@@ -21,7 +21,7 @@ pub struct WorkspaceConfig<'a> {
     pub runtime: &'a str,
     /// The model, trimmed as derivation trimmed it.
     pub model: &'a str,
-    /// The provider decision.
+    /// Written out as the `provider*`, `llm_billing_mode` and `registry_hash` keys.
     pub decision: &'a ProviderDecision<'a>,
 }
 

@@ -111,7 +111,7 @@ pub enum WorkspaceAccess {
 }
 
 impl WorkspaceAccess {
-    /// The wire spelling.
+    /// Its spelling in the API and the database.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {

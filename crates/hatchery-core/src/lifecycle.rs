@@ -51,7 +51,7 @@ impl WorkspaceStatus {
         Self::Removed,
     ];
 
-    /// The wire string.
+    /// Its spelling on the wire and in the database: serde's.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -166,7 +166,7 @@ impl EventKind {
         Self::ActivityLogged,
     ];
 
-    /// The wire string.
+    /// Its spelling on the wire and in the event log (`event_type`): serde's.
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {

@@ -22,7 +22,7 @@ pub enum BillingMode {
 }
 
 impl BillingMode {
-    /// The wire spelling.
+    /// Its spelling in the API, the database and `config.yaml`: serde's.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
@@ -114,11 +114,11 @@ pub struct ProviderDecision<'r> {
 
 /// Why a workspace cannot be created as asked. Nothing may be persisted on any of these.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[allow(missing_docs)] // the fields' names say what they hold
 pub enum ProviderError {
     /// The registry knows the runtime and the model matches several providers.
     #[error("{message}")]
     DerivationFailed {
-        /// The runtime.
         runtime: String,
         /// The model (trimmed).
         model: String,
@@ -132,7 +132,6 @@ pub enum ProviderError {
     NotAllowed {
         /// The provider asked for.
         provider: String,
-        /// The runtime.
         runtime: String,
         /// The providers the runtime allows (empty when the provider does not exist at all).
         allowed: Vec<String>,
@@ -140,7 +139,6 @@ pub enum ProviderError {
     /// A bring-your-own-key provider without any of its key variables among the secrets.
     #[error("provider `{provider}` bills your own key: set one of {} as a secret of the workspace or a global secret", .variables.join(", "))]
     ByokKeyMissing {
-        /// The provider.
         provider: String,
         /// The variables any one of which would do.
         variables: Vec<String>,

@@ -67,7 +67,7 @@ pub struct DockerConfig {
     pub installation: String,
 }
 
-/// The docker backend.
+/// The [`Backend`] whose agents are containers (see the module's description).
 #[derive(Debug)]
 pub struct DockerBackend {
     docker: Docker,

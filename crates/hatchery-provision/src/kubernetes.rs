@@ -70,7 +70,7 @@ pub struct KubernetesConfig {
     pub installation: String,
 }
 
-/// The kubernetes backend.
+/// The [`Backend`] whose agents are Pods (see the module's description).
 pub struct KubernetesBackend {
     pods: Api<Pod>,
     secrets: Api<Secret>,

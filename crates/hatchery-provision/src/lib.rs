@@ -28,7 +28,8 @@ use futures_util::stream::BoxStream;
 /// Everything a backend needs to start one workspace's agent.
 #[derive(Clone)]
 pub struct WorkspaceSpec {
-    /// The workspace id.
+    /// The workspace's id: it names the agent's directory, container or pod, and the
+    /// agent gets it as `HATCHERY_WORKSPACE_ID`.
     pub id: String,
     /// Its runtime (decides which command runs).
     pub runtime: String,
@@ -71,7 +72,7 @@ pub struct Limits {
     pub cpu_millis: u64,
     /// Processes and threads (of the user, as `RLIMIT_NPROC` counts them).
     pub processes: u64,
-    /// Open files.
+    /// Open file descriptors (`RLIMIT_NOFILE`; Kubernetes cannot limit them).
     pub open_files: u64,
 }
 
@@ -100,7 +101,7 @@ pub enum AgentState {
 /// An agent that stopped on its own, reported to the runner.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exit {
-    /// The workspace.
+    /// The id of the workspace whose agent exited.
     pub id: String,
     /// The exit code (`None`: killed by a signal).
     pub code: Option<i32>,

@@ -116,7 +116,7 @@ enum Life {
     Exited(Option<i32>),
 }
 
-/// The local backend.
+/// The [`Backend`] whose agents are bubblewrap sandboxes (see the module's description).
 #[derive(Debug)]
 pub struct LocalBackend {
     config: LocalConfig,

@@ -188,6 +188,7 @@ pub enum DeriveError {
 /// One rule tried while deriving, for people reading an explanation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "step", rename_all = "snake_case")]
+#[allow(missing_docs)] // the fields' names say what they hold
 pub enum ExplainStep {
     /// Whitespace was trimmed from the model.
     TrimmedModel {
@@ -205,7 +206,6 @@ pub enum ExplainStep {
     },
     /// The runtime was found; these are its native providers, in order.
     RuntimeFound {
-        /// The runtime.
         runtime: String,
         /// Its native providers.
         native_providers: Vec<String>,
@@ -217,7 +217,6 @@ pub enum ExplainStep {
     },
     /// Prefix step: one provider's matcher was tried.
     PrefixTried {
-        /// The provider.
         provider: String,
         /// Its `model_prefix_match`.
         pattern: String,
@@ -232,10 +231,7 @@ pub enum ExplainStep {
         kept: Vec<String>,
     },
     /// Several references list the id and nothing narrowed them: the first-declared wins.
-    FirstDeclaredWins {
-        /// The winner.
-        provider: String,
-    },
+    FirstDeclaredWins { provider: String },
 }
 
 /// A derivation with the trace of every rule tried.
@@ -249,7 +245,7 @@ pub struct Explanation<'r> {
     pub registry_hash: &'r str,
     /// Rules tried, in order.
     pub steps: Vec<ExplainStep>,
-    /// The result.
+    /// What [`Registry::derive`] answers for the same runtime and model.
     pub outcome: DeriveOutcome<'r>,
 }
 

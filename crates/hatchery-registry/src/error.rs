@@ -10,6 +10,7 @@ use crate::yaml::{Position, YamlError};
 /// carries the keyword Molecule's loader uses for the same failure, so logs and scripts
 /// written for either read the same way.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[allow(missing_docs)] // the fields' names say what they hold
 pub enum ManifestError {
     /// The bytes are not one strict YAML document.
     #[error("parse manifest: {0}")]
@@ -82,14 +83,10 @@ pub enum ManifestError {
     NoRuntimes,
     /// A runtime lists no providers.
     #[error("runtime {runtime:?}: empty native provider set; list at least one provider")]
-    EmptyNativeSet {
-        /// The runtime.
-        runtime: String,
-    },
+    EmptyNativeSet { runtime: String },
     /// A runtime references a provider the catalog does not define.
     #[error("runtime {runtime:?}: providers[{index}] references unknown provider {provider:?}")]
     UnknownProviderRef {
-        /// The runtime.
         runtime: String,
         /// Position of the reference in the runtime's list.
         index: usize,
@@ -99,7 +96,6 @@ pub enum ManifestError {
     /// A runtime references the same provider twice.
     #[error("runtime {runtime:?}: provider {provider:?} is referenced twice")]
     DuplicateProviderRef {
-        /// The runtime.
         runtime: String,
         /// The repeated provider.
         provider: String,
@@ -190,8 +186,6 @@ pub enum UpstreamError {
     EmptyModel,
     /// No `vendor/` or `vendor:` prefix names a provider's `upstream_vendor`.
     #[error("model {model:?} has no `vendor/` or `vendor:` prefix naming a known upstream vendor")]
-    Unresolved {
-        /// The model id.
-        model: String,
-    },
+    #[allow(missing_docs)]
+    Unresolved { model: String },
 }

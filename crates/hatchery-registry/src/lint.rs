@@ -39,14 +39,14 @@ pub enum Overlap {
 pub enum LintWarning {
     /// Two native providers of one runtime can match the same id: deriving such an id
     /// (when no exact id claims it) is ambiguous.
+    #[allow(missing_docs)]
     NativeOverlap {
-        /// The runtime.
         runtime: String,
         /// The first provider, in declared order.
         first: String,
         /// The second provider.
         second: String,
-        /// The evidence.
+        /// A model id both match, or `undecided` when the search ran out of budget.
         overlap: Overlap,
     },
     /// A hygiene finding made while loading.

@@ -66,7 +66,7 @@ pub enum ProvidersCommand {
     Models {
         #[command(flatten)]
         manifest: ManifestArg,
-        /// The runtime.
+        /// Runtime name, exactly as in the manifest (e.g. claude-code).
         #[arg(long)]
         runtime: String,
         /// Print JSON instead of a table.

@@ -35,7 +35,7 @@ pub enum SecretsCommand {
     },
     /// Delete a secret.
     Delete {
-        /// Its name.
+        /// The secret's name (e.g. OPENAI_API_KEY).
         key: String,
         #[command(flatten)]
         scope: crate::commands::client::Scope,
@@ -51,7 +51,8 @@ pub enum SecretsCommand {
         /// Database URL; the SQLite file in the data dir when omitted.
         #[arg(long, env = "HATCHERY_DATABASE_URL", hide_env_values = true)]
         database_url: Option<String>,
-        /// The current key.
+        /// The key the secrets are sealed with now (32 bytes in base64); the data dir's
+        /// development key file when omitted.
         #[arg(long, env = "HATCHERY_SECRETS_KEY", hide_env_values = true)]
         secrets_key: Option<String>,
         /// The new key; generated when omitted.

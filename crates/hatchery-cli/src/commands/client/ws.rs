@@ -25,24 +25,25 @@ pub enum WsCommand {
     List,
     /// Show one workspace.
     Get {
-        /// Its id.
+        /// The workspace's id (`hatchery ws list` shows it).
         id: String,
     },
     /// Create a workspace; the provider is derived (or the refusal explained).
     Create {
-        /// Its name.
+        /// Display name: at most 255 bytes, none of `{ } [ ] | > * & !`; need not be unique.
         #[arg(long)]
         name: String,
         /// The runtime (claude-code, hermes, codex, …).
         #[arg(long)]
         runtime: Option<String>,
-        /// The model.
+        /// Model id, passed verbatim (e.g. claude-sonnet-4-5, moonshot/kimi-k2.6); the
+        /// provider is derived from it and the runtime.
         #[arg(long)]
         model: Option<String>,
         /// The provider, when the model alone is ambiguous.
         #[arg(long)]
         provider: Option<String>,
-        /// The parent workspace.
+        /// The parent workspace's id; the new one is created under it.
         #[arg(long)]
         parent: Option<String>,
         /// Wait until it is online (or failed), showing its progress.
@@ -54,7 +55,7 @@ pub enum WsCommand {
     },
     /// Delete a workspace (and, with --confirm, its sub-workspaces).
     Delete {
-        /// Its id.
+        /// The workspace's id (`hatchery ws list` shows it).
         id: String,
         /// Delete its sub-workspaces too.
         #[arg(long)]
@@ -62,22 +63,22 @@ pub enum WsCommand {
     },
     /// Restart a workspace's agent.
     Restart {
-        /// Its id.
+        /// The workspace's id (`hatchery ws list` shows it).
         id: String,
     },
     /// Pause a workspace (its agent is stopped; it keeps its configuration).
     Pause {
-        /// Its id.
+        /// The workspace's id (`hatchery ws list` shows it).
         id: String,
     },
     /// Resume a paused workspace.
     Resume {
-        /// Its id.
+        /// The workspace's id (`hatchery ws list` shows it).
         id: String,
     },
     /// Print a workspace's agent log.
     Logs {
-        /// Its id.
+        /// The workspace's id (`hatchery ws list` shows it).
         id: String,
         /// Keep printing what the agent logs, until interrupted.
         #[arg(short, long)]
