@@ -100,10 +100,9 @@ pub struct RefusedPlan {
 
 /// A node a strict import found failing when built.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[allow(missing_docs)]
 pub struct FailedNode {
-    /// Why.
     pub error: String,
-    /// Its name.
     pub name: String,
 }
 
@@ -115,13 +114,14 @@ pub struct TemplateSummary {
     pub dir: String,
     /// The org's name.
     pub name: String,
-    /// Its description.
+    /// Its `description`; `""` when it has none.
     pub description: String,
     /// How many workspaces it creates.
     pub workspaces: usize,
     /// Required environment (names, or `one of A, B`).
     pub required_env: Vec<String>,
-    /// Recommended environment.
+    /// Environment it recommends, spelled as `required_env` is; an import goes ahead
+    /// without it.
     pub recommended_env: Vec<String>,
     /// Whether the global secrets meet every requirement.
     pub required_env_satisfied: bool,

@@ -21,7 +21,8 @@ pub struct SetSecret {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SecretListed {
-    /// Its name.
+    /// Its name: the environment variable an agent gets its value in (a workspace's
+    /// secret wins over a global one of the same name).
     pub key: String,
     /// Always true.
     pub has_value: bool,
@@ -39,7 +40,7 @@ pub struct SecretListed {
 pub struct SecretChanged {
     /// `saved` or `deleted`.
     pub status: String,
-    /// Its name.
+    /// Its name: the environment variable an agent gets its value in.
     pub key: String,
     /// `global` for a global secret; absent for a workspace's.
     #[serde(skip_serializing_if = "Option::is_none")]

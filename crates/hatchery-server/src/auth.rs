@@ -35,25 +35,21 @@ impl std::fmt::Debug for AdminAuth {
 
 /// Why admin auth could not be set up.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // the fields' names say what they hold
 pub enum AuthSetupError {
     /// The data directory or the hash file could not be read or written.
     #[error("admin token: {action} {path}: {source}")]
     Io {
         /// What was being done.
         action: &'static str,
-        /// The file.
         path: PathBuf,
-        /// The IO error.
         source: std::io::Error,
     },
     /// The hash file is not 64 hex digits.
     #[error(
         "admin token: {path} is corrupt (expected 64 hex digits); remove it and run `hatchery admin-token reset`"
     )]
-    Corrupt {
-        /// The file.
-        path: PathBuf,
-    },
+    Corrupt { path: PathBuf },
 }
 
 /// The admin auth in force, and a token to show once when one was just generated.

@@ -14,6 +14,7 @@ use crate::app::{self, Cursor, Resource, Service, TokenFault};
 
 /// What a request can fail with.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // the fields' names say what they hold
 pub enum ApiError {
     /// No admin credential.
     #[error("admin auth required")]
@@ -63,7 +64,6 @@ pub enum ApiError {
     /// activity body): 413 naming the field.
     #[error("{field} is too large (limit {limit} bytes)")]
     FieldTooLarge {
-        /// The field.
         field: &'static str,
         /// Its limit in bytes.
         limit: usize,
@@ -141,7 +141,6 @@ pub enum ApiError {
     /// The target of a discovery has no URL or is not up.
     #[error("workspace not available")]
     WorkspaceUnavailable {
-        /// Its status.
         status: hatchery_core::WorkspaceStatus,
     },
     /// The database could not be reached (or an auth lookup failed, which fails closed):

@@ -64,7 +64,7 @@ pub struct StreamEvent {
     pub event_type: String,
     /// The workspace it is about, if any.
     pub workspace_id: Option<String>,
-    /// The payload object.
+    /// What happened, by event type (a JSON object).
     pub payload: Value,
     /// When it happened, Unix microseconds.
     pub created_at: i64,

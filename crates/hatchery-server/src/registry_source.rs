@@ -52,23 +52,17 @@ impl RegistrySource {
 
 /// Why a registry could not be had.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // the fields' names say what they hold
 pub enum LoadError {
     /// The file could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
-        /// The file.
         path: String,
-        /// The IO error.
         source: std::io::Error,
     },
     /// The file is larger than any manifest may be.
     #[error("{path} is larger than {limit} bytes, the most a provider manifest may be")]
-    TooLarge {
-        /// The file.
-        path: String,
-        /// The limit.
-        limit: usize,
-    },
+    TooLarge { path: String, limit: usize },
     /// The manifest did not validate.
     #[error("invalid provider manifest {source_name}: [{category}] {error}", category = error.category())]
     Invalid {
@@ -112,8 +106,8 @@ pub fn read_manifest_file(path: &Path) -> Result<Vec<u8>, LoadError> {
 
 /// One loaded registry and where and when it came from.
 #[derive(Debug)]
+#[allow(missing_docs)]
 pub struct Snapshot {
-    /// The registry.
     pub registry: Registry,
     /// Its source, as shown to people.
     pub source: String,
@@ -125,10 +119,9 @@ pub struct Snapshot {
 
 /// A reload that was refused.
 #[derive(Debug, Clone)]
+#[allow(missing_docs)]
 pub struct ReloadFailure {
-    /// Why.
     pub error: String,
-    /// When.
     pub at: SystemTime,
 }
 
@@ -147,8 +140,8 @@ pub struct LiveRegistry {
 /// No registry snapshot is in force; nothing that needs a provider may proceed.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("provider registry unavailable: {reason}")]
+#[allow(missing_docs)]
 pub struct RegistryUnavailable {
-    /// Why.
     pub reason: String,
 }
 

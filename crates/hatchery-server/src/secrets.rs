@@ -28,6 +28,7 @@ pub enum Scope<'a> {
 
 /// Why a key could not be had.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // the fields' names say what they hold
 pub enum KeyError {
     /// `HATCHERY_SECRETS_KEY` is not 32 bytes of base64.
     #[error(
@@ -37,9 +38,7 @@ pub enum KeyError {
     /// The development key file could not be read or written.
     #[error("secrets key file {path}: {source}")]
     Io {
-        /// The file.
         path: String,
-        /// The IO error.
         source: std::io::Error,
     },
 }

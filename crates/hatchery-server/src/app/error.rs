@@ -15,6 +15,7 @@ use crate::registry_source::RegistryUnavailable;
 
 /// Why an application function refused or failed.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // the fields' names say what they hold
 pub enum Error {
     /// Nothing of that kind by that id or name.
     #[error("{}", .kind.not_found_message(.id))]
@@ -40,17 +41,13 @@ pub enum Error {
     /// One field is larger than the server keeps.
     #[error("{field} is too large (limit {limit} bytes)")]
     TooLarge {
-        /// The field.
         field: &'static str,
         /// Its limit in bytes.
         limit: usize,
     },
     /// The workspace is removed: it can be read, not changed.
     #[error("workspace is removed")]
-    Removed {
-        /// The workspace.
-        id: String,
-    },
+    Removed { id: String },
     /// A page cursor that no longer points into what is kept: the client reads again
     /// from the start.
     #[error("{}", .0.message())]
@@ -86,10 +83,7 @@ pub enum Error {
     TooManyTokens,
     /// The workspace asked for has no URL or is not up.
     #[error("workspace not available")]
-    NotServing {
-        /// Its status.
-        status: WorkspaceStatus,
-    },
+    NotServing { status: WorkspaceStatus },
     /// The provider or billing decision failed closed.
     #[error(transparent)]
     Provider(#[from] ProviderError),

@@ -30,7 +30,7 @@ use crate::supervision::Supervision;
 pub struct App {
     /// The provider registry in force.
     pub registry: Arc<LiveRegistry>,
-    /// The database.
+    /// The database (SQLite or Postgres).
     pub store: Store,
     /// The key secrets are sealed with; `None` when secrets are disabled.
     pub secrets_key: Option<Arc<secrets::ServerKey>>,

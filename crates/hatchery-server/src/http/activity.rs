@@ -44,7 +44,7 @@ struct ActivityView {
     status: String,
     /// What went wrong.
     error_detail: Option<String>,
-    /// When.
+    /// When it was reported, RFC 3339 in UTC.
     created_at: String,
     /// The request, when one was stored.
     #[serde(skip_serializing_if = "Option::is_none")]

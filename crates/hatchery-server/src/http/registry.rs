@@ -70,7 +70,7 @@ struct RegistryView {
 struct ReloadFailureView {
     /// Why the manifest was refused.
     error: String,
-    /// When.
+    /// When it was refused, RFC 3339 in UTC.
     at: String,
 }
 

@@ -42,12 +42,11 @@ pub struct ImportOptions {
 
 /// One imported workspace, as the answer lists it.
 #[derive(Debug, Clone)]
+#[allow(missing_docs)]
 pub struct ImportedNode {
     /// Its new id.
     pub id: String,
-    /// Its name.
     pub name: String,
-    /// Its tier.
     pub tier: i64,
     /// `provisioning`, `online`/`awaiting_agent` (external), or `failed`.
     pub status: WorkspaceStatus,
