@@ -242,7 +242,7 @@ impl Application {
         tracing::info!(
             address = %self.listener.local_addr()?,
             registry = registry_hash,
-            database = self.state.app.store.backend().as_str(),
+            database = self.state.app.store.database().as_str(),
             "hatchery listening"
         );
         if self.state.app.dev {

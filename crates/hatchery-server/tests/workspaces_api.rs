@@ -774,7 +774,7 @@ async fn racing_moves_cannot_close_a_cycle(db: Db) {
         role: row.role.clone(),
         tier: row.tier,
         parent_id: Some(parent.to_owned()),
-        collapsed: row.collapsed != 0,
+        collapsed: row.collapsed,
         runtime: row.runtime.clone(),
         workspace_dir: row.workspace_dir.clone(),
         x: row.x,

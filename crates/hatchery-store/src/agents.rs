@@ -9,7 +9,7 @@ use sqlx::{Any, Transaction};
 
 use crate::events::{NewEvent, insert_event};
 use crate::tokens::{NewToken, TokenKind, insert_token, live_count};
-use crate::{Store, StoreError, bool_column};
+use crate::{IntFlag, Store, StoreError, bool_column};
 
 /// A registration, decided by the caller.
 #[derive(Debug, Clone)]
@@ -79,7 +79,8 @@ pub struct LiveState {
     #[sqlx(try_from = "String")]
     pub status: WorkspaceStatus,
     pub current_task: String,
-    pub status_mgmt: i64,
+    #[sqlx(try_from = "IntFlag")]
+    pub status_mgmt: bool,
 }
 
 /// One member of a subtree, as the lifecycle moves need it.

@@ -63,9 +63,9 @@ impl Store {
         owner: &str,
         lease_until: i64,
     ) -> Result<Option<ClaimedJob>, StoreError> {
-        let lock = match self.backend {
-            crate::Backend::Sqlite => "",
-            crate::Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        let lock = match self.database {
+            crate::Database::Sqlite => "",
+            crate::Database::Postgres => " FOR UPDATE SKIP LOCKED",
         };
         let sql = format!(
             "UPDATE provision_jobs SET state = 'claimed', lease_owner = $1, lease_until = $2, \

@@ -39,8 +39,8 @@ pub use agents::{
 pub use events::{EventRow, NewEvent};
 pub use jobs::{ClaimedJob, JobLease, JobRow};
 pub use secrets::{
-    GLOBAL_SCOPE, KEY_CHECK_SETTING, KeyCheck, RotateRefusal, SealedSecret, SecretRow,
-    workspace_scope,
+    GLOBAL_SCOPE, KEY_CHECK_SETTING, KeyCheck, RotateOutcome, RotateRefusal, SealedSecret,
+    SecretRow, workspace_scope,
 };
 pub use stats::Stats;
 pub use tokens::{NewToken, TokenKind, TokenMatch, TokenRow};
@@ -59,15 +59,15 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// Which database is behind a store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
+pub enum Database {
     /// An embedded SQLite file.
     Sqlite,
     /// A Postgres server.
     Postgres,
 }
 
-impl Backend {
-    /// The backend a database URL names.
+impl Database {
+    /// The database a URL names.
     pub fn of_url(url: &str) -> Result<Self, StoreError> {
         if url.starts_with("sqlite:") {
             Ok(Self::Sqlite)
@@ -97,10 +97,10 @@ pub enum StoreError {
     )]
     UnsupportedUrl,
     /// The database could not be reached or opened.
-    #[error("cannot open the {backend} database: {source}")]
+    #[error("cannot open the {database} database: {source}")]
     Connect {
         /// Which database.
-        backend: &'static str,
+        database: &'static str,
         /// Why.
         source: sqlx::Error,
     },
@@ -138,7 +138,7 @@ impl StoreError {
 /// The database, opened and migrated.
 #[derive(Debug, Clone)]
 pub struct Store {
-    backend: Backend,
+    database: Database,
     writer: AnyPool,
     reader: AnyPool,
     clock: Clock,
@@ -188,13 +188,13 @@ impl Store {
     /// migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         install_default_drivers();
-        let backend = Backend::of_url(url)?;
+        let database = Database::of_url(url)?;
         let connect_error = |source| StoreError::Connect {
-            backend: backend.as_str(),
+            database: database.as_str(),
             source,
         };
-        let store = match backend {
-            Backend::Sqlite => {
+        let store = match database {
+            Database::Sqlite => {
                 let url = if url.contains('?') {
                     url.to_owned()
                 } else {
@@ -205,13 +205,13 @@ impl Store {
                 writer.execute("PRAGMA journal_mode = WAL").await?;
                 let reader = sqlite_pool(4).connect(&url).await.map_err(connect_error)?;
                 Self {
-                    backend,
+                    database,
                     writer,
                     reader,
                     clock: Clock::system(),
                 }
             }
-            Backend::Postgres => {
+            Database::Postgres => {
                 // One direct connection first: a refused or misconfigured server fails
                 // at once, instead of after the pool's retries.
                 AnyConnection::connect(url)
@@ -227,16 +227,16 @@ impl Store {
                     .await
                     .map_err(connect_error)?;
                 Self {
-                    backend,
+                    database,
                     writer: pool.clone(),
                     reader: pool,
                     clock: Clock::system(),
                 }
             }
         };
-        let migrator = match backend {
-            Backend::Sqlite => &SQLITE_MIGRATIONS,
-            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        let migrator = match database {
+            Database::Sqlite => &SQLITE_MIGRATIONS,
+            Database::Postgres => &POSTGRES_MIGRATIONS,
         };
         migrator.run(&store.writer).await?;
         Ok(store)
@@ -262,7 +262,7 @@ impl Store {
         &self,
     ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
         let mut tx = self.writer.begin().await?;
-        if self.backend == Backend::Postgres {
+        if self.database == Database::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock(4242001)")
                 .execute(&mut *tx)
                 .await?;
@@ -272,8 +272,8 @@ impl Store {
 
     /// Which database this is.
     #[must_use]
-    pub fn backend(&self) -> Backend {
-        self.backend
+    pub fn database(&self) -> Database {
+        self.database
     }
 
     /// Close every connection, waiting for those in use.
@@ -344,4 +344,16 @@ fn status_list(keep: impl Fn(hatchery_core::WorkspaceStatus) -> bool) -> String 
 /// store it so).
 fn bool_column(value: bool) -> i64 {
     i64::from(value)
+}
+
+/// An INTEGER 0/1 column on its way to a row's `bool` (`#[sqlx(try_from = "IntFlag")]`):
+/// sqlx's `Any` driver does not decode an integer as a boolean.
+#[derive(sqlx::Type)]
+#[sqlx(transparent)]
+struct IntFlag(i64);
+
+impl From<IntFlag> for bool {
+    fn from(flag: IntFlag) -> Self {
+        flag.0 != 0
+    }
 }

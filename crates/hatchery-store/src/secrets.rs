@@ -48,6 +48,15 @@ pub struct KeyCheck {
     pub epoch: i64,
 }
 
+/// How a key rotation's transaction ended, when the database itself did not fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RotateOutcome<E> {
+    /// Committed: this many secrets are under the new key.
+    Rotated(usize),
+    /// Rolled back; nothing was changed.
+    Refused(RotateRefusal<E>),
+}
+
 /// Why a key rotation's transaction was rolled back; nothing was changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RotateRefusal<E> {
@@ -234,7 +243,7 @@ impl Store {
         from: i64,
         key_check: &str,
         reseal: impl FnOnce(&[SealedSecret]) -> Result<Vec<Vec<u8>>, E>,
-    ) -> Result<Result<usize, RotateRefusal<E>>, StoreError> {
+    ) -> Result<RotateOutcome<E>, StoreError> {
         let to = from + 1;
         let mut tx = self.writer.begin().await?;
         // The first statement, and a write: the key check's row lock (Postgres) or the
@@ -252,7 +261,7 @@ impl Store {
         .await?
         .rows_affected();
         if moved == 0 {
-            return Ok(Err(RotateRefusal::EpochMoved));
+            return Ok(RotateOutcome::Refused(RotateRefusal::EpochMoved));
         }
         let all: Vec<SealedSecret> = sqlx::query_as(
             "SELECT scope, name, sealed, key_epoch FROM secrets ORDER BY scope, name",
@@ -261,7 +270,7 @@ impl Store {
         .await?;
         let resealed = match reseal(&all) {
             Ok(resealed) => resealed,
-            Err(e) => return Ok(Err(RotateRefusal::Reseal(e))),
+            Err(e) => return Ok(RotateOutcome::Refused(RotateRefusal::Reseal(e))),
         };
         for (secret, sealed) in all.iter().zip(&resealed) {
             // Compare-and-swap on what was read: a delete that slipped in (deletes do not
@@ -280,7 +289,7 @@ impl Store {
             .await?
             .rows_affected();
             if updated == 0 {
-                return Ok(Err(changed(secret)));
+                return Ok(RotateOutcome::Refused(changed(secret)));
             }
         }
         // Nothing may stay under an earlier epoch (a short `resealed`, or a row written
@@ -292,10 +301,10 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(secret) = left {
-            return Ok(Err(changed(&secret)));
+            return Ok(RotateOutcome::Refused(changed(&secret)));
         }
         tx.commit().await?;
-        Ok(Ok(all.len()))
+        Ok(RotateOutcome::Rotated(all.len()))
     }
 }
 

@@ -6,7 +6,7 @@ use sqlx::{Any, Transaction};
 
 use crate::events::{NewEvent, insert_event};
 use crate::secrets::{SealedSecret, upsert_secret};
-use crate::{Store, StoreError, bool_column};
+use crate::{IntFlag, Store, StoreError, bool_column};
 
 /// Columns of `workspaces`, in the order `WorkspaceRow` reads them.
 const COLUMNS: &str = "id, name, role, tier, status, url, parent_id, agent_card, active_tasks, \
@@ -42,10 +42,10 @@ pub struct WorkspaceRow {
     pub workspace_access: String,
     pub x: f64,
     pub y: f64,
-    /// 0 or 1.
-    pub collapsed: i64,
-    /// 0 or 1.
-    pub external: i64,
+    #[sqlx(try_from = "IntFlag")]
+    pub collapsed: bool,
+    #[sqlx(try_from = "IntFlag")]
+    pub external: bool,
     pub budget_limit: Option<i64>,
     pub monthly_spend: i64,
     pub provider: Option<String>,
@@ -67,8 +67,9 @@ pub struct WorkspaceRow {
     pub failure_reason: Option<String>,
     /// `""` or `wedged`, as the agent last reported.
     pub runtime_state: String,
-    /// 0 or 1: the agent manages its own status (error-rate rules skipped).
-    pub status_mgmt: i64,
+    /// The agent manages its own status (error-rate rules skipped).
+    #[sqlx(try_from = "IntFlag")]
+    pub status_mgmt: bool,
 }
 
 /// A workspace as a peer listing weighs it: enough to order, filter and page peers

@@ -144,7 +144,7 @@ impl App {
                     continue;
                 }
             };
-            let wanted = row.is_some_and(|w| w.external == 0 && w.status.wants_agent());
+            let wanted = row.is_some_and(|w| !w.external && w.status.wants_agent());
             if !wanted {
                 orphans.push(id.clone());
             }
@@ -329,7 +329,7 @@ impl App {
                 return;
             }
         };
-        if row.status != WorkspaceStatus::Provisioning || row.external != 0 {
+        if row.status != WorkspaceStatus::Provisioning || row.external {
             // Registered meanwhile, paused, removed, or an agent hatchery does not run.
             self.close_job(&job.id, owner, workspace_id, "cancelled")
                 .await;

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use hatchery_core::is_valid_env_name;
 use hatchery_store::{
-    GLOBAL_SCOPE, RotateRefusal, SealedSecret, Store, StoreError, workspace_scope,
+    GLOBAL_SCOPE, RotateOutcome, RotateRefusal, SealedSecret, Store, StoreError, workspace_scope,
 };
 
 use super::{App, Error, Resource, Service, store_error};
@@ -118,16 +118,17 @@ pub async fn rotate_key(
     new: &SecretsKey,
 ) -> Result<usize, RotateError> {
     let from = key_epoch(store, old).await?;
-    let rotated = store
+    let outcome = store
         .secret_rotate(from, &seal_check(new), |all| reseal_all(old, new, all))
         .await?;
-    rotated.map_err(|refusal| match refusal {
-        RotateRefusal::Reseal(e) => e,
-        RotateRefusal::EpochMoved => RotateError::Concurrent,
-        RotateRefusal::SecretChanged { scope, name } => {
-            RotateError::Changed(format!("{scope}/{name}"))
+    match outcome {
+        RotateOutcome::Rotated(count) => Ok(count),
+        RotateOutcome::Refused(RotateRefusal::Reseal(e)) => Err(e),
+        RotateOutcome::Refused(RotateRefusal::EpochMoved) => Err(RotateError::Concurrent),
+        RotateOutcome::Refused(RotateRefusal::SecretChanged { scope, name }) => {
+            Err(RotateError::Changed(format!("{scope}/{name}")))
         }
-    })
+    }
 }
 
 /// Every value of `all` opened with `old` and sealed with `new`, in order.

@@ -720,7 +720,7 @@ fn patch_from_body(
         role: row.role.clone(),
         tier: row.tier,
         parent_id: row.parent_id.clone(),
-        collapsed: row.collapsed != 0,
+        collapsed: row.collapsed,
         runtime: row.runtime.clone(),
         workspace_dir: row.workspace_dir.clone(),
         x: row.x,

@@ -40,7 +40,7 @@ fn workspace_common(row: &WorkspaceRow) -> WorkspaceCommon {
         runtime: row.runtime.clone(),
         x: row.x,
         y: row.y,
-        collapsed: row.collapsed != 0,
+        collapsed: row.collapsed,
         model: row.model.clone(),
         provider: row.provider.clone(),
         provider_source: row.provider_source.clone(),

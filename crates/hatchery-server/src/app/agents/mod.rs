@@ -283,7 +283,7 @@ fn heartbeat_transition(state: &LiveState, beat: &AgentSnapshot) -> Option<(Tran
         error_rate: beat.error_rate,
         wedged: beat.runtime_state == "wedged",
         has_runtime_state: !beat.runtime_state.is_empty(),
-        manages_itself: beat.status_mgmt.unwrap_or(state.status_mgmt != 0),
+        manages_itself: beat.status_mgmt.unwrap_or(state.status_mgmt),
     };
     let Decision::Change(transition) = hatchery_core::decide(state.status, Move::Heartbeat(health))
     else {
@@ -500,7 +500,7 @@ mod tests {
         }
     }
 
-    fn state(status: WorkspaceStatus, status_mgmt: i64) -> LiveState {
+    fn state(status: WorkspaceStatus, status_mgmt: bool) -> LiveState {
         LiveState {
             status,
             current_task: String::new(),
@@ -514,7 +514,7 @@ mod tests {
     fn heartbeat_transitions_carry_their_reasons() {
         use WorkspaceStatus as S;
         let change = |status, beat_: &AgentSnapshot| {
-            heartbeat_transition(&state(status, 0), beat_).map(|(t, payload)| (t.to, payload))
+            heartbeat_transition(&state(status, false), beat_).map(|(t, payload)| (t.to, payload))
         };
         assert_eq!(
             change(S::Provisioning, &beat(0.0, "")),
@@ -537,9 +537,9 @@ mod tests {
         );
         assert_eq!(change(S::Online, &beat(0.1, "")), None);
         // The stored flag counts when the beat does not say; the beat wins when it does.
-        assert!(heartbeat_transition(&state(S::Online, 1), &beat(0.9, "")).is_none());
+        assert!(heartbeat_transition(&state(S::Online, true), &beat(0.9, "")).is_none());
         let mut judged = beat(0.9, "");
         judged.status_mgmt = Some(false);
-        assert!(heartbeat_transition(&state(S::Online, 1), &judged).is_some());
+        assert!(heartbeat_transition(&state(S::Online, true), &judged).is_some());
     }
 }
