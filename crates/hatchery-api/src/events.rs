@@ -60,6 +60,13 @@ pub struct SocketMessage {
     pub workspace_id: Option<String>,
 }
 
+/// The payload of `WORKSPACE_PROVISION_FAILED`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProvisionFailed {
+    /// Why the start failed, in words (also the workspace's `failure_reason`).
+    pub error: String,
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

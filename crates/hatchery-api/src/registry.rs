@@ -33,5 +33,19 @@ pub struct ExplainAnswer {
     /// The registry snapshot that decided.
     pub registry_hash: String,
     /// The rules tried, in order.
-    pub explain: Vec<Value>,
+    pub explain: Vec<ExplainStep>,
+}
+
+/// One rule the registry tried: its name, and the registry's own details of it (they
+/// differ by step: `runtime_found` has `native_providers`, `prefix_tried` has `pattern`
+/// and `matched`, …).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ExplainStep {
+    /// The rule, in snake case (`runtime_found`, `exact_ids`, `prefix_tried`, …).
+    pub step: String,
+    /// The step's own fields.
+    #[serde(flatten)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub details: serde_json::Map<String, Value>,
 }

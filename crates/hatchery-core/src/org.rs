@@ -47,6 +47,14 @@ pub struct OrgTemplate {
     pub global_memories: Option<serde_json::Value>,
 }
 
+impl OrgTemplate {
+    /// How many workspaces the tree holds, children included.
+    #[must_use]
+    pub fn node_count(&self) -> usize {
+        count_nodes(&self.workspaces)
+    }
+}
+
 /// What nodes inherit when they do not say.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -364,7 +372,7 @@ pub fn plan(template: &OrgTemplate, registry: &Registry, context: PlanContext<'_
         plan.problems
             .push("name: the org template needs a name".to_owned());
     }
-    let count = count_nodes(&template.workspaces);
+    let count = template.node_count();
     if count > MAX_NODES {
         plan.problems.push(format!(
             "the template has {count} workspaces; at most {MAX_NODES} are allowed"

@@ -60,16 +60,15 @@ fn print(answer: &ExplainAnswer, runtime: &str, model: &str) {
     // Each step is the registry's own trace, with keys of its own: shown as it came.
     for (number, step) in answer.explain.iter().enumerate() {
         let details: Vec<String> = step
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter(|(key, _)| !matches!(key.as_str(), "step" | "runtime" | "model"))
+            .details
+            .iter()
+            .filter(|(key, _)| !matches!(key.as_str(), "runtime" | "model"))
             .map(|(key, value)| format!("{}: {}", key.replace('_', " "), list(value)))
             .collect();
         out(format_args!(
             "  {}. {}{}{}",
             number + 1,
-            text(&step["step"]).replace('_', " "),
+            step.step.replace('_', " "),
             if details.is_empty() { "" } else { " — " },
             details.join("; ")
         ));

@@ -7,7 +7,7 @@ use std::io::{BufRead as _, BufReader, IsTerminal as _};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use hatchery_api::events::StreamMessage;
+use hatchery_api::events::{ProvisionFailed, StreamMessage};
 use hatchery_api::workspaces::WorkspaceSingle;
 use hatchery_core::{EventKind, WorkspaceStatus};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -232,10 +232,8 @@ impl Standing {
             EventKind::WorkspaceOnline | EventKind::WorkspaceDegraded => Some(Self::Online),
             EventKind::WorkspaceAwaitingAgent => Some(Self::AwaitingAgent),
             EventKind::WorkspaceProvisionFailed => Some(Self::Failed(
-                event.data["error"]
-                    .as_str()
-                    .unwrap_or("no reason given")
-                    .to_owned(),
+                ProvisionFailed::deserialize(&event.data)
+                    .map_or_else(|_| "no reason given".to_owned(), |failed| failed.error),
             )),
             EventKind::WorkspaceRemoved => Some(Self::Removed),
             _ => None,
