@@ -83,6 +83,9 @@ pub fn router(state: AppState) -> Router {
             record_request,
         ))
         .layer(axum::middleware::from_fn_with_state(state, guard::guard))
+        // A span per request and a line per response, at debug level
+        // (`RUST_LOG=tower_http=debug`); refusals by the guard included.
+        .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(guard::catch_panic());
     // Outermost: a preflight is answered before anything else looks at it.
     match cors {
