@@ -5,6 +5,7 @@
 //!
 //! Pure data: no store, no HTTP stack. The server converts its rows into these types.
 
+pub mod a2a;
 pub mod agents;
 pub mod errors;
 pub mod events;
