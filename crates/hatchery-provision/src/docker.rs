@@ -8,7 +8,9 @@
 //! `/workspace`, its config read-only at `/config`, and the directory of the control
 //! plane's Unix socket at `/run/hatchery` — the agent's only way out. The directory, not
 //! the socket file: a restarted control plane makes a new socket, which a file bind would
-//! not see. It runs as the owner of the data directory, so it can reach the socket and
+//! not see. The workspace's `a2a/` directory is writable at `/run/a2a`: the agent makes
+//! its socket there, and the control plane delivers A2A messages to it from the host (the
+//! container has no network to be reached on). It runs as the owner of the data directory, so it can reach the socket and
 //! its files stay the operator's.
 //!
 //! Containers outlive the control plane: a restart adopts the running ones (found by
@@ -34,10 +36,12 @@ use futures_util::stream::BoxStream;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use tokio::sync::mpsc;
 
-use crate::files::{EXIT_LOG_LINES, agent_env, lay_out};
+use crate::files::{
+    AGENT_A2A_DIR, AGENT_A2A_SOCKET, EXIT_LOG_LINES, a2a_socket_on_host, agent_env, lay_out,
+};
 use crate::launch::{AgentLaunch, Image};
 use crate::tracked::TrackedAgents;
-use crate::{AgentState, Backend, BackendError, Exit, WorkspaceSpec};
+use crate::{AgentEndpoint, AgentState, Backend, BackendError, Exit, WorkspaceSpec};
 
 /// The label naming the workspace a container runs.
 pub const WORKSPACE_LABEL: &str = "dev.hatchery.workspace";
@@ -231,7 +235,7 @@ fn rootfs(files: &[(PathBuf, String)]) -> std::io::Result<Vec<u8>> {
     archive.mode(tar::HeaderMode::Deterministic);
     // Engines refuse GNU sparse entries, which a binary with holes would become.
     archive.sparse(false);
-    for dir in ["tmp", "workspace", "config", "run/hatchery"] {
+    for dir in ["tmp", "workspace", "config", "run/hatchery", "run/a2a"] {
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(tar::EntryType::Directory);
         header.set_mode(if dir == "tmp" { 0o1777 } else { 0o755 });
@@ -323,7 +327,7 @@ impl DockerBackend {
         dir: &Path,
     ) -> Result<ContainerCreateBody, BackendError> {
         let image = self.config.launch.for_runtime(&spec.runtime).clone();
-        let env = agent_env(spec, &self.agent_url)?
+        let env = agent_env(spec, &self.agent_url, Some(AGENT_A2A_SOCKET))?
             .into_iter()
             .map(|(name, value)| format!("{name}={value}"))
             .collect();
@@ -363,6 +367,7 @@ impl DockerBackend {
                     bind(&dir.join("workspace"), "/workspace", false),
                     bind(&dir.join("config"), "/config", true),
                     bind(&self.socket_dir, CONTAINER_SOCKET_DIR, true),
+                    bind(&dir.join("a2a"), AGENT_A2A_DIR, false),
                 ]),
                 readonly_rootfs: Some(true),
                 tmpfs: Some(HashMap::from([(
@@ -688,6 +693,13 @@ impl Backend for DockerBackend {
     fn agents_outlive_control_plane(&self) -> bool {
         true
     }
+
+    fn a2a_endpoint(&self, id: &str) -> Option<AgentEndpoint> {
+        // Tracked: started or adopted, and not yet seen to exit or being stopped.
+        self.tracked
+            .is_live(id)
+            .then(|| AgentEndpoint::Unix(a2a_socket_on_host(&self.config.root, id)))
+    }
 }
 
 #[cfg(test)]
@@ -714,6 +726,77 @@ mod tests {
         assert_ne!(tag_a, tag_b);
         assert_eq!(tag_a, agent_image_tag(&a).unwrap());
         assert!(tag_a.starts_with("localhost/hatchery-agent:"), "{tag_a}");
+    }
+
+    /// A backend on an engine it never calls (a socket nobody answers on, which bollard
+    /// wants to exist): what it would ask of one.
+    fn offline_backend(root: &Path) -> (DockerBackend, std::os::unix::net::UnixListener) {
+        let engine = root.join("docker.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&engine).unwrap();
+        let docker = Docker::connect_with_unix(
+            &engine.display().to_string(),
+            1,
+            bollard::API_DEFAULT_VERSION,
+        )
+        .unwrap();
+        let config = DockerConfig {
+            root: root.join("workspaces"),
+            socket: root.join("run/hatchery.sock"),
+            launch: AgentLaunch::new("agent:1".to_owned()),
+            installation: "install".into(),
+        };
+        (DockerBackend::new(docker, config).unwrap().0, listener)
+    }
+
+    #[test]
+    fn the_container_gets_the_agents_socket_directory_writable_and_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let (backend, _engine) = offline_backend(dir.path());
+        let spec = WorkspaceSpec {
+            id: "w".into(),
+            runtime: "r".into(),
+            files: Vec::new(),
+            env: Vec::new(),
+            bootstrap_token: "boot".into(),
+            heartbeat_interval: Duration::from_secs(20),
+            limits: crate::Limits::default(),
+        };
+        let laid_out = lay_out(&dir.path().join("workspaces"), &spec).unwrap();
+        let body = backend.container_body(&spec, &laid_out).unwrap();
+        let mounts = body.host_config.unwrap().mounts.unwrap();
+        let a2a = mounts
+            .iter()
+            .find(|m| m.target.as_deref() == Some("/run/a2a"))
+            .unwrap_or_else(|| panic!("/run/a2a not mounted: {mounts:?}"));
+        assert_eq!(
+            a2a.source.as_deref(),
+            Some(laid_out.join("a2a").display().to_string().as_str())
+        );
+        assert_eq!(a2a.read_only, Some(false));
+        let env = body.env.unwrap();
+        assert!(
+            env.iter()
+                .any(|e| e == "HATCHERY_AGENT_SOCKET=/run/a2a/agent.sock"),
+            "{env:?}"
+        );
+    }
+
+    #[test]
+    fn the_a2a_endpoint_is_known_only_while_the_container_is_tracked() {
+        let dir = tempfile::tempdir().unwrap();
+        let (backend, _engine) = offline_backend(dir.path());
+        assert_eq!(backend.a2a_endpoint("w"), None);
+        backend.tracked.track("w", "container-1".to_owned());
+        assert_eq!(
+            backend.a2a_endpoint("w"),
+            Some(AgentEndpoint::Unix(
+                dir.path().join("workspaces/w/a2a/agent.sock")
+            ))
+        );
+        backend.tracked.mark_stopping("w");
+        assert_eq!(backend.a2a_endpoint("w"), None, "being stopped");
+        backend.tracked.forget("w");
+        assert_eq!(backend.a2a_endpoint("w"), None);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! What backends that run agents on this machine share: each workspace's directory (its
-//! writable `workspace/` and its `config/`), the agent's environment, and reading a log
-//! file's tail or following it.
+//! writable `workspace/`, its `config/`, and `a2a/` where the agent's socket lives), the
+//! agent's environment, and reading a log file's tail or following it.
 
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
@@ -12,6 +12,13 @@ use crate::{BackendError, WorkspaceSpec};
 
 /// Where the control plane's socket appears inside a sandbox or container.
 pub const AGENT_SOCKET: &str = "/run/hatchery/hatchery.sock";
+/// Where the workspace's `a2a/` directory appears inside a sandbox or container: the
+/// agent serves A2A on a socket in it, which the control plane reaches from the host.
+pub const AGENT_A2A_DIR: &str = "/run/a2a";
+/// The agent's A2A socket inside a sandbox or container (in [`AGENT_A2A_DIR`]).
+pub const AGENT_A2A_SOCKET: &str = "/run/a2a/agent.sock";
+/// The name of the agent's socket in its `a2a/` directory.
+const A2A_SOCKET_NAME: &str = "agent.sock";
 /// The most bytes of a log read to find its last lines.
 const TAIL_BYTES: u64 = 256 * 1024;
 /// How many log lines an exit report carries.
@@ -41,15 +48,27 @@ pub(crate) fn safe_relative(path: &str) -> Result<&Path, BackendError> {
     }
 }
 
-/// Create `<root>/<id>/{workspace,config}` and write the config files: what an agent sees
-/// at `/workspace` and `/config`.
+/// Where workspace `id`'s agent socket is on the host: `<root>/<id>/a2a/agent.sock`, seen
+/// inside as [`AGENT_A2A_SOCKET`].
+#[must_use]
+pub fn a2a_socket_on_host(root: &Path, id: &str) -> PathBuf {
+    root.join(id).join("a2a").join(A2A_SOCKET_NAME)
+}
+
+/// Create `<root>/<id>/{workspace,config,a2a}` and write the config files: what an agent
+/// sees at `/workspace`, `/config` and `/run/a2a`.
 pub(crate) fn lay_out(root: &Path, spec: &WorkspaceSpec) -> Result<PathBuf, BackendError> {
+    use std::os::unix::fs::PermissionsExt as _;
     let dir = root.join(&spec.id);
     let config_dir = dir.join("config");
-    for sub in ["workspace", "config"] {
+    for sub in ["workspace", "config", "a2a"] {
         std::fs::create_dir_all(dir.join(sub))
             .map_err(|e| transient("creating the workspace directory", e))?;
     }
+    // Whoever can enter `a2a/` can talk to the agent as the control plane does, unchecked:
+    // its owner only, also when an earlier start made it otherwise.
+    std::fs::set_permissions(dir.join("a2a"), std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| transient("restricting the agent's socket directory", e))?;
     for (path, content) in &spec.files {
         let target = config_dir.join(safe_relative(path)?);
         if let Some(parent) = target.parent() {
@@ -63,13 +82,16 @@ pub(crate) fn lay_out(root: &Path, spec: &WorkspaceSpec) -> Result<PathBuf, Back
 /// The agent's environment: the workspace's secrets first, then hatchery's own variables,
 /// which win (a secret named `HATCHERY_URL` cannot redirect the agent; the job runner
 /// keeps other `HATCHERY_*` secrets out of the spec). `url` is where the
-/// agent reaches the control plane (`unix:/run/hatchery/hatchery.sock`). Names with `=`
-/// and values with NUL cannot be passed and are refused.
+/// agent reaches the control plane (`unix:/run/hatchery/hatchery.sock`); `agent_socket`,
+/// when the backend reaches the agent through one, where the agent serves A2A
+/// (`HATCHERY_AGENT_SOCKET`). Names with `=` and values with NUL cannot be passed and are
+/// refused.
 pub(crate) fn agent_env(
     spec: &WorkspaceSpec,
     url: &str,
+    agent_socket: Option<&str>,
 ) -> Result<Vec<(String, String)>, BackendError> {
-    let own = [
+    let mut own = vec![
         ("PATH", "/usr/local/bin:/usr/bin:/bin".to_owned()),
         ("HOME", "/workspace".to_owned()),
         ("HATCHERY_URL", url.to_owned()),
@@ -81,6 +103,9 @@ pub(crate) fn agent_env(
             format!("{}ms", spec.heartbeat_interval.as_millis()),
         ),
     ];
+    if let Some(socket) = agent_socket {
+        own.push(("HATCHERY_AGENT_SOCKET", socket.to_owned()));
+    }
     let pairs = spec
         .env
         .iter()
@@ -207,8 +232,13 @@ mod tests {
     #[test]
     fn hatchery_variables_win_over_secrets_of_the_same_name() {
         let env = agent_env(
-            &spec(vec![("API_KEY", "s3cret"), ("HATCHERY_URL", "http://evil")]),
+            &spec(vec![
+                ("API_KEY", "s3cret"),
+                ("HATCHERY_URL", "http://evil"),
+                ("HATCHERY_AGENT_SOCKET", "/workspace/evil.sock"),
+            ]),
             "unix:/run/hatchery/hatchery.sock",
+            Some(AGENT_A2A_SOCKET),
         )
         .unwrap();
         let value = |name: &str| {
@@ -220,10 +250,39 @@ mod tests {
         assert_eq!(value("API_KEY"), "s3cret");
         assert_eq!(value("HATCHERY_BOOTSTRAP_TOKEN"), "boot");
         assert_eq!(value("HATCHERY_HEARTBEAT_INTERVAL"), "20000ms");
+        assert_eq!(value("HATCHERY_AGENT_SOCKET"), "/run/a2a/agent.sock");
 
         for bad in [("A", "x\0y"), ("A=B", "x"), ("", "x")] {
-            assert!(agent_env(&spec(vec![bad]), "unix:/s").is_err(), "{bad:?}");
+            assert!(
+                agent_env(&spec(vec![bad]), "unix:/s", None).is_err(),
+                "{bad:?}"
+            );
         }
+    }
+
+    #[test]
+    fn the_layout_has_a_private_directory_for_the_agents_socket() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let root = tempfile::tempdir().unwrap();
+        let mut spec = spec(Vec::new());
+        spec.files = vec![("config.yaml".into(), "runtime: r\n".into())];
+        let dir = lay_out(root.path(), &spec).unwrap();
+        assert_eq!(dir, root.path().join("w"));
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.join("a2a")), 0o700);
+        assert!(dir.join("workspace").is_dir());
+        assert_eq!(
+            std::fs::read_to_string(dir.join("config/config.yaml")).unwrap(),
+            "runtime: r\n"
+        );
+        assert_eq!(
+            a2a_socket_on_host(root.path(), "w"),
+            dir.join("a2a/agent.sock")
+        );
+        // A later start tightens a directory someone opened up.
+        std::fs::set_permissions(dir.join("a2a"), std::fs::Permissions::from_mode(0o777)).unwrap();
+        lay_out(root.path(), &spec).unwrap();
+        assert_eq!(mode(&dir.join("a2a")), 0o700);
     }
 
     #[tokio::test]

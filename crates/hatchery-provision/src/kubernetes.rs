@@ -407,7 +407,8 @@ impl KubernetesBackend {
 
     /// The agent's environment, checked: every name must be storable as a secret key.
     pub fn agent_env(&self, spec: &WorkspaceSpec) -> Result<Vec<(String, String)>, BackendError> {
-        let env = agent_env(spec, &self.config.agent_url)?;
+        // No agent socket: a pod is reached at its own address (to come), not through one.
+        let env = agent_env(spec, &self.config.agent_url, None)?;
         if let Some((bad, _)) = env.iter().find(|(name, _)| !valid_secret_key(name)) {
             return Err(BackendError::Permanent(format!(
                 "environment variable {bad:?} cannot go in a Kubernetes secret (letters, digits, '-', '_' and '.' only)"

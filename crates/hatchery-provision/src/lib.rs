@@ -18,8 +18,10 @@ pub mod launch;
 pub mod local;
 mod tracked;
 
-pub use files::AGENT_SOCKET;
+pub use files::{AGENT_A2A_DIR, AGENT_A2A_SOCKET, AGENT_SOCKET, a2a_socket_on_host};
 pub use launch::AgentLaunch;
+
+use std::path::PathBuf;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -127,6 +129,15 @@ pub fn escape_controls(text: &str) -> String {
     escaped
 }
 
+/// How the control plane reaches a workspace's agent to deliver A2A messages (a URL
+/// variant will come for Kubernetes, whose pods have addresses of their own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentEndpoint {
+    /// The agent serves HTTP on this Unix socket of the host (the sandbox or container
+    /// sees it at [`AGENT_A2A_SOCKET`]); requests name any host, the agent ignores it.
+    Unix(PathBuf),
+}
+
 /// Why a backend call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -171,5 +182,12 @@ pub trait Backend: Send + Sync + 'static {
     /// a graceful shutdown leaves them be, and the next start adopts them.
     fn agents_outlive_control_plane(&self) -> bool {
         false
+    }
+
+    /// Where the workspace's agent takes A2A messages: known only while this backend runs
+    /// the workspace's sandbox (container, pod); `None` otherwise, and from backends that
+    /// cannot reach their agents.
+    fn a2a_endpoint(&self, _id: &str) -> Option<AgentEndpoint> {
+        None
     }
 }

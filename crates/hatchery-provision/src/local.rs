@@ -6,7 +6,8 @@
 //! config read-only at `/config`, private `/tmp`, `/proc` and `/dev`, new PID, IPC, UTS,
 //! user and network namespaces (no network unless the runtime opts in), and the control
 //! plane's Unix socket bound in at `/run/hatchery/hatchery.sock` — the agent's only way
-//! out. Limits are rlimits (set by `prlimit` on the way in). Secrets travel in the
+//! out — and the workspace's `a2a/` directory writable at `/run/a2a`, where the agent
+//! makes the socket the control plane delivers A2A messages to. Limits are rlimits (set by `prlimit` on the way in). Secrets travel in the
 //! environment, never on a command line or on disk. The sandbox dies with the control
 //! plane (`--die-with-parent`).
 //!
@@ -39,10 +40,13 @@ use nix::unistd::Pid;
 use tokio::sync::mpsc;
 
 use crate::files::{
-    AGENT_SOCKET, EXIT_LOG_LINES, agent_env, follow_file, lay_out, tail, transient,
+    AGENT_A2A_DIR, AGENT_A2A_SOCKET, AGENT_SOCKET, EXIT_LOG_LINES, a2a_socket_on_host, agent_env,
+    follow_file, lay_out, tail, transient,
 };
 use crate::launch::{AgentLaunch, CommandLine};
-use crate::{AgentState, Backend, BackendError, Exit, WorkspaceSpec, escape_controls};
+use crate::{
+    AgentEndpoint, AgentState, Backend, BackendError, Exit, WorkspaceSpec, escape_controls,
+};
 
 /// The host paths a sandbox sees, read-only (missing ones are skipped). Of `/etc` only
 /// what programs need to run and resolve names ([`ETC_ENTRIES`]): not the host's service
@@ -290,7 +294,8 @@ fn descendants_in(parents: &[(i32, i32)], root: i32) -> Vec<i32> {
 /// The agent's environment as bubblewrap arguments, NUL-separated for `--args`.
 fn environment(spec: &WorkspaceSpec) -> Result<Vec<u8>, BackendError> {
     let mut args = Vec::new();
-    for (name, value) in agent_env(spec, &format!("unix:{AGENT_SOCKET}"))? {
+    let url = format!("unix:{AGENT_SOCKET}");
+    for (name, value) in agent_env(spec, &url, Some(AGENT_A2A_SOCKET))? {
         for part in ["--setenv", &name, &value] {
             args.extend_from_slice(part.as_bytes());
             args.push(0);
@@ -418,6 +423,7 @@ impl LocalBackend {
         }
         let workspace = dir.join("workspace").display().to_string();
         let config = dir.join("config").display().to_string();
+        let a2a = dir.join("a2a").display().to_string();
         let socket = self.config.socket.display().to_string();
         argv.extend(
             [
@@ -426,6 +432,10 @@ impl LocalBackend {
                 "--bind",
                 &socket,
                 AGENT_SOCKET,
+                // Writable: the agent makes its socket there, for the control plane.
+                "--bind",
+                &a2a,
+                AGENT_A2A_DIR,
                 "--bind",
                 &workspace,
                 "/workspace",
@@ -719,6 +729,15 @@ impl Backend for LocalBackend {
             .cloned()
             .collect())))
     }
+
+    fn a2a_endpoint(&self, id: &str) -> Option<AgentEndpoint> {
+        // A sandbox being stopped takes no more messages: its agent has had SIGTERM.
+        let live = self.lock().get(id).is_some_and(|sandbox| {
+            *sandbox.exited.borrow() == Life::Running
+                && !sandbox.stopping.load(std::sync::atomic::Ordering::Acquire)
+        });
+        live.then(|| AgentEndpoint::Unix(a2a_socket_on_host(&self.config.root, id)))
+    }
 }
 
 #[cfg(test)]
@@ -779,12 +798,51 @@ mod tests {
             !argv.iter().any(|a| a == "--share-net"),
             "no network unless opted in"
         );
+        // The agent's socket directory, writable, after the read-only root is laid.
+        let a2a = data.path().join("workspaces/w/a2a").display().to_string();
+        assert!(at(&["--bind", &a2a, "/run/a2a"]) < at(&["--remount-ro", "/"]));
         // /etc is one prepared copy of what programs need, with no private keys.
         let etc = data.path().join("workspaces/.etc");
         at(&["--ro-bind", &etc.display().to_string(), "/etc"]);
         assert!(etc.join("passwd").exists());
         assert!(!etc.join("shadow").exists());
         assert!(!etc.join("ssl/private").exists());
+    }
+
+    #[test]
+    fn the_a2a_endpoint_is_known_only_while_the_sandbox_runs() {
+        let data = tempfile::tempdir().unwrap();
+        let root = data.path().join("workspaces");
+        let (backend, _exits) = LocalBackend::new(LocalConfig {
+            root: root.clone(),
+            hidden: Vec::new(),
+            socket: data.path().join("hatchery.sock"),
+            launch: AgentLaunch::new(vec!["/bin/true".into()]),
+            bwrap: "/usr/bin/bwrap".into(),
+            prlimit: "/usr/bin/prlimit".into(),
+            cgroups: None,
+        });
+        assert_eq!(backend.a2a_endpoint("w"), None, "nothing runs");
+        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (life, exited) = tokio::sync::watch::channel(Life::Running);
+        backend.lock().insert(
+            "w".into(),
+            Sandbox {
+                pid: 1,
+                stopping: Arc::clone(&stopping),
+                exited,
+            },
+        );
+        assert_eq!(
+            backend.a2a_endpoint("w"),
+            Some(AgentEndpoint::Unix(root.join("w/a2a/agent.sock")))
+        );
+        assert_eq!(backend.a2a_endpoint("other"), None);
+        stopping.store(true, std::sync::atomic::Ordering::Release);
+        assert_eq!(backend.a2a_endpoint("w"), None, "being stopped");
+        stopping.store(false, std::sync::atomic::Ordering::Release);
+        life.send(Life::Exited(Some(0))).unwrap();
+        assert_eq!(backend.a2a_endpoint("w"), None, "exited");
     }
 
     #[test]
@@ -834,6 +892,12 @@ mod tests {
             parts[url + 1],
             "unix:/run/hatchery/hatchery.sock",
             "ours win"
+        );
+        assert!(
+            parts
+                .windows(3)
+                .any(|w| w == ["--setenv", "HATCHERY_AGENT_SOCKET", "/run/a2a/agent.sock"]),
+            "{parts:?}"
         );
         assert!(
             parts

@@ -88,6 +88,11 @@ impl<H: PartialEq> TrackedAgents<H> {
         self.lock().contains_key(id)
     }
 
+    /// Whether an agent of workspace `id` is tracked and not being stopped.
+    pub(crate) fn is_live(&self, id: &str) -> bool {
+        self.lock().get(id).is_some_and(|t| !t.stopping.is_set())
+    }
+
     /// Forget workspace `id`'s agent, whichever it is.
     pub(crate) fn forget(&self, id: &str) {
         self.lock().remove(id);
@@ -118,8 +123,10 @@ mod tests {
             "tracked already"
         );
         assert!(agents.release("w", &"b".to_owned()).is_none());
+        assert!(agents.is_live("w"));
         agents.mark_stopping("w");
         assert!(first.is_set());
+        assert!(!agents.is_live("w"), "being stopped");
         let released = agents.release("w", &"a".to_owned()).unwrap();
         assert!(released.is_set());
         assert!(!agents.contains("w"));

@@ -1,7 +1,8 @@
 //! The local backend's sandbox from the inside, with real bubblewrap sandboxes: what an
 //! agent sees of the host (its program, not the program's neighbours), what privileges it
-//! holds (no capabilities, a user namespace of its own; as root, none is no sandbox), and
-//! that what it prints reaches its exit report without terminal control characters.
+//! holds (no capabilities, a user namespace of its own; as root, none is no sandbox), that
+//! what it prints reaches its exit report without terminal control characters, and that
+//! the socket it serves A2A on is reachable from the host.
 
 use std::collections::HashMap;
 use std::os::unix::net::UnixListener;
@@ -9,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hatchery_provision::local::{LocalBackend, LocalConfig};
-use hatchery_provision::{AgentLaunch, Backend as _, Exit, Limits, WorkspaceSpec, escape_controls};
+use hatchery_provision::{
+    AgentEndpoint, AgentLaunch, Backend as _, Exit, Limits, WorkspaceSpec, escape_controls,
+};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// What the sandboxed probe writes its findings to, inside the sandbox.
@@ -273,4 +276,84 @@ async fn terminal_control_characters_never_reach_the_exit_report() {
     );
     // The job runner escapes every backend's report again: that changes nothing.
     assert_eq!(escape_controls(&exit.last_lines), exit.last_lines);
+}
+
+/// What the sandboxed half of `the_agents_socket_in_the_sandbox_is_reachable_from_the_host`
+/// says to whoever connects.
+const GREETING: &[u8] = b"hello from the sandbox\n";
+
+/// The sandboxed half of `the_agents_socket_in_the_sandbox_is_reachable_from_the_host`:
+/// this test binary, run inside a sandbox, serves one connection on the socket it is told
+/// to (`HATCHERY_AGENT_SOCKET`), as an agent would. Outside a sandbox it does nothing.
+#[test]
+fn a2a_socket_probe_in_sandbox() {
+    use std::io::Write as _;
+    if std::env::var_os(PROBE_VARIABLE).is_none() {
+        return;
+    }
+    let path = std::env::var("HATCHERY_AGENT_SOCKET").unwrap();
+    let listener = UnixListener::bind(&path).unwrap();
+    // Bounded: a host that never calls must not keep the sandbox forever.
+    listener.set_nonblocking(true).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut stream = loop {
+        match listener.accept() {
+            Ok((stream, _)) => break stream,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(std::time::Instant::now() < deadline, "nobody called");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    };
+    stream.set_nonblocking(false).unwrap();
+    stream.write_all(GREETING).unwrap();
+}
+
+#[tokio::test]
+async fn the_agents_socket_in_the_sandbox_is_reachable_from_the_host() {
+    use std::io::Read as _;
+    let host = Host::new();
+    let exe = std::env::current_exe().unwrap();
+    let (backend, mut exits) = host.backend(
+        vec![
+            exe.display().to_string(),
+            "--exact".into(),
+            "a2a_socket_probe_in_sandbox".into(),
+            "--test-threads=1".into(),
+        ],
+        Path::new("/usr/bin/bwrap"),
+    );
+    assert_eq!(backend.a2a_endpoint("w"), None, "before the start");
+    backend.start(&spec()).await.unwrap();
+    let Some(AgentEndpoint::Unix(socket)) = backend.a2a_endpoint("w") else {
+        panic!("a running sandbox has an endpoint");
+    };
+    assert_eq!(socket, host.workspace_file("a2a/agent.sock"));
+
+    // The socket the sandboxed process made in /run/a2a appears in the host's a2a/.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !socket.exists() {
+        if let Ok(exit) = exits.try_recv() {
+            panic!("the probe exited early: {}", exit.last_lines);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no socket at {socket:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut said = Vec::new();
+    std::os::unix::net::UnixStream::connect(&socket)
+        .unwrap()
+        .read_to_end(&mut said)
+        .unwrap();
+    assert_eq!(said, GREETING);
+
+    let exit = tokio::time::timeout(Duration::from_secs(30), exits.recv())
+        .await
+        .expect("the probe exits once it has answered")
+        .expect("an exit report");
+    assert_eq!(exit.code, Some(0), "{}", exit.last_lines);
+    assert_eq!(backend.a2a_endpoint("w"), None, "after the exit");
 }
