@@ -14,6 +14,7 @@ pub mod fields;
 pub mod lifecycle;
 pub mod org;
 pub mod provider;
+pub mod yaml;
 
 pub use config::{PreparedConfig, WorkspaceConfig, prepare_config, render_config_yaml};
 pub use fields::{

@@ -1,9 +1,10 @@
 //! Org templates: a team as a tree of workspaces (Molecule's org template YAML), read
 //! strictly, and the plan of importing one.
 //!
-//! Reading: the registry's strict YAML parser (duplicate keys, alias bombs and deep
-//! nesting refused), then typed decoding that refuses unknown keys with their path and a
-//! suggestion (`workspaces[2].children[0]: unknown field `modle`, did you mean `model`?`).
+//! Reading: strict YAML ([`crate::yaml`]: duplicate keys, alias bombs and deep nesting
+//! refused) straight into the types, which refuse unknown keys with their path and a
+//! suggestion (`workspaces[2].children[0]: unknown field `modle`, did you mean `model`?`);
+//! a template sent as JSON is decoded by the same types with the same messages.
 //!
 //! Planning: every node is checked the way a single create is — the same field rules and
 //! the same fail-closed provider decision — with no silent defaults: a node's runtime and
@@ -14,11 +15,11 @@
 use std::collections::HashSet;
 
 use hatchery_registry::Registry;
-use hatchery_registry::yaml::{self, Document, NodeId, NodeKind, Resolved};
 use serde::{Deserialize, Serialize};
 
 use crate::fields::{TextFields, check_text_fields, check_tier, is_valid_env_name};
 use crate::provider::{ProviderRequest, decide_provider};
+use crate::yaml::{self, YamlError};
 
 /// The most workspaces one template may create.
 pub const MAX_NODES: usize = 1000;
@@ -203,22 +204,26 @@ pub enum TemplateError {
     Shape(String),
 }
 
+impl From<YamlError> for TemplateError {
+    fn from(error: YamlError) -> Self {
+        match error {
+            YamlError::Document(message) => Self::Yaml(message),
+            YamlError::Shape(message) => Self::Shape(message),
+        }
+    }
+}
+
 /// Read a template from its YAML bytes.
 pub fn parse_template(bytes: &[u8]) -> Result<OrgTemplate, TemplateError> {
-    match yaml_to_json(bytes)? {
-        serde_json::Value::Null => Err(TemplateError::Shape("the template is empty".to_owned())),
-        value => decode(value),
+    match yaml::from_slice::<Option<OrgTemplate>>(bytes)? {
+        Some(template) => Ok(template),
+        None => Err(TemplateError::Shape("the template is empty".to_owned())),
     }
 }
 
 /// Strict YAML as JSON (a workspace template's `config.yaml`, say).
 pub fn yaml_to_json(bytes: &[u8]) -> Result<serde_json::Value, TemplateError> {
-    let document = yaml::parse(bytes, yaml::Limits::default())
-        .map_err(|e| TemplateError::Yaml(e.to_string()))?;
-    match document.root() {
-        Some(root) => to_json(&document, root).map_err(TemplateError::Shape),
-        None => Ok(serde_json::Value::Null),
-    }
+    Ok(yaml::from_slice(bytes)?)
 }
 
 /// Decode a template already in JSON form (an inline template of an import request).
@@ -235,7 +240,7 @@ pub fn decode(value: serde_json::Value) -> Result<OrgTemplate, TemplateError> {
 }
 
 /// serde's "unknown field `modle`, expected one of `name`, `model`, …" with the closest
-/// expected field suggested.
+/// expected field suggested, as the YAML reader suggests it.
 fn with_suggestion(message: &str) -> String {
     let Some(rest) = message.strip_prefix("unknown field `") else {
         return message.to_owned();
@@ -243,61 +248,8 @@ fn with_suggestion(message: &str) -> String {
     let Some((unknown, expected)) = rest.split_once('`') else {
         return message.to_owned();
     };
-    let closest = expected
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .map(|candidate| (strsim::levenshtein(unknown, candidate), candidate))
-        .filter(|(distance, _)| *distance <= 2)
-        .min();
-    match closest {
-        Some((_, candidate)) => format!("unknown field `{unknown}`, did you mean `{candidate}`?"),
-        None => format!("unknown field `{unknown}`"),
-    }
-}
-
-/// A strict YAML node as JSON: scalars resolved as YAML 1.2's core schema (quoted ones
-/// stay strings), mapping keys must be scalars; a repeated (merged) key keeps its first
-/// value, as the manifest reader does.
-fn to_json(document: &Document, id: NodeId) -> Result<serde_json::Value, String> {
-    use serde_json::Value;
-    Ok(match &document.node(id).kind {
-        NodeKind::Scalar {
-            text,
-            form,
-            core_tag,
-        } => match yaml::resolve(text, *form, core_tag.as_deref()) {
-            Resolved::Null => Value::Null,
-            Resolved::Bool(b) => Value::Bool(b),
-            Resolved::Int(n) => i64::try_from(n)
-                .map(Value::from)
-                .map_err(|_| format!("{text}: integer out of range"))?,
-            Resolved::Float => text
-                .parse::<f64>()
-                .ok()
-                .and_then(serde_json::Number::from_f64)
-                .map_or_else(|| Value::String(text.clone()), Value::Number),
-            Resolved::Str => Value::String(text.clone()),
-        },
-        NodeKind::Sequence(items) => Value::Array(
-            items
-                .iter()
-                .map(|item| to_json(document, *item))
-                .collect::<Result<_, _>>()?,
-        ),
-        NodeKind::Mapping(entries) => {
-            let mut object = serde_json::Map::new();
-            for (key, value) in entries {
-                let NodeKind::Scalar { text: key, .. } = &document.node(*key).kind else {
-                    return Err("mapping keys must be plain names".to_owned());
-                };
-                if !object.contains_key(key) {
-                    object.insert(key.clone(), to_json(document, *value)?);
-                }
-            }
-            Value::Object(object)
-        }
-    })
+    let expected: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    yaml::suggest(unknown, &expected)
 }
 
 /// What the planner needs to know of the server.
@@ -626,6 +578,84 @@ mod tests {
         assert!(
             parse_template(b"workspaces: []\n").is_err(),
             "name is required"
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_naming_the_key() {
+        let error = parse_template(b"name: a\nname: b\n").unwrap_err();
+        assert!(
+            matches!(&error, TemplateError::Yaml(m) if m.contains("duplicate key `name`") && m.contains("line 2")),
+            "{error:?}"
+        );
+        // Also inside free-form values, where no field type would notice.
+        let nested = "name: a\nglobal_memories:\n  notes: {x: 1, x: 2}\n";
+        let error = parse_template(nested.as_bytes()).unwrap_err();
+        assert!(
+            matches!(&error, TemplateError::Yaml(m) if m.contains("duplicate key `x`")),
+            "{error:?}"
+        );
+    }
+
+    /// `levels` lists of ten, each made of aliases to the one before: 10^levels nodes.
+    fn alias_bomb(levels: usize) -> String {
+        let mut text =
+            String::from("name: a\nglobal_memories:\n  l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for level in 1..levels {
+            let alias = format!("*l{}", level - 1);
+            let list = [alias.as_str(); 10].join(", ");
+            text.push_str(&format!("  l{level}: &l{level} [{list}]\n"));
+        }
+        text
+    }
+
+    #[test]
+    fn a_billion_laughs_is_refused_quickly() {
+        let started = std::time::Instant::now();
+        let error = parse_template(alias_bomb(9).as_bytes()).unwrap_err();
+        assert!(
+            matches!(&error, TemplateError::Yaml(m) if m.contains("alias bomb")),
+            "{error:?}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn aliases_are_refused_past_the_budget_not_before() {
+        // An anchor of 1000 events (a list of 998 scalars), aliased `uses` times.
+        let with_uses = |uses: usize| {
+            let items = vec!["x"; 998].join(", ");
+            let aliases = vec!["*big"; uses].join(", ");
+            format!("name: a\nglobal_memories:\n  big: &big [{items}]\n  uses: [{aliases}]\n")
+        };
+        let at_the_limit = yaml::MAX_ALIAS_EVENTS / 1000;
+        parse_template(with_uses(at_the_limit - 10).as_bytes()).unwrap();
+        let error = parse_template(with_uses(at_the_limit + 10).as_bytes()).unwrap_err();
+        assert!(
+            matches!(&error, TemplateError::Yaml(m) if m.contains("more than 100000 events")),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn nesting_beyond_the_limit_is_refused() {
+        // The template's mapping is level 1, so `global_memories` may nest 63 lists.
+        let nested = |lists: usize| {
+            format!(
+                "name: a\nglobal_memories: {}{}\n",
+                "[".repeat(lists),
+                "]".repeat(lists)
+            )
+        };
+        parse_template(nested(yaml::MAX_DEPTH - 1).as_bytes()).unwrap();
+        let error = parse_template(nested(yaml::MAX_DEPTH).as_bytes()).unwrap_err();
+        assert!(
+            matches!(&error, TemplateError::Yaml(m) if m.contains("nesting deeper than 64 levels")),
+            "{error:?}"
         );
     }
 
