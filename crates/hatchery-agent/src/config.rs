@@ -2,11 +2,11 @@
 //! runtime-side half of fail-closed: a registry-known runtime/model with no provider in
 //! the config is refused before anything starts.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
-use hatchery_registry::yaml::{self, Limits, NodeKind, ScalarForm};
+use hatchery_core::yaml::{self, YamlError};
 use hatchery_registry::{DeriveOutcome, Registry};
+use serde::{Deserialize, Deserializer};
 
 /// The largest config file read.
 const MAX_CONFIG_BYTES: u64 = 256 * 1024;
@@ -72,21 +72,26 @@ pub enum ConfigError {
     },
 }
 
-/// A key that must be present, as a string (possibly empty).
-fn required_key(values: &BTreeMap<String, Value>, key: &str) -> Result<String, String> {
-    match values.get(key) {
-        Some(Value::Text(text)) => Ok(text.clone()),
-        Some(Value::Null) => Ok(String::new()),
-        Some(Value::List(_)) => Err(format!("{key}: expected a single value")),
-        None => Err(format!("{key} is missing")),
-    }
+/// The keys the agent reads; the others (`provider_protocol`, …) are the runtime's. A
+/// string takes a plain scalar's text; `null` is the same as absent, except for `runtime`
+/// and `model`, which a generated config always writes (possibly empty).
+#[derive(Deserialize)]
+struct Keys {
+    #[serde(default, deserialize_with = "null_as_empty")]
+    runtime: Option<String>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    model: Option<String>,
+    provider: Option<String>,
+    provider_source: Option<String>,
+    llm_billing_mode: Option<String>,
+    provider_base_url: Option<String>,
+    provider_auth_env: Option<Vec<String>>,
+    registry_hash: Option<String>,
 }
 
-/// A scalar or a list of scalars: all a generated config holds.
-enum Value {
-    Null,
-    Text(String),
-    List(Vec<String>),
+/// A written key, `null` as the empty string (an absent one stays `None` by `default`).
+fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Option::<String>::deserialize(d).map(|value| Some(value.unwrap_or_default()))
 }
 
 impl AgentConfig {
@@ -111,72 +116,30 @@ impl AgentConfig {
             path: shown.to_owned(),
             detail,
         };
-        let document =
-            yaml::parse(bytes, Limits::default()).map_err(|source| ConfigError::Yaml {
-                path: shown.to_owned(),
-                source,
-            })?;
-        let root = document
-            .root()
-            .ok_or_else(|| shape("the file is empty".to_owned()))?;
-        let NodeKind::Mapping(entries) = &document.node(root).kind else {
-            return Err(shape("expected a mapping of keys".to_owned()));
-        };
-        let mut values = BTreeMap::new();
-        for (key, value) in entries {
-            let NodeKind::Scalar { text: key, .. } = &document.node(*key).kind else {
-                return Err(shape("keys must be plain names".to_owned()));
-            };
-            let value = match &document.node(*value).kind {
-                NodeKind::Scalar {
-                    text,
-                    form,
-                    core_tag,
-                } => match yaml::resolve(text, *form, core_tag.as_deref()) {
-                    yaml::Resolved::Null => Value::Null,
-                    _ => Value::Text(text.clone()),
-                },
-                NodeKind::Sequence(items) => {
-                    let mut list = Vec::new();
-                    for item in items {
-                        match &document.node(*item).kind {
-                            NodeKind::Scalar {
-                                text,
-                                form: ScalarForm::Quoted | ScalarForm::Plain,
-                                ..
-                            } => list.push(text.clone()),
-                            _ => return Err(shape(format!("{key}: expected a list of names"))),
-                        }
-                    }
-                    Value::List(list)
-                }
-                NodeKind::Mapping(_) => return Err(shape(format!("{key}: unexpected mapping"))),
-            };
-            values.insert(key.clone(), value);
-        }
-        let text = |key: &str| match values.get(key) {
-            Some(Value::Text(text)) => Ok(Some(text.clone())),
-            Some(Value::Null) | None => Ok(None),
-            Some(Value::List(_)) => Err(shape(format!("{key}: expected a single value"))),
-        };
-        let required = |key: &str| text(key)?.ok_or_else(|| shape(format!("{key} is missing")));
-        let provider_auth_env = match values.get("provider_auth_env") {
-            Some(Value::List(names)) => names.clone(),
-            Some(Value::Null) | None => Vec::new(),
-            Some(Value::Text(_)) => {
-                return Err(shape("provider_auth_env: expected a list".to_owned()));
+        let keys = match yaml::from_slice::<Option<Keys>>(bytes) {
+            Ok(Some(keys)) => keys,
+            Ok(None) => return Err(shape("the file is empty".to_owned())),
+            Err(YamlError::Shape(detail)) => return Err(shape(detail)),
+            Err(source) => {
+                return Err(ConfigError::Yaml {
+                    path: shown.to_owned(),
+                    source,
+                });
             }
         };
+        // Present even when empty: a config without them is not one hatchery wrote.
+        let required = |value: Option<String>, key: &str| {
+            value.ok_or_else(|| shape(format!("{key} is missing")))
+        };
         Ok(Self {
-            // Present even when empty: a config without them is not one hatchery wrote.
-            runtime: required_key(&values, "runtime").map_err(shape)?,
-            model: required_key(&values, "model").map_err(shape)?,
-            provider: text("provider")?,
-            provider_source: required("provider_source")?,
-            llm_billing_mode: text("llm_billing_mode")?,
-            provider_base_url: text("provider_base_url")?,
-            provider_auth_env,
-            registry_hash: required("registry_hash")?,
+            runtime: required(keys.runtime, "runtime")?,
+            model: required(keys.model, "model")?,
+            provider: keys.provider,
+            provider_source: required(keys.provider_source, "provider_source")?,
+            llm_billing_mode: keys.llm_billing_mode,
+            provider_base_url: keys.provider_base_url,
+            provider_auth_env: keys.provider_auth_env.unwrap_or_default(),
+            registry_hash: required(keys.registry_hash, "registry_hash")?,
         })
     }
 
@@ -269,7 +232,7 @@ mod tests {
             ),
             (
                 "runtime: {a: 1}\nprovider_source: x\nregistry_hash: y\n",
-                "unexpected mapping",
+                "runtime: expected string",
             ),
         ] {
             let error = AgentConfig::parse(text.as_bytes(), "config.yaml")
