@@ -4,6 +4,13 @@
 //! become shared references to the anchored node, so expansion is never performed: the
 //! size each alias *would* expand to is known from the arena and counted against a budget.
 //! Every limit applies to the whole document, including keys the manifest ignores.
+//!
+//! The provider manifest keeps this reader rather than serde-saphyr (which reads hatchery's
+//! own YAML: `hatchery_core::yaml`) because the spec's rules are Go yaml.v3's: keys compare
+//! by kind and literal text (`1` and `'1'` collide, `1` and `0x1` do not; serde-saphyr
+//! compares resolved values, the other way round), and aliases are budgeted without being
+//! expanded (serde-saphyr replays them); the manifest decoder then applies Go's per-field
+//! coercions (spec §2) to this arena's nodes.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
