@@ -146,11 +146,15 @@ pub enum EventKind {
     TaskUpdated,
     /// An activity was logged (broadcast only: the activity log holds it).
     ActivityLogged,
+    /// The operator's A2A message was answered (broadcast only: the activity log holds
+    /// the conversation). Molecule's canvas shows the answer from it.
+    #[serde(rename = "A2A_RESPONSE")]
+    A2aResponse,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 14] = [
         Self::WorkspaceProvisioning,
         Self::WorkspaceOnline,
         Self::WorkspaceOffline,
@@ -164,6 +168,7 @@ impl EventKind {
         Self::AgentCardUpdated,
         Self::TaskUpdated,
         Self::ActivityLogged,
+        Self::A2aResponse,
     ];
 
     /// Its spelling on the wire and in the event log (`event_type`): serde's.
@@ -183,6 +188,7 @@ impl EventKind {
             Self::AgentCardUpdated => "AGENT_CARD_UPDATED",
             Self::TaskUpdated => "TASK_UPDATED",
             Self::ActivityLogged => "ACTIVITY_LOGGED",
+            Self::A2aResponse => "A2A_RESPONSE",
         }
     }
 
@@ -191,7 +197,7 @@ impl EventKind {
     pub const fn is_broadcast_only(self) -> bool {
         matches!(
             self,
-            Self::WorkspaceHeartbeat | Self::TaskUpdated | Self::ActivityLogged
+            Self::WorkspaceHeartbeat | Self::TaskUpdated | Self::ActivityLogged | Self::A2aResponse
         )
     }
 }
@@ -546,7 +552,7 @@ mod tests {
     }
 
     #[test]
-    fn event_kinds_round_trip_and_broadcast_only_ones_are_three() {
+    fn event_kinds_round_trip_and_broadcast_only_ones_are_four() {
         for kind in EventKind::ALL {
             assert_eq!(kind.as_str().parse::<EventKind>(), Ok(kind));
             assert_eq!(
@@ -558,6 +564,6 @@ mod tests {
             .into_iter()
             .filter(|k| k.is_broadcast_only())
             .collect();
-        assert_eq!(broadcast_only.len(), 3);
+        assert_eq!(broadcast_only.len(), 4);
     }
 }

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use hatchery_core::ProviderError;
 use serde_json::{Value, json};
 
-use crate::app::{self, Cursor, Resource, Service, TokenFault};
+use crate::app::{self, AgentFault, Cursor, Resource, Service, TokenFault};
 
 /// What a request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +143,17 @@ pub enum ApiError {
     WorkspaceUnavailable {
         status: hatchery_core::WorkspaceStatus,
     },
+    /// A workspace's agent could not be asked, or did not answer usably: 502, or 504 when
+    /// it went silent.
+    #[error("{message}")]
+    Agent {
+        message: String,
+        code: &'static str,
+        silent: bool,
+        /// The workspace's name.
+        workspace: String,
+        detail: Option<String>,
+    },
     /// The database could not be reached (or an auth lookup failed, which fails closed):
     /// answered 503 with `Retry-After`; the context goes to the log.
     #[error("platform datastore unavailable — retry shortly")]
@@ -249,6 +260,25 @@ impl From<app::Error> for ApiError {
             },
             app::Error::TooManyTokens => Self::TooManyTokens,
             app::Error::NotServing { status } => Self::WorkspaceUnavailable { status },
+            app::Error::Agent {
+                ref name,
+                ref fault,
+            } => Self::Agent {
+                message: error.to_string(),
+                code: match fault {
+                    AgentFault::Unreachable(_) => "agent_unreachable",
+                    AgentFault::Silent(_) => "agent_timeout",
+                    AgentFault::BadAnswer(_) => "agent_bad_answer",
+                },
+                silent: matches!(fault, AgentFault::Silent(_)),
+                workspace: name.clone(),
+                detail: match fault {
+                    AgentFault::Unreachable(detail) | AgentFault::BadAnswer(detail) => {
+                        Some(detail.clone())
+                    }
+                    AgentFault::Silent(_) => None,
+                },
+            },
             app::Error::Provider(error) => Self::Provider(error),
             app::Error::Unavailable(Service::Database { context }) => {
                 Self::PlatformUnavailable(context)
@@ -312,6 +342,10 @@ impl ApiError {
             Self::WorkspaceUnavailable { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, "workspace_not_available")
             }
+            Self::Agent {
+                code, silent: true, ..
+            } => (StatusCode::GATEWAY_TIMEOUT, code),
+            Self::Agent { code, .. } => (StatusCode::BAD_GATEWAY, code),
             Self::PlatformUnavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "platform_unavailable")
             }
@@ -363,7 +397,25 @@ impl IntoResponse for ApiError {
             }
             Self::Provider(error) => body = provider_body(&error),
             Self::SecretsUndecryptable { failed_keys } => body["failed_keys"] = json!(failed_keys),
-            Self::WorkspaceUnavailable { status } => body["status"] = json!(status),
+            Self::WorkspaceUnavailable {
+                status: workspace_status,
+            } => {
+                body["status"] = json!(workspace_status);
+                let mut response = (status, Json(body)).into_response();
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(AGENT_RETRY_AFTER_SECONDS),
+                );
+                return response;
+            }
+            Self::Agent {
+                workspace, detail, ..
+            } => {
+                body["workspace"] = json!(workspace);
+                if let Some(detail) = detail {
+                    body["detail"] = json!(detail);
+                }
+            }
             Self::OrgRefused { plan } => body["plan"] = plan,
             Self::MissingEnv { missing, template } => {
                 body["missing_env"] = json!(missing);
@@ -393,6 +445,10 @@ impl IntoResponse for ApiError {
 /// failover (seconds) costs a client one retry. A request itself may already have waited
 /// up to the pool's acquire timeout (10 s) for a connection before it was answered.
 pub const RETRY_AFTER_SECONDS: u16 = 5;
+
+/// The `Retry-After` of a 503 for a workspace whose agent is not up (starting, paused,
+/// offline): a start takes seconds to a minute; a client that retries sooner learns nothing.
+pub const AGENT_RETRY_AFTER_SECONDS: u16 = 15;
 
 pub(crate) use hatchery_api::ErrorBody;
 
@@ -444,7 +500,7 @@ mod tests {
     use serde_json::json;
 
     use super::ApiError;
-    use crate::app::{self, Cursor, Resource, Service, TokenFault};
+    use crate::app::{self, AgentFault, Cursor, Resource, Service, TokenFault};
 
     /// Clients match on the message: the edge answers with the app error's own, whatever
     /// the variant.
@@ -482,6 +538,14 @@ mod tests {
             app::Error::TooManyTokens,
             app::Error::NotServing {
                 status: WorkspaceStatus::Offline,
+            },
+            app::Error::Agent {
+                name: "Writer".to_owned(),
+                fault: AgentFault::Silent(std::time::Duration::from_mins(5)),
+            },
+            app::Error::Agent {
+                name: "Writer".to_owned(),
+                fault: AgentFault::BadAnswer("HTTP 200, text/html, 12 bytes".to_owned()),
             },
             app::Error::Provider(ProviderError::PlatformKeyMissing),
             app::Error::database("connection refused"),

@@ -198,6 +198,7 @@ impl Application {
                     tokens: Arc::default(),
                     metrics: Arc::clone(&metrics),
                     templates: config.templates_dir.as_deref().map(Arc::from),
+                    agent_clients: Arc::default(),
                 },
                 admin,
                 dashboard_dir: config.dashboard_dir.map(Arc::from),

@@ -40,6 +40,9 @@ pub struct Supervision {
     pub concurrent_starts: usize,
     /// Where "now" comes from; `None` for the system clock. Tests move it by hand.
     pub clock: Option<Clock>,
+    /// An A2A call whose agent sends nothing for this long is answered 504 (a stream that
+    /// goes silent this long is ended with a JSON-RPC error).
+    pub a2a_idle_timeout: Duration,
     /// Fault injection for the crash tests: the process aborts (as if killed with -9) when
     /// provisioning reaches this point (see `App::crash_point`).
     pub crash_at: Option<String>,
@@ -47,6 +50,10 @@ pub struct Supervision {
     /// long after its bootstrap token is minted, before the backend starts the agent.
     pub test_start_delay: Option<Duration>,
 }
+
+/// How long an A2A call waits for a silent agent by default: 5 minutes, as Molecule (an
+/// agent may think for a while before its first word).
+pub const DEFAULT_A2A_IDLE_TIMEOUT: Duration = Duration::from_mins(5);
 
 /// How long events are kept by default: 30 days.
 pub const DEFAULT_EVENT_RETENTION: Duration = Duration::from_hours(30 * 24);
@@ -78,6 +85,7 @@ impl Default for Supervision {
             job_lease: Duration::from_secs(30),
             agent_limits: hatchery_provision::Limits::default(),
             concurrent_starts: default_concurrent_starts(),
+            a2a_idle_timeout: DEFAULT_A2A_IDLE_TIMEOUT,
             clock: None,
             crash_at: None,
             test_start_delay: None,

@@ -66,6 +66,9 @@ const ROUTES: &[(&str, &str, Gate)] = &[
     ("GET", "/registry/{id}/peers", Gate::Agent),
     ("GET", "/workspaces/{id}", Gate::Workspace),
     ("PATCH", "/workspaces/{id}", Gate::Workspace),
+    // Asked with `X-Workspace-ID` (see `call`): the caller's own token; without it, the
+    // operator's (the a2a_proxy tests check that half).
+    ("POST", "/workspaces/{id}/a2a", Gate::Agent),
     ("GET", "/workspaces/{id}/activity", Gate::Workspace),
     ("POST", "/workspaces/{id}/activity", Gate::Workspace),
     ("GET", "/workspaces/{id}/config", Gate::Workspace),

@@ -48,6 +48,10 @@ pub struct ServeArgs {
     /// A workspace still provisioning after this long fails [default: 10m; 1h in dev mode].
     #[arg(long, env = "HATCHERY_PROVISION_TIMEOUT", value_parser = positive_duration)]
     provision_timeout: Option<Duration>,
+    /// An A2A message whose agent sends nothing for this long is answered 504 (a stream
+    /// that goes silent this long ends with a JSON-RPC error).
+    #[arg(long, env = "HATCHERY_A2A_IDLE_TIMEOUT", default_value = "5m", value_parser = positive_duration)]
+    a2a_idle_timeout: Duration,
     /// How long events are kept: older ones are deleted, oldest first, and a cursor into
     /// them (`?after=`, `Last-Event-ID`) gets 410 `cursor_expired`.
     #[arg(long, env = "HATCHERY_EVENT_RETENTION", default_value = "30d", value_parser = positive_duration)]
@@ -228,6 +232,7 @@ fn supervision(args: &ServeArgs) -> Supervision {
     let defaults = Supervision::default();
     let mut supervision = Supervision {
         heartbeat_ttl: args.heartbeat_ttl,
+        a2a_idle_timeout: args.a2a_idle_timeout,
         event_retention: args.event_retention,
         event_retention_count: args.event_retention_count,
         job_lease: args.job_lease,

@@ -157,20 +157,29 @@ impl App {
             response_body,
             created_at: self.store.now(),
         };
+        if !self.activity_record(&row).await? {
+            // Gone between the gate and the write.
+            return Err(Error::workspace_not_found(id));
+        }
+        Ok(())
+    }
+
+    /// Append `row` to its workspace's activity and tell live subscribers
+    /// (`ACTIVITY_LOGGED`); `false` if the workspace is gone.
+    pub(crate) async fn activity_record(&self, row: &ActivityRow) -> Result<bool, Error> {
         let stored = self
             .store
-            .activity_insert(&row)
+            .activity_insert(row)
             .await
             .map_err(store_error("failed to log activity"))?;
         if !stored {
-            // Gone between the gate and the write.
-            return Err(Error::workspace_not_found(id));
+            return Ok(false);
         }
         self.hub.broadcast(|| {
             StreamEvent::new(
                 None,
                 hatchery_core::EventKind::ActivityLogged.as_str(),
-                Some(id),
+                Some(&row.workspace_id),
                 &json!({
                     "activity_type": row.activity_type,
                     "method": row.method,
@@ -183,7 +192,7 @@ impl App {
                 row.created_at,
             )
         });
-        Ok(())
+        Ok(true)
     }
 
     /// A workspace's activity, newest first: at most `limit` rows and about

@@ -84,6 +84,13 @@ pub enum Error {
     /// The workspace asked for has no URL or is not up.
     #[error("workspace not available")]
     NotServing { status: WorkspaceStatus },
+    /// A workspace's agent could not be asked, or did not answer usably.
+    #[error("{}", .fault.message(.name))]
+    Agent {
+        /// The workspace's name, for people.
+        name: String,
+        fault: AgentFault,
+    },
     /// The provider or billing decision failed closed.
     #[error(transparent)]
     Provider(#[from] ProviderError),
@@ -120,6 +127,34 @@ pub enum Error {
         /// What went wrong.
         context: String,
     },
+}
+
+/// How a workspace's agent failed a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentFault {
+    /// Nothing answers where the agent should be: the detail says what was tried.
+    Unreachable(String),
+    /// It sent nothing for this long.
+    Silent(std::time::Duration),
+    /// It answered with something that is not JSON-RPC: the detail describes it (status,
+    /// type, size), never its bytes.
+    BadAnswer(String),
+}
+
+impl AgentFault {
+    /// The message a client reads, naming the workspace.
+    fn message(&self, name: &str) -> String {
+        match self {
+            Self::Unreachable(_) => format!("failed to reach workspace agent {name}"),
+            Self::Silent(limit) => format!(
+                "workspace agent {name} did not answer within {}",
+                humantime::format_duration(*limit)
+            ),
+            Self::BadAnswer(_) => {
+                format!("workspace agent {name} answered with something that is not JSON-RPC")
+            }
+        }
+    }
 }
 
 /// What a [`Error::NotFound`] looked for.

@@ -2,6 +2,7 @@
 //! store. Functions here take parsed input, decide, and write through the store in one
 //! transaction; handlers only extract and convert.
 
+pub mod a2a;
 pub mod access;
 pub mod activity;
 pub mod agents;
@@ -19,7 +20,7 @@ use std::sync::Arc;
 
 use hatchery_store::{Store, StoreError};
 
-pub use self::error::{Cursor, Error, Resource, Service, TokenFault};
+pub use self::error::{AgentFault, Cursor, Error, Resource, Service, TokenFault};
 
 use crate::event_hub::EventHub;
 use crate::registry_source::LiveRegistry;
@@ -52,6 +53,8 @@ pub struct App {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The templates directory (org templates in its `org/`), if there is one.
     pub templates: Option<Arc<std::path::Path>>,
+    /// The HTTP clients A2A messages reach agents with.
+    pub agent_clients: Arc<a2a::AgentClients>,
 }
 
 impl App {

@@ -104,11 +104,23 @@ pub(super) async fn guard(State(state): State<AppState>, request: Request, next:
     if let Err(refusal) = admit(&state, request.headers()) {
         return refusal.into_response();
     }
+    // An agent may think for minutes before its answer's head: A2A has its own idle
+    // timeout (`a2a_idle_timeout`) instead of the request deadline.
+    if is_a2a(request.uri().path()) {
+        return next.run(request).await;
+    }
     let limit = state.http.request_timeout;
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => ApiError::RequestTimeout { limit }.into_response(),
     }
+}
+
+/// `/workspaces/{id}/a2a` (the router is not consulted yet at this layer).
+fn is_a2a(path: &str) -> bool {
+    path.strip_prefix("/workspaces/")
+        .and_then(|rest| rest.strip_suffix("/a2a"))
+        .is_some_and(|id| !id.is_empty() && !id.contains('/'))
 }
 
 fn admit(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {

@@ -2,6 +2,7 @@
 //! extract, call one application function, convert the result. Each handler carries its
 //! OpenAPI operation (`#[utoipa::path]`), and routes are registered with it.
 
+mod a2a;
 mod activity;
 mod agents;
 mod bundles;
@@ -66,6 +67,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(events::routes())
         .merge(agents::routes())
         .merge(activity::routes())
+        .merge(a2a::routes())
         .merge(ws::routes())
         .merge(org::routes())
         .merge(bundles::routes())

@@ -1,0 +1,775 @@
+//! A2A: a message to a workspace's agent, carried by the control plane
+//! (`POST /workspaces/:id/a2a`).
+//!
+//! The caller is the operator or a workspace the org tree lets reach the target (spec §6).
+//! The control plane, not the caller, knows where the agent is: the backend's socket for a
+//! sandboxed agent (it has no network), the registered URL for an external one (checked by
+//! the rules of registration again). The caller's headers never reach the agent: it learns
+//! who is calling from `X-Hatchery-Caller`, and nothing of the caller's credential.
+//!
+//! Bodies that are not JSON-RPC are wrapped as Molecule wraps them; `message/stream`
+//! answers are relayed frame by frame, never gathered. Every call is traced as activity on
+//! both sides (`a2a_receive` on the target, `a2a_send` on a calling workspace), and an
+//! answered call of the operator's is broadcast as `A2A_RESPONSE`, which Molecule's canvas
+//! shows.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::stream::{self, BoxStream, StreamExt as _};
+use hatchery_api::a2a::{self as wire, JSONRPC_VERSION, METHOD_SEND, METHOD_STREAM};
+use hatchery_core::{EventKind, WorkspaceStatus};
+use hatchery_provision::AgentEndpoint;
+use hatchery_store::{ActivityRow, WorkspaceRow};
+use serde_json::{Map, Value, json};
+
+use super::agents::check_agent_url;
+use super::limits::MAX_ACTIVITY_BODY_BYTES;
+use super::{AgentFault, App, Error, store_error};
+use crate::event_hub::StreamEvent;
+
+/// The most bytes of a `message/send` answer read from an agent (Molecule's limit).
+pub const MAX_ANSWER_BYTES: usize = 10 * 1024 * 1024;
+/// The header that tells the agent who is calling: a workspace id, or `operator`.
+pub const CALLER_HEADER: &str = "x-hatchery-caller";
+/// Where a sandboxed agent registers (it has no address of its own): the control plane
+/// reaches it through its backend, never at this URL.
+pub const SANDBOX_URL_PREFIX: &str = "http://localhost/hatchery-sandbox/";
+/// The most bytes of a stream's last event kept to trace it.
+const MAX_TRACED_EVENT_BYTES: usize = MAX_ACTIVITY_BODY_BYTES;
+
+/// Who sends a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// The operator (the admin token; in dev mode, anyone on loopback).
+    Operator,
+    /// A workspace, by id, that passed its own gate.
+    Workspace(String),
+}
+
+impl Caller {
+    fn header_value(&self) -> &str {
+        match self {
+            Self::Operator => "operator",
+            Self::Workspace(id) => id,
+        }
+    }
+
+    fn workspace(&self) -> Option<&str> {
+        match self {
+            Self::Operator => None,
+            Self::Workspace(id) => Some(id),
+        }
+    }
+}
+
+/// One message to deliver.
+#[derive(Debug, Clone)]
+pub struct A2aCall {
+    /// The workspace whose agent gets it.
+    pub target: String,
+    /// Who sends it (already through its gate).
+    pub caller: Caller,
+    /// The body as the caller sent it.
+    pub body: Bytes,
+}
+
+/// What the agent answered.
+pub enum A2aAnswer {
+    /// A JSON-RPC response (result or error), with the agent's HTTP status.
+    Json {
+        /// The agent's status.
+        status: u16,
+        /// The agent's bytes, unchanged.
+        body: Bytes,
+    },
+    /// `message/stream`: Server-Sent Events, relayed as they come.
+    Stream(BoxStream<'static, Result<Bytes, std::io::Error>>),
+}
+
+impl std::fmt::Debug for A2aAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Json { status, body } => f
+                .debug_struct("Json")
+                .field("status", status)
+                .field("bytes", &body.len())
+                .finish(),
+            Self::Stream(_) => f.write_str("Stream"),
+        }
+    }
+}
+
+/// The HTTP clients that reach agents: one pooled client for agents at URLs, one per
+/// sandbox socket (a client's Unix socket is fixed when it is built).
+#[derive(Debug, Default)]
+pub struct AgentClients {
+    by_url: OnceLock<reqwest::Client>,
+    by_socket: Mutex<HashMap<PathBuf, reqwest::Client>>,
+}
+
+impl AgentClients {
+    fn builder() -> reqwest::ClientBuilder {
+        // No redirects (an agent must not send the proxy elsewhere), no proxy from the
+        // environment (an agent's address is not for a corporate proxy to see).
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .pool_idle_timeout(Duration::from_secs(90))
+    }
+
+    fn for_url(&self) -> Result<reqwest::Client, Error> {
+        if let Some(client) = self.by_url.get() {
+            return Ok(client.clone());
+        }
+        let client = Self::builder()
+            .build()
+            .map_err(|e| Error::internal("failed to reach workspace agent", e))?;
+        Ok(self.by_url.get_or_init(|| client).clone())
+    }
+
+    fn for_socket(&self, path: &Path) -> Result<reqwest::Client, Error> {
+        let mut clients = self
+            .by_socket
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(client) = clients.get(path) {
+            return Ok(client.clone());
+        }
+        let client = Self::builder()
+            .unix_socket(path)
+            .build()
+            .map_err(|e| Error::internal("failed to reach workspace agent", e))?;
+        clients.insert(path.to_owned(), client.clone());
+        Ok(client)
+    }
+
+    /// Forget the client of a socket that is gone (its sandbox stopped).
+    fn forget(&self, path: &Path) {
+        self.by_socket
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(path);
+    }
+}
+
+/// A request as the agent gets it.
+#[derive(Debug, Clone)]
+struct Normalized {
+    /// JSON-RPC 2.0, with a `messageId` on its message.
+    body: Value,
+    /// Its method, for the traces.
+    method: String,
+    /// Its id, for an error the proxy itself writes into a stream.
+    id: Value,
+}
+
+/// Molecule's wrapping: a body without `jsonrpc` becomes a JSON-RPC request of its
+/// `method` (`message/send` when it names none) and `params`, with a new id; a message
+/// without `messageId` gets one. Anything else passes untouched.
+fn normalize(body: &[u8]) -> Result<Normalized, Error> {
+    let Ok(Value::Object(mut request)) = serde_json::from_slice::<Value>(body) else {
+        return Err(Error::invalid(
+            "invalid JSON",
+            "invalid_json",
+            None,
+            "the body must be a JSON object: a JSON-RPC 2.0 request, or {\"method\", \"params\"}",
+        ));
+    };
+    if !request.contains_key("jsonrpc") {
+        let method = request
+            .remove("method")
+            .filter(|m| !m.is_null())
+            .unwrap_or_else(|| Value::from(METHOD_SEND));
+        let params = request.remove("params").unwrap_or(Value::Null);
+        request = Map::from_iter([
+            ("jsonrpc".to_owned(), Value::from(JSONRPC_VERSION)),
+            ("id".to_owned(), Value::from(new_id())),
+            ("method".to_owned(), method),
+            ("params".to_owned(), params),
+        ]);
+    }
+    if let Some(Value::Object(message)) = request
+        .get_mut("params")
+        .and_then(|params| params.get_mut("message"))
+        && !message.contains_key("messageId")
+    {
+        message.insert("messageId".to_owned(), Value::from(new_id()));
+    }
+    let method = request
+        .get("method")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let id = request.get("id").cloned().unwrap_or(Value::Null);
+    Ok(Normalized {
+        body: Value::Object(request),
+        method,
+        id,
+    })
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().hyphenated().to_string()
+}
+
+/// Where an agent is, for this call.
+enum Route {
+    /// The backend's socket of a sandboxed agent.
+    Socket(PathBuf),
+    /// The URL an external agent registered.
+    Url(String),
+}
+
+/// What became of one call, for its traces.
+struct Outcome {
+    status: &'static str,
+    error_detail: Option<String>,
+    response: Option<Value>,
+}
+
+impl App {
+    /// Deliver one message to `call.target`'s agent and return its answer.
+    ///
+    /// Refused before anything is sent: a body that is not a JSON object (400); an unknown
+    /// or removed target (404); a calling workspace the tree does not let reach the target
+    /// (403); a target whose agent is not up (503 with its status). Then: nothing answers
+    /// (502), silence beyond the idle timeout (504), an answer that is not JSON-RPC (502).
+    pub async fn a2a_call(&self, call: A2aCall) -> Result<A2aAnswer, Error> {
+        let request = normalize(&call.body)?;
+        let target = self
+            .store
+            .workspace_get(&call.target)
+            .await
+            .map_err(store_error("failed to look up workspace"))?
+            .filter(|row| row.status != WorkspaceStatus::Removed)
+            .ok_or_else(|| Error::workspace_not_found(&call.target))?;
+        if let Caller::Workspace(caller) = &call.caller
+            && !self.reachable(caller, &target.id).await?
+        {
+            return Err(Error::Refused {
+                code: "not_reachable",
+                message: "access denied: workspaces cannot communicate per hierarchy rules"
+                    .to_owned(),
+            });
+        }
+        if !target.status.is_reachable() {
+            return Err(Error::NotServing {
+                status: target.status,
+            });
+        }
+        let route = self.route(&target)?;
+        let started = Instant::now();
+        let idle = self.supervision.a2a_idle_timeout;
+        let sent = self.send(&route, &target, &call.caller, &request).await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(fault) => {
+                if let (AgentFault::Unreachable(_), Route::Socket(path)) = (&fault, &route) {
+                    self.agent_clients.forget(path);
+                }
+                let outcome = fault_outcome(&fault);
+                self.a2a_trace(&call, &target, &request, started, outcome)
+                    .await;
+                return Err(Error::Agent {
+                    name: target.name.clone(),
+                    fault,
+                });
+            }
+        };
+        if is_event_stream(&response) {
+            return Ok(A2aAnswer::Stream(
+                self.relay(response, call, target, request, started, idle),
+            ));
+        }
+        let status = response.status().as_u16();
+        let answer = match read_answer(response, idle).await {
+            Ok(answer) => answer,
+            Err(fault) => {
+                self.a2a_trace(&call, &target, &request, started, fault_outcome(&fault))
+                    .await;
+                return Err(Error::Agent {
+                    name: target.name.clone(),
+                    fault,
+                });
+            }
+        };
+        let parsed: Value = serde_json::from_slice(&answer).unwrap_or(Value::Null);
+        let outcome = Outcome {
+            status: if parsed.get("error").is_some() {
+                "error"
+            } else {
+                "ok"
+            },
+            error_detail: parsed
+                .get("error")
+                .and_then(|e| e.get("message"))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            response: Some(parsed),
+        };
+        self.a2a_trace(&call, &target, &request, started, outcome)
+            .await;
+        Ok(A2aAnswer::Json {
+            status,
+            body: answer,
+        })
+    }
+
+    /// Where the target's agent is: the socket its backend keeps while it runs the
+    /// sandbox, else the URL it registered (external agents).
+    fn route(&self, target: &WorkspaceRow) -> Result<Route, Error> {
+        let endpoint = self
+            .provisioner
+            .as_ref()
+            .and_then(|provisioner| provisioner.backend.a2a_endpoint(&target.id));
+        match endpoint {
+            Some(AgentEndpoint::Unix(path)) => Ok(Route::Socket(path)),
+            None if target.url.starts_with(SANDBOX_URL_PREFIX) => Err(Error::Agent {
+                name: target.name.clone(),
+                fault: AgentFault::Unreachable(
+                    "its sandbox is not run by this control plane".to_owned(),
+                ),
+            }),
+            None if target.url.is_empty() => Err(Error::NotServing {
+                status: target.status,
+            }),
+            None => Ok(Route::Url(target.url.clone())),
+        }
+    }
+
+    /// Post the request to the agent and wait, at most the idle timeout, for its answer's
+    /// head. Only the headers set here reach the agent.
+    async fn send(
+        &self,
+        route: &Route,
+        target: &WorkspaceRow,
+        caller: &Caller,
+        request: &Normalized,
+    ) -> Result<reqwest::Response, AgentFault> {
+        let idle = self.supervision.a2a_idle_timeout;
+        let (client, url) = match route {
+            Route::Socket(path) => (
+                self.agent_clients.for_socket(path),
+                // The host is for HTTP's sake: the socket decides where it goes.
+                "http://agent/".to_owned(),
+            ),
+            Route::Url(url) => {
+                // The rules of registration, again: a name may resolve elsewhere now.
+                check_agent_url(url).await.map_err(|reason| {
+                    AgentFault::Unreachable(format!("its URL is refused: {reason}"))
+                })?;
+                (self.agent_clients.for_url(), url.clone())
+            }
+        };
+        let client = client.map_err(|e| AgentFault::Unreachable(format!("no HTTP client: {e}")))?;
+        let accept = if request.method == METHOD_STREAM {
+            "text/event-stream"
+        } else {
+            "application/json"
+        };
+        let body = serde_json::to_vec(&request.body).unwrap_or_default();
+        let sent = client
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(reqwest::header::ACCEPT, accept)
+            .header(CALLER_HEADER, caller.header_value())
+            .body(body)
+            .send();
+        match tokio::time::timeout(idle, sent).await {
+            Err(_) => Err(AgentFault::Silent(idle)),
+            Ok(Err(error)) => Err(AgentFault::Unreachable(format!(
+                "{} ({})",
+                where_it_is(route, &target.id),
+                error_chain(&error)
+            ))),
+            Ok(Ok(response)) => Ok(response),
+        }
+    }
+
+    /// Relay an agent's event stream frame by frame. Silence beyond `idle` ends it with a
+    /// JSON-RPC error event naming the workspace; its end (or the caller leaving) traces
+    /// the call with the last event seen.
+    fn relay(
+        &self,
+        response: reqwest::Response,
+        call: A2aCall,
+        target: WorkspaceRow,
+        request: Normalized,
+        started: Instant,
+        idle: Duration,
+    ) -> BoxStream<'static, Result<Bytes, std::io::Error>> {
+        let name = target.name.clone();
+        let silent_error = request.id.clone();
+        let trace = StreamTrace {
+            app: self.clone(),
+            call,
+            target,
+            request,
+            started,
+            tail: SseTail::default(),
+            done: false,
+        };
+        let relay = Relay {
+            response,
+            trace: Some(trace),
+        };
+        stream::unfold(relay, move |mut relay| {
+            let name = name.clone();
+            let silent_error = silent_error.clone();
+            async move {
+                let trace = relay.trace.as_mut()?;
+                if trace.done {
+                    return None;
+                }
+                match tokio::time::timeout(idle, relay.response.chunk()).await {
+                    Ok(Ok(Some(chunk))) => {
+                        trace.tail.feed(&chunk);
+                        Some((Ok(chunk), relay))
+                    }
+                    Ok(Ok(None)) => {
+                        relay.finish("ok", None);
+                        None
+                    }
+                    Ok(Err(error)) => {
+                        relay.finish("error", Some(error_chain(&error)));
+                        Some((Err(std::io::Error::other(error)), relay))
+                    }
+                    Err(_) => {
+                        let fault = AgentFault::Silent(idle);
+                        let message = Error::Agent {
+                            name,
+                            fault: fault.clone(),
+                        }
+                        .to_string();
+                        let event = wire::Response::<Value>::failure(
+                            silent_error,
+                            wire::codes::INTERNAL_ERROR,
+                            message.clone(),
+                        );
+                        let frame = format!(
+                            "data: {}\n\n",
+                            serde_json::to_string(&event).unwrap_or_default()
+                        );
+                        relay.finish("timeout", Some(message));
+                        Some((Ok(Bytes::from(frame)), relay))
+                    }
+                }
+            }
+        })
+        .boxed()
+    }
+
+    /// Write the call's activity on both sides and, for the operator's answered call,
+    /// broadcast `A2A_RESPONSE`. The answer already exists: a failed write is logged, not
+    /// turned into a failed call.
+    async fn a2a_trace(
+        &self,
+        call: &A2aCall,
+        target: &WorkspaceRow,
+        request: &Normalized,
+        started: Instant,
+        outcome: Outcome,
+    ) {
+        let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let now = self.store.now();
+        let summary = match outcome.status {
+            "ok" => format!("{} → {}", request.method, target.name),
+            _ => format!(
+                "A2A request to {} failed: {}",
+                target.name,
+                outcome.error_detail.as_deref().unwrap_or(outcome.status)
+            ),
+        };
+        let row = |workspace_id: &str, activity_type: &str| ActivityRow {
+            id: new_id(),
+            workspace_id: workspace_id.to_owned(),
+            activity_type: activity_type.to_owned(),
+            source_id: call.caller.workspace().map(str::to_owned),
+            target_id: Some(target.id.clone()),
+            method: Some(request.method.clone()).filter(|m| !m.is_empty()),
+            summary: Some(summary.clone()),
+            duration_ms: Some(duration_ms),
+            status: outcome.status.to_owned(),
+            error_detail: outcome.error_detail.clone(),
+            request_body: Some(traced_body(&request.body)),
+            response_body: outcome.response.as_ref().map(traced_body),
+            created_at: now,
+        };
+        let mut rows = vec![row(&target.id, "a2a_receive")];
+        if let Some(caller) = call.caller.workspace() {
+            rows.push(row(caller, "a2a_send"));
+        }
+        for row in &rows {
+            if let Err(error) = self.activity_record(row).await {
+                tracing::warn!(workspace_id = %row.workspace_id, %error, "A2A call not traced");
+            }
+        }
+        if call.caller == Caller::Operator
+            && outcome.status == "ok"
+            && let Some(response) = &outcome.response
+        {
+            self.hub.broadcast(|| {
+                StreamEvent::new(
+                    None,
+                    EventKind::A2aResponse.as_str(),
+                    Some(&target.id),
+                    &json!({
+                        "response_body": response,
+                        "method": request.method,
+                        "duration_ms": duration_ms,
+                    }),
+                    now,
+                )
+            });
+        }
+    }
+}
+
+/// A body as the activity log keeps it: itself, or a note of its size when it is larger
+/// than an activity body may be.
+fn traced_body(body: &Value) -> String {
+    let text = body.to_string();
+    if text.len() <= MAX_ACTIVITY_BODY_BYTES {
+        text
+    } else {
+        json!({"truncated": true, "bytes": text.len()}).to_string()
+    }
+}
+
+fn fault_outcome(fault: &AgentFault) -> Outcome {
+    let (status, detail) = match fault {
+        AgentFault::Silent(limit) => (
+            "timeout",
+            format!("no answer within {}", humantime::format_duration(*limit)),
+        ),
+        AgentFault::Unreachable(detail) | AgentFault::BadAnswer(detail) => {
+            ("error", detail.clone())
+        }
+    };
+    Outcome {
+        status,
+        error_detail: Some(detail),
+        response: None,
+    }
+}
+
+fn where_it_is(route: &Route, id: &str) -> String {
+    match route {
+        Route::Socket(_) => format!("the socket of workspace {id}'s sandbox"),
+        Route::Url(url) => url.clone(),
+    }
+}
+
+/// An error with its causes, on one line (reqwest's own says only "error sending request").
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn is_event_stream(response: &reqwest::Response) -> bool {
+    response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"))
+}
+
+/// A `message/send` answer, read whole (at most [`MAX_ANSWER_BYTES`], each chunk within
+/// the idle timeout) and checked to be a JSON-RPC response.
+async fn read_answer(mut response: reqwest::Response, idle: Duration) -> Result<Bytes, AgentFault> {
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("no content type")
+        .to_owned();
+    let mut answer = Vec::new();
+    loop {
+        match tokio::time::timeout(idle, response.chunk()).await {
+            Err(_) => return Err(AgentFault::Silent(idle)),
+            Ok(Err(error)) => {
+                return Err(AgentFault::Unreachable(format!(
+                    "the answer broke off: {}",
+                    error_chain(&error)
+                )));
+            }
+            Ok(Ok(None)) => break,
+            Ok(Ok(Some(chunk))) => {
+                if answer.len() + chunk.len() > MAX_ANSWER_BYTES {
+                    return Err(AgentFault::BadAnswer(format!(
+                        "HTTP {status}, {content_type}, more than {MAX_ANSWER_BYTES} bytes"
+                    )));
+                }
+                answer.extend_from_slice(&chunk);
+            }
+        }
+    }
+    let is_json_rpc = matches!(
+        serde_json::from_slice::<Value>(&answer),
+        Ok(Value::Object(object)) if object.contains_key("jsonrpc")
+    );
+    if is_json_rpc {
+        Ok(Bytes::from(answer))
+    } else {
+        Err(AgentFault::BadAnswer(format!(
+            "HTTP {status}, {content_type}, {} bytes",
+            answer.len()
+        )))
+    }
+}
+
+/// A relayed stream: the agent's response and what its trace needs.
+struct Relay {
+    response: reqwest::Response,
+    trace: Option<StreamTrace>,
+}
+
+impl Relay {
+    fn finish(&mut self, status: &'static str, detail: Option<String>) {
+        if let Some(trace) = self.trace.as_mut() {
+            trace.finish(status, detail);
+        }
+    }
+}
+
+/// A streamed call's trace, written once: when the stream ends, fails, goes silent, or
+/// the caller goes away (the relay is dropped).
+struct StreamTrace {
+    app: App,
+    call: A2aCall,
+    target: WorkspaceRow,
+    request: Normalized,
+    started: Instant,
+    tail: SseTail,
+    done: bool,
+}
+
+impl StreamTrace {
+    fn finish(&mut self, status: &'static str, detail: Option<String>) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let outcome = Outcome {
+            status,
+            error_detail: detail,
+            response: self.tail.last.take(),
+        };
+        let app = self.app.clone();
+        let call = self.call.clone();
+        let target = self.target.clone();
+        let request = self.request.clone();
+        let started = self.started;
+        // The stream's poll cannot wait for the database: the trace is written beside it.
+        tokio::spawn(async move {
+            app.a2a_trace(&call, &target, &request, started, outcome)
+                .await;
+        });
+    }
+}
+
+impl Drop for StreamTrace {
+    fn drop(&mut self) {
+        self.finish("error", Some("the caller went away".to_owned()));
+    }
+}
+
+/// The last complete `data:` of an event stream, parsed, from the chunks as they pass.
+#[derive(Debug, Default)]
+struct SseTail {
+    pending: Vec<u8>,
+    last: Option<Value>,
+}
+
+impl SseTail {
+    fn feed(&mut self, chunk: &[u8]) {
+        self.pending.extend_from_slice(chunk);
+        while let Some(end) = find_event_end(&self.pending) {
+            let event: Vec<u8> = self.pending.drain(..end).collect();
+            let data: Vec<&str> = std::str::from_utf8(&event)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|line| line.strip_prefix("data:"))
+                .map(|data| data.strip_prefix(' ').unwrap_or(data))
+                .collect();
+            if !data.is_empty()
+                && let Ok(value) = serde_json::from_str(&data.join("\n"))
+            {
+                self.last = Some(value);
+            }
+        }
+        if self.pending.len() > MAX_TRACED_EVENT_BYTES {
+            // An event too large to trace: skipped, not held.
+            self.pending.clear();
+        }
+    }
+}
+
+/// Where the first event of `bytes` ends (after its blank line), if it is complete.
+fn find_event_end(bytes: &[u8]) -> Option<usize> {
+    let lf = bytes.windows(2).position(|w| w == b"\n\n").map(|at| at + 2);
+    let crlf = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|at| at + 4);
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_short_form_body_is_wrapped_as_molecule_wraps_it() {
+        let canvas = br#"{"method":"message/send","params":{"message":{"role":"user","parts":[{"kind":"text","text":"hi"}]}},"extra":1}"#;
+        let normalized = normalize(canvas).unwrap();
+        let body = &normalized.body;
+        assert_eq!(body["jsonrpc"], "2.0");
+        assert!(uuid::Uuid::parse_str(body["id"].as_str().unwrap()).is_ok());
+        assert_eq!(body["method"], "message/send");
+        assert!(body["params"]["message"]["messageId"].is_string());
+        assert!(body.get("extra").is_none(), "{body}");
+        let bare = normalize(br#"{"params":{"message":{"role":"user","parts":[]}}}"#).unwrap();
+        assert_eq!(bare.method, "message/send");
+    }
+
+    #[test]
+    fn a_json_rpc_body_passes_untouched_but_for_a_missing_message_id() {
+        let sent = br#"{"jsonrpc":"2.0","id":7,"method":"message/stream","params":{"message":{"role":"user","messageId":"m","parts":[]}}}"#;
+        let normalized = normalize(sent).unwrap();
+        assert_eq!(
+            normalized.body,
+            serde_json::from_slice::<Value>(sent).unwrap()
+        );
+        assert_eq!(normalized.id, json!(7));
+        assert_eq!(normalized.method, "message/stream");
+        for garbage in [&b"not json"[..], b"[1,2]", b"\"text\""] {
+            assert!(normalize(garbage).is_err());
+        }
+    }
+
+    #[test]
+    fn the_tail_keeps_the_last_complete_event() {
+        let mut tail = SseTail::default();
+        tail.feed(b"data: {\"a\":1}\n\nda");
+        assert_eq!(tail.last, Some(json!({"a": 1})));
+        tail.feed(b"ta: {\"b\":");
+        assert_eq!(tail.last, Some(json!({"a": 1})));
+        tail.feed(b"2}\r\n\r\n");
+        assert_eq!(tail.last, Some(json!({"b": 2})));
+    }
+}

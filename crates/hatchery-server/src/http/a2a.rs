@@ -1,0 +1,95 @@
+//! `POST /workspaces/:id/a2a`: a message to a workspace's agent, from the operator or from a
+//! workspace that may reach it (see `app::a2a`).
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse as _, Response};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::gate::{Admin, AgentCaller, WorkspacePath};
+use super::workspaces::WorkspaceId;
+use super::{AppState, read_body};
+use crate::app::a2a::{A2aAnswer, A2aCall, Caller};
+use crate::app::workspaces::parse_workspace_id;
+use crate::error::{ApiError, ErrorBody};
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(send))
+}
+
+/// Send a message to the workspace's agent and relay its answer. Without `X-Workspace-ID`
+/// the caller is the operator (admin token; dev mode: open). With it, the caller is that
+/// workspace: it presents its own token and must be able to reach the target (itself, its
+/// parent, children, siblings, ancestors; spec §6). A body without `jsonrpc` is wrapped
+/// into a JSON-RPC 2.0 request (`method` defaults to `message/send`); a message without
+/// `messageId` gets one. The agent never sees the caller's headers.
+#[utoipa::path(post, operation_id = "workspace_a2a", path = "/workspaces/{id}/a2a", tag = "a2a",
+    security(("admin" = []), ("workspace" = [])),
+    params(WorkspaceId, ("X-Workspace-ID" = Option<String>, Header, description = "The calling workspace; absent, the caller is the operator.")),
+    request_body(content = Object, description = "A JSON-RPC 2.0 request (`message/send`, `message/stream`), or `{\"method\", \"params\"}`, which is wrapped.", content_type = "application/json"),
+    responses(
+        (status = 200, description = "The agent's JSON-RPC response (a result or a JSON-RPC error, passed through untouched), or for `message/stream` its Server-Sent Events, relayed as they come; a stream that goes silent ends with a JSON-RPC error event.",
+            content((Object = "application/json"), (String = "text/event-stream"))),
+        (status = 400, description = "`invalid JSON` (not a JSON object), or an id is not a UUID.", body = ErrorBody),
+        (status = 401, description = "No credential, or not the caller's own (`admin_auth_required`, `invalid_workspace_token`, …).", body = ErrorBody),
+        (status = 403, description = "`access denied: workspaces cannot communicate per hierarchy rules` (`not_reachable`).", body = ErrorBody),
+        (status = 404, description = "`workspace not found`: unknown or removed.", body = ErrorBody),
+        (status = 413, description = "The body is larger than 1 MiB.", body = ErrorBody),
+        (status = 502, description = "The agent could not be reached (`agent_unreachable`) or did not answer JSON-RPC (`agent_bad_answer`); `workspace` names it, `detail` says what happened.", body = ErrorBody),
+        (status = 503, description = "`workspace not available`: its agent is not up; `status` says why (`provisioning`, `paused`, `offline`, …), `Retry-After` when to ask again.", body = ErrorBody),
+        (status = 504, description = "The agent sent nothing within the idle timeout (`agent_timeout`).", body = ErrorBody),
+    ))]
+async fn send(
+    State(state): State<AppState>,
+    WorkspacePath(target): WorkspacePath,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let caller = if let Some(id) = calling_workspace(&headers)? {
+        Caller::Workspace(AgentCaller::check(&state, &headers, id).await?.id)
+    } else {
+        Admin::check(&state, &headers)?;
+        Caller::Operator
+    };
+    let body = read_body(body, "invalid JSON").await?;
+    let answer = state
+        .app
+        .a2a_call(A2aCall {
+            target,
+            caller,
+            body,
+        })
+        .await?;
+    Ok(match answer {
+        A2aAnswer::Json { status, body } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+            let mut response = (status, body).into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        A2aAnswer::Stream(events) => {
+            let mut response = Body::from_stream(events).into_response();
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            response
+        }
+    })
+}
+
+/// The workspace named by `X-Workspace-ID`, if the header is there.
+fn calling_workspace(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("x-workspace-id") else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or_default().trim();
+    Ok(Some(parse_workspace_id(text)?))
+}

@@ -1,0 +1,710 @@
+//! The A2A proxy (`POST /workspaces/:id/a2a`) against the real server on SQLite and
+//! Postgres, with agents that are small HTTP servers of the test's own, registered by URL
+//! as external agents are: the gate and the org tree, Molecule's wrapping, each fault with
+//! its status and body, the traces on both sides, `A2A_RESPONSE`, and `message/stream`
+//! relayed as it comes.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use common::{Db, Env, Running, TOKEN, spawn};
+use hatchery_server::ServerConfig;
+use serde_json::{Value, json};
+
+hatchery_testkit::both_databases!(
+    an_operator_message_is_wrapped_delivered_answered_and_traced,
+    a_workspace_reaches_exactly_what_its_tree_allows_with_its_own_token,
+    a_message_that_cannot_be_delivered_is_refused_before_it_is_sent,
+    an_agent_that_fails_is_answered_for_in_words_and_traced,
+);
+
+/// What a test agent does with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Behaviour {
+    /// Answer a JSON-RPC result naming the text it got.
+    Answer,
+    /// Answer a JSON-RPC error.
+    RpcError,
+    /// Answer an HTML page.
+    Garbage,
+    /// Answer after this long.
+    Slow(Duration),
+    /// Stream three chunks this far apart, then the final message.
+    Stream(Duration),
+    /// Stream one event, then say nothing more.
+    StreamThenSilence,
+}
+
+/// A test agent: what it got, and how it answers.
+#[derive(Clone)]
+struct Agent {
+    behaviour: Arc<Mutex<Behaviour>>,
+    received: Arc<Mutex<Vec<(HeaderMap, Value)>>>,
+    url: String,
+}
+
+impl Agent {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let agent = Self {
+            behaviour: Arc::new(Mutex::new(Behaviour::Answer)),
+            received: Arc::default(),
+            url: format!("http://localhost:{port}/"),
+        };
+        let router = axum::Router::new()
+            .route("/", axum::routing::post(answer))
+            .with_state(agent.clone());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        agent
+    }
+
+    fn behave(&self, behaviour: Behaviour) {
+        *self.behaviour.lock().unwrap() = behaviour;
+    }
+
+    fn last(&self) -> (HeaderMap, Value) {
+        self.received
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("the agent got a message")
+    }
+
+    fn count(&self) -> usize {
+        self.received.lock().unwrap().len()
+    }
+}
+
+async fn answer(
+    State(agent): State<Agent>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    agent
+        .received
+        .lock()
+        .unwrap()
+        .push((headers, request.clone()));
+    let id = request["id"].clone();
+    let text = request["params"]["message"]["parts"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let result = json!({"jsonrpc": "2.0", "id": id, "result": {
+        "kind": "message", "role": "agent", "messageId": "answer",
+        "parts": [{"kind": "text", "text": format!("you said: {text}")}]}});
+    let behaviour = *agent.behaviour.lock().unwrap();
+    match behaviour {
+        Behaviour::Answer => axum::Json(result).into_response(),
+        Behaviour::RpcError => axum::Json(json!({"jsonrpc": "2.0", "id": id,
+            "error": {"code": -32601, "message": "method not found"}}))
+        .into_response(),
+        Behaviour::Garbage => (
+            [("content-type", "text/html")],
+            "<html>secret internal page</html>",
+        )
+            .into_response(),
+        Behaviour::Slow(delay) => {
+            tokio::time::sleep(delay).await;
+            axum::Json(result).into_response()
+        }
+        Behaviour::Stream(gap) => {
+            let events = futures_util::stream::unfold(0, move |i| {
+                let id = id.clone();
+                async move {
+                    if i > 3 {
+                        return None;
+                    }
+                    if i > 0 {
+                        tokio::time::sleep(gap).await;
+                    }
+                    let result = if i < 3 {
+                        json!({"kind": "artifact-update", "taskId": "t", "contextId": "c",
+                            "artifact": {"artifactId": "a", "parts": [{"kind": "text", "text": format!("chunk{i} ")}]},
+                            "append": i > 0, "lastChunk": i == 2})
+                    } else {
+                        json!({"kind": "message", "role": "agent", "parts": [{"kind": "text", "text": "done"}]})
+                    };
+                    let frame = format!(
+                        "data: {}\n\n",
+                        json!({"jsonrpc": "2.0", "id": id, "result": result})
+                    );
+                    Some((Ok::<_, std::io::Error>(frame), i + 1))
+                }
+            });
+            (
+                [("content-type", "text/event-stream")],
+                axum::body::Body::from_stream(events),
+            )
+                .into_response()
+        }
+        Behaviour::StreamThenSilence => {
+            let first = futures_util::stream::once(async move {
+                Ok::<_, std::io::Error>(format!(
+                    "data: {}\n\n",
+                    json!({"jsonrpc": "2.0", "id": id, "result": {"kind": "status-update"}})
+                ))
+            });
+            let events = first.chain(futures_util::stream::pending());
+            (
+                [("content-type", "text/event-stream")],
+                axum::body::Body::from_stream(events),
+            )
+                .into_response()
+        }
+    }
+}
+
+use futures_util::StreamExt as _;
+
+/// The server of these tests: an idle timeout short enough to wait out.
+fn config(env: &Env) -> ServerConfig {
+    let mut config = env.config();
+    config.supervision.a2a_idle_timeout = Duration::from_millis(600);
+    config
+}
+
+/// A workspace named `name` (under `parent`) whose agent registered at `agent`'s URL; its
+/// id and its workspace token.
+async fn online(
+    server: &Running,
+    name: &str,
+    parent: Option<&str>,
+    agent: &Agent,
+) -> (String, String) {
+    let created = server
+        .create(&json!({"name": name, "parent_id": parent}))
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let (status, bootstrap) = server
+        .post(
+            &format!("/admin/workspaces/{id}/bootstrap-token"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 201, "{bootstrap}");
+    let (status, registered) = server
+        .post_as(
+            "/registry/register",
+            &json!({"id": id, "url": agent.url, "agent_card": {"name": name}}),
+            bootstrap["bootstrap_token"].as_str(),
+        )
+        .await;
+    assert_eq!(status, 200, "{registered}");
+    let token = registered["auth_token"].as_str().unwrap().to_owned();
+    (id, token)
+}
+
+/// `POST /workspaces/{target}/a2a` with `body`, as `caller` (with `token`), or as the
+/// operator when no caller is named.
+async fn send(
+    server: &Running,
+    target: &str,
+    caller: Option<&str>,
+    token: Option<&str>,
+    body: &Value,
+) -> reqwest::Response {
+    let mut request = server
+        .client
+        .post(format!("{}/workspaces/{target}/a2a", server.base))
+        .json(body);
+    if let Some(caller) = caller {
+        request = request.header("x-workspace-id", caller);
+    }
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap()
+}
+
+async fn json_of(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// What the canvas sends: no `jsonrpc`, no `messageId`.
+fn canvas_message(text: &str) -> Value {
+    json!({"method": "message/send", "params": {"message": {"role": "user",
+        "parts": [{"kind": "text", "text": text}]}, "metadata": {"history": []}}})
+}
+
+async fn activity(server: &Running, id: &str, query: &str) -> Vec<Value> {
+    let (status, rows) = server
+        .get(&format!("/workspaces/{id}/activity?{query}"))
+        .await;
+    assert_eq!(status, 200, "{rows}");
+    rows.as_array().cloned().unwrap_or_default()
+}
+
+async fn an_operator_message_is_wrapped_delivered_answered_and_traced(db: Db) {
+    let env = Env::new(db).await;
+    let server = spawn(config(&env)).await;
+    let agent = Agent::start().await;
+    let (pm, _) = online(&server, "PM", None, &agent).await;
+    let mut events = server
+        .client
+        .get(format!("{}/workspaces/{pm}/events/stream", server.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(events.status(), 200);
+
+    let response = send(&server, &pm, None, Some(TOKEN), &canvas_message("hello")).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let (_, answer) = json_of(response).await;
+    assert_eq!(answer["result"]["parts"][0]["text"], "you said: hello");
+
+    // Wrapped as Molecule wraps it; nothing of the caller's reaches the agent.
+    let (headers, request) = agent.last();
+    assert_eq!(request["jsonrpc"], "2.0");
+    assert!(
+        uuid::Uuid::parse_str(request["id"].as_str().unwrap()).is_ok(),
+        "{request}"
+    );
+    assert_eq!(request["method"], "message/send");
+    assert!(
+        request["params"]["message"]["messageId"].is_string(),
+        "{request}"
+    );
+    assert_eq!(request["params"]["metadata"], json!({"history": []}));
+    assert!(headers.get("authorization").is_none(), "{headers:?}");
+    assert_eq!(headers["x-hatchery-caller"], "operator");
+    assert_eq!(answer["id"], request["id"]);
+
+    // A JSON-RPC request passes as it is, its id kept.
+    let full = json!({"jsonrpc": "2.0", "id": 7, "method": "message/send",
+        "params": {"message": {"role": "user", "messageId": "m-7", "parts": [{"kind": "text", "text": "again"}]}}});
+    let (status, answer) = json_of(send(&server, &pm, None, Some(TOKEN), &full).await).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["id"], 7);
+    assert_eq!(agent.last().1, full);
+
+    // The canvas's chat history: the operator's calls, with both bodies. (The tests' clock
+    // stands still: rows of one instant come in no particular order.)
+    let history = activity(&server, &pm, "type=a2a_receive&source=canvas").await;
+    assert_eq!(history.len(), 2, "{history:?}");
+    let first = history
+        .iter()
+        .find(|row| row["request_body"]["params"]["message"]["parts"][0]["text"] == "hello")
+        .expect("the first message is in the history");
+    assert_eq!(first["source_id"], Value::Null);
+    assert_eq!(first["target_id"], pm.as_str());
+    assert_eq!(first["method"], "message/send");
+    assert_eq!(first["status"], "ok");
+    assert_eq!(first["summary"], "message/send → PM");
+    assert!(first["duration_ms"].is_i64(), "{first}");
+    assert_eq!(
+        first["request_body"]["params"]["message"]["parts"][0]["text"],
+        "hello"
+    );
+    assert_eq!(
+        first["response_body"]["result"]["parts"][0]["text"],
+        "you said: hello"
+    );
+    assert!(activity(&server, &pm, "type=a2a_send").await.is_empty());
+
+    // The canvas hears the answer on the event stream.
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !seen.contains("A2A_RESPONSE") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let chunk = tokio::time::timeout(left, events.chunk())
+            .await
+            .expect("A2A_RESPONSE within 10 s")
+            .unwrap()
+            .expect("the stream stays open");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let line = seen
+        .lines()
+        .find(|l| l.contains("A2A_RESPONSE"))
+        .unwrap()
+        .trim_start_matches("data:")
+        .trim();
+    let event: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(event["workspace_id"], pm.as_str());
+    assert_eq!(event["data"]["method"], "message/send");
+    assert_eq!(
+        event["data"]["response_body"]["result"]["parts"][0]["text"],
+        "you said: hello"
+    );
+    assert!(event["data"]["duration_ms"].is_i64(), "{event}");
+}
+
+async fn a_workspace_reaches_exactly_what_its_tree_allows_with_its_own_token(db: Db) {
+    let env = Env::new(db).await;
+    let server = spawn(config(&env)).await;
+    let agent = Agent::start().await;
+    let (pm, pm_token) = online(&server, "PM", None, &agent).await;
+    let (a, a_token) = online(&server, "Researcher A", Some(&pm), &agent).await;
+    let (b, b_token) = online(&server, "Writer", Some(&pm), &agent).await;
+    let (x, _) = online(&server, "Other team", None, &agent).await;
+    let (y, y_token) = online(&server, "Outsider", Some(&x), &agent).await;
+
+    // Siblings, parent and child reach each other, each with its own token.
+    for (caller, token, target) in [
+        (&a, &a_token, &b),
+        (&a, &a_token, &pm),
+        (&pm, &pm_token, &a),
+    ] {
+        let response = send(
+            &server,
+            target,
+            Some(caller),
+            Some(token),
+            &canvas_message("hi"),
+        )
+        .await;
+        let (status, body) = json_of(response).await;
+        assert_eq!(status, 200, "{caller} → {target}: {body}");
+        assert_eq!(agent.last().0["x-hatchery-caller"], caller.as_str());
+    }
+    // Both sides traced.
+    let received = activity(&server, &b, "type=a2a_receive").await;
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(received[0]["source_id"], a.as_str());
+    let sent = activity(&server, &a, "type=a2a_send").await;
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(sent.iter().any(|row| row["target_id"] == b.as_str()));
+    assert_eq!(
+        activity(&server, &b, "type=a2a_receive&source=canvas")
+            .await
+            .len(),
+        0
+    );
+
+    let delivered = agent.count();
+    // Another team's member may not.
+    let (status, body) =
+        json_of(send(&server, &a, Some(&y), Some(&y_token), &canvas_message("hi")).await).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["code"], "not_reachable");
+    assert_eq!(
+        body["error"],
+        "access denied: workspaces cannot communicate per hierarchy rules"
+    );
+    // A forged caller: another workspace's token, or none.
+    let (status, body) =
+        json_of(send(&server, &b, Some(&a), Some(&b_token), &canvas_message("hi")).await).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["code"], "invalid_workspace_token");
+    let (status, body) =
+        json_of(send(&server, &b, Some(&a), None, &canvas_message("hi")).await).await;
+    assert_eq!(status, 401, "{body}");
+    // Without X-Workspace-ID the caller is the operator: a workspace token is not the admin's.
+    let (status, body) =
+        json_of(send(&server, &b, None, Some(&a_token), &canvas_message("hi")).await).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["code"], "invalid_admin_token");
+    let (status, body) = json_of(send(&server, &b, None, None, &canvas_message("hi")).await).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["code"], "admin_auth_required");
+    let (status, body) = json_of(
+        send(
+            &server,
+            &b,
+            Some("webhook:x"),
+            Some(&a_token),
+            &canvas_message("hi"),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(agent.count(), delivered, "no refused call reached an agent");
+}
+
+async fn a_message_that_cannot_be_delivered_is_refused_before_it_is_sent(db: Db) {
+    let env = Env::new(db).await;
+    let server = spawn(config(&env)).await;
+    let agent = Agent::start().await;
+    let (writer, _) = online(&server, "Writer", None, &agent).await;
+
+    // Not up: 503 with its status and when to ask again; nothing delivered, nothing traced.
+    let waiting = server.create_named("Waiting").await;
+    let response = send(&server, &waiting, None, Some(TOKEN), &canvas_message("hi")).await;
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    let (_, body) = json_of(response).await;
+    assert_eq!(body["error"], "workspace not available");
+    assert_eq!(body["code"], "workspace_not_available");
+    assert!(body["status"].is_string(), "{body}");
+    let (status, _) = server
+        .post(&format!("/workspaces/{writer}/pause"), &json!({}))
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) =
+        json_of(send(&server, &writer, None, Some(TOKEN), &canvas_message("hi")).await).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (503, Some("paused")),
+        "{body}"
+    );
+    assert_eq!(agent.count(), 0);
+    assert!(
+        activity(&server, &writer, "type=a2a_receive")
+            .await
+            .is_empty()
+    );
+    let (status, _) = server
+        .post(&format!("/workspaces/{writer}/resume"), &json!({}))
+        .await;
+    assert_eq!(status, 200);
+
+    // Unknown and removed: 404.
+    let unknown = "00000000-0000-4000-8000-000000000000";
+    let (status, body) =
+        json_of(send(&server, unknown, None, Some(TOKEN), &canvas_message("hi")).await).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("workspace_not_found")),
+        "{body}"
+    );
+    let (gone, _) = online(&server, "Gone", None, &agent).await;
+    let (status, _) = server.delete(&format!("/workspaces/{gone}")).await;
+    assert_eq!(status, 200);
+    let (status, _) =
+        json_of(send(&server, &gone, None, Some(TOKEN), &canvas_message("hi")).await).await;
+    assert_eq!(status, 404);
+
+    // Not JSON: 400, before anything is sent.
+    let response = server
+        .client
+        .post(format!("{}/workspaces/{writer}/a2a", server.base))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body("not json")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(response).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid JSON")),
+        "{body}"
+    );
+    assert_eq!(agent.count(), 0, "nothing refused reached an agent");
+}
+
+async fn an_agent_that_fails_is_answered_for_in_words_and_traced(db: Db) {
+    let env = Env::new(db).await;
+    let server = spawn(config(&env)).await;
+    let agent = Agent::start().await;
+    let (writer, _) = online(&server, "Writer again", None, &agent).await;
+
+    // A JSON-RPC error passes through untouched, traced as an error.
+    agent.behave(Behaviour::RpcError);
+    let (status, body) =
+        json_of(send(&server, &writer, None, Some(TOKEN), &canvas_message("hi")).await).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["error"]["code"], -32601);
+
+    // Garbage: 502 naming the workspace, without the agent's bytes.
+    agent.behave(Behaviour::Garbage);
+    let (status, body) =
+        json_of(send(&server, &writer, None, Some(TOKEN), &canvas_message("hi")).await).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (502, Some("agent_bad_answer")),
+        "{body}"
+    );
+    assert!(
+        body["error"].as_str().unwrap().contains("Writer again"),
+        "{body}"
+    );
+    assert_eq!(body["workspace"], "Writer again");
+    assert!(!body.to_string().contains("secret internal page"), "{body}");
+
+    // Silence beyond the idle timeout: 504.
+    agent.behave(Behaviour::Slow(Duration::from_secs(3)));
+    let started = Instant::now();
+    let (status, body) =
+        json_of(send(&server, &writer, None, Some(TOKEN), &canvas_message("hi")).await).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (504, Some("agent_timeout")),
+        "{body}"
+    );
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer within"),
+        "{body}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "answered at the idle timeout"
+    );
+
+    // Nothing listening: 502.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let (orphan, orphan_token) = online(&server, "Orphan", None, &agent).await;
+    let (status, body) = server
+        .post_as(
+            "/registry/update-card",
+            &json!({"workspace_id": orphan, "agent_card": {"name": "Orphan"}}),
+            Some(&orphan_token),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server
+        .post_as(
+            "/registry/register",
+            &json!({"id": orphan, "url": format!("http://localhost:{closed}/"), "agent_card": {"name": "Orphan"}}),
+            Some(&orphan_token),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) =
+        json_of(send(&server, &orphan, None, Some(TOKEN), &canvas_message("hi")).await).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (502, Some("agent_unreachable")),
+        "{body}"
+    );
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&closed.to_string()),
+        "{body}"
+    );
+
+    // Each delivered fault is in the target's activity, in words.
+    let rows = activity(&server, &writer, "type=a2a_receive").await;
+    let mut statuses: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["status"].as_str().unwrap(),
+                r["error_detail"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    statuses.sort_unstable();
+    assert_eq!(
+        statuses,
+        [
+            ("error", "HTTP 200, text/html, 33 bytes"),
+            ("error", "method not found"),
+            ("timeout", "no answer within 600ms"),
+        ],
+        "{rows:?}"
+    );
+}
+
+#[tokio::test]
+async fn message_stream_is_relayed_as_it_comes_and_a_silent_one_is_ended() {
+    let env = Env::new(Db::Sqlite).await;
+    let server = spawn(config(&env)).await;
+    let agent = Agent::start().await;
+    let (writer, _) = online(&server, "Writer", None, &agent).await;
+    agent.behave(Behaviour::Stream(Duration::from_millis(300)));
+    let body = json!({"jsonrpc": "2.0", "id": "s1", "method": "message/stream",
+        "params": {"message": {"role": "user", "parts": [{"kind": "text", "text": "go"}]}}});
+    let started = Instant::now();
+    let mut response = send(&server, &writer, None, Some(TOKEN), &body).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let first = response.chunk().await.unwrap().expect("a first chunk");
+    let first_at = started.elapsed();
+    assert!(
+        String::from_utf8_lossy(&first).contains("chunk0"),
+        "{first:?}"
+    );
+    let mut rest = String::new();
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        rest.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let last_at = started.elapsed();
+    assert!(
+        rest.contains("chunk2") && rest.contains("\"done\""),
+        "{rest}"
+    );
+    assert!(
+        last_at.saturating_sub(first_at) >= Duration::from_millis(600),
+        "the first chunk came {first_at:?} in, the end {last_at:?}: gathered, not relayed"
+    );
+    assert_eq!(agent.last().0["accept"], "text/event-stream");
+
+    // Traced once the stream ended, with its last event.
+    let mut rows = Vec::new();
+    for _ in 0..50 {
+        rows = activity(&server, &writer, "type=a2a_receive").await;
+        if !rows.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["method"], "message/stream");
+    assert_eq!(rows[0]["status"], "ok");
+    assert_eq!(
+        rows[0]["response_body"]["result"]["parts"][0]["text"],
+        "done"
+    );
+
+    // A stream that goes silent ends with a JSON-RPC error naming the workspace.
+    agent.behave(Behaviour::StreamThenSilence);
+    let mut response = send(&server, &writer, None, Some(TOKEN), &body).await;
+    let mut text = String::new();
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(10), response.chunk())
+        .await
+        .expect("the stream ends")
+        .unwrap()
+    {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let last: Value = serde_json::from_str(
+        text.trim_end()
+            .rsplit("\n\n")
+            .next()
+            .unwrap()
+            .trim_start_matches("data:")
+            .trim(),
+    )
+    .unwrap();
+    assert_eq!(last["id"], "s1");
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Writer"),
+        "{last}"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_answer_outlives_the_request_deadline() {
+    let env = Env::new(Db::Sqlite).await;
+    let mut config = env.config();
+    config.http.request_timeout = Duration::from_millis(500);
+    config.supervision.a2a_idle_timeout = Duration::from_secs(10);
+    let server = spawn(config).await;
+    let agent = Agent::start().await;
+    let (writer, _) = online(&server, "Writer", None, &agent).await;
+    agent.behave(Behaviour::Slow(Duration::from_millis(1200)));
+    let (status, body) =
+        json_of(send(&server, &writer, None, Some(TOKEN), &canvas_message("hi")).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["parts"][0]["text"], "you said: hi");
+}
