@@ -708,3 +708,68 @@ async fn a_slow_answer_outlives_the_request_deadline() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["result"]["parts"][0]["text"], "you said: hi");
 }
+
+/// A sandboxed agent registers a URL that means nothing outside its sandbox: discovery and
+/// peer listings answer the proxy's route instead, and a replica that does not run the
+/// sandbox says so rather than dial it.
+#[tokio::test]
+async fn a_sandboxed_agent_is_discovered_at_the_proxy() {
+    let env = Env::new(Db::Sqlite).await;
+    let server = spawn(config(&env)).await;
+    let agent = Agent::start().await;
+    let (pm, _) = online(&server, "PM", None, &agent).await;
+    let (asker, asker_token) = online(&server, "Asker", Some(&pm), &agent).await;
+    let sandboxed = Agent {
+        url: format!("http://localhost/hatchery-sandbox/{pm}"),
+        ..agent.clone()
+    };
+    let (boxed, _) = online(&server, "Boxed", Some(&pm), &sandboxed).await;
+    let host = server.base.trim_start_matches("http://");
+
+    let (status, found) = server
+        .client
+        .get(format!("{}/registry/discover/{boxed}", server.base))
+        .header("x-workspace-id", &asker)
+        .bearer_auth(&asker_token)
+        .send()
+        .await
+        .map(|r| (r.status().as_u16(), r))
+        .unwrap();
+    assert_eq!(status, 200);
+    let found: Value = found.json().await.unwrap();
+    assert_eq!(
+        found["url"],
+        format!("http://{host}/workspaces/{boxed}/a2a")
+    );
+    let (status, peers) = server
+        .get_as(&format!("/registry/{asker}/peers"), Some(&asker_token))
+        .await;
+    assert_eq!(status, 200, "{peers}");
+    let urls: Vec<&str> = peers
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["url"].as_str())
+        .collect();
+    assert!(
+        urls.contains(&format!("http://{host}/workspaces/{boxed}/a2a").as_str()),
+        "{urls:?}"
+    );
+    assert!(
+        urls.contains(&agent.url.as_str()),
+        "an external agent keeps its URL: {urls:?}"
+    );
+
+    // No backend here runs its sandbox: refused in words, nothing dialed.
+    let (status, body) =
+        json_of(send(&server, &boxed, None, Some(TOKEN), &canvas_message("hi")).await).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (502, Some("agent_unreachable")),
+        "{body}"
+    );
+    assert!(
+        body["detail"].as_str().unwrap().contains("sandbox"),
+        "{body}"
+    );
+}

@@ -41,6 +41,18 @@ pub const SANDBOX_URL_PREFIX: &str = "http://localhost/hatchery-sandbox/";
 /// The most bytes of a stream's last event kept to trace it.
 const MAX_TRACED_EVENT_BYTES: usize = MAX_ACTIVITY_BODY_BYTES;
 
+/// Where a caller that reaches the control plane at `base` (`http://host:port`) reaches
+/// workspace `id`'s agent, which registered `url`: a sandboxed agent's URL means nothing
+/// outside its sandbox, so the proxy's route stands for it; any other URL is the agent's.
+#[must_use]
+pub fn reachable_url(url: &str, id: &str, base: &str) -> String {
+    if url.starts_with(SANDBOX_URL_PREFIX) {
+        format!("{}/workspaces/{id}/a2a", base.trim_end_matches('/'))
+    } else {
+        url.to_owned()
+    }
+}
+
 /// Who sends a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {

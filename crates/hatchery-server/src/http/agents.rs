@@ -17,6 +17,7 @@ use super::gate::{Admin, AgentCaller, WorkspaceCaller, WorkspacePath};
 use super::views::{Paged, StatusAnswer, WorkspaceBrief, timestamp, workspace_brief};
 use super::workspaces::WorkspaceId;
 use super::{AppState, Path, Query, credential, json_body};
+use crate::app::a2a::reachable_url;
 use crate::app::access::Credential;
 use crate::app::agents::{
     Heartbeat, INVALID_BODY, Register, UpdateCard, body_id, heartbeat_id, register_id,
@@ -175,7 +176,12 @@ async fn discover(
 ) -> Result<Json<Value>, ApiError> {
     let target = parse_workspace_id(&id)?;
     let caller = require_caller(&state, &headers).await?;
-    Ok(Json(state.app.discover(&caller, &target).await?))
+    Ok(Json(
+        state
+            .app
+            .discover(&caller, &target, &caller_base(&headers))
+            .await?,
+    ))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -202,16 +208,35 @@ struct PeersQuery {
 async fn peers(
     State(state): State<AppState>,
     Query(query): Query<PeersQuery>,
+    headers: HeaderMap,
     AgentCaller { id, .. }: AgentCaller,
 ) -> Result<Paged<WorkspaceBrief>, ApiError> {
     let page = state
         .app
         .peers(&id, query.q.as_deref(), query.after.as_deref())
         .await?;
-    Ok(Paged(
-        page.rows.iter().map(workspace_brief).collect(),
-        page.truncated,
-    ))
+    let base = caller_base(&headers);
+    let peers = page
+        .rows
+        .iter()
+        .map(|row| {
+            let mut peer = workspace_brief(row);
+            peer.url = reachable_url(&row.url, &row.id, &base);
+            peer
+        })
+        .collect();
+    Ok(Paged(peers, page.truncated))
+}
+
+/// How the caller reaches this control plane (`http://` and the `Host` it asked), for the
+/// URLs that stand for sandboxed agents.
+fn caller_base(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or("localhost");
+    format!("http://{host}")
 }
 
 /// The body of `POST /registry/check-access`.

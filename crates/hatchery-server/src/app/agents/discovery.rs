@@ -11,8 +11,9 @@ use crate::app::limits::PAGE_BUDGET_BYTES;
 use crate::app::{App, Cursor, Error, store_error};
 
 impl App {
-    /// `GET /registry/discover/:id` for `caller`: the target's id, URL and name.
-    pub async fn discover(&self, caller: &str, target: &str) -> Result<Value, Error> {
+    /// `GET /registry/discover/:id` for `caller`, who reaches the control plane at `base`:
+    /// the target's id, URL (the proxy's, for a sandboxed agent) and name.
+    pub async fn discover(&self, caller: &str, target: &str, base: &str) -> Result<Value, Error> {
         if !self.reachable(caller, target).await? {
             let exists = self
                 .store
@@ -33,7 +34,8 @@ impl App {
         if row.url.is_empty() || !row.status.is_reachable() {
             return Err(Error::NotServing { status: row.status });
         }
-        Ok(json!({"id": row.id, "url": row.url, "name": row.name}))
+        let url = crate::app::a2a::reachable_url(&row.url, &row.id, base);
+        Ok(json!({"id": row.id, "url": url, "name": row.name}))
     }
 
     /// `GET /registry/:id/peers`: siblings (root siblings for a root) except itself, then
