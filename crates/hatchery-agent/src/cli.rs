@@ -25,10 +25,15 @@ pub struct AgentArgs {
     /// Directory holding config.yaml (and optionally providers.yaml).
     #[arg(long, env = "HATCHERY_CONFIG_DIR", default_value = "/config")]
     config_dir: PathBuf,
-    /// Where to serve A2A and health.
+    /// Where to serve A2A and health on TCP (unless `--socket` is given).
     #[arg(long, env = "HATCHERY_AGENT_LISTEN", default_value = "127.0.0.1:0")]
     listen: SocketAddr,
-    /// The URL to register [default: `http://localhost:<port>`].
+    /// A Unix socket to serve A2A and health on instead of TCP: the one a sandbox's backend
+    /// reaches the agent through. A stale socket there is replaced.
+    #[arg(long, env = "HATCHERY_AGENT_SOCKET")]
+    socket: Option<PathBuf>,
+    /// The URL to register [default: `http://localhost:<port>`, or
+    /// `http://localhost/hatchery-sandbox/<workspace id>` on a socket].
     #[arg(long, env = "HATCHERY_AGENT_URL")]
     advertise_url: Option<String>,
     /// How often to heartbeat.
@@ -47,6 +52,7 @@ impl AgentArgs {
             token: self.token.filter(|t| !t.is_empty()),
             config_dir: self.config_dir,
             listen: self.listen,
+            socket: self.socket.filter(|p| !p.as_os_str().is_empty()),
             advertise_url: self.advertise_url.filter(|u| !u.is_empty()),
             heartbeat_interval: self.heartbeat_interval.max(Duration::from_millis(10)),
         }

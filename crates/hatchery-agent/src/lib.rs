@@ -1,17 +1,19 @@
 //! `hatchery-agent`, hatchery's reference agent runtime: it reads the config the control
 //! plane generated, refuses to run without the provider the registry says it needs,
-//! registers with its bootstrap credential, heartbeats, and answers a minimal A2A and health
-//! endpoint until SIGTERM.
+//! registers with its bootstrap credential, heartbeats, and serves A2A ([`a2a`]), its card
+//! and health until SIGTERM: on TCP, or on the Unix socket a sandboxed agent is reached by.
 
 // Product code never unwraps what input can influence; tests may.
 #![warn(clippy::unwrap_used)]
 
+pub mod a2a;
 pub mod cli;
 pub mod config;
 pub mod platform;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,9 +42,13 @@ pub struct Settings {
     pub token: Option<String>,
     /// Where `config.yaml` (and optionally `providers.yaml`) are.
     pub config_dir: PathBuf,
-    /// Where to serve A2A and health.
+    /// Where to serve A2A and health on TCP, when there is no `socket`.
     pub listen: SocketAddr,
-    /// The URL to register; `http://localhost:<port>` when not given.
+    /// The Unix socket to serve A2A and health on instead of TCP: in a sandbox, the one the
+    /// backend reaches the agent through (`HATCHERY_AGENT_SOCKET`).
+    pub socket: Option<PathBuf>,
+    /// The URL to register; `http://localhost:<port>` on TCP and
+    /// [`SANDBOX_URL_PREFIX`]`<workspace id>` on a socket when not given.
     pub advertise_url: Option<String>,
     /// How often to heartbeat.
     pub heartbeat_interval: Duration,
@@ -74,20 +80,34 @@ pub enum AgentError {
         /// Its body.
         answer: Value,
     },
-    /// The listen address could not be bound.
+    /// The listen address (or socket) could not be bound, or serving on it failed.
     #[error("cannot listen on {address}: {source}")]
     Listen {
-        address: SocketAddr,
+        /// `host:port`, or the socket's path.
+        address: String,
         source: std::io::Error,
     },
+    /// The socket's path is taken by something that is not a socket (which the agent
+    /// would otherwise delete).
+    #[error(
+        "cannot listen on {path}: it exists and is not a socket; remove it or set HATCHERY_AGENT_SOCKET elsewhere"
+    )]
+    SocketPathTaken { path: String },
+    /// Another process answers on the socket (a second agent of the workspace?).
+    #[error("cannot listen on {path}: another process is serving there")]
+    SocketInUse { path: String },
 }
 
 impl AgentError {
-    /// The exit code: 2 for a refusal to start (config), 1 otherwise.
+    /// The exit code: 2 for a refusal to start (config, the socket's path), 1 otherwise.
     #[must_use]
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Config(_) | Self::Registry { .. } | Self::NoCredential => 2,
+            Self::Config(_)
+            | Self::Registry { .. }
+            | Self::NoCredential
+            | Self::SocketPathTaken { .. }
+            | Self::SocketInUse { .. } => 2,
             _ => 1,
         }
     }
@@ -95,6 +115,117 @@ impl AgentError {
 
 /// How long registration retries while the control plane, or its database, is unreachable.
 const REGISTER_PATIENCE: Duration = Duration::from_secs(30);
+
+/// What an agent serving on a socket registers, followed by its workspace id: it has no
+/// address of its own (the sandbox has no network), and the control plane reaches it
+/// through the backend, never at this URL. `localhost`, so it passes the URL rules of
+/// registration.
+pub const SANDBOX_URL_PREFIX: &str = "http://localhost/hatchery-sandbox/";
+
+/// Where the agent serves, bound.
+enum Listener {
+    Tcp(tokio::net::TcpListener, SocketAddr),
+    Unix(tokio::net::UnixListener, PathBuf),
+}
+
+impl Listener {
+    /// Bind the socket when there is one, else the TCP address.
+    async fn bind(settings: &Settings) -> Result<Self, AgentError> {
+        if let Some(path) = &settings.socket {
+            return bind_socket(path).map(|listener| Self::Unix(listener, path.clone()));
+        }
+        let listen_error = |source| AgentError::Listen {
+            address: settings.listen.to_string(),
+            source,
+        };
+        let listener = tokio::net::TcpListener::bind(settings.listen)
+            .await
+            .map_err(listen_error)?;
+        let bound = listener.local_addr().map_err(listen_error)?;
+        Ok(Self::Tcp(listener, bound))
+    }
+
+    /// Where, as an error names it.
+    fn address(&self) -> String {
+        match self {
+            Self::Tcp(_, bound) => bound.to_string(),
+            Self::Unix(_, path) => path.display().to_string(),
+        }
+    }
+
+    /// The URL to register when none is given.
+    fn default_url(&self, workspace_id: &str) -> String {
+        match self {
+            Self::Tcp(_, bound) => format!("http://localhost:{}", bound.port()),
+            Self::Unix(..) => format!("{SANDBOX_URL_PREFIX}{workspace_id}"),
+        }
+    }
+
+    /// Serve `router` until `shutdown` resolves.
+    fn serve(
+        self,
+        router: Router,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> {
+        match self {
+            Self::Tcp(listener, _) => Box::pin(
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(shutdown)
+                    .into_future(),
+            ),
+            Self::Unix(listener, path) => Box::pin(async move {
+                let served = axum::serve(listener, router)
+                    .with_graceful_shutdown(shutdown)
+                    .await;
+                // Gone with the agent: nothing answers there any more.
+                let _ = std::fs::remove_file(&path);
+                served
+            }),
+        }
+    }
+}
+
+/// Bind a Unix socket at `path`, replacing a stale one (an earlier agent's, which a crash
+/// or a kill left), never anything else, nor one still served.
+fn bind_socket(path: &Path) -> Result<tokio::net::UnixListener, AgentError> {
+    use std::os::unix::fs::FileTypeExt as _;
+    let listen_error = |source| AgentError::Listen {
+        address: path.display().to_string(),
+        source,
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(found) if found.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(AgentError::SocketInUse {
+                    path: path.display().to_string(),
+                });
+            }
+            std::fs::remove_file(path).map_err(listen_error)?;
+        }
+        Ok(_) => {
+            return Err(AgentError::SocketPathTaken {
+                path: path.display().to_string(),
+            });
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(listen_error(e)),
+    }
+    tokio::net::UnixListener::bind(path).map_err(listen_error)
+}
+
+/// The agent's HTTP endpoints: health, its card, and A2A at `/`.
+fn router(card: AgentCard) -> Router {
+    let a2a = Arc::new(a2a::A2a::new(
+        &card.runtime,
+        &card.model,
+        card.provider.as_deref(),
+    ));
+    Router::new()
+        .route("/health", get(health))
+        .route("/.well-known/agent.json", get(serve_card))
+        .with_state(Arc::new(card))
+        .merge(Router::new().route("/", post(a2a::serve)).with_state(a2a))
+}
 
 /// Load and check the config: the registry beside it (or the built-in catalog) decides
 /// whether a missing provider is a refusal.
@@ -131,20 +262,12 @@ pub async fn run(
         .or_else(|| settings.token.clone())
         .ok_or(AgentError::NoCredential)?;
     let platform = Platform::parse(&settings.platform_url)?;
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .map_err(|source| AgentError::Listen {
-            address: settings.listen,
-            source,
-        })?;
-    let bound = listener.local_addr().map_err(|source| AgentError::Listen {
-        address: settings.listen,
-        source,
-    })?;
+    let listener = Listener::bind(&settings).await?;
+    let address = listener.address();
     let url = settings
         .advertise_url
         .clone()
-        .unwrap_or_else(|| format!("http://localhost:{}", bound.port()));
+        .unwrap_or_else(|| listener.default_url(&settings.workspace_id));
     let card = agent_card(&settings.workspace_id, &url, &config);
     tracing::info!(
         workspace_id = %settings.workspace_id,
@@ -153,18 +276,13 @@ pub async fn run(
         provider = config.provider.as_deref().unwrap_or("-"),
         billing = config.llm_billing_mode.as_deref().unwrap_or("-"),
         %url,
+        listen = %address,
         "hatchery-agent starting"
     );
 
     let token = register(&platform, &settings.workspace_id, &credential, &url, &card).await?;
     tracing::info!("registered");
     let started = Instant::now();
-    let card = Arc::new(card);
-    let router = Router::new()
-        .route("/health", get(health))
-        .route("/.well-known/agent.json", get(serve_card))
-        .route("/", post(a2a))
-        .with_state(Arc::clone(&card));
     let beats = tokio::spawn(heartbeat_loop(
         platform,
         settings.workspace_id.clone(),
@@ -172,12 +290,12 @@ pub async fn run(
         settings.heartbeat_interval,
         started,
     ));
-    let served = axum::serve(listener, router).with_graceful_shutdown(shutdown);
+    let served = listener.serve(router(card), shutdown);
     let outcome = tokio::select! {
-        served = served => served.map_err(|source| AgentError::Listen { address: bound, source }),
+        served = served => served.map_err(|source| AgentError::Listen { address, source }),
         ended = beats => match ended {
             Ok(error) => Err(error),
-            Err(join) => Err(AgentError::Listen { address: bound, source: std::io::Error::other(join) }),
+            Err(join) => Err(AgentError::Listen { address, source: std::io::Error::other(join) }),
         },
     };
     if outcome.is_ok() {
@@ -215,7 +333,7 @@ struct Capabilities {
 
 fn agent_card(workspace_id: &str, url: &str, config: &AgentConfig) -> AgentCard {
     AgentCard {
-        capabilities: Capabilities { streaming: false },
+        capabilities: Capabilities { streaming: true },
         description: "hatchery's reference agent",
         llm_billing_mode: config.llm_billing_mode.clone(),
         model: config.model.clone(),
@@ -342,37 +460,6 @@ async fn serve_card(
     Json((*card).clone())
 }
 
-/// A minimal A2A JSON-RPC endpoint: `message/send` answers with an acknowledgement that
-/// names the provider this agent would use; anything else is "method not found".
-async fn a2a(
-    axum::extract::State(card): axum::extract::State<Arc<AgentCard>>,
-    body: axum::body::Bytes,
-) -> Json<Value> {
-    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
-        return Json(
-            json!({"jsonrpc": "2.0", "id": null, "error": {"code": -32700, "message": "parse error"}}),
-        );
-    };
-    let id = request.get("id").cloned().unwrap_or(Value::Null);
-    if request["method"] != "message/send" {
-        return Json(
-            json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601, "message": "method not found"}}),
-        );
-    }
-    // Each named as JSON: quoted, or `null` for no provider.
-    let text = format!(
-        "received; this agent runs {} on {} via provider {}",
-        json!(card.runtime),
-        json!(card.model),
-        json!(card.provider)
-    );
-    Json(json!({
-        "jsonrpc": "2.0",
-        "id": id,
-        "result": {"kind": "message", "role": "agent", "parts": [{"kind": "text", "text": text}]},
-    }))
-}
-
 #[cfg(test)]
 mod tests {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -417,6 +504,39 @@ mod tests {
             }
         });
         Platform::parse(&format!("http://{address}/")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_stale_socket_is_replaced_and_anything_else_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let stale = dir.path().join("agent.sock");
+        drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+        assert!(stale.exists(), "a socket outlives its listener");
+        let listener = bind_socket(&stale).unwrap();
+        let (connected, accepted) =
+            tokio::join!(tokio::net::UnixStream::connect(&stale), listener.accept());
+        connected.unwrap();
+        accepted.unwrap();
+
+        let file = dir.path().join("notes.txt");
+        std::fs::write(&file, "keep me").unwrap();
+        let refused = bind_socket(&file).unwrap_err();
+        assert!(
+            matches!(refused, AgentError::SocketPathTaken { .. }),
+            "{refused:?}"
+        );
+        assert!(refused.to_string().contains("is not a socket"), "{refused}");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
+
+        // Still served: not stale, and not ours to take.
+        let served = dir.path().join("served.sock");
+        let _serving = std::os::unix::net::UnixListener::bind(&served).unwrap();
+        let refused = bind_socket(&served).unwrap_err();
+        assert!(
+            matches!(refused, AgentError::SocketInUse { .. }),
+            "{refused:?}"
+        );
+        assert_eq!(refused.exit_code(), 2);
     }
 
     #[tokio::test]

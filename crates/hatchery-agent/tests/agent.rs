@@ -1,6 +1,7 @@
 //! The real `hatchery-agent` binary against the real server, through the server's Unix
 //! socket as a sandboxed agent reaches it: registration with a bootstrap token, the stamped
-//! provider in its card, heartbeats, A2A, SIGTERM; and the fail-closed refusal.
+//! provider in its card, heartbeats, A2A (on TCP, and on the socket a sandbox's backend
+//! reaches it by), SIGTERM; and the fail-closed refusal.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -105,6 +106,17 @@ impl Server {
 }
 
 fn agent(server: &Server, id: &str, bootstrap: &str, config_dir: &Path) -> Child {
+    agent_with(server, id, bootstrap, config_dir, &[])
+}
+
+/// The agent, with `extra` variables in its environment.
+fn agent_with(
+    server: &Server,
+    id: &str,
+    bootstrap: &str,
+    config_dir: &Path,
+    extra: &[(&str, &std::ffi::OsStr)],
+) -> Child {
     Command::new(env!("CARGO_BIN_EXE_hatchery-agent"))
         .env("HATCHERY_URL", format!("unix:{}", server.socket.display()))
         .env("HATCHERY_WORKSPACE_ID", id)
@@ -112,6 +124,8 @@ fn agent(server: &Server, id: &str, bootstrap: &str, config_dir: &Path) -> Child
         .env("HATCHERY_CONFIG_DIR", config_dir)
         .env("HATCHERY_HEARTBEAT_INTERVAL", "100ms")
         .env_remove("HATCHERY_TOKEN")
+        .env_remove("HATCHERY_AGENT_SOCKET")
+        .envs(extra.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -191,7 +205,10 @@ async fn the_agent_registers_through_the_socket_beats_and_stops_on_sigterm() {
     let answer: Value = server
         .client
         .post(&url)
-        .json(&json!({"jsonrpc": "2.0", "id": 7, "method": "message/send", "params": {}}))
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 7, "method": "message/send", "params": {
+            "message": {"role": "user", "parts": [{"kind": "text", "text": "hello"}]}}}),
+        )
         .send()
         .await
         .unwrap()
@@ -199,13 +216,8 @@ async fn the_agent_registers_through_the_socket_beats_and_stops_on_sigterm() {
         .await
         .unwrap();
     assert_eq!(answer["id"], 7);
-    assert!(
-        answer["result"]["parts"][0]["text"]
-            .as_str()
-            .unwrap()
-            .contains("platform"),
-        "{answer}"
-    );
+    let text = answer["result"]["parts"][0]["text"].as_str().unwrap();
+    assert!(text.contains("via provider \"platform\""), "{answer}");
 
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -278,4 +290,97 @@ async fn the_agent_stops_when_its_workspace_is_deleted() {
     let (code, printed) = wait_exit(child, Duration::from_secs(10));
     assert_eq!(code, Some(1), "{printed}");
     assert!(printed.contains("heartbeat"), "{printed}");
+}
+
+/// Wait (bounded) until workspace `id` is online; its row.
+async fn until_online(server: &Server, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, row) = server
+            .admin(reqwest::Method::GET, &format!("/workspaces/{id}"), None)
+            .await;
+        if row["status"] == "online" {
+            return row;
+        }
+        assert!(Instant::now() < deadline, "never online: {row}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_socket_the_agent_registers_the_sandbox_url_and_answers_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path()).await;
+    let config_dir = dir.path().join("config");
+    let (id, bootstrap) = server
+        .workspace(
+            json!({"name": "coder", "runtime": "claude-code", "model": "moonshot/kimi-k2.6"}),
+            &config_dir,
+        )
+        .await;
+    let a2a = dir.path().join("a2a");
+    std::fs::create_dir_all(&a2a).unwrap();
+    let socket = a2a.join("agent.sock");
+    // What an earlier agent of the workspace left behind.
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    let child = agent_with(
+        &server,
+        &id,
+        &bootstrap,
+        &config_dir,
+        &[("HATCHERY_AGENT_SOCKET", socket.as_os_str())],
+    );
+
+    let row = until_online(&server, &id).await;
+    assert_eq!(
+        row["url"],
+        format!("http://localhost/hatchery-sandbox/{id}"),
+        "the registration rules accept it: {row}"
+    );
+    assert_eq!(row["agent_card"]["capabilities"]["streaming"], true);
+
+    let client = reqwest::Client::builder()
+        .unix_socket(socket.clone())
+        .build()
+        .unwrap();
+    let card: Value = client
+        .get("http://agent/.well-known/agent.json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(card["capabilities"]["streaming"], true, "{card}");
+    let send = |text: &str| {
+        client
+            .post("http://agent/")
+            .header("X-Hatchery-Caller", "operator")
+            .json(
+                &json!({"jsonrpc": "2.0", "id": 1, "method": "message/send", "params": {
+                "message": {"role": "user", "contextId": "ctx-1",
+                            "parts": [{"kind": "text", "text": text}]}}}),
+            )
+            .send()
+    };
+    let first: Value = send("hello").await.unwrap().json().await.unwrap();
+    assert_eq!(first["result"]["contextId"], "ctx-1", "{first}");
+    let text = first["result"]["parts"][0]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("turn 1 of this conversation; you said: hello;"),
+        "{text}"
+    );
+    assert!(text.ends_with("via provider \"platform\""), "{text}");
+    let second: Value = send("again").await.unwrap().json().await.unwrap();
+    let text = second["result"]["parts"][0]["text"].as_str().unwrap();
+    assert!(text.starts_with("turn 2 of this conversation;"), "{text}");
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (code, printed) = wait_exit(child, Duration::from_secs(5));
+    assert_eq!(code, Some(0), "{printed}");
+    assert!(!socket.exists(), "the socket goes with the agent");
 }
