@@ -112,7 +112,9 @@ impl Part {
     /// The text, if this is a text part.
     #[must_use]
     pub fn text(&self) -> Option<&str> {
-        (self.kind == "text").then_some(self.text.as_deref()).flatten()
+        (self.kind == "text")
+            .then_some(self.text.as_deref())
+            .flatten()
     }
 }
 
@@ -124,10 +126,10 @@ pub struct Response<T> {
     /// The request's id.
     pub id: Value,
     /// What the method answered.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<T>,
     /// Why it did not.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<RpcError>,
 }
 
@@ -230,6 +232,35 @@ impl Reply {
             Self::StatusUpdate { .. } => None,
         }
     }
+}
+
+/// `POST /workspaces/:id/notify`: an agent's message to the operator, outside any call
+/// (an interim update, a result that came later).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Notify {
+    /// The text, as the operator reads it.
+    pub message: String,
+    /// Files the message points to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<NotifyAttachment>,
+}
+
+/// A file a notification points to (Molecule's shape).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct NotifyAttachment {
+    /// Where it is.
+    pub uri: String,
+    /// What to call it.
+    pub name: String,
+    /// Its media type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mime_type: Option<String>,
+    /// Its size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
 }
 
 #[cfg(test)]

@@ -150,11 +150,14 @@ pub enum EventKind {
     /// the conversation). Molecule's canvas shows the answer from it.
     #[serde(rename = "A2A_RESPONSE")]
     A2aResponse,
+    /// An agent pushed a message to the operator (broadcast only: the activity log holds
+    /// it).
+    AgentMessage,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 15] = [
         Self::WorkspaceProvisioning,
         Self::WorkspaceOnline,
         Self::WorkspaceOffline,
@@ -169,6 +172,7 @@ impl EventKind {
         Self::TaskUpdated,
         Self::ActivityLogged,
         Self::A2aResponse,
+        Self::AgentMessage,
     ];
 
     /// Its spelling on the wire and in the event log (`event_type`): serde's.
@@ -189,6 +193,7 @@ impl EventKind {
             Self::TaskUpdated => "TASK_UPDATED",
             Self::ActivityLogged => "ACTIVITY_LOGGED",
             Self::A2aResponse => "A2A_RESPONSE",
+            Self::AgentMessage => "AGENT_MESSAGE",
         }
     }
 
@@ -197,7 +202,11 @@ impl EventKind {
     pub const fn is_broadcast_only(self) -> bool {
         matches!(
             self,
-            Self::WorkspaceHeartbeat | Self::TaskUpdated | Self::ActivityLogged | Self::A2aResponse
+            Self::WorkspaceHeartbeat
+                | Self::TaskUpdated
+                | Self::ActivityLogged
+                | Self::A2aResponse
+                | Self::AgentMessage
         )
     }
 }
@@ -552,7 +561,7 @@ mod tests {
     }
 
     #[test]
-    fn event_kinds_round_trip_and_broadcast_only_ones_are_four() {
+    fn event_kinds_round_trip_and_broadcast_only_ones_are_five() {
         for kind in EventKind::ALL {
             assert_eq!(kind.as_str().parse::<EventKind>(), Ok(kind));
             assert_eq!(
@@ -564,6 +573,6 @@ mod tests {
             .into_iter()
             .filter(|k| k.is_broadcast_only())
             .collect();
-        assert_eq!(broadcast_only.len(), 4);
+        assert_eq!(broadcast_only.len(), 5);
     }
 }

@@ -773,3 +773,81 @@ async fn a_sandboxed_agent_is_discovered_at_the_proxy() {
         "{body}"
     );
 }
+
+/// An agent's message to the operator outside any call: broadcast as `AGENT_MESSAGE` and
+/// kept where the chat history reads it; bad bodies refused naming the field.
+#[tokio::test]
+async fn an_agent_notifies_the_operator() {
+    let env = Env::new(Db::Sqlite).await;
+    let server = spawn(config(&env)).await;
+    let agent = Agent::start().await;
+    let (writer, token) = online(&server, "Writer", None, &agent).await;
+    let mut events = server
+        .client
+        .get(format!("{}/workspaces/{writer}/events/stream", server.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let body = json!({"message": "draft ready", "attachments": [{"uri": "file:///workspace/draft.md", "name": "draft.md", "mimeType": "text/markdown"}]});
+    let (status, answer) = server
+        .post_as(&format!("/workspaces/{writer}/notify"), &body, Some(&token))
+        .await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("sent")),
+        "{answer}"
+    );
+
+    let history = activity(&server, &writer, "type=a2a_receive&source=canvas").await;
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0]["method"], "notify");
+    assert_eq!(history[0]["request_body"], Value::Null);
+    assert_eq!(history[0]["response_body"]["result"], "draft ready");
+    assert_eq!(
+        history[0]["response_body"]["parts"][0]["file"]["name"],
+        "draft.md"
+    );
+    assert_eq!(history[0]["summary"], "Agent message: draft ready");
+
+    let mut seen = String::new();
+    while !seen.contains("AGENT_MESSAGE") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), events.chunk())
+            .await
+            .expect("AGENT_MESSAGE within 10 s")
+            .unwrap()
+            .expect("the stream stays open");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(
+        seen.contains("draft ready") && seen.contains("Writer"),
+        "{seen}"
+    );
+
+    for (bad, field) in [
+        (json!({}), "message is required"),
+        (json!({"message": " "}), "message"),
+        (
+            json!({"message": "x", "attachments": [{"uri": "", "name": "a"}]}),
+            "attachment[0]",
+        ),
+    ] {
+        let (status, answer) = server
+            .post_as(&format!("/workspaces/{writer}/notify"), &bad, Some(&token))
+            .await;
+        assert_eq!(status, 400, "{bad}: {answer}");
+        assert!(answer.to_string().contains(field), "{bad}: {answer}");
+    }
+    let (status, answer) = server
+        .post_as(
+            &format!("/workspaces/{writer}/notify"),
+            &json!({"message": "x".repeat(70 * 1024)}),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(status, 413, "{answer}");
+    assert_eq!(
+        activity(&server, &writer, "type=a2a_receive").await.len(),
+        1
+    );
+}

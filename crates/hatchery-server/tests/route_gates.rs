@@ -70,6 +70,7 @@ const ROUTES: &[(&str, &str, Gate)] = &[
     // operator's (the a2a_proxy tests check that half).
     ("POST", "/workspaces/{id}/a2a", Gate::Agent),
     ("GET", "/workspaces/{id}/activity", Gate::Workspace),
+    ("POST", "/workspaces/{id}/notify", Gate::Workspace),
     ("POST", "/workspaces/{id}/activity", Gate::Workspace),
     ("GET", "/workspaces/{id}/config", Gate::Workspace),
     ("GET", "/workspaces/{id}/derivation", Gate::Workspace),

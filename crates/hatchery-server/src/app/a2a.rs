@@ -541,6 +541,85 @@ impl App {
     }
 }
 
+/// The longest notification kept, in bytes.
+pub const MAX_NOTIFY_BYTES: usize = 64 * 1024;
+
+impl App {
+    /// `POST /workspaces/:id/notify`: workspace `id`'s agent tells the operator
+    /// `notice.message`. Broadcast as `AGENT_MESSAGE` and kept where Molecule's chat
+    /// history reads it (`a2a_receive` from no source, method `notify`).
+    pub async fn notify(&self, id: &str, notice: wire::Notify) -> Result<(), Error> {
+        if notice.message.trim().is_empty() {
+            return Err(super::agents::invalid_field(
+                "message",
+                "message is required",
+            ));
+        }
+        super::limits::check_size("message", notice.message.len(), MAX_NOTIFY_BYTES)?;
+        for (i, attachment) in notice.attachments.iter().enumerate() {
+            if attachment.uri.is_empty() || attachment.name.is_empty() {
+                return Err(super::agents::invalid_field(
+                    "attachments",
+                    format!("attachment[{i}]: uri and name are required"),
+                ));
+            }
+        }
+        let target = self.workspace_live(id).await?;
+        let parts: Vec<Value> = notice
+            .attachments
+            .iter()
+            .map(|file| json!({"kind": "file", "file": file}))
+            .collect();
+        let mut response = json!({"result": notice.message});
+        if !parts.is_empty() {
+            response["parts"] = Value::from(parts);
+        }
+        let preview: String = notice.message.chars().take(80).collect();
+        let ellipsis = if preview.len() < notice.message.len() {
+            "…"
+        } else {
+            ""
+        };
+        let now = self.store.now();
+        let row = ActivityRow {
+            id: new_id(),
+            workspace_id: target.id.clone(),
+            activity_type: "a2a_receive".to_owned(),
+            source_id: None,
+            target_id: None,
+            method: Some("notify".to_owned()),
+            summary: Some(format!("Agent message: {preview}{ellipsis}")),
+            duration_ms: None,
+            status: "ok".to_owned(),
+            error_detail: None,
+            request_body: None,
+            response_body: Some(traced_body(&response)),
+            created_at: now,
+        };
+        if !self.activity_record(&row).await? {
+            return Err(Error::workspace_not_found(id));
+        }
+        self.hub.broadcast(|| {
+            let mut payload = json!({
+                "message": notice.message,
+                "workspace_id": target.id,
+                "name": target.name,
+            });
+            if !notice.attachments.is_empty() {
+                payload["attachments"] = json!(notice.attachments);
+            }
+            StreamEvent::new(
+                None,
+                EventKind::AgentMessage.as_str(),
+                Some(&target.id),
+                &payload,
+                now,
+            )
+        });
+        Ok(())
+    }
+}
+
 /// A body as the activity log keeps it: itself, or a note of its size when it is larger
 /// than an activity body may be.
 fn traced_body(body: &Value) -> String {

@@ -8,15 +8,21 @@ use axum::response::{IntoResponse as _, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::gate::{Admin, AgentCaller, WorkspacePath};
+use axum::Json;
+use hatchery_api::a2a::Notify;
+
+use super::gate::{Admin, AgentCaller, WorkspaceCaller, WorkspacePath};
+use super::views::StatusAnswer;
 use super::workspaces::WorkspaceId;
-use super::{AppState, read_body};
+use super::{AppState, json_body, read_body};
 use crate::app::a2a::{A2aAnswer, A2aCall, Caller};
 use crate::app::workspaces::parse_workspace_id;
 use crate::error::{ApiError, ErrorBody};
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(send))
+    OpenApiRouter::new()
+        .routes(routes!(send))
+        .routes(routes!(notify))
 }
 
 /// Send a message to the workspace's agent and relay its answer. Without `X-Workspace-ID`
@@ -83,6 +89,27 @@ async fn send(
             response
         }
     })
+}
+
+/// The workspace's agent tells the operator something outside any call (an interim
+/// update, a result that came later): broadcast as `AGENT_MESSAGE`, kept in the activity
+/// log where the chat history reads it (`a2a_receive`, method `notify`, no source).
+#[utoipa::path(post, operation_id = "workspace_notify", path = "/workspaces/{id}/notify", tag = "a2a",
+    security(("admin" = []), ("workspace" = [])), params(WorkspaceId), request_body = Notify,
+    responses(
+        (status = 200, body = StatusAnswer, description = "`{\"status\": \"sent\"}`."),
+        (status = 400, description = "`message` missing or empty, or an attachment without `uri` or `name` (`invalid_request_body`, naming the field).", body = ErrorBody),
+        (status = 404, description = "`workspace not found`.", body = ErrorBody),
+        (status = 413, description = "`message` larger than 64 KiB, or the body larger than 1 MiB.", body = ErrorBody),
+    ))]
+async fn notify(
+    State(state): State<AppState>,
+    WorkspaceCaller { id, .. }: WorkspaceCaller,
+    body: Body,
+) -> Result<Json<StatusAnswer>, ApiError> {
+    let notice: Notify = json_body(body, "message is required").await?;
+    state.app.notify(&id, notice).await?;
+    Ok(Json(StatusAnswer { status: "sent" }))
 }
 
 /// The workspace named by `X-Workspace-ID`, if the header is there.
