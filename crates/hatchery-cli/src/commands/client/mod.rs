@@ -3,6 +3,7 @@
 //! scripts. Exit codes: 0 ok, 1 the server refused (4xx: the input), 2 the server failed
 //! or could not be reached.
 
+mod chat;
 mod config;
 mod explain;
 mod org;
@@ -146,6 +147,27 @@ impl Client {
         self.call(method, path, Some(&body))
     }
 
+    /// A POST whose answer may take long and is read as it comes (an agent's): no
+    /// timeout; a refusal is explained and becomes the failure.
+    pub(crate) fn post_open<B: Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<reqwest::blocking::Response, Failure> {
+        let response = self
+            .request(reqwest::Method::POST, path)
+            .json(body)
+            .send()
+            .map_err(|e| transport(&e))?;
+        let status = response.status().as_u16();
+        if status >= 400 {
+            let text = response.text().map_err(|e| transport(&e))?;
+            let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            return Err(refused(status, &value));
+        }
+        Ok(response)
+    }
+
     /// A call whose answer is read as it comes (logs, event streams): the open response.
     pub(crate) fn open(&self, path: &str) -> Result<reqwest::blocking::Response, Failure> {
         let response = self
@@ -233,6 +255,17 @@ fn refusal(status: u16, body: &Value) {
         }
         "org_already_imported" => {
             Some("hint: --replace to replace it, or --duplicate for a second copy".to_owned())
+        }
+        "workspace_not_available" => Some(
+            "hint: its agent is not up: `hatchery ws get ID` says why; `hatchery ws resume ID` resumes a paused one"
+                .to_owned(),
+        ),
+        "agent_timeout" => Some(
+            "hint: the agent may still be working; the server's HATCHERY_A2A_IDLE_TIMEOUT is how long it waits"
+                .to_owned(),
+        ),
+        "agent_unreachable" | "agent_bad_answer" => {
+            Some("hint: `hatchery ws logs ID` shows what its agent says".to_owned())
         }
         "missing_required_env" => Some(
             "hint: set them with `hatchery secrets set NAME`, or import with --force".to_owned(),

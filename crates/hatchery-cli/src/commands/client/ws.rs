@@ -15,6 +15,7 @@ use hatchery_api::workspaces::{
 };
 use hatchery_core::WorkspaceStatus;
 
+use super::chat::{Chat, converse};
 use super::watch::{Next, Progress, Standing, Stream};
 use super::{Client, Connection, Failure, decode, finish, or_dash, segment};
 use crate::output::{Table, out};
@@ -87,6 +88,20 @@ pub enum WsCommand {
         #[arg(long, default_value_t = 200)]
         tail: usize,
     },
+    /// Talk to a workspace's agent, as the operator: one message, or (without MESSAGE) a
+    /// conversation, a message per line of input.
+    Chat {
+        /// The workspace's id (`hatchery ws list` shows it).
+        id: String,
+        /// What to say; read line by line from standard input when omitted.
+        message: Option<String>,
+        /// Show the answer as it is produced (`message/stream`).
+        #[arg(long)]
+        stream: bool,
+        /// Continue this conversation (an agent's `contextId`) instead of starting one.
+        #[arg(long)]
+        context: Option<String>,
+    },
     /// Print events: a workspace's, or every workspace's.
     Events {
         /// A workspace id; every workspace's events when omitted.
@@ -151,6 +166,18 @@ fn ws(client: &Client, command: WsCommand) -> Result<(), Failure> {
         WsCommand::Resume { id } => (action(client, &id, "resume")?, Answer::Resumed),
         WsCommand::Logs { id, follow, tail } => return logs(client, &id, follow, tail),
         WsCommand::Events { id, follow } => return events(client, id.as_deref(), follow),
+        WsCommand::Chat {
+            id,
+            message,
+            stream,
+            context,
+        } => {
+            let mut chat = Chat::new(client, &id, stream, context);
+            return match message {
+                Some(message) => chat.say(&message),
+                None => converse(&mut chat),
+            };
+        }
     };
     if client.json {
         out(value);
