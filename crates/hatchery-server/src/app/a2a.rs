@@ -120,8 +120,20 @@ impl std::fmt::Debug for A2aAnswer {
 #[derive(Debug, Default)]
 pub struct AgentClients {
     by_url: OnceLock<reqwest::Client>,
-    by_socket: Mutex<HashMap<PathBuf, reqwest::Client>>,
+    by_socket: Mutex<HashMap<PathBuf, SocketClient>>,
 }
+
+/// A client bound to one agent's socket, and the socket's directory held open when its
+/// path is too long to connect to directly.
+#[derive(Debug)]
+struct SocketClient {
+    client: reqwest::Client,
+    _directory: Option<std::fs::File>,
+}
+
+/// The longest path a Unix socket can be connected at (`sun_path` is 108 bytes, with its
+/// terminating NUL).
+const MAX_SOCKET_PATH: usize = 107;
 
 impl AgentClients {
     fn builder() -> reqwest::ClientBuilder {
@@ -148,14 +160,22 @@ impl AgentClients {
             .by_socket
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(client) = clients.get(path) {
-            return Ok(client.clone());
+        if let Some(socket) = clients.get(path) {
+            return Ok(socket.client.clone());
         }
+        let (address, directory) = short_socket_path(path)
+            .map_err(|e| Error::internal("failed to reach workspace agent", e))?;
         let client = Self::builder()
-            .unix_socket(path)
+            .unix_socket(address)
             .build()
             .map_err(|e| Error::internal("failed to reach workspace agent", e))?;
-        clients.insert(path.to_owned(), client.clone());
+        clients.insert(
+            path.to_owned(),
+            SocketClient {
+                client: client.clone(),
+                _directory: directory,
+            },
+        );
         Ok(client)
     }
 
@@ -166,6 +186,22 @@ impl AgentClients {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(path);
     }
+}
+
+/// A path to connect to `socket` at: itself when it is short enough, else the same socket
+/// through its directory held open (`/proc/self/fd/N/agent.sock`), since a deep data
+/// directory makes sandbox socket paths longer than a socket address can be.
+fn short_socket_path(socket: &Path) -> std::io::Result<(PathBuf, Option<std::fs::File>)> {
+    use std::os::fd::AsRawFd as _;
+    if socket.as_os_str().len() <= MAX_SOCKET_PATH {
+        return Ok((socket.to_owned(), None));
+    }
+    let (Some(parent), Some(name)) = (socket.parent(), socket.file_name()) else {
+        return Ok((socket.to_owned(), None));
+    };
+    let directory = std::fs::File::open(parent)?;
+    let through = PathBuf::from(format!("/proc/self/fd/{}", directory.as_raw_fd())).join(name);
+    Ok((through, Some(directory)))
 }
 
 /// A request as the agent gets it.
@@ -851,6 +887,25 @@ mod tests {
         for garbage in [&b"not json"[..], b"[1,2]", b"\"text\""] {
             assert!(normalize(garbage).is_err());
         }
+    }
+
+    /// A sandbox socket under a deep data directory is still reached.
+    #[tokio::test]
+    async fn a_socket_path_longer_than_an_address_is_reached_through_its_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let deep = root.path().join("d".repeat(60)).join("e".repeat(60));
+        std::fs::create_dir_all(&deep).unwrap();
+        let socket = deep.join("agent.sock");
+        assert!(socket.as_os_str().len() > MAX_SOCKET_PATH);
+        let (bind_at, _held) = short_socket_path(&socket).unwrap();
+        let listener = tokio::net::UnixListener::bind(&bind_at).unwrap();
+        let router = axum::Router::new().route("/", axum::routing::post(|| async { "here" }));
+        tokio::spawn(async move { axum::serve(listener, router).await });
+
+        let clients = AgentClients::default();
+        let client = clients.for_socket(&socket).unwrap();
+        let answer = client.post("http://agent/").send().await.unwrap();
+        assert_eq!(answer.text().await.unwrap(), "here");
     }
 
     #[test]
