@@ -143,6 +143,10 @@ pub enum ApiError {
     WorkspaceUnavailable {
         status: hatchery_core::WorkspaceStatus,
     },
+    /// Too many messages in flight to a workspace, or from the calling one: 429 with
+    /// `Retry-After`.
+    #[error("{0}")]
+    Busy(String),
     /// A workspace's agent could not be asked, or did not answer usably: 502, or 504 when
     /// it went silent.
     #[error("{message}")]
@@ -260,6 +264,7 @@ impl From<app::Error> for ApiError {
             },
             app::Error::TooManyTokens => Self::TooManyTokens,
             app::Error::NotServing { status } => Self::WorkspaceUnavailable { status },
+            app::Error::Busy { message } => Self::Busy(message),
             app::Error::Agent {
                 ref name,
                 ref fault,
@@ -339,6 +344,7 @@ impl ApiError {
             Self::Forbidden { code, .. } => (StatusCode::FORBIDDEN, code),
             Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             Self::TooManyTokens => (StatusCode::TOO_MANY_REQUESTS, "too_many_tokens"),
+            Self::Busy(_) => (StatusCode::TOO_MANY_REQUESTS, "agent_busy"),
             Self::WorkspaceUnavailable { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, "workspace_not_available")
             }
@@ -406,6 +412,13 @@ impl IntoResponse for ApiError {
                     header::RETRY_AFTER,
                     HeaderValue::from(AGENT_RETRY_AFTER_SECONDS),
                 );
+                return response;
+            }
+            Self::Busy(_) => {
+                let mut response = (status, Json(body)).into_response();
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
                 return response;
             }
             Self::Agent {
@@ -538,6 +551,9 @@ mod tests {
             app::Error::TooManyTokens,
             app::Error::NotServing {
                 status: WorkspaceStatus::Offline,
+            },
+            app::Error::Busy {
+                message: "workspace Writer is busy".to_owned(),
             },
             app::Error::Agent {
                 name: "Writer".to_owned(),

@@ -851,3 +851,90 @@ async fn an_agent_notifies_the_operator() {
         1
     );
 }
+
+/// A workspace takes `max_concurrent_tasks` messages at a time, and a calling workspace
+/// has a bounded number in flight: beyond either, 429 in words with `Retry-After`.
+#[tokio::test]
+async fn a_busy_agent_or_a_flooding_caller_is_told_to_wait() {
+    let env = Env::new(Db::Sqlite).await;
+    let server = spawn(config(&env)).await;
+    let slow = Agent::start().await;
+    slow.behave(Behaviour::Slow(Duration::from_millis(400)));
+    let (writer, _) = online(&server, "Writer", None, &slow).await;
+
+    // Writer takes one message at a time (the default): a second one is refused at once.
+    let one = canvas_message("one");
+    let first = send(&server, &writer, None, Some(TOKEN), &one);
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        json_of(send(&server, &writer, None, Some(TOKEN), &canvas_message("two")).await).await
+    };
+    let (first, (status, body)) = tokio::join!(first, second);
+    assert_eq!(first.status(), 200);
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (429, Some("agent_busy")),
+        "{body}"
+    );
+    assert!(
+        body["error"].as_str().unwrap().contains("Writer is busy"),
+        "{body}"
+    );
+    // Its slot is given back with the answer.
+    let (status, _) = json_of(
+        send(
+            &server,
+            &writer,
+            None,
+            Some(TOKEN),
+            &canvas_message("three"),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // A roomy target, and one caller sending more than it may at once.
+    let created = server
+        .create(&json!({"name": "Roomy", "max_concurrent_tasks": 100}))
+        .await;
+    let roomy = created["id"].as_str().unwrap().to_owned();
+    let (status, bootstrap) = server
+        .post(
+            &format!("/admin/workspaces/{roomy}/bootstrap-token"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, _) = server
+        .post_as(
+            "/registry/register",
+            &json!({"id": roomy, "url": slow.url, "agent_card": {"name": "Roomy"}}),
+            bootstrap["bootstrap_token"].as_str(),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (caller, caller_token) = online(&server, "Flooder", None, &slow).await;
+    let calls = (0..=hatchery_server::app::a2a::MAX_IN_FLIGHT_PER_CALLER).map(|_| async {
+        send(
+            &server,
+            &roomy,
+            Some(&caller),
+            Some(&caller_token),
+            &canvas_message("hi"),
+        )
+        .await
+        .status()
+        .as_u16()
+    });
+    let statuses = futures_util::future::join_all(calls).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| [200, 429].contains(s)),
+        "{statuses:?}"
+    );
+}

@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -38,6 +38,10 @@ pub const CALLER_HEADER: &str = "x-hatchery-caller";
 /// Where a sandboxed agent registers (it has no address of its own): the control plane
 /// reaches it through its backend, never at this URL.
 pub const SANDBOX_URL_PREFIX: &str = "http://localhost/hatchery-sandbox/";
+/// The most messages one workspace may have in flight at once, to all its peers together:
+/// an agent in a loop cannot take the control plane's connections for itself. (The
+/// operator has no such cap: its messages are a person's, or an operator's script's.)
+pub const MAX_IN_FLIGHT_PER_CALLER: usize = 32;
 /// The most bytes of a stream's last event kept to trace it.
 const MAX_TRACED_EVENT_BYTES: usize = MAX_ACTIVITY_BODY_BYTES;
 
@@ -121,6 +125,41 @@ impl std::fmt::Debug for A2aAnswer {
 pub struct AgentClients {
     by_url: OnceLock<reqwest::Client>,
     by_socket: Mutex<HashMap<PathBuf, SocketClient>>,
+    in_flight: Arc<Mutex<HashMap<Flight, usize>>>,
+}
+
+/// Who a message in flight counts against.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Flight {
+    /// The workspace it goes to (at most its `max_concurrent_tasks`).
+    To(String),
+    /// The workspace that sent it (at most [`MAX_IN_FLIGHT_PER_CALLER`]).
+    From(String),
+}
+
+/// A message's place among those in flight, given back when it is dropped (the answer
+/// was read, or the stream ended or was abandoned).
+#[derive(Debug)]
+struct Slot {
+    in_flight: Arc<Mutex<HashMap<Flight, usize>>>,
+    flights: Vec<Flight>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut counts = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for flight in &self.flights {
+            if let Some(count) = counts.get_mut(flight) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    counts.remove(flight);
+                }
+            }
+        }
+    }
 }
 
 /// A client bound to one agent's socket, and the socket's directory held open when its
@@ -177,6 +216,44 @@ impl AgentClients {
             },
         );
         Ok(client)
+    }
+
+    /// A slot for one more message to `target` (at most `target_limit` at once) from
+    /// `caller`; the refusal in words when either is at its limit.
+    fn take_slot(&self, target: &WorkspaceRow, caller: &Caller) -> Result<Slot, Error> {
+        let target_limit = usize::try_from(target.max_concurrent_tasks.max(1)).unwrap_or(1);
+        let mut counts = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let to = Flight::To(target.id.clone());
+        if counts.get(&to).copied().unwrap_or(0) >= target_limit {
+            return Err(Error::Busy {
+                message: format!(
+                    "workspace {} is busy: it takes {target_limit} message(s) at a time (its max_concurrent_tasks)",
+                    target.name
+                ),
+            });
+        }
+        let mut flights = vec![to];
+        if let Some(from) = caller.workspace() {
+            let from = Flight::From(from.to_owned());
+            if counts.get(&from).copied().unwrap_or(0) >= MAX_IN_FLIGHT_PER_CALLER {
+                return Err(Error::Busy {
+                    message: format!(
+                        "this workspace has {MAX_IN_FLIGHT_PER_CALLER} messages in flight already: wait for an answer"
+                    ),
+                });
+            }
+            flights.push(from);
+        }
+        for flight in &flights {
+            *counts.entry(flight.clone()).or_default() += 1;
+        }
+        Ok(Slot {
+            in_flight: Arc::clone(&self.in_flight),
+            flights,
+        })
     }
 
     /// Forget the client of a socket that is gone (its sandbox stopped).
@@ -310,6 +387,7 @@ impl App {
             });
         }
         let route = self.route(&target)?;
+        let slot = self.agent_clients.take_slot(&target, &call.caller)?;
         let started = Instant::now();
         let idle = self.supervision.a2a_idle_timeout;
         let sent = self.send(&route, &target, &call.caller, &request).await;
@@ -329,9 +407,17 @@ impl App {
             }
         };
         if is_event_stream(&response) {
-            return Ok(A2aAnswer::Stream(
-                self.relay(response, call, target, request, started, idle),
-            ));
+            let trace = StreamTrace {
+                app: self.clone(),
+                call,
+                target,
+                request,
+                started,
+                tail: SseTail::default(),
+                done: false,
+                _slot: slot,
+            };
+            return Ok(A2aAnswer::Stream(Self::relay(response, trace, idle)));
         }
         let status = response.status().as_u16();
         let answer = match read_answer(response, idle).await {
@@ -442,25 +528,12 @@ impl App {
     /// JSON-RPC error event naming the workspace; its end (or the caller leaving) traces
     /// the call with the last event seen.
     fn relay(
-        &self,
         response: reqwest::Response,
-        call: A2aCall,
-        target: WorkspaceRow,
-        request: Normalized,
-        started: Instant,
+        trace: StreamTrace,
         idle: Duration,
     ) -> BoxStream<'static, Result<Bytes, std::io::Error>> {
-        let name = target.name.clone();
-        let silent_error = request.id.clone();
-        let trace = StreamTrace {
-            app: self.clone(),
-            call,
-            target,
-            request,
-            started,
-            tail: SseTail::default(),
-            done: false,
-        };
+        let name = trace.target.name.clone();
+        let silent_error = trace.request.id.clone();
         let relay = Relay {
             response,
             trace: Some(trace),
@@ -780,6 +853,8 @@ struct StreamTrace {
     started: Instant,
     tail: SseTail,
     done: bool,
+    /// Held until the stream ends or is abandoned.
+    _slot: Slot,
 }
 
 impl StreamTrace {

@@ -84,6 +84,9 @@ pub enum Error {
     /// The workspace asked for has no URL or is not up.
     #[error("workspace not available")]
     NotServing { status: WorkspaceStatus },
+    /// Too many messages in flight to that workspace, or from the calling one.
+    #[error("{message}")]
+    Busy { message: String },
     /// A workspace's agent could not be asked, or did not answer usably.
     #[error("{}", .fault.message(.name))]
     Agent {

@@ -43,6 +43,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         (status = 403, description = "`access denied: workspaces cannot communicate per hierarchy rules` (`not_reachable`).", body = ErrorBody),
         (status = 404, description = "`workspace not found`: unknown or removed.", body = ErrorBody),
         (status = 413, description = "The body is larger than 1 MiB.", body = ErrorBody),
+        (status = 429, description = "`agent_busy`: the workspace already has its `max_concurrent_tasks` messages in flight, or the calling workspace 32; `Retry-After` says when to ask again.", body = ErrorBody),
         (status = 502, description = "The agent could not be reached (`agent_unreachable`) or did not answer JSON-RPC (`agent_bad_answer`); `workspace` names it, `detail` says what happened.", body = ErrorBody),
         (status = 503, description = "`workspace not available`: its agent is not up; `status` says why (`provisioning`, `paused`, `offline`, …), `Retry-After` when to ask again.", body = ErrorBody),
         (status = 504, description = "The agent sent nothing within the idle timeout (`agent_timeout`).", body = ErrorBody),
