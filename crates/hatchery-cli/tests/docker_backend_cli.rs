@@ -169,6 +169,28 @@ async fn a_create_ends_with_a_locked_down_container_online_and_a_delete_removes_
     let logs = server.logs(&id).await;
     assert!(logs.contains("registered"), "{logs}");
 
+    // A message reaches the agent in its network-less container, through the socket
+    // directory bound into it.
+    assert_ne!(mount("/run/a2a").read_only, Some(true));
+    let answer: serde_json::Value = server
+        .client
+        .post(format!("{}/workspaces/{id}/a2a", server.base))
+        .bearer_auth(TOKEN)
+        .json(
+            &json!({"method": "message/send", "params": {"message": {"role": "user",
+            "parts": [{"kind": "text", "text": "hello, container"}]}}}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let text = answer["result"]["parts"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(text.contains("hello, container"), "{answer}");
+
     server.delete(&id).await;
     until_no_container(&engine, &id).await;
 }
