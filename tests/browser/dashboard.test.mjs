@@ -355,6 +355,120 @@ test('6. a dropped event stream reconnects with Last-Event-ID and replays what w
   assert.equal(mainNavigations, 0, 'reconnecting did not reload the page');
 });
 
+/** The chat's bubbles of one role whose text contains `text`. */
+const bubble = (role, text, extra = '') => page.getByTestId('chat')
+  .locator(`[data-testid="chat-msg"][data-role="${role}"]${extra}`, { hasText: text });
+
+/** Open workspace `id`'s chat and wait until its history has been read. */
+async function openChat(id) {
+  await row(id).click();
+  await page.getByTestId('detail').getByTestId('tab-chat').click();
+  await page.locator(`[data-testid="chat-log"][data-ws-id="${id}"][data-loaded="true"]`).waitFor();
+}
+
+/** Once the chat takes a message (the previous answer has ended): type, press Enter. */
+async function say(text) {
+  await page.locator('[data-testid="chat-send"]:not([disabled])').waitFor();
+  await page.getByTestId('chat-input').fill(text);
+  await page.getByTestId('chat-input').press('Enter');
+}
+
+test('7. chats with an agent: the answer streams in, the history keeps it, a paused one is explained', async () => {
+  assert.ok(shared.id, 'step 2 created a workspace');
+  const id = shared.id;
+  const name = shared.name;
+  assert.equal((await api('GET', `/workspaces/${id}`)).json.status, 'online', 'the workspace is online');
+  await openChat(id);
+  assert.match(await page.getByTestId('chat-empty').innerText(), new RegExp(`No messages with ${name}`));
+  // Every state the answer's bubble goes through, as the page shows it.
+  await page.evaluate(() => {
+    window.__chatSeen = [];
+    const log = document.getElementById('chat-log');
+    new MutationObserver(() => {
+      const last = [...log.querySelectorAll('[data-role="agent"]')].pop();
+      if (last) window.__chatSeen.push({ state: last.dataset.state, text: last.querySelector('.msg-text').textContent });
+    }).observe(log, { subtree: true, childList: true, characterData: true, attributes: true });
+  });
+  const first = `hello from the browser ${RUN}`;
+  await say(first);
+  assert.equal(await page.getByTestId('chat-input').inputValue(), '', 'Enter sent the message and emptied the box');
+  await bubble('user', first).waitFor();
+  const answer = bubble('agent', `you said: ${first}`, '[data-state="done"]');
+  await answer.waitFor();
+  assert.match(await answer.innerText(), /turn 1 of this conversation/);
+  const seen = await page.evaluate(() => window.__chatSeen);
+  assert.ok(seen.some((s) => s.state === 'thinking' && s.text === 'thinking…'), '"thinking…" was shown while waiting');
+  const partial = new Set(seen.filter((s) => s.state === 'streaming').map((s) => s.text));
+  assert.ok(partial.size >= 3, `the answer appeared in pieces (${partial.size} partial texts seen)`);
+  const full = await answer.getByTestId('chat-text').innerText();
+  assert.ok([...partial].every((p) => full.startsWith(p.trim())), 'each piece was the beginning of the answer');
+
+  // The same conversation goes on: the page carries the agent's contextId.
+  const second = `and a second message ${RUN}`;
+  await say(second);
+  await bubble('agent', `you said: ${second}`, '[data-state="done"]').waitFor();
+  assert.match(await bubble('agent', `you said: ${second}`).innerText(), /turn 2 of this conversation/);
+  await page.locator('[data-testid="chat-send"]:not([disabled])').waitFor();
+  await shot('7-chat');
+
+  // An agent's notification appears live.
+  const notice = `a note from the agent ${RUN}`;
+  const notified = await api('POST', `/workspaces/${id}/notify`, { message: notice });
+  assert.equal(notified.status, 200, `notify: ${notified.text}`);
+  await bubble('agent', notice, '.msg-notify').waitFor();
+
+  // The history is the activity log: after a reload the conversation is read back from it.
+  const recorded = async () => {
+    const rows = (await api('GET', `/workspaces/${id}/activity?type=a2a_receive&source=canvas&limit=50`)).json;
+    return rows.filter((r) => JSON.stringify(r.request_body || '').includes(RUN)).length;
+  };
+  for (let i = 0; i < 50 && (await recorded()) < 2; i += 1) await new Promise((r) => setTimeout(r, 100));
+  assert.equal(await recorded(), 2, 'the activity log holds both exchanges');
+  await page.reload();
+  await page.locator('[data-testid="conn-state"][data-state="live"]').waitFor();
+  await openChat(id);
+  for (const text of [first, second]) {
+    await bubble('user', text, '[data-origin="history"]').waitFor();
+    await bubble('agent', `you said: ${text}`, '[data-origin="history"]').waitFor();
+  }
+  await bubble('agent', notice, '[data-origin="history"]').waitFor();
+  const texts = await page.getByTestId('chat').locator('[data-testid="chat-msg"]').evaluateAll((els) => els.map((e) => `${e.dataset.role}: ${e.querySelector('.msg-text').textContent}`));
+  const firstAt = texts.findIndex((t) => t === `user: ${first}`);
+  const secondAt = texts.findIndex((t) => t === `user: ${second}`);
+  assert.ok(firstAt >= 0 && firstAt < secondAt, `oldest first: ${texts.join(' | ')}`);
+
+  // Reselected after a new message, each exchange is shown once (the page's copy gives way
+  // to the log's).
+  const third = `a third one ${RUN}`;
+  await say(third);
+  await bubble('agent', `you said: ${third}`, '[data-state="done"]').waitFor();
+  assert.match(await bubble('agent', `you said: ${third}`).innerText(), /turn 1 of this conversation/, 'after a reload a new conversation starts');
+  for (let i = 0; i < 50 && (await recorded()) < 3; i += 1) await new Promise((r) => setTimeout(r, 100));
+  const other = await page.locator(`[data-testid="ws-row"]:not([data-ws-id="${id}"])`).first().getAttribute('data-ws-id');
+  await openChat(other);
+  await openChat(id);
+  await bubble('user', third, '[data-origin="history"]').waitFor();
+  assert.equal(await bubble('user', third).count(), 1, 'the message is shown once');
+  assert.equal(await bubble('agent', `you said: ${third}`).count(), 1, 'its answer is shown once');
+
+  // A paused workspace: the refusal in words, the message marked as not delivered.
+  const paused = await api('POST', `/workspaces/${id}/pause`);
+  assert.equal(paused.status, 200, `pause: ${paused.text}`);
+  await page.locator(`[data-testid="ws-row"][data-ws-id="${id}"][data-status="paused"]`).waitFor();
+  const refused = `are you there ${RUN}`;
+  await say(refused);
+  const error = page.getByTestId('chat').getByTestId('chat-error').last();
+  await error.waitFor();
+  assert.equal(await error.getAttribute('data-code'), 'workspace_not_available');
+  const words = await error.innerText();
+  assert.match(words, new RegExp(`${name} is paused: resume it to talk to it`));
+  assert.doesNotMatch(words, /[{}"]|HTTP 503/, 'no raw JSON or status code in the explanation');
+  assert.match(await bubble('user', refused).innerText(), /not delivered/);
+  await shot('7b-chat-paused');
+  const resumed = await api('POST', `/workspaces/${id}/resume`);
+  assert.equal(resumed.status, 200, `resume: ${resumed.text}`);
+});
+
 test('no script errors and no CSP violations', () => {
   assert.deepEqual(pageErrors, []);
 });

@@ -2,8 +2,10 @@
 //! (`tests/browser/dashboard.test.mjs`), against the real `hatchery serve` with the local
 //! backend. The script loads the dashboard, creates a workspace and watches it come online
 //! without a reload, opens its details, meets two fail-closed refusals (an ambiguous model,
-//! a missing own key) and previews an org import; it saves a screenshot of each state
-//! (path printed at the end). The server reads `tests/browser/providers.yaml`, which has
+//! a missing own key), previews an org import, and chats with the workspace's sandboxed
+//! agent (the answer streamed in, the history read back after a reload, a paused
+//! workspace's refusal in words); it saves a screenshot of each state (path printed at the
+//! end). The server reads `tests/browser/providers.yaml`, which has
 //! the ambiguous pair the built-in catalog has not.
 //!
 //! Needs Node.js, Debian's Chromium and the script's packages: `scripts/setup` installs

@@ -1,6 +1,7 @@
 // hatchery's web dashboard: talks to the same HTTP API as every other client. The org
 // tree is loaded once and then kept current by the admin event stream (`/events/stream`,
-// read with fetch() because EventSource cannot send the admin bearer); nothing polls.
+// read with fetch() because EventSource cannot send the admin bearer); nothing polls. The
+// chat talks to the selected workspace's agent through the A2A proxy, its answer streamed.
 // Everything shown is put into the DOM with textContent / createElement, never as HTML.
 'use strict';
 
@@ -56,6 +57,11 @@
     listInFlight: null,
     touchedDuringList: null,
     detailTimer: null,
+    /** id → that workspace's conversation as this page knows it (see the chat section). */
+    chats: new Map(),
+    /** JSON-RPC ids of this page's own calls: their `A2A_RESPONSE` is no news. */
+    chatOwnIds: new Set(),
+    chatSeq: 0,
   };
 
   // ---------------------------------------------------------------- small DOM helpers
@@ -221,6 +227,7 @@
   function signOut(message) {
     stopStream();
     state.token = '';
+    state.chats.clear();
     sessionStorage.removeItem(TOKEN_KEY);
     setConn('idle', 'not connected');
     if (state.devMode) return;
@@ -576,14 +583,23 @@
     }
   }
 
-  /** Split the byte stream into SSE frames (blank-line separated) and dispatch each. */
-  async function readFrames(body, generation) {
+  /** The event stream's frames, dispatched while this stream is the current one. */
+  function readFrames(body, generation) {
+    return readSse(body, dispatchFrame, () => generation === state.streamGeneration);
+  }
+
+  /**
+   * Split a Server-Sent Events body into frames (blank-line separated) and hand each to
+   * `onFrame`, until the body ends or `going()` says to stop. Shared by the event stream
+   * and the chat's streamed answers.
+   */
+  async function readSse(body, onFrame, going) {
     const reader = body.getReader();
     const decoder = new TextDecoder();
     let buffer = '';
     for (;;) {
       const { value, done } = await reader.read();
-      if (done || generation !== state.streamGeneration) return;
+      if (done || !going()) return;
       buffer += decoder.decode(value, { stream: true });
       // Normalise CR LF / CR, keeping a trailing CR that may be half of a CR LF.
       buffer = buffer.replace(/\r\n|\r(?!$)/g, '\n');
@@ -591,12 +607,13 @@
       while ((cut = buffer.indexOf('\n\n')) >= 0) {
         const frame = buffer.slice(0, cut);
         buffer = buffer.slice(cut + 2);
-        dispatchFrame(frame);
+        onFrame(frame);
       }
     }
   }
 
-  function dispatchFrame(frame) {
+  /** One SSE frame's fields: its event name, its data lines joined, its id. */
+  function parseFrame(frame) {
     let event = 'message';
     const data = [];
     let id = null;
@@ -610,10 +627,15 @@
       else if (field === 'data') data.push(value);
       else if (field === 'id' && !value.includes('\0')) id = value;
     }
+    return { event, data: data.length ? data.join('\n') : null, id };
+  }
+
+  function dispatchFrame(frame) {
+    const { event, data, id } = parseFrame(frame);
     if (id !== null) state.lastEventId = id;
-    if (data.length === 0) return;
+    if (data === null) return;
     let payload;
-    try { payload = JSON.parse(data.join('\n')); } catch { return; }
+    try { payload = JSON.parse(data); } catch { return; }
     if (event === 'expired') {
       // Retention overtook our cursor (the stream ends): resume from now, re-read the list.
       state.lastEventId = null;
@@ -637,6 +659,7 @@
     if (state.touchedDuringList) state.touchedDuringList.add(id);
     const known = state.workspaces.get(id);
     const status = EVENT_STATUS[type];
+    if (type === 'AGENT_MESSAGE' || type === 'A2A_RESPONSE') chatEvent(id, type, data, ev);
     if (type === 'WORKSPACE_HEARTBEAT' || type === 'TASK_UPDATED') {
       if (!known) { fetchWorkspace(id); return; }
       if (typeof data.active_tasks === 'number') known.active_tasks = data.active_tasks;
@@ -683,7 +706,7 @@
         h('div', { id: 'derivation', testid: 'derivation' }, h('p', { class: 'muted' }, 'Loading…'))),
       h('section', { class: 'block tabs-block' },
         h('div', { class: 'tabs', role: 'tablist' },
-          tabButton('events', 'Events'), tabButton('activity', 'Activity'), tabButton('logs', 'Logs')),
+          tabButton('chat', 'Chat'), tabButton('events', 'Events'), tabButton('activity', 'Activity'), tabButton('logs', 'Logs')),
         h('div', { class: 'tab-body', id: 'tab-body', testid: 'tab-body' })),
     ]);
     renderDetailHeader();
@@ -703,6 +726,12 @@
           b.setAttribute('aria-selected', on ? 'true' : 'false');
         }
         loadTab();
+        if (name === 'chat') {
+          // The chat sits below the facts: bring it into view and put the cursor in it.
+          $('tab-body').closest('.tabs-block').scrollIntoView({ block: 'start', behavior: 'instant' });
+          const input = $('chat-input');
+          if (input) input.focus();
+        }
       },
     }, label);
   }
@@ -888,6 +917,10 @@
     const body = $('tab-body');
     if (!body || !id) return;
     const tab = state.tab;
+    if (tab === 'chat') {
+      renderChat(id);
+      return;
+    }
     try {
       if (tab === 'events') {
         const { body: events } = await api('GET', `/events/${encodeURIComponent(id)}`);
@@ -958,6 +991,421 @@
     const pre = h('pre', { class: 'logs', testid: 'logs-text' }, text && text.length ? text : '(no output yet)');
     body.append(bar, pre);
     pre.scrollTop = pre.scrollHeight;
+  }
+
+  // ---------------------------------------------------------------- chat
+
+  // The operator's conversation with the selected workspace's agent, through the A2A proxy
+  // (`POST /workspaces/:id/a2a`, `message/stream`, read with fetch() because EventSource
+  // cannot POST). What the agent's activity log recorded is the history; what this page
+  // knows better (a message being answered, a refusal that never reached the agent, a
+  // notification pushed a moment ago) is kept beside it until the log has it too.
+
+  /** How many recorded exchanges the chat shows. */
+  const CHAT_HISTORY = 50;
+
+  /**
+   * The conversation with workspace `id`. `history`: items read from its activity;
+   * `local`: items this page made that the history does not hold (yet); `pending`: the
+   * exchange under way; `contextId`: the agent's conversation, carried while the page is
+   * open. An item is `{ who: 'user' | 'agent' | 'system', text, at, … }`.
+   */
+  function chatOf(id) {
+    let chat = state.chats.get(id);
+    if (!chat) {
+      chat = {
+        contextId: null, history: [], local: [], pending: null, draft: '',
+        loaded: false, loading: false, reload: false, full: false, historyError: null,
+      };
+      state.chats.set(id, chat);
+    }
+    return chat;
+  }
+
+  const wsName = (id) => (state.workspaces.get(id) || {}).name || 'the workspace';
+
+  /** The text parts of an A2A message (or artifact), one paragraph each; files by name. */
+  function partsText(parts) {
+    if (!Array.isArray(parts)) return '';
+    return parts.map((p) => {
+      if (!p || typeof p !== 'object') return '';
+      if (typeof p.text === 'string') return p.text;
+      if (p.kind === 'file' && p.file) return `[file: ${p.file.name || p.file.uri || 'unnamed'}]`;
+      return '';
+    }).filter((t) => t !== '').join('\n');
+  }
+
+  /** What an A2A result says: a message's parts, a task's artifacts or status message. */
+  function resultText(result) {
+    if (typeof result === 'string') return result;
+    if (!result || typeof result !== 'object') return '';
+    const own = partsText(result.parts);
+    if (own) return own;
+    if (result.artifact) return partsText(result.artifact.parts);
+    const artifacts = Array.isArray(result.artifacts) ? result.artifacts.map((a) => partsText(a && a.parts)).filter(Boolean) : [];
+    if (artifacts.length) return artifacts.join('\n\n');
+    return result.status && result.status.message ? partsText(result.status.message.parts) : '';
+  }
+
+  const contextOf = (result) => (result && typeof result === 'object' ? result.contextId || result.context_id || null : null);
+
+  /** A JSON-RPC error of the agent (or of the proxy, for a stream gone silent), in words. */
+  function rpcErrorWords(error, name) {
+    const message = String((error && error.message) || 'an error');
+    const silent = /did not answer within (.+)$/.exec(message);
+    if (silent) return `${name}'s agent went silent: it sent nothing for ${silent[1]}, so the answer stops here.`;
+    return `${name}'s agent could not answer: ${message}${error && error.code !== undefined ? ` (JSON-RPC error ${error.code})` : ''}.`;
+  }
+
+  /** A refusal of `POST /workspaces/:id/a2a` (or no answer at all), in words. */
+  function chatRefusalWords(status, body, name, retryAfter) {
+    const b = body || {};
+    const who = b.workspace || name;
+    const again = retryAfter ? ` The server suggests trying again in ${retryAfter}s.` : '';
+    switch (b.code) {
+      case 'workspace_not_available':
+        switch (b.status) {
+          case 'paused': return `${who} is paused: resume it to talk to it.`;
+          case 'offline': return `${who} is offline: its agent stopped heartbeating, so nothing can take the message. hatchery starts a lost agent again; send once ${who} is back online.${again}`;
+          case 'provisioning': return `${who} is still starting: send again once it is online.${again}`;
+          case 'failed': return `${who} failed to start, so it has no agent to answer. Its details say why.`;
+          case 'hibernating':
+          case 'hibernated': return `${who} is asleep (hibernated): resume it to talk to it.`;
+          case 'awaiting_agent': return `${who} is waiting for its external agent to register: nothing can take the message yet.`;
+          default: return `${who} is ${statusLabel(b.status)}: its agent cannot take messages now.${again}`;
+        }
+      case 'not_reachable':
+        return `${b.caller || 'This caller'} may not talk to ${who}: the org tree does not connect them.`;
+      case 'agent_unreachable':
+        return `${who}'s agent cannot be reached, so the message was not delivered.`;
+      case 'agent_bad_answer':
+        return `${who}'s agent answered with something that is not an A2A answer.`;
+      case 'agent_timeout': {
+        const within = /within (.+)$/.exec(b.error || '');
+        return `${who}'s agent did not answer within ${within ? within[1] : 'the time allowed'}; it may still be working.`;
+      }
+      case 'network':
+        return `The server cannot be reached, so the message was not sent. ${b.error || ''}`.trim();
+      default:
+        if (status === 404) return `${who} no longer exists: it was removed.`;
+        if (status === 413) return 'The message is too large to send.';
+        if (status === 429) return `${who} is taking as many messages as it can at once: try again shortly.${again}`;
+        return `The message was not delivered: ${b.error || 'the server refused it'} (HTTP ${status}).`;
+    }
+  }
+
+  /** Activity rows (newest first) → chat items (oldest first). */
+  function historyItems(rows, name) {
+    const items = [];
+    for (const row of [...rows].reverse()) {
+      const at = row.created_at;
+      const request = row.request_body && typeof row.request_body === 'object' ? row.request_body : null;
+      const response = row.response_body && typeof row.response_body === 'object' ? row.response_body : null;
+      const rpcId = request && request.id !== undefined ? String(request.id) : null;
+      if (row.method === 'notify') {
+        items.push({ who: 'agent', name, notify: true, text: resultText(response && response.result), at, origin: 'history' });
+        continue;
+      }
+      if (request) {
+        const message = request.params && request.params.message;
+        const text = request.truncated ? `(a message of ${request.bytes} bytes, too large for the activity log)` : partsText(message && message.parts);
+        items.push({ who: 'user', text, at, rpcId, origin: 'history' });
+      }
+      if (row.status && row.status !== 'ok') {
+        const detail = row.error_detail || row.status;
+        items.push({
+          who: 'system', tone: 'error', at, rpcId, origin: 'history', code: row.status,
+          text: row.status === 'timeout' ? `${name}'s agent did not answer in time (${detail}).` : `No complete answer: ${detail}.`,
+        });
+      } else if (response && response.error) {
+        items.push({ who: 'system', tone: 'error', at, rpcId, origin: 'history', code: 'rpc_error', text: rpcErrorWords(response.error, name) });
+      } else if (response && response.truncated) {
+        items.push({ who: 'system', at, rpcId, origin: 'history', text: `(an answer of ${response.bytes} bytes, too large for the activity log)` });
+      } else if (response) {
+        items.push({ who: 'agent', name, text: resultText(response.result), at, rpcId, origin: 'history' });
+      }
+    }
+    return items;
+  }
+
+  const whenOf = (item) => Date.parse(item.at || '') || 0;
+
+  /** History and this page's own items, in time order (ties keep their order). */
+  function chatItems(chat) {
+    const all = chat.history.map((item, i) => ({ item, key: whenOf(item), i }));
+    chat.local.forEach((item, i) => all.push({ item, key: whenOf(item), i: chat.history.length + i }));
+    all.sort((a, b) => a.key - b.key || a.i - b.i);
+    const items = all.map((x) => x.item);
+    if (chat.pending) items.push(chat.pending.user, chat.pending.agent);
+    return items;
+  }
+
+  /** Read the recorded conversation again; drop this page's copies of what it now holds. */
+  async function loadChatHistory(id) {
+    const chat = chatOf(id);
+    if (chat.loading) {
+      chat.reload = true;
+      return;
+    }
+    chat.loading = true;
+    try {
+      const { body } = await api('GET', `/workspaces/${encodeURIComponent(id)}/activity?type=a2a_receive&source=canvas&limit=${CHAT_HISTORY}`);
+      const rows = Array.isArray(body) ? body : [];
+      chat.history = historyItems(rows, wsName(id));
+      chat.full = rows.length >= CHAT_HISTORY;
+      chat.loaded = true;
+      chat.historyError = null;
+      const recorded = new Set(chat.history.map((i) => i.rpcId).filter(Boolean));
+      const notices = new Set(chat.history.filter((i) => i.notify).map((i) => i.text));
+      // With a full page of history, what is older than its first item is off the page.
+      const oldest = chat.full && chat.history.length ? whenOf(chat.history[0]) : 0;
+      chat.local = chat.local.filter((item) => !(item.rpcId && recorded.has(item.rpcId))
+        && !(item.notify && notices.has(item.text)) && whenOf(item) >= oldest);
+    } catch (err) {
+      chat.historyError = err;
+    } finally {
+      chat.loading = false;
+    }
+    renderChatLog(id);
+    if (chat.reload) {
+      chat.reload = false;
+      loadChatHistory(id);
+    }
+  }
+
+  /** The chat tab: the conversation, then the box to write in. */
+  function renderChat(id) {
+    const body = $('tab-body');
+    if (!body) return;
+    const chat = chatOf(id);
+    const name = wsName(id);
+    const input = h('textarea', {
+      id: 'chat-input', testid: 'chat-input', rows: '2', placeholder: `Message ${name}…  (Enter sends, Shift+Enter for a new line)`,
+      'aria-label': `Message to ${name}`, spellcheck: 'true',
+      oninput: () => { chat.draft = input.value; },
+      onkeydown: (e) => {
+        if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+          e.preventDefault();
+          chatSend(id);
+        }
+      },
+    });
+    input.value = chat.draft;
+    clear(body).append(h('section', { class: 'chat', testid: 'chat', 'data-ws-id': id },
+      h('div', { class: 'chat-head' },
+        h('span', { class: 'muted', id: 'chat-context', testid: 'chat-context' }),
+        h('button', {
+          type: 'button', class: 'btn btn-quiet btn-small', testid: 'chat-new', title: 'The next message starts a new conversation (a new contextId)',
+          onclick: () => {
+            chat.contextId = null;
+            chat.local.push({ who: 'system', text: 'A new conversation starts with the next message.', at: new Date().toISOString(), origin: 'page' });
+            renderChatLog(id);
+          },
+        }, 'New conversation')),
+      h('ol', { class: 'chat-log', id: 'chat-log', testid: 'chat-log', 'data-ws-id': id, 'aria-live': 'polite' }),
+      h('form', {
+        class: 'chat-form', testid: 'chat-form', novalidate: true,
+        onsubmit: (e) => { e.preventDefault(); chatSend(id); },
+      }, input, h('button', { type: 'submit', class: 'btn btn-primary', id: 'chat-send', testid: 'chat-send' }, 'Send'))));
+    // Started first: it marks the history as being read before the log is drawn.
+    loadChatHistory(id);
+    renderChatLog(id);
+  }
+
+  /** The chat's messages, if workspace `id`'s chat is the one on screen. */
+  function renderChatLog(id) {
+    const log = $('chat-log');
+    if (!log || log.dataset.wsId !== id) return;
+    const chat = chatOf(id);
+    const pinned = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+    clear(log);
+    // `loaded`: the history shown is the one just read (a test waits for it).
+    log.dataset.loaded = String(chat.loaded && !chat.loading);
+    if (chat.full) log.append(h('li', { class: 'msg msg-system' }, h('span', { class: 'muted' }, `Only the last ${CHAT_HISTORY} exchanges are shown; the Activity tab has the rest.`)));
+    if (chat.historyError) {
+      log.append(h('li', { class: 'msg msg-system tone-error', testid: 'chat-history-error' }, `The earlier conversation cannot be read: ${chat.historyError.message}`));
+    }
+    const items = chatItems(chat);
+    if (!items.length && chat.loaded) {
+      log.append(h('li', { class: 'msg msg-system', testid: 'chat-empty' },
+        h('span', { class: 'muted' }, `No messages with ${wsName(id)} yet. What you send here goes to its agent; the answer appears as it is written.`)));
+    }
+    for (const item of items) {
+      const el = chatItemEl(item);
+      if (chat.pending && item === chat.pending.agent) chat.pending.el = el;
+      log.append(el);
+    }
+    const send = $('chat-send');
+    if (send) send.disabled = Boolean(chat.pending);
+    const context = $('chat-context');
+    if (context) {
+      context.textContent = chat.contextId ? 'Continuing this conversation' : 'The next message starts a new conversation';
+      context.title = chat.contextId ? `contextId ${chat.contextId}` : '';
+    }
+    if (pinned || chat.pending) log.scrollTop = log.scrollHeight;
+  }
+
+  function chatItemEl(item) {
+    const time = item.at ? h('time', { datetime: item.at, title: item.at }, fmtTime(item.at)) : null;
+    if (item.who === 'system') {
+      return h('li', {
+        class: `msg msg-system${item.tone ? ` tone-${item.tone}` : ''}`, testid: item.tone === 'error' ? 'chat-error' : 'chat-note',
+        'data-code': item.code || null, 'data-origin': item.origin || null,
+      }, h('span', { class: 'msg-text' }, item.text), item.detail ? h('span', { class: 'msg-detail' }, item.detail) : null, time);
+    }
+    const label = item.who === 'user' ? 'You' : item.notify ? `${item.name || 'Agent'} · notification` : (item.name || 'Agent');
+    const el = h('li', {
+      class: `msg msg-${item.who}${item.notify ? ' msg-notify' : ''}${item.undelivered ? ' msg-undelivered' : ''}`,
+      testid: 'chat-msg', 'data-role': item.who, 'data-origin': item.origin || null,
+    },
+    h('div', { class: 'msg-meta' }, h('span', {}, label), time, item.undelivered ? h('span', { class: 'msg-flag' }, 'not delivered') : null),
+    h('div', { class: 'msg-text', testid: 'chat-text' }));
+    patchChatItem(el, item);
+    return el;
+  }
+
+  /** A bubble's text and state, in place (called for each chunk of a streamed answer). */
+  function patchChatItem(el, item) {
+    const phase = item.state || 'done';
+    el.dataset.state = phase;
+    el.querySelector('.msg-text').textContent = item.text || (phase === 'thinking' ? 'thinking…' : phase === 'streaming' ? '' : '(no text)');
+  }
+
+  /** Send the box's text to workspace `id`'s agent and show the answer as it is written. */
+  async function chatSend(id) {
+    const chat = chatOf(id);
+    const input = $('chat-input');
+    if (input && $('chat-log') && $('chat-log').dataset.wsId === id) chat.draft = input.value;
+    const text = chat.draft.trim();
+    if (!text || chat.pending) return;
+    const name = wsName(id);
+    const rpcId = `dashboard-${Date.now().toString(36)}-${(state.chatSeq += 1)}`;
+    state.chatOwnIds.add(rpcId);
+    const message = { role: 'user', parts: [{ kind: 'text', text }] };
+    if (chat.contextId) message.contextId = chat.contextId;
+    const at = new Date().toISOString();
+    const pending = {
+      user: { who: 'user', text, at, rpcId, origin: 'page' },
+      agent: { who: 'agent', name, text: '', at, rpcId, origin: 'page', state: 'thinking' },
+      el: null,
+    };
+    chat.pending = pending;
+    chat.draft = '';
+    if (input) input.value = '';
+    renderChatLog(id);
+    const notes = [];
+    // A note the activity log will also hold (the agent was asked) carries the call's id,
+    // so the history's copy replaces it; one it will not (refused before delivery) stays.
+    const note = (words, { code, traced = false, detail } = {}) =>
+      notes.push({ who: 'system', tone: 'error', text: words, detail, code, at: new Date().toISOString(), rpcId: traced ? rpcId : null, origin: 'page' });
+    const show = () => {
+      if (pending.el && pending.el.isConnected) {
+        const log = $('chat-log');
+        const pinned = log && log.scrollHeight - log.scrollTop - log.clientHeight < 60;
+        patchChatItem(pending.el, pending.agent);
+        if (log && pinned) log.scrollTop = log.scrollHeight;
+      }
+    };
+    const take = (answer) => {
+      if (!answer || typeof answer !== 'object') return;
+      if (answer.error) {
+        note(rpcErrorWords(answer.error, name), { code: 'rpc_error', traced: true });
+        return;
+      }
+      const result = answer.result;
+      const context = contextOf(result);
+      if (context) chat.contextId = context;
+      if (!result || typeof result !== 'object') return;
+      const agent = pending.agent;
+      if (result.kind === 'artifact-update') {
+        agent.text += partsText(result.artifact && result.artifact.parts);
+        agent.state = 'streaming';
+      } else if (result.kind === 'status-update') {
+        const said = result.status && result.status.message ? partsText(result.status.message.parts) : '';
+        const st = result.status && result.status.state;
+        if ((st === 'failed' || st === 'rejected') && said) note(`${name}'s agent gave up: ${said}`, { traced: true, code: st });
+        else if (said && !agent.text) agent.text = said;
+      } else {
+        // The final message (or task): what it says is the answer, whatever the chunks said.
+        const said = resultText(result);
+        if (said) agent.text = said;
+        agent.state = 'done';
+      }
+      show();
+    };
+    try {
+      let response;
+      try {
+        response = await fetch(`/workspaces/${encodeURIComponent(id)}/a2a`, {
+          method: 'POST', cache: 'no-store',
+          headers: { ...authHeaders(), 'Content-Type': 'application/json', Accept: 'text/event-stream, application/json' },
+          body: JSON.stringify({ jsonrpc: '2.0', id: rpcId, method: 'message/stream', params: { message } }),
+        });
+      } catch (err) {
+        pending.user.undelivered = true;
+        note(chatRefusalWords(0, { code: 'network', error: err.message }, name));
+        return;
+      }
+      if (!response.ok) {
+        const raw = await response.text().catch(() => '');
+        let body;
+        try { body = JSON.parse(raw); } catch { body = { error: raw.trim().slice(0, 200) }; }
+        if (!body || typeof body !== 'object') body = {};
+        if (response.status === 401 && !state.devMode && isAdminAuthFailure(body)) {
+          signOut(`The admin token was refused: ${body.error || 'unauthorized'}`);
+          return;
+        }
+        const traced = ['agent_unreachable', 'agent_bad_answer', 'agent_timeout'].includes(body.code);
+        pending.user.undelivered = !traced || body.code === 'agent_unreachable';
+        note(chatRefusalWords(response.status, body, name, response.headers.get('Retry-After')),
+          { code: body.code || `http_${response.status}`, traced, detail: traced ? body.detail : undefined });
+        return;
+      }
+      const type = response.headers.get('Content-Type') || '';
+      if (type.startsWith('text/event-stream') && response.body) {
+        await readSse(response.body, (frame) => {
+          const { data } = parseFrame(frame);
+          if (data === null) return;
+          try { take(JSON.parse(data)); } catch { /* a frame that is not JSON says nothing */ }
+        }, () => true);
+      } else {
+        const raw = await response.text();
+        try { take(JSON.parse(raw)); } catch { note(`${name}'s agent answered with something that is not JSON-RPC.`, { traced: true }); }
+      }
+      if (!pending.agent.text && !notes.length) note(`${name}'s agent ended its answer without saying anything.`, { traced: true });
+    } catch (err) {
+      note(`The answer broke off: ${err.message || err}.`, { traced: true });
+    } finally {
+      pending.agent.state = 'done';
+      const keep = [pending.user];
+      if (pending.agent.text) keep.push(pending.agent);
+      chat.local.push(...keep, ...notes);
+      chat.pending = null;
+      renderChatLog(id);
+      if (chat.reload) {
+        chat.reload = false;
+        loadChatHistory(id);
+      }
+    }
+  }
+
+  /** An agent's notification (live), or someone else's call answered (re-read the history). */
+  function chatEvent(id, type, data, ev) {
+    const chat = state.chats.get(id);
+    if (!chat || !chat.loaded) return;
+    if (type === 'AGENT_MESSAGE') {
+      if (typeof data.message !== 'string' || !data.message) return;
+      const at = new Date(typeof ev.timestamp === 'number' ? ev.timestamp : Date.now()).toISOString();
+      chat.local.push({ who: 'agent', notify: true, name: data.name || wsName(id), text: data.message, at, origin: 'live' });
+      renderChatLog(id);
+      return;
+    }
+    const response = data.response_body;
+    const own = response && typeof response === 'object' && response.id !== undefined && state.chatOwnIds.has(String(response.id));
+    if (own) return;
+    // A call made elsewhere (the CLI, another tab): its question is only in the log.
+    if (chat.pending) chat.reload = true;
+    else loadChatHistory(id);
   }
 
   // ---------------------------------------------------------------- readable errors
