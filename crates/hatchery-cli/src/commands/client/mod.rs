@@ -154,34 +154,28 @@ impl Client {
         path: &str,
         body: &B,
     ) -> Result<reqwest::blocking::Response, Failure> {
-        let response = self
-            .request(reqwest::Method::POST, path)
-            .json(body)
-            .send()
-            .map_err(|e| transport(&e))?;
-        let status = response.status().as_u16();
-        if status >= 400 {
-            let text = response.text().map_err(|e| transport(&e))?;
-            let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-            return Err(refused(status, &value));
-        }
-        Ok(response)
+        opened(self.request(reqwest::Method::POST, path).json(body))
     }
 
     /// A call whose answer is read as it comes (logs, event streams): the open response.
     pub(crate) fn open(&self, path: &str) -> Result<reqwest::blocking::Response, Failure> {
-        let response = self
-            .request(reqwest::Method::GET, path)
-            .send()
-            .map_err(|e| transport(&e))?;
-        let status = response.status().as_u16();
-        if status >= 400 {
-            let text = response.text().map_err(|e| transport(&e))?;
-            let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-            return Err(refused(status, &value));
-        }
-        Ok(response)
+        opened(self.request(reqwest::Method::GET, path))
     }
+}
+
+/// Send `request` and hand back its answer unread, unless it is a refusal: that one is
+/// read, explained, and becomes the failure.
+fn opened(
+    request: reqwest::blocking::RequestBuilder,
+) -> Result<reqwest::blocking::Response, Failure> {
+    let response = request.send().map_err(|e| transport(&e))?;
+    let status = response.status().as_u16();
+    if status >= 400 {
+        let text = response.text().map_err(|e| transport(&e))?;
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        return Err(refused(status, &value));
+    }
+    Ok(response)
 }
 
 /// A 4xx is the input's fault (exit 1), a 5xx the server's (exit 2); either is explained.
