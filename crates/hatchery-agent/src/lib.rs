@@ -116,11 +116,9 @@ impl AgentError {
 /// How long registration retries while the control plane, or its database, is unreachable.
 const REGISTER_PATIENCE: Duration = Duration::from_secs(30);
 
-/// What an agent serving on a socket registers, followed by its workspace id: it has no
-/// address of its own (the sandbox has no network), and the control plane reaches it
-/// through the backend, never at this URL. `localhost`, so it passes the URL rules of
-/// registration.
-pub const SANDBOX_URL_PREFIX: &str = "http://localhost/hatchery-sandbox/";
+/// What an agent serving on a socket registers, followed by its workspace id (one
+/// definition, shared with the control plane and its backends).
+pub use hatchery_api::a2a::SANDBOX_URL_PREFIX;
 
 /// Where the agent serves, bound.
 enum Listener {

@@ -16,6 +16,11 @@ pub const JSONRPC_VERSION: &str = "2.0";
 pub const METHOD_SEND: &str = "message/send";
 /// Send a message; the answer is a stream of JSON-RPC responses (Server-Sent Events).
 pub const METHOD_STREAM: &str = "message/stream";
+/// What a sandboxed agent registers, followed by its workspace id: its own address means
+/// nothing to its peers (a sandbox without network, a pod's private address), and the
+/// control plane reaches it through its backend, never at this URL; discovery answers the
+/// proxy's route for it. `localhost`, so it passes the URL rules of registration.
+pub const SANDBOX_URL_PREFIX: &str = "http://localhost/hatchery-sandbox/";
 
 /// JSON-RPC's error codes, as the A2A protocol uses them.
 pub mod codes {

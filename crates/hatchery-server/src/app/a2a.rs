@@ -35,9 +35,9 @@ use crate::event_hub::StreamEvent;
 pub const MAX_ANSWER_BYTES: usize = 10 * 1024 * 1024;
 /// The header that tells the agent who is calling: a workspace id, or `operator`.
 pub const CALLER_HEADER: &str = "x-hatchery-caller";
-/// Where a sandboxed agent registers (it has no address of its own): the control plane
-/// reaches it through its backend, never at this URL.
-pub const SANDBOX_URL_PREFIX: &str = "http://localhost/hatchery-sandbox/";
+/// Where a sandboxed agent registers (its own address means nothing to its peers): the
+/// control plane reaches it through its backend, never at this URL.
+pub use hatchery_api::a2a::SANDBOX_URL_PREFIX;
 /// The most messages one workspace may have in flight at once, to all its peers together:
 /// an agent in a loop cannot take the control plane's connections for itself. (The
 /// operator has no such cap: its messages are a person's, or an operator's script's.)
