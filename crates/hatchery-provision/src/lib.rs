@@ -129,13 +129,16 @@ pub fn escape_controls(text: &str) -> String {
     escaped
 }
 
-/// How the control plane reaches a workspace's agent to deliver A2A messages (a URL
-/// variant will come for Kubernetes, whose pods have addresses of their own).
+/// How the control plane reaches a workspace's agent to deliver A2A messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentEndpoint {
     /// The agent serves HTTP on this Unix socket of the host (the sandbox or container
     /// sees it at [`AGENT_A2A_SOCKET`]); requests name any host, the agent ignores it.
     Unix(PathBuf),
+    /// The agent serves HTTP at this URL, an address the backend itself knows (a pod's):
+    /// it does not come from the agent, so the URL rules of registration, which keep a
+    /// registered URL off private addresses, do not apply to it.
+    Url(String),
 }
 
 /// Why a backend call failed.

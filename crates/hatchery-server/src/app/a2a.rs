@@ -3,9 +3,10 @@
 //!
 //! The caller is the operator or a workspace the org tree lets reach the target (spec §6).
 //! The control plane, not the caller, knows where the agent is: the backend's socket for a
-//! sandboxed agent (it has no network), the registered URL for an external one (checked by
-//! the rules of registration again). The caller's headers never reach the agent: it learns
-//! who is calling from `X-Hatchery-Caller`, and nothing of the caller's credential.
+//! sandboxed agent (it has no network), the pod's address for one in Kubernetes, the
+//! registered URL for an external one (checked by the rules of registration again). The
+//! caller's headers never reach the agent: it learns who is calling from
+//! `X-Hatchery-Caller`, and nothing of the caller's credential.
 //!
 //! Bodies that are not JSON-RPC are wrapped as Molecule wraps them; `message/stream`
 //! answers are relayed frame by frame, never gathered. Every call is traced as activity on
@@ -345,6 +346,8 @@ fn new_id() -> String {
 enum Route {
     /// The backend's socket of a sandboxed agent.
     Socket(PathBuf),
+    /// An address the backend knows (a pod's): reached as it is, since no agent chose it.
+    Backend(String),
     /// The URL an external agent registered.
     Url(String),
 }
@@ -453,8 +456,8 @@ impl App {
         })
     }
 
-    /// Where the target's agent is: the socket its backend keeps while it runs the
-    /// sandbox, else the URL it registered (external agents).
+    /// Where the target's agent is: the socket or address its backend keeps while it runs
+    /// the sandbox or pod, else the URL it registered (external agents).
     fn route(&self, target: &WorkspaceRow) -> Result<Route, Error> {
         let endpoint = self
             .provisioner
@@ -462,6 +465,7 @@ impl App {
             .and_then(|provisioner| provisioner.backend.a2a_endpoint(&target.id));
         match endpoint {
             Some(AgentEndpoint::Unix(path)) => Ok(Route::Socket(path)),
+            Some(AgentEndpoint::Url(url)) => Ok(Route::Backend(url)),
             None if target.url.starts_with(SANDBOX_URL_PREFIX) => Err(Error::Agent {
                 name: target.name.clone(),
                 fault: AgentFault::Unreachable(
@@ -491,6 +495,7 @@ impl App {
                 // The host is for HTTP's sake: the socket decides where it goes.
                 "http://agent/".to_owned(),
             ),
+            Route::Backend(url) => (self.agent_clients.for_url(), url.clone()),
             Route::Url(url) => {
                 // The rules of registration, again: a name may resolve elsewhere now.
                 check_agent_url(url).await.map_err(|reason| {
@@ -760,6 +765,7 @@ fn fault_outcome(fault: &AgentFault) -> Outcome {
 fn where_it_is(route: &Route, id: &str) -> String {
     match route {
         Route::Socket(_) => format!("the socket of workspace {id}'s sandbox"),
+        Route::Backend(url) => format!("the pod address {url}"),
         Route::Url(url) => url.clone(),
     }
 }
