@@ -2,9 +2,11 @@
 //! cluster is reachable here): the testkit's API server speaks the wire protocol `kube`
 //! uses, and its kubelet runs each pod's container as a real process. A create ends with
 //! a Pod and its Secret, rendered locked down, whose `hatchery agent` registered itself;
-//! a crashing agent fails its workspace with its exit code and last words; a control plane
-//! killed with -9 adopts its live pods when it comes back and deletes the ones that must
-//! not run; a delete leaves no pod, no secret and no process.
+//! a message reaches the agent at its pod's address (each fake pod has a loopback address
+//! of its own) while it registered the sandbox URL, which discovery turns into the proxy's
+//! route; a crashing agent fails its workspace with its exit code and last words; a
+//! control plane killed with -9 adopts its live pods when it comes back and deletes the
+//! ones that must not run; a delete leaves no pod, no secret and no process.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -192,6 +194,95 @@ async fn a_create_ends_with_a_locked_down_pod_online_and_a_delete_removes_it() {
     );
 }
 
+/// Send workspace `id`'s agent `text` as the operator; asserted: its answer (200) echoes it.
+async fn say(server: &common::Server, id: &str, text: &str) {
+    let response = server
+        .client
+        .post(format!("{}/workspaces/{id}/a2a", server.base))
+        .bearer_auth(TOKEN)
+        .json(
+            &json!({"method": "message/send", "params": {"message": {"role": "user",
+            "parts": [{"kind": "text", "text": text}]}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(status, 200, "{answer}");
+    let said = answer["result"]["parts"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(said.contains(text), "{answer}");
+}
+
+/// The control plane, not the caller, knows where a pod's agent is: its pod's address. The
+/// agent registers the sandbox URL (a pod's private address would be refused by
+/// registration's URL rules, and means nothing to peers), and discovery answers the proxy's
+/// route for it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_reaches_the_agent_at_its_pod_address() {
+    let cluster = cluster().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(&cluster, &dir.path().join("data"), common::free_port()).await;
+    let id = server
+        .create(json!({"name": "podded", "runtime": "claude-code", "model": "moonshot/kimi-k2.6"}))
+        .await;
+    let row = server.until_status(&id, "online").await;
+    assert_eq!(
+        row["url"],
+        format!("http://localhost/hatchery-sandbox/{id}"),
+        "{row}"
+    );
+    let pods = cluster.objects("pods", NAMESPACE);
+    let pod = named(&pods, &format!("hatchery-{id}")).unwrap();
+    let pod_ip: std::net::Ipv4Addr = pod["status"]["podIP"].as_str().unwrap().parse().unwrap();
+    assert!(
+        pod_ip.is_loopback() && pod_ip != std::net::Ipv4Addr::LOCALHOST,
+        "a loopback address of its own: {pod_ip}"
+    );
+    let env = pod["spec"]["containers"][0]["env"].as_array().unwrap();
+    let value = |name: &str| {
+        env.iter()
+            .find(|v| v["name"] == name)
+            .and_then(|v| v["value"].as_str())
+            .unwrap_or_else(|| panic!("{name} in {env:?}"))
+            .to_owned()
+    };
+    assert_eq!(value("HATCHERY_AGENT_LISTEN"), "0.0.0.0:8000");
+
+    say(&server, &id, "hello, pod").await;
+
+    // Peers are sent through the proxy, not to the sandbox URL.
+    let (status, minted) = server
+        .call(
+            reqwest::Method::POST,
+            &format!("/workspaces/{id}/tokens"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, 201, "{minted}");
+    let found: Value = server
+        .client
+        .get(format!("{}/registry/discover/{id}", server.base))
+        .header("x-workspace-id", &id)
+        .bearer_auth(minted["auth_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        found["url"],
+        format!("{}/workspaces/{id}/a2a", server.base),
+        "{found}"
+    );
+
+    server.delete(&id).await;
+    until_gone(&cluster, &id).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crashing_pod_fails_its_workspace_with_the_exit_code_and_last_words() {
     let cluster = cluster().await;
@@ -256,6 +347,8 @@ async fn after_kill_9_live_pods_are_adopted_and_the_unwanted_deleted() {
     let pods = cluster.objects("pods", NAMESPACE);
     let pod = named(&pods, &format!("hatchery-{kept}")).unwrap();
     assert_eq!(pod["metadata"]["uid"], uid_before, "the same pod, adopted");
+    // Its address is known again: the adopting control plane reaches it.
+    say(&server, &kept, "still there?").await;
 
     server.delete(&kept).await;
     until_gone(&cluster, &kept).await;

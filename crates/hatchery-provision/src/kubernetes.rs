@@ -9,23 +9,29 @@
 //! owner reference to the Pod, so deleting the Pod collects it.
 //!
 //! Pods have the cluster's network: agents reach the control plane over it, at the URL
-//! the operator gives (`agent_url`, e.g. its Service). Keeping them off everything else is
-//! a `NetworkPolicy`'s job (see the README). Pods outlive the control plane: a restart adopts
+//! the operator gives (`agent_url`, e.g. its Service), and the control plane reaches each
+//! agent at its pod's address (`status.podIP`, port 8000), which the watch keeps. An agent
+//! registers the sandbox URL ([`SANDBOX_URL_PREFIX`]`<id>`), not that address: a pod's
+//! address is private (registration refuses it) and means nothing to peers, which discovery
+//! sends through the control plane's proxy. Keeping pods off everything else is a
+//! `NetworkPolicy`'s job (see the README). Pods outlive the control plane: a restart adopts
 //! the live ones. A watch on the installation's pods turns a pod that ends on its own into
 //! an [`Exit`] with its exit code and last log lines.
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use futures_util::{AsyncBufReadExt as _, StreamExt as _};
+use hatchery_api::a2a::SANDBOX_URL_PREFIX;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, KeyToPath,
-    ObjectFieldSelector, Pod, PodSecurityContext, PodSpec, ResourceRequirements, SeccompProfile,
-    Secret, SecretKeySelector, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, KeyToPath, Pod,
+    PodSecurityContext, PodSpec, ResourceRequirements, SeccompProfile, Secret, SecretKeySelector,
+    SecretVolumeSource, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -36,7 +42,7 @@ use tokio::sync::mpsc;
 use crate::files::{EXIT_LOG_LINES, agent_env, safe_relative};
 use crate::launch::{AgentLaunch, Image};
 use crate::tracked::TrackedAgents;
-use crate::{AgentState, Backend, BackendError, Exit, WorkspaceSpec};
+use crate::{AgentEndpoint, AgentState, Backend, BackendError, Exit, WorkspaceSpec};
 
 /// The label naming the workspace a pod runs.
 pub const WORKSPACE_LABEL: &str = "hatchery.dev/workspace";
@@ -166,6 +172,11 @@ fn workspace_of(pod: &Pod) -> Option<String> {
     pod.metadata.labels.as_ref()?.get(WORKSPACE_LABEL).cloned()
 }
 
+/// The pod's address, once the cluster gave it one.
+fn pod_ip(pod: &Pod) -> Option<IpAddr> {
+    pod.status.as_ref()?.pod_ip.as_deref()?.parse().ok()
+}
+
 /// Waiting reasons of a container that will not start without someone changing something
 /// (an image that cannot be pulled, a configuration the kubelet refuses).
 const CANNOT_START: &[&str] = &[
@@ -260,7 +271,9 @@ impl KubernetesBackend {
             name: "agent".to_owned(),
             image: Some(image),
             // Each variable from the secret, by key: the workspace's secrets and hatchery's
-            // own; then where it serves A2A (the pod's address) and registers it.
+            // own; then where it serves A2A (every address of the pod, where the control
+            // plane reaches it) and what it registers (the sandbox URL: the pod's address
+            // is private, and peers go through the control plane).
             env: Some(
                 env_names
                     .iter()
@@ -278,24 +291,13 @@ impl KubernetesBackend {
                     })
                     .chain([
                         EnvVar {
-                            name: "POD_IP".to_owned(),
-                            value_from: Some(EnvVarSource {
-                                field_ref: Some(ObjectFieldSelector {
-                                    field_path: "status.podIP".to_owned(),
-                                    api_version: None,
-                                }),
-                                ..Default::default()
-                            }),
-                            ..Default::default()
-                        },
-                        EnvVar {
                             name: "HATCHERY_AGENT_LISTEN".to_owned(),
                             value: Some(format!("0.0.0.0:{AGENT_PORT}")),
                             ..Default::default()
                         },
                         EnvVar {
                             name: "HATCHERY_AGENT_URL".to_owned(),
-                            value: Some(format!("http://$(POD_IP):{AGENT_PORT}")),
+                            value: Some(format!("{SANDBOX_URL_PREFIX}{}", spec.id)),
                             ..Default::default()
                         },
                     ])
@@ -407,7 +409,7 @@ impl KubernetesBackend {
 
     /// The agent's environment, checked: every name must be storable as a secret key.
     pub fn agent_env(&self, spec: &WorkspaceSpec) -> Result<Vec<(String, String)>, BackendError> {
-        // No agent socket: a pod is reached at its own address (to come), not through one.
+        // No agent socket: a pod is reached at its own address, not through one.
         let env = agent_env(spec, &self.config.agent_url, None)?;
         if let Some((bad, _)) = env.iter().find(|(name, _)| !valid_secret_key(name)) {
             return Err(BackendError::Permanent(format!(
@@ -485,7 +487,8 @@ impl KubernetesBackend {
             .await
             .map_err(|e| api_error("creating the pod", &e))?;
         let uid = created.metadata.uid.clone().unwrap_or_default();
-        self.adopt(&spec.id, uid);
+        // No address yet: the watch sees the one the cluster gives it.
+        self.adopt(&spec.id, uid, None);
         // From here on a failure removes the pod: none is left waiting for its secret.
         let secret = match self.render_secret(spec, env, &created) {
             Ok(secret) => secret,
@@ -503,10 +506,11 @@ impl KubernetesBackend {
         Ok(())
     }
 
-    /// Track a pod (by uid); the watch reports its end unless we stop it.
-    fn adopt(&self, id: &str, uid: String) {
+    /// Track a pod (by uid), with its address when it has one; the watch reports its end
+    /// unless we stop it.
+    fn adopt(&self, id: &str, uid: String, address: Option<IpAddr>) {
         // The watch reads the stop flag off the tracker when it sees the pod end.
-        self.tracked.track(id, uid);
+        self.tracked.track_at(id, uid, address);
     }
 
     /// Delete the workspace's pod and secret, and wait (bounded) until the pod is gone.
@@ -549,7 +553,8 @@ impl KubernetesBackend {
     }
 
     /// Watch the installation's pods: one that ends while tracked and not being stopped is
-    /// reported, with its exit code and last log lines.
+    /// reported, with its exit code and last log lines; a tracked one's address is kept
+    /// as soon as its status has one.
     fn watch_pods(&self) {
         let selector = format!("{INSTALLATION_LABEL}={}", self.config.installation);
         let events = watcher(
@@ -570,17 +575,23 @@ impl KubernetesBackend {
                         continue;
                     }
                 };
+                let Some(id) = workspace_of(&pod) else {
+                    continue;
+                };
+                let uid = pod.metadata.uid.clone().unwrap_or_default();
                 // Why it will not run: ended, deleted by someone else, or unable to start.
                 let (code, why) = match (pod_state(&pod), deleted, cannot_start(&pod)) {
                     (AgentState::Exited(code), _, _) => (code, None),
                     (_, true, _) => (None, Some("its pod was deleted".to_owned())),
                     (_, false, Some(reason)) => (None, Some(reason)),
-                    _ => continue,
+                    _ => {
+                        // Starting or running: where its agent takes A2A messages.
+                        if let Some(address) = pod_ip(&pod) {
+                            tracked.set_address(&id, &uid, address);
+                        }
+                        continue;
+                    }
                 };
-                let Some(id) = workspace_of(&pod) else {
-                    continue;
-                };
-                let uid = pod.metadata.uid.clone().unwrap_or_default();
                 // Only the pod tracked now, and not one we are stopping.
                 let ended_on_its_own = tracked
                     .release(&id, &uid)
@@ -620,7 +631,8 @@ impl KubernetesBackend {
             let live = matches!(pod_state(&pod), AgentState::Running(_))
                 && pod.metadata.deletion_timestamp.is_none();
             if live {
-                self.adopt(&id, pod.metadata.uid.unwrap_or_default());
+                let address = pod_ip(&pod);
+                self.adopt(&id, pod.metadata.uid.unwrap_or_default(), address);
                 running.push(id);
             } else if !self.tracked.contains(&id) {
                 // Ended while nobody watched: its workspace gets a new one if it should run.
@@ -725,6 +737,13 @@ impl Backend for KubernetesBackend {
 
     fn agents_outlive_control_plane(&self) -> bool {
         true
+    }
+
+    fn a2a_endpoint(&self, id: &str) -> Option<AgentEndpoint> {
+        // Tracked, not being stopped, and given an address by the cluster.
+        self.tracked.address(id).map(|address| {
+            AgentEndpoint::Url(format!("http://{}/", SocketAddr::new(address, AGENT_PORT)))
+        })
     }
 }
 

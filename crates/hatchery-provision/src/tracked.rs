@@ -1,8 +1,10 @@
 //! The agents a backend whose agents outlive the control plane (containers, pods) started
-//! or adopted: one per workspace, known by the engine's handle of it, and whether we are
-//! stopping it (then its end is no news).
+//! or adopted: one per workspace, known by the engine's handle of it, whether we are
+//! stopping it (then its end is no news), and its network address once the engine gives it
+//! one (a pod's).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -26,6 +28,7 @@ impl Stopping {
 struct Tracked<H> {
     handle: H,
     stopping: Stopping,
+    address: Option<IpAddr>,
 }
 
 /// The tracked agents, by workspace id. `H` is the engine's handle of one: a container id,
@@ -61,8 +64,22 @@ impl<H: PartialEq> TrackedAgents<H> {
     /// Track `handle` as workspace `id`'s agent, in place of any other: its stop flag, or
     /// `None` when it is tracked already (then nothing changes).
     pub(crate) fn track(&self, id: &str, handle: H) -> Option<Stopping> {
+        self.track_at(id, handle, None)
+    }
+
+    /// [`Self::track`], with the agent's address when it is known (then kept also when the
+    /// agent is tracked already).
+    pub(crate) fn track_at(
+        &self,
+        id: &str,
+        handle: H,
+        address: Option<IpAddr>,
+    ) -> Option<Stopping> {
         let mut agents = self.lock();
-        if agents.get(id).is_some_and(|t| t.handle == handle) {
+        if let Some(tracked) = agents.get_mut(id)
+            && tracked.handle == handle
+        {
+            tracked.address = address.or(tracked.address);
             return None;
         }
         let stopping = Stopping::default();
@@ -71,6 +88,7 @@ impl<H: PartialEq> TrackedAgents<H> {
             Tracked {
                 handle,
                 stopping: stopping.clone(),
+                address,
             },
         );
         Some(stopping)
@@ -91,6 +109,25 @@ impl<H: PartialEq> TrackedAgents<H> {
     /// Whether an agent of workspace `id` is tracked and not being stopped.
     pub(crate) fn is_live(&self, id: &str) -> bool {
         self.lock().get(id).is_some_and(|t| !t.stopping.is_set())
+    }
+
+    /// The agent `handle` of workspace `id` has this address: kept if it is the one
+    /// tracked (a status of an older one of the workspace, or of one not ours, is not).
+    pub(crate) fn set_address(&self, id: &str, handle: &H, address: IpAddr) {
+        if let Some(tracked) = self.lock().get_mut(id)
+            && tracked.handle == *handle
+        {
+            tracked.address = Some(address);
+        }
+    }
+
+    /// The address of workspace `id`'s agent, while it is tracked, not being stopped and
+    /// has one.
+    pub(crate) fn address(&self, id: &str) -> Option<IpAddr> {
+        self.lock()
+            .get(id)
+            .filter(|t| !t.stopping.is_set())
+            .and_then(|t| t.address)
     }
 
     /// Forget workspace `id`'s agent, whichever it is.
@@ -147,5 +184,36 @@ mod tests {
         assert!(agents.contains("w"));
         agents.forget("w");
         assert!(!agents.contains("w"));
+    }
+
+    #[test]
+    fn an_address_is_kept_for_the_tracked_agent_while_it_is_live() {
+        let agents = TrackedAgents::<String>::default();
+        let ip: IpAddr = "10.1.2.3".parse().unwrap();
+        agents.set_address("w", &"a".to_owned(), ip);
+        assert_eq!(agents.address("w"), None, "not tracked yet");
+        agents.track("w", "a".to_owned()).unwrap();
+        assert_eq!(agents.address("w"), None, "no address yet");
+        agents.set_address("w", &"old".to_owned(), "10.9.9.9".parse().unwrap());
+        assert_eq!(agents.address("w"), None, "another agent's address");
+        agents.set_address("w", &"a".to_owned(), ip);
+        assert_eq!(agents.address("w"), Some(ip));
+        assert!(agents.track("w", "a".to_owned()).is_none());
+        assert_eq!(agents.address("w"), Some(ip), "tracked again, kept");
+        agents.mark_stopping("w");
+        assert_eq!(agents.address("w"), None, "being stopped");
+        agents.track("w", "b".to_owned()).unwrap();
+        assert_eq!(agents.address("w"), None, "a new agent has its own");
+
+        // Adopted with the address its engine reports.
+        let other: IpAddr = "10.4.5.6".parse().unwrap();
+        assert!(agents.track_at("w", "b".to_owned(), Some(other)).is_none());
+        assert_eq!(
+            agents.address("w"),
+            Some(other),
+            "tracked already, addressed"
+        );
+        agents.track_at("v", "c".to_owned(), Some(ip)).unwrap();
+        assert_eq!(agents.address("v"), Some(ip));
     }
 }

@@ -1,15 +1,24 @@
 //! The fake kubelet: runs each pod's container as a real local process.
 //!
-//! It maps images to commands (there is no image registry here), waits for the secrets a
-//! pod refers to, gives the process the environment Kubernetes would (secret keys,
-//! `$(VAR)` expansion, the downward API's pod IP, which is loopback here), writes the
-//! secret volume's items as files, and reports the pod's phase: `Pending`, `Running`, then
+//! It maps images to commands (there is no image registry here), gives each pod an
+//! address of its own (a loopback address: all of 127/8 is loopback on Linux), waits for
+//! the secrets a pod refers to, gives the process the environment Kubernetes would (secret
+//! keys, `$(VAR)` expansion, the downward API's pod IP), writes the secret volume's items
+//! as files, and reports the pod's phase and address: `Pending`, `Running`, then
 //! `Succeeded` or `Failed` with the exit code. A deleted pod's process gets SIGTERM, then
 //! SIGKILL after the grace period, and then the pod goes.
+//!
+//! Pods here share the node's network, where a real pod has a namespace of its own: an
+//! address `0.0.0.0:<port>` in a pod's environment (where it is told to listen: every
+//! address of the pod) becomes `<pod IP>:<port>`, so each pod listens on its own address
+//! alone, as it would in a cluster, and two pods can use one port.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -17,13 +26,27 @@ use serde_json::{Value, json};
 
 use super::cluster::Cluster;
 
-/// The kubelet's part for one pod: wait for its secrets, run its container as a process,
-/// report its phase, and stop it when the pod is deleted.
+/// A new pod's address: 127.0.0.2, 127.0.0.3, … after an offset this process picks
+/// (4,096 addresses apart for each process id), so that the clusters of tests running at
+/// once, in this process or in others (nextest runs each test in its own), hand out
+/// different ones.
+fn next_pod_ip() -> Ipv4Addr {
+    static BASE: OnceLock<u32> = OnceLock::new();
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = *BASE.get_or_init(|| {
+        u32::from(Ipv4Addr::new(127, 0, 0, 2)) + (std::process::id() % 4000) * 4096
+    });
+    Ipv4Addr::from(base + NEXT.fetch_add(1, Ordering::Relaxed) % 4096)
+}
+
+/// The kubelet's part for one pod: give it an address, wait for its secrets, run its
+/// container as a process, report its phase, and stop it when the pod is deleted.
 pub(super) async fn run_pod(cluster: Cluster, namespace: String, pod: Value) {
     let name = pod["metadata"]["name"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
+    let ip = next_pod_ip();
     let container = pod["spec"]["containers"][0].clone();
     // A container that cannot start waits, with the reason, as a kubelet reports it.
     let fail = |reason: &str| {
@@ -49,7 +72,7 @@ pub(super) async fn run_pod(cluster: Cluster, namespace: String, pod: Value) {
     };
     let pod_dir = cluster.node_dir.join(&name);
     let mounts = lay_out_volumes(&pod, &container, &secrets, &pod_dir);
-    let Ok(env) = container_env(&container, &secrets, &mounts) else {
+    let Ok(env) = container_env(&container, &secrets, &mounts, ip) else {
         return fail("CreateContainerConfigError");
     };
     let workdir = container["workingDir"]
@@ -73,7 +96,7 @@ pub(super) async fn run_pod(cluster: Cluster, namespace: String, pod: Value) {
     else {
         return fail("RunContainerError");
     };
-    supervise(&cluster, &namespace, &pod, child).await;
+    supervise(&cluster, &namespace, &pod, ip, child).await;
 }
 
 /// The data of every secret the pod refers to, once all exist (a kubelet waits for
@@ -191,19 +214,21 @@ fn lay_out_volumes(
 }
 
 /// The environment, as Kubernetes makes it from `env`: `$(VAR)` expanded from what came
-/// before, values from secret keys, the pod IP from the downward API; a missing secret key
-/// is an error, as for a kubelet. (`envFrom` is not supported: the backend does not use it.)
+/// before, values from secret keys, the pod IP (`ip`) from the downward API; a missing
+/// secret key is an error, as for a kubelet. (`envFrom` is not supported: the backend does
+/// not use it.)
 fn container_env(
     container: &Value,
     secrets: &HashMap<String, BTreeMap<String, String>>,
     mounts: &HashMap<String, PathBuf>,
+    ip: Ipv4Addr,
 ) -> Result<BTreeMap<String, String>, String> {
     let mut env: BTreeMap<String, String> = BTreeMap::new();
     for variable in container["env"].as_array().into_iter().flatten() {
         let key = variable["name"].as_str().unwrap_or_default().to_owned();
         let from_secret = &variable["valueFrom"]["secretKeyRef"];
         let value = if variable["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP" {
-            "127.0.0.1".to_owned()
+            ip.to_string()
         } else if let (Some(secret), Some(key)) =
             (from_secret["name"].as_str(), from_secret["key"].as_str())
         {
@@ -220,13 +245,16 @@ fn container_env(
         };
         env.insert(key, value);
     }
-    // One network for all pods here: agents listen on any free port.
-    env.insert("HATCHERY_AGENT_LISTEN".to_owned(), "127.0.0.1:0".to_owned());
-    env.remove("HATCHERY_AGENT_URL");
-    // Paths inside the container are the node's volume directories.
     for value in env.values_mut() {
+        // Paths inside the container are the node's volume directories.
         if let Some(dir) = mounts.get(value.as_str()) {
             *value = dir.display().to_string();
+        }
+        // Every address of the pod is its own address here (see the module's description).
+        if let Some(port) = value.strip_prefix("0.0.0.0:")
+            && port.parse::<u16>().is_ok()
+        {
+            *value = format!("{ip}:{port}");
         }
     }
     Ok(env)
@@ -238,6 +266,7 @@ async fn supervise(
     cluster: &Cluster,
     namespace: &str,
     pod: &Value,
+    ip: Ipv4Addr,
     mut child: tokio::process::Child,
 ) {
     let name = pod["metadata"]["name"].as_str().unwrap_or_default();
@@ -247,7 +276,7 @@ async fn supervise(
     cluster.set_pod_status(
         namespace,
         name,
-        json!({"phase": "Running", "podIP": "127.0.0.1",
+        json!({"phase": "Running", "podIP": ip.to_string(),
                "containerStatuses": [{"name": "agent", "ready": true, "restartCount": 0,
                                       "image": image, "imageID": "",
                                       "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}]}),
@@ -285,7 +314,7 @@ async fn supervise(
     cluster.set_pod_status(
         namespace,
         name,
-        json!({"phase": phase, "podIP": "127.0.0.1",
+        json!({"phase": phase, "podIP": ip.to_string(),
                "containerStatuses": [{"name": "agent", "ready": false, "restartCount": 0,
                                       "image": image, "imageID": "",
                                       "state": {"terminated": {"exitCode": code}}}]}),
