@@ -10,6 +10,7 @@
 #![warn(clippy::unwrap_used)]
 
 pub mod config;
+pub mod delegation;
 pub mod fields;
 pub mod lifecycle;
 pub mod org;
@@ -17,6 +18,7 @@ pub mod provider;
 pub mod yaml;
 
 pub use config::{PreparedConfig, WorkspaceConfig, prepare_config, render_config_yaml};
+pub use delegation::DelegationStatus;
 pub use fields::{
     FieldError, TextFields, WorkspaceAccess, check_text_fields, check_tier, check_workspace_access,
     is_valid_env_name,

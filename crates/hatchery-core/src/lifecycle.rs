@@ -153,11 +153,19 @@ pub enum EventKind {
     /// An agent pushed a message to the operator (broadcast only: the activity log holds
     /// it).
     AgentMessage,
+    /// A workspace handed a task to a peer (or recorded one its agent handed itself).
+    DelegationSent,
+    /// A delegation's delivery started (`working`).
+    DelegationStatus,
+    /// A delegation was answered.
+    DelegationComplete,
+    /// A delegation failed.
+    DelegationFailed,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 19] = [
         Self::WorkspaceProvisioning,
         Self::WorkspaceOnline,
         Self::WorkspaceOffline,
@@ -173,6 +181,10 @@ impl EventKind {
         Self::ActivityLogged,
         Self::A2aResponse,
         Self::AgentMessage,
+        Self::DelegationSent,
+        Self::DelegationStatus,
+        Self::DelegationComplete,
+        Self::DelegationFailed,
     ];
 
     /// Its spelling on the wire and in the event log (`event_type`): serde's.
@@ -194,6 +206,10 @@ impl EventKind {
             Self::ActivityLogged => "ACTIVITY_LOGGED",
             Self::A2aResponse => "A2A_RESPONSE",
             Self::AgentMessage => "AGENT_MESSAGE",
+            Self::DelegationSent => "DELEGATION_SENT",
+            Self::DelegationStatus => "DELEGATION_STATUS",
+            Self::DelegationComplete => "DELEGATION_COMPLETE",
+            Self::DelegationFailed => "DELEGATION_FAILED",
         }
     }
 

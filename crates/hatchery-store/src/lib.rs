@@ -1,6 +1,6 @@
 //! hatchery's storage: workspaces, their generated files, events, provision jobs, sealed
-//! secrets, workspace tokens, activity and server settings, on SQLite (the embedded
-//! default) or Postgres.
+//! secrets, workspace tokens, activity, delegations and server settings, on SQLite (the
+//! embedded default) or Postgres.
 //!
 //! One set of queries serves both databases through sqlx's `Any` driver: every column is
 //! text, a 64-bit integer, a double or bytes, and placeholders are `$n`, which both accept.
@@ -14,6 +14,7 @@
 mod activity;
 mod agents;
 mod availability;
+mod delegations;
 mod events;
 mod jobs;
 mod page;
@@ -36,6 +37,7 @@ pub use activity::{ActivityFilter, ActivityRow};
 pub use agents::{
     AgentSnapshot, LifecycleOutcome, LiveState, Provisioning, Registered, Registration,
 };
+pub use delegations::{DelegationInsert, DelegationReport, DelegationRow, Ending, NewDelegation};
 pub use events::{EventRow, NewEvent};
 pub use jobs::{ClaimedJob, JobLease, JobRow};
 pub use secrets::{
