@@ -7,6 +7,7 @@
 
 pub mod a2a;
 pub mod agents;
+pub mod delegations;
 pub mod errors;
 pub mod events;
 pub mod org;

@@ -228,6 +228,7 @@ impl From<app::Error> for ApiError {
                     Resource::Token => "token_not_found",
                     Resource::Bundle => "bundle_not_found",
                     Resource::OrgTemplate => "org_template_not_found",
+                    Resource::Delegation => "delegation_not_found",
                 },
             },
             app::Error::Invalid {
@@ -524,6 +525,10 @@ mod tests {
             app::Error::NotFound {
                 kind: Resource::OrgTemplate,
                 id: "team".to_owned(),
+            },
+            app::Error::NotFound {
+                kind: Resource::Delegation,
+                id: "task-1".to_owned(),
             },
             app::Error::invalid("invalid request body", "invalid_secret", Some("key"), "x"),
             app::Error::invalid_field("invalid_source", "source", "source must be".to_owned()),

@@ -199,6 +199,7 @@ impl Application {
                     metrics: Arc::clone(&metrics),
                     templates: config.templates_dir.as_deref().map(Arc::from),
                     agent_clients: Arc::default(),
+                    courier: Arc::default(),
                 },
                 admin,
                 dashboard_dir: config.dashboard_dir.map(Arc::from),
@@ -258,6 +259,7 @@ impl Application {
             tokio::spawn(flush_heartbeats(app.clone())),
             tokio::spawn(app.clone().run_provisioner()),
             tokio::spawn(app.clone().supervise_agents()),
+            tokio::spawn(app.clone().run_delegations()),
         ];
         if let Some(exits) = self.exits {
             background.push(tokio::spawn(app.clone().watch_exits(exits)));

@@ -30,8 +30,9 @@ pub struct Supervision {
     /// With it, events not among this many newest are deleted too: the log keeps at most
     /// this many.
     pub event_retention_count: Option<u64>,
-    /// How long a claimed provision job is its runner's; renewed while the start runs, so
-    /// a runner that died gives its jobs up after at most this long.
+    /// How long a claimed provision job (or a delegation being delivered) is its runner's;
+    /// renewed while the start (or the call) runs, so a runner that died gives its work up
+    /// after at most this long.
     pub job_lease: Duration,
     /// Each agent's memory, CPU and process limits.
     pub agent_limits: hatchery_provision::Limits,

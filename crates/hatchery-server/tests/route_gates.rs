@@ -71,6 +71,18 @@ const ROUTES: &[(&str, &str, Gate)] = &[
     ("POST", "/workspaces/{id}/a2a", Gate::Agent),
     ("GET", "/workspaces/{id}/activity", Gate::Workspace),
     ("POST", "/workspaces/{id}/notify", Gate::Workspace),
+    ("POST", "/workspaces/{id}/delegate", Gate::Workspace),
+    ("GET", "/workspaces/{id}/delegations", Gate::Workspace),
+    (
+        "POST",
+        "/workspaces/{id}/delegations/record",
+        Gate::Workspace,
+    ),
+    (
+        "POST",
+        "/workspaces/{id}/delegations/{delegation_id}/update",
+        Gate::Workspace,
+    ),
     ("POST", "/workspaces/{id}/activity", Gate::Workspace),
     ("GET", "/workspaces/{id}/config", Gate::Workspace),
     ("GET", "/workspaces/{id}/derivation", Gate::Workspace),
@@ -135,6 +147,7 @@ async fn call(
         .replace("{workspace_id}", id)
         .replace("{key}", "SOME_KEY")
         .replace("{token_id}", "00000000-0000-4000-8000-000000000000")
+        .replace("{delegation_id}", "some-delegation")
         .replace("{file}", "index.html");
     let method = Method::from_bytes(method.as_bytes()).expect("a method");
     // Bodies that name the workspace where the agent gate reads it from the body; the

@@ -177,6 +177,8 @@ pub enum Resource {
     Bundle,
     /// An org template of the templates directory.
     OrgTemplate,
+    /// A delegation of the workspace, by its id.
+    Delegation,
 }
 
 impl Resource {
@@ -190,6 +192,7 @@ impl Resource {
             Self::Token => "token not found or already revoked".into(),
             Self::Bundle => "bundle not found".into(),
             Self::OrgTemplate => format!("org template not found: {id}").into(),
+            Self::Delegation => "delegation not found".into(),
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod access;
 pub mod activity;
 pub mod agents;
 pub mod bundles;
+pub mod delegations;
 mod error;
 pub mod events;
 pub mod lifecycle;
@@ -55,6 +56,8 @@ pub struct App {
     pub templates: Option<Arc<std::path::Path>>,
     /// The HTTP clients A2A messages reach agents with.
     pub agent_clients: Arc<a2a::AgentClients>,
+    /// What delivers delegations.
+    pub courier: Arc<delegations::Courier>,
 }
 
 impl App {

@@ -7,6 +7,7 @@ mod activity;
 mod agents;
 mod bundles;
 mod dashboard;
+mod delegations;
 mod events;
 pub(crate) mod gate;
 mod guard;
@@ -68,6 +69,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(agents::routes())
         .merge(activity::routes())
         .merge(a2a::routes())
+        .merge(delegations::routes())
         .merge(ws::routes())
         .merge(org::routes())
         .merge(bundles::routes())
