@@ -106,6 +106,79 @@ async fn workspaces_from_the_command_line() {
     assert!(text(&gone.stderr).contains("cannot reach"));
 }
 
+/// `hatchery ws delegations ID`: a table of what the workspace handed to its peers, and
+/// the server's JSON with `--json`.
+#[tokio::test(flavor = "multi_thread")]
+async fn delegations_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = serve(dir.path()).await;
+    let base = server.base.clone();
+    let lead = server.create(serde_json::json!({"name": "Lead"})).await;
+    let helper = server.create(serde_json::json!({"name": "Helper"})).await;
+    // One the agent delivers itself, and one waiting for its target (no backend starts
+    // it, so it never comes up).
+    let (status, recorded) = server
+        .call(
+            reqwest::Method::POST,
+            &format!("/workspaces/{lead}/delegations/record"),
+            Some(serde_json::json!({"target_id": helper, "task": "draft", "delegation_id": "task-1"})),
+        )
+        .await;
+    assert_eq!(status, 202, "{recorded}");
+    let (status, delegated) = server
+        .call(
+            reqwest::Method::POST,
+            &format!("/workspaces/{lead}/delegate"),
+            Some(serde_json::json!({"target_id": helper, "task": "review"})),
+        )
+        .await;
+    assert_eq!(status, 202, "{delegated}");
+    let pending = delegated["delegation_id"].as_str().unwrap();
+
+    let shown = hatchery(&base, Some(TOKEN), &["ws", "delegations", &lead]).await;
+    assert_eq!(shown.status.code(), Some(0), "{}", text(&shown.stderr));
+    let table = text(&shown.stdout);
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["ID", "TARGET", "STATUS", "UPDATED", "SUMMARY"]);
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 2, "{table}");
+    let row = |id: &str| *rows.iter().find(|r| r.starts_with(id)).unwrap();
+    let recorded_row: Vec<&str> = row("task-1").split_whitespace().collect();
+    assert_eq!(recorded_row[1], helper);
+    assert_eq!(recorded_row[2], "working");
+    assert!(
+        row("task-1").ends_with(&format!("Delegating to {helper}")),
+        "{table}"
+    );
+    let pending_row: Vec<&str> = row(pending).split_whitespace().collect();
+    assert!(["pending", "working"].contains(&pending_row[2]), "{table}");
+
+    let json = hatchery(&base, Some(TOKEN), &["ws", "delegations", &lead, "--json"]).await;
+    assert_eq!(json.status.code(), Some(0));
+    let listed: Value = serde_json::from_slice(&json.stdout).unwrap();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(
+        listed
+            .iter()
+            .all(|d| d["type"] == "delegation" && d["source_id"] == lead.as_str())
+    );
+
+    let unknown = hatchery(
+        &base,
+        Some(TOKEN),
+        &["ws", "delegations", "00000000-0000-4000-8000-000000000000"],
+    )
+    .await;
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        text(&unknown.stderr).contains("workspace not found"),
+        "{}",
+        text(&unknown.stderr)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn org_imports_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();

@@ -8,6 +8,7 @@ use clap::Subcommand;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use hatchery_api::delegations::DelegationView;
 use hatchery_api::events::EventView;
 use hatchery_api::workspaces::{
     CreateAnswer, CreateWorkspace, DeleteAnswer, PauseAnswer, RestartAnswer, ResumeAnswer,
@@ -102,6 +103,11 @@ pub enum WsCommand {
         #[arg(long)]
         context: Option<String>,
     },
+    /// List the tasks a workspace handed to its peers (its delegations), newest first.
+    Delegations {
+        /// The delegating workspace's id (`hatchery ws list` shows it).
+        id: String,
+    },
     /// Print events: a workspace's, or every workspace's.
     Events {
         /// A workspace id; every workspace's events when omitted.
@@ -166,6 +172,16 @@ fn ws(client: &Client, command: WsCommand) -> Result<(), Failure> {
         WsCommand::Resume { id } => (action(client, &id, "resume")?, Answer::Resumed),
         WsCommand::Logs { id, follow, tail } => return logs(client, &id, follow, tail),
         WsCommand::Events { id, follow } => return events(client, id.as_deref(), follow),
+        WsCommand::Delegations { id } => (
+            client
+                .call(
+                    Method::GET,
+                    &format!("/workspaces/{}/delegations", segment(&id)),
+                    None,
+                )?
+                .1,
+            Answer::Delegations,
+        ),
         WsCommand::Chat {
             id,
             message,
@@ -197,6 +213,10 @@ fn print_answer(answer: Answer, value: &Value) -> Result<(), Failure> {
             .collect(),
         Answer::Workspace => vec![Row::of(&decode::<WorkspaceSingle>(value)?.common)],
         Answer::Created => vec![Row::created(&decode(value)?)],
+        Answer::Delegations => {
+            print_delegations(&decode::<Vec<DelegationView>>(value)?);
+            return Ok(());
+        }
         Answer::Deleted => {
             let DeleteAnswer {
                 status,
@@ -253,6 +273,7 @@ enum Answer {
     Restarted,
     Paused,
     Resumed,
+    Delegations,
 }
 
 /// The columns people want of a workspace; `-` where the answer has none.
@@ -309,6 +330,38 @@ fn print_workspaces(rows: &[Row]) {
         ]);
     }
     out(table.render());
+}
+
+/// Delegations as a table: what a person asks of them (to whom, how far, since when, and
+/// the one-line summary, which carries the answer's beginning).
+fn print_delegations(delegations: &[DelegationView]) {
+    let mut table = Table::new(vec!["ID", "TARGET", "STATUS", "UPDATED", "SUMMARY"]);
+    for delegation in delegations {
+        let summary = match &delegation.error {
+            Some(error) => format!("{}: {error}", delegation.summary),
+            None => delegation.summary.clone(),
+        };
+        table.row(vec![
+            delegation.delegation_id.clone(),
+            delegation.target_id.clone(),
+            delegation.status.to_string(),
+            delegation.updated_at.clone(),
+            one_line(&summary, 100),
+        ]);
+    }
+    out(table.render());
+}
+
+/// `text` on one line, at most `limit` characters (`…` when cut).
+fn one_line(text: &str, limit: usize) -> String {
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    match flat.char_indices().nth(limit) {
+        Some((end, _)) => format!("{}…", &flat[..end]),
+        None => flat,
+    }
 }
 
 fn action(client: &Client, id: &str, verb: &str) -> Result<Value, Failure> {
