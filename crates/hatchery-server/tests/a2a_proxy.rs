@@ -6,13 +6,9 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::response::IntoResponse;
+use common::fake_agent::{Agent, Behaviour};
 use common::{Db, Env, Running, TOKEN, spawn};
 use hatchery_server::ServerConfig;
 use serde_json::{Value, json};
@@ -23,148 +19,6 @@ hatchery_testkit::both_databases!(
     a_message_that_cannot_be_delivered_is_refused_before_it_is_sent,
     an_agent_that_fails_is_answered_for_in_words_and_traced,
 );
-
-/// What a test agent does with a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Behaviour {
-    /// Answer a JSON-RPC result naming the text it got.
-    Answer,
-    /// Answer a JSON-RPC error.
-    RpcError,
-    /// Answer an HTML page.
-    Garbage,
-    /// Answer after this long.
-    Slow(Duration),
-    /// Stream three chunks this far apart, then the final message.
-    Stream(Duration),
-    /// Stream one event, then say nothing more.
-    StreamThenSilence,
-}
-
-/// A test agent: what it got, and how it answers.
-#[derive(Clone)]
-struct Agent {
-    behaviour: Arc<Mutex<Behaviour>>,
-    received: Arc<Mutex<Vec<(HeaderMap, Value)>>>,
-    url: String,
-}
-
-impl Agent {
-    async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let agent = Self {
-            behaviour: Arc::new(Mutex::new(Behaviour::Answer)),
-            received: Arc::default(),
-            url: format!("http://localhost:{port}/"),
-        };
-        let router = axum::Router::new()
-            .route("/", axum::routing::post(answer))
-            .with_state(agent.clone());
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        agent
-    }
-
-    fn behave(&self, behaviour: Behaviour) {
-        *self.behaviour.lock().unwrap() = behaviour;
-    }
-
-    fn last(&self) -> (HeaderMap, Value) {
-        self.received
-            .lock()
-            .unwrap()
-            .last()
-            .cloned()
-            .expect("the agent got a message")
-    }
-
-    fn count(&self) -> usize {
-        self.received.lock().unwrap().len()
-    }
-}
-
-async fn answer(
-    State(agent): State<Agent>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> axum::response::Response {
-    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    agent
-        .received
-        .lock()
-        .unwrap()
-        .push((headers, request.clone()));
-    let id = request["id"].clone();
-    let text = request["params"]["message"]["parts"][0]["text"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let result = json!({"jsonrpc": "2.0", "id": id, "result": {
-        "kind": "message", "role": "agent", "messageId": "answer",
-        "parts": [{"kind": "text", "text": format!("you said: {text}")}]}});
-    let behaviour = *agent.behaviour.lock().unwrap();
-    match behaviour {
-        Behaviour::Answer => axum::Json(result).into_response(),
-        Behaviour::RpcError => axum::Json(json!({"jsonrpc": "2.0", "id": id,
-            "error": {"code": -32601, "message": "method not found"}}))
-        .into_response(),
-        Behaviour::Garbage => (
-            [("content-type", "text/html")],
-            "<html>secret internal page</html>",
-        )
-            .into_response(),
-        Behaviour::Slow(delay) => {
-            tokio::time::sleep(delay).await;
-            axum::Json(result).into_response()
-        }
-        Behaviour::Stream(gap) => {
-            let events = futures_util::stream::unfold(0, move |i| {
-                let id = id.clone();
-                async move {
-                    if i > 3 {
-                        return None;
-                    }
-                    if i > 0 {
-                        tokio::time::sleep(gap).await;
-                    }
-                    let result = if i < 3 {
-                        json!({"kind": "artifact-update", "taskId": "t", "contextId": "c",
-                            "artifact": {"artifactId": "a", "parts": [{"kind": "text", "text": format!("chunk{i} ")}]},
-                            "append": i > 0, "lastChunk": i == 2})
-                    } else {
-                        json!({"kind": "message", "role": "agent", "parts": [{"kind": "text", "text": "done"}]})
-                    };
-                    let frame = format!(
-                        "data: {}\n\n",
-                        json!({"jsonrpc": "2.0", "id": id, "result": result})
-                    );
-                    Some((Ok::<_, std::io::Error>(frame), i + 1))
-                }
-            });
-            (
-                [("content-type", "text/event-stream")],
-                axum::body::Body::from_stream(events),
-            )
-                .into_response()
-        }
-        Behaviour::StreamThenSilence => {
-            let first = futures_util::stream::once(async move {
-                Ok::<_, std::io::Error>(format!(
-                    "data: {}\n\n",
-                    json!({"jsonrpc": "2.0", "id": id, "result": {"kind": "status-update"}})
-                ))
-            });
-            let events = first.chain(futures_util::stream::pending());
-            (
-                [("content-type", "text/event-stream")],
-                axum::body::Body::from_stream(events),
-            )
-                .into_response()
-        }
-    }
-}
-
-use futures_util::StreamExt as _;
 
 /// The server of these tests: an idle timeout short enough to wait out.
 fn config(env: &Env) -> ServerConfig {
@@ -719,10 +573,7 @@ async fn a_sandboxed_agent_is_discovered_at_the_proxy() {
     let agent = Agent::start().await;
     let (pm, _) = online(&server, "PM", None, &agent).await;
     let (asker, asker_token) = online(&server, "Asker", Some(&pm), &agent).await;
-    let sandboxed = Agent {
-        url: format!("http://localhost/hatchery-sandbox/{pm}"),
-        ..agent.clone()
-    };
+    let sandboxed = agent.at(format!("http://localhost/hatchery-sandbox/{pm}"));
     let (boxed, _) = online(&server, "Boxed", Some(&pm), &sandboxed).await;
     let host = server.base.trim_start_matches("http://");
 

@@ -7,12 +7,9 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::response::IntoResponse;
+use common::fake_agent::{Agent, Behaviour};
 use common::{Db, Env, Running, TOKEN, spawn};
 use serde_json::{Value, json};
 
@@ -27,99 +24,6 @@ hatchery_testkit::both_databases!(
     a_pending_delegation_is_delivered_after_a_restart,
     a_delivery_cut_short_by_a_restart_is_made_again,
 );
-
-/// What a test agent does with a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Behaviour {
-    /// Answer a JSON-RPC result naming the text it got.
-    Answer,
-    /// Answer a JSON-RPC error.
-    RpcError,
-    /// Answer an HTML page.
-    Garbage,
-    /// Answer after this long.
-    Slow(Duration),
-}
-
-/// A test agent: the messages it got, and how it answers.
-#[derive(Clone)]
-struct Agent {
-    behaviour: Arc<Mutex<Behaviour>>,
-    received: Arc<Mutex<Vec<(String, Value)>>>,
-    url: String,
-}
-
-impl Agent {
-    async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let agent = Self {
-            behaviour: Arc::new(Mutex::new(Behaviour::Answer)),
-            received: Arc::default(),
-            url: format!("http://localhost:{port}/"),
-        };
-        let router = axum::Router::new()
-            .route("/", axum::routing::post(answer))
-            .with_state(agent.clone());
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        agent
-    }
-
-    fn behave(&self, behaviour: Behaviour) {
-        *self.behaviour.lock().unwrap() = behaviour;
-    }
-
-    /// Every message so far: the caller header and the request.
-    fn messages(&self) -> Vec<(String, Value)> {
-        self.received.lock().unwrap().clone()
-    }
-
-    fn count(&self) -> usize {
-        self.received.lock().unwrap().len()
-    }
-}
-
-async fn answer(
-    State(agent): State<Agent>,
-    headers: axum::http::HeaderMap,
-    body: Bytes,
-) -> axum::response::Response {
-    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let caller = headers
-        .get("x-hatchery-caller")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    agent
-        .received
-        .lock()
-        .unwrap()
-        .push((caller, request.clone()));
-    let id = request["id"].clone();
-    let text = request["params"]["message"]["parts"][0]["text"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let result = json!({"jsonrpc": "2.0", "id": id, "result": {
-        "kind": "message", "role": "agent", "messageId": "answer",
-        "parts": [{"kind": "text", "text": format!("done: {text}")}]}});
-    let behaviour = *agent.behaviour.lock().unwrap();
-    match behaviour {
-        Behaviour::Answer => axum::Json(result).into_response(),
-        Behaviour::RpcError => axum::Json(json!({"jsonrpc": "2.0", "id": id,
-            "error": {"code": -32601, "message": "method not found"}}))
-        .into_response(),
-        Behaviour::Garbage => (
-            [("content-type", "text/html")],
-            "<html>secret internal page</html>",
-        )
-            .into_response(),
-        Behaviour::Slow(delay) => {
-            tokio::time::sleep(delay).await;
-            axum::Json(result).into_response()
-        }
-    }
-}
 
 /// Register `id`'s agent at `agent`'s URL with a fresh bootstrap token; its workspace
 /// token.
@@ -252,10 +156,10 @@ async fn a_delegation_to_a_sibling_is_delivered_and_its_answer_kept(db: Db) {
     assert_eq!(entry["type"], "delegation");
     assert_eq!(entry["source_id"], a.as_str());
     assert_eq!(entry["target_id"], b.as_str());
-    assert_eq!(entry["response_preview"], "done: write the summary");
+    assert_eq!(entry["response_preview"], "you said: write the summary");
     assert_eq!(
         entry["summary"],
-        "Delegation completed (done: write the summary)"
+        "Delegation completed (you said: write the summary)"
     );
     assert!(entry.get("error").is_none(), "{entry}");
     assert!(entry["created_at"].is_string() && entry["updated_at"].is_string());
@@ -311,7 +215,7 @@ async fn a_delegation_to_a_sibling_is_delivered_and_its_answer_kept(db: Db) {
     assert_eq!(payload("DELEGATION_STATUS")["status"], "working");
     assert_eq!(
         payload("DELEGATION_COMPLETE")["response_preview"],
-        "done: write the summary"
+        "you said: write the summary"
     );
 
     // The parent may delegate to its child, and the operator on a workspace's behalf.
@@ -898,7 +802,7 @@ async fn a_pending_delegation_is_delivered_after_a_restart(db: Db) {
     // Past its back-off on the servers' clock.
     env.clock.advance(Duration::from_mins(2));
     let entry = wait_for(&server, &a, &a_token, &id, status_is("completed")).await;
-    assert_eq!(entry["response_preview"], "done: after the restart");
+    assert_eq!(entry["response_preview"], "you said: after the restart");
     assert_eq!(agent.count(), 1);
 }
 
@@ -937,7 +841,7 @@ async fn a_delivery_cut_short_by_a_restart_is_made_again(db: Db) {
     );
     env.clock.advance(Duration::from_mins(1));
     let entry = wait_for(&server, &a, &a_token, &id, status_is("completed")).await;
-    assert_eq!(entry["response_preview"], "done: again");
+    assert_eq!(entry["response_preview"], "you said: again");
     let messages = agent.messages();
     assert_eq!(messages.len(), 2, "{messages:?}");
     assert_eq!(
