@@ -247,14 +247,7 @@ impl App {
     pub async fn token_issue(&self, id: &str) -> Result<String, Error> {
         self.workspace_live(id).await?;
         let token = mint(id, TokenKind::Workspace, None);
-        let stored = self
-            .store
-            .token_insert(&token.stored, MAX_LIVE_TOKENS)
-            .await
-            .map_err(store_error("failed to issue token"))?;
-        if !stored {
-            return Err(Error::TooManyTokens);
-        }
+        self.token_store(&token.stored).await?;
         Ok(token.plaintext)
     }
 
@@ -268,16 +261,23 @@ impl App {
             .await
             .map_err(store_error("failed to issue token"))?;
         let token = self.bootstrap_token(&row);
-        let stored = self
-            .store
-            .token_insert(&token.stored, MAX_LIVE_TOKENS)
-            .await
-            .map_err(store_error("failed to issue token"))?;
-        if !stored {
-            return Err(Error::TooManyTokens);
-        }
+        self.token_store(&token.stored).await?;
         let expires_at = token.stored.expires_at.unwrap_or_default();
         Ok((token.plaintext, expires_at))
+    }
+
+    /// Store a minted token; 429 when its workspace already holds [`MAX_LIVE_TOKENS`].
+    async fn token_store(&self, token: &NewToken) -> Result<(), Error> {
+        let stored = self
+            .store
+            .token_insert(token, MAX_LIVE_TOKENS)
+            .await
+            .map_err(store_error("failed to issue token"))?;
+        if stored {
+            Ok(())
+        } else {
+            Err(Error::TooManyTokens)
+        }
     }
 
     /// [`App::bootstrap_issue`] for the start of provision job `job`: stored only while
