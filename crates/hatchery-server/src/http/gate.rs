@@ -63,60 +63,41 @@ impl FromRequestParts<AppState> for WorkspacePath {
 }
 
 /// The workspace named by the path's `{id}`, called with its own token or the admin's.
-#[derive(Debug)]
-pub(crate) struct WorkspaceCaller {
-    /// The workspace, its id in canonical form.
-    pub id: String,
-    /// What the caller presented.
-    pub credential: Credential,
-}
-
-impl WorkspaceCaller {
-    /// The workspace gate for a workspace named elsewhere than the path (a body, a query).
-    pub(crate) async fn check(
-        state: &AppState,
-        headers: &axum::http::HeaderMap,
-        id: String,
-    ) -> Result<Self, ApiError> {
-        let credential = super::credential(state, headers).await?;
-        state.app.gate_workspace(&credential, &id)?;
-        Ok(Self { id, credential })
-    }
-}
-
-impl FromRequestParts<AppState> for WorkspaceCaller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let id = path_workspace_id(parts, state).await?;
-        Self::check(state, &parts.headers, id).await
-    }
-}
+pub(crate) type WorkspaceCaller = Caller<false>;
 
 /// The workspace named by the path's `{id}`, called by its agent: with a token of its own,
 /// or with none while it holds no live token (its first registration).
+pub(crate) type AgentCaller = Caller<true>;
+
+/// A workspace and the credential that passed its gate: the agent's gate when `AGENT`
+/// ([`AgentCaller`]), the workspace's own otherwise ([`WorkspaceCaller`]). One type for
+/// both, so the two gates cannot drift apart in anything but the rule they ask.
 #[derive(Debug)]
-pub(crate) struct AgentCaller {
+pub(crate) struct Caller<const AGENT: bool> {
     /// The workspace, its id in canonical form.
     pub id: String,
     /// What the caller presented.
     pub credential: Credential,
 }
 
-impl AgentCaller {
-    /// The agent gate for a workspace named elsewhere than the path (a body, a header).
+impl<const AGENT: bool> Caller<AGENT> {
+    /// The gate for a workspace named elsewhere than the path (a body, a query, a header).
     pub(crate) async fn check(
         state: &AppState,
         headers: &axum::http::HeaderMap,
         id: String,
     ) -> Result<Self, ApiError> {
         let credential = super::credential(state, headers).await?;
-        state.app.gate_boot(&credential, &id).await?;
+        if AGENT {
+            state.app.gate_boot(&credential, &id).await?;
+        } else {
+            state.app.gate_workspace(&credential, &id)?;
+        }
         Ok(Self { id, credential })
     }
 }
 
-impl FromRequestParts<AppState> for AgentCaller {
+impl<const AGENT: bool> FromRequestParts<AppState> for Caller<AGENT> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
