@@ -9,6 +9,7 @@
 // Product code never unwraps what input can influence; tests may.
 #![warn(clippy::unwrap_used)]
 
+pub mod a2a_queue;
 pub mod config;
 pub mod delegation;
 pub mod fields;
@@ -17,6 +18,7 @@ pub mod org;
 pub mod provider;
 pub mod yaml;
 
+pub use a2a_queue::QueuedMessageStatus;
 pub use config::{PreparedConfig, WorkspaceConfig, prepare_config, render_config_yaml};
 pub use delegation::DelegationStatus;
 pub use fields::{

@@ -1,6 +1,6 @@
 //! hatchery's storage: workspaces, their generated files, events, provision jobs, sealed
-//! secrets, workspace tokens, activity, delegations and server settings, on SQLite (the
-//! embedded default) or Postgres.
+//! secrets, workspace tokens, activity, delegations, queued A2A messages and server
+//! settings, on SQLite (the embedded default) or Postgres.
 //!
 //! One set of queries serves both databases through sqlx's `Any` driver: every column is
 //! text, a 64-bit integer, a double or bytes, and placeholders are `$n`, which both accept.
@@ -11,6 +11,7 @@
 // Product code never unwraps what input can influence; tests may.
 #![warn(clippy::unwrap_used)]
 
+mod a2a_queue;
 mod activity;
 mod agents;
 mod availability;
@@ -33,6 +34,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyConnection, AnyPool, Connection as _, Executor as _};
 
+pub use a2a_queue::{Enqueued, NewQueuedMessage, QueuedMessageRow};
 pub use activity::{ActivityFilter, ActivityRow};
 pub use agents::{
     AgentSnapshot, LifecycleOutcome, LiveState, Provisioning, Registered, Registration,
