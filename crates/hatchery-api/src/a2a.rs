@@ -331,3 +331,52 @@ mod tests {
         );
     }
 }
+
+/// The header with which a caller of `POST /workspaces/:id/a2a` asks for a `message/send`
+/// its target cannot take now to be queued (`true`) rather than refused.
+pub const QUEUE_HEADER: &str = "X-Hatchery-Queue";
+/// What a queued message's answer says (Molecule's words).
+pub const QUEUED_MESSAGE: &str =
+    "workspace agent busy — request queued, will dispatch when capacity available";
+
+/// `202` from `POST /workspaces/:id/a2a` with `X-Hatchery-Queue: true`: the target could
+/// not take the message now; it is stored and delivered when it can (Molecule's shape).
+/// The agent's answer is not returned to anyone: it is in the activity log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Queued {
+    /// Always `true`.
+    pub queued: bool,
+    /// The queued message's id; the same `messageId` queued again names the same.
+    pub queue_id: String,
+    /// How many messages to the target are queued or being delivered, this one included.
+    pub queue_depth: i64,
+    /// [`QUEUED_MESSAGE`].
+    pub message: String,
+}
+
+/// A message queued for a workspace (`GET /workspaces/:id/a2a/queue`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct QueuedMessageView {
+    /// Its id (the `queue_id` its caller was told).
+    pub id: String,
+    /// Who sent it: a workspace id, or `operator`.
+    pub caller: String,
+    /// Its JSON-RPC method (`message/send`).
+    pub method: String,
+    /// Its `params.message.messageId`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// Where it is.
+    pub status: hatchery_core::QueuedMessageStatus,
+    /// How many times its delivery was tried.
+    pub attempts: i64,
+    /// Why it failed, or (queued) why its delivery waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When it was queued, RFC 3339 in UTC.
+    pub created_at: String,
+    /// When its status last changed, RFC 3339 in UTC.
+    pub updated_at: String,
+}

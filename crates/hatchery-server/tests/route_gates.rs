@@ -69,6 +69,7 @@ const ROUTES: &[(&str, &str, Gate)] = &[
     // Asked with `X-Workspace-ID` (see `call`): the caller's own token; without it, the
     // operator's (the a2a_proxy tests check that half).
     ("POST", "/workspaces/{id}/a2a", Gate::Agent),
+    ("GET", "/workspaces/{id}/a2a/queue", Gate::Workspace),
     ("GET", "/workspaces/{id}/activity", Gate::Workspace),
     ("POST", "/workspaces/{id}/notify", Gate::Workspace),
     ("POST", "/workspaces/{id}/delegate", Gate::Workspace),

@@ -68,7 +68,8 @@ pub enum Caller {
 }
 
 impl Caller {
-    fn header_value(&self) -> &str {
+    /// How the agent (`X-Hatchery-Caller`) and the queue name it.
+    pub(super) fn header_value(&self) -> &str {
         match self {
             Self::Operator => "operator",
             Self::Workspace(id) => id,
@@ -284,11 +285,11 @@ fn short_socket_path(socket: &Path) -> std::io::Result<(PathBuf, Option<std::fs:
 
 /// A request as the agent gets it.
 #[derive(Debug, Clone)]
-struct Normalized {
+pub(super) struct Normalized {
     /// JSON-RPC 2.0, with a `messageId` on its message.
-    body: Value,
+    pub(super) body: Value,
     /// Its method, for the traces.
-    method: String,
+    pub(super) method: String,
     /// Its id, for an error the proxy itself writes into a stream.
     id: Value,
 }
@@ -296,7 +297,7 @@ struct Normalized {
 /// Molecule's wrapping: a body without `jsonrpc` becomes a JSON-RPC request of its
 /// `method` (`message/send` when it names none) and `params`, with a new id; a message
 /// without `messageId` gets one. Anything else passes untouched.
-fn normalize(body: &[u8]) -> Result<Normalized, Error> {
+pub(super) fn normalize(body: &[u8]) -> Result<Normalized, Error> {
     let Ok(Value::Object(mut request)) = serde_json::from_slice::<Value>(body) else {
         return Err(Error::invalid(
             "invalid JSON",
@@ -368,22 +369,7 @@ impl App {
     /// (502), silence beyond the idle timeout (504), an answer that is not JSON-RPC (502).
     pub async fn a2a_call(&self, call: A2aCall) -> Result<A2aAnswer, Error> {
         let request = normalize(&call.body)?;
-        let target = self
-            .store
-            .workspace_get(&call.target)
-            .await
-            .map_err(store_error("failed to look up workspace"))?
-            .filter(|row| row.status != WorkspaceStatus::Removed)
-            .ok_or_else(|| Error::workspace_not_found(&call.target))?;
-        if let Caller::Workspace(caller) = &call.caller
-            && !self.reachable(caller, &target.id).await?
-        {
-            return Err(Error::Refused {
-                code: "not_reachable",
-                message: "access denied: workspaces cannot communicate per hierarchy rules"
-                    .to_owned(),
-            });
-        }
+        let target = self.a2a_target(&call).await?;
         if !target.status.is_reachable() {
             return Err(Error::NotServing {
                 status: target.status,
@@ -454,6 +440,28 @@ impl App {
             status,
             body: answer,
         })
+    }
+
+    /// The call's target: a workspace that exists, is not removed, and that a calling
+    /// workspace may reach by the org tree (spec §6).
+    pub(super) async fn a2a_target(&self, call: &A2aCall) -> Result<WorkspaceRow, Error> {
+        let target = self
+            .store
+            .workspace_get(&call.target)
+            .await
+            .map_err(store_error("failed to look up workspace"))?
+            .filter(|row| row.status != WorkspaceStatus::Removed)
+            .ok_or_else(|| Error::workspace_not_found(&call.target))?;
+        if let Caller::Workspace(caller) = &call.caller
+            && !self.reachable(caller, &target.id).await?
+        {
+            return Err(Error::Refused {
+                code: "not_reachable",
+                message: "access denied: workspaces cannot communicate per hierarchy rules"
+                    .to_owned(),
+            });
+        }
+        Ok(target)
     }
 
     /// Where the target's agent is: the socket or address its backend keeps while it runs

@@ -65,6 +65,18 @@ pub struct Courier {
     wake: Notify,
 }
 
+impl Courier {
+    /// Wake it: there is new work.
+    pub(super) fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Its name on the leases it takes.
+    pub(super) fn owner(&self) -> &str {
+        &self.owner
+    }
+}
+
 impl Default for Courier {
     fn default() -> Self {
         Self {
@@ -342,10 +354,11 @@ impl App {
         }
     }
 
-    /// Deliver delegations until the process stops: claim the oldest due one, deliver it
-    /// beside the others (at most [`MAX_DELIVERIES`] at once), and every [`PRUNE_EVERY`]
-    /// delete ended ones older than the activity retention. A delivery that panics is
-    /// logged; its lease runs out and it is delivered again.
+    /// Deliver delegations and queued A2A messages (see `app::a2a_queue`) until the
+    /// process stops: claim the oldest due one of each, deliver them beside the others (at
+    /// most [`MAX_DELIVERIES`] at once), and every [`PRUNE_EVERY`] delete ended ones older
+    /// than the activity retention. A delivery that panics is logged; its lease runs out
+    /// and it is delivered again.
     pub async fn run_delegations(self) {
         let mut in_flight = tokio::task::JoinSet::new();
         let mut outage = OutageLog::new("the delegation courier");
@@ -359,6 +372,9 @@ impl App {
                     .saturating_sub(micros(self.supervision.activity_retention));
                 if let Err(error) = self.store.delegation_prune(before).await {
                     tracing::warn!(%error, "cannot delete old delegations; trying again later");
+                }
+                if let Err(error) = self.store.a2a_queue_prune(before).await {
+                    tracing::warn!(%error, "cannot delete old queued messages; trying again later");
                 }
             }
             if in_flight.len() < MAX_DELIVERIES {
@@ -374,16 +390,28 @@ impl App {
                         (row.attempts == 1).then(|| status_event(row))
                     })
                     .await;
-                match claimed {
-                    Ok(Some(row)) => {
+                // A queued message is claimed beside each delegation, so neither kind
+                // keeps the other waiting.
+                let queued = self
+                    .store
+                    .a2a_queue_claim(&self.courier.owner, lease_until)
+                    .await;
+                match (claimed, queued) {
+                    (Err(error), _) | (_, Err(error)) => outage.failed(&error),
+                    (Ok(None), Ok(None)) => outage.succeeded(),
+                    (Ok(delegation), Ok(message)) => {
                         outage.succeeded();
-                        self.hub.poke();
-                        let app = self.clone();
-                        in_flight.spawn(async move { app.deliver(row).await });
+                        if let Some(row) = delegation {
+                            self.hub.poke();
+                            let app = self.clone();
+                            in_flight.spawn(async move { app.deliver(row).await });
+                        }
+                        if let Some(row) = message {
+                            let app = self.clone();
+                            in_flight.spawn(async move { app.deliver_queued(row).await });
+                        }
                         continue;
                     }
-                    Ok(None) => outage.succeeded(),
-                    Err(error) => outage.failed(&error),
                 }
             }
             tokio::select! {
@@ -403,9 +431,8 @@ impl App {
     #[tracing::instrument(skip(self, row), fields(workspace_id = %row.workspace_id, delegation_id = %row.delegation_id))]
     async fn deliver(&self, row: DelegationRow) {
         let owner = self.courier.owner.clone();
-        let (step, held) = self
-            .delivering(&row.row_id, &owner, self.delivery(&row))
-            .await;
+        let renew = |until| self.store.delegation_renew(&row.row_id, &owner, until);
+        let (step, held) = self.delivering(renew, self.delivery(&row)).await;
         if !held {
             // Another runner took it over; what it records stands.
             tracing::warn!("lost the lease of a delegation while delivering it");
@@ -433,10 +460,7 @@ impl App {
                     .await
             }
             Step::Wait(reason) => {
-                let back_off = Duration::from_secs(
-                    1 << u32::try_from(row.attempts.clamp(1, 7) - 1).unwrap_or(0),
-                )
-                .min(MAX_BACK_OFF);
+                let back_off = back_off(row.attempts);
                 let not_before = self.store.now().saturating_add(micros(back_off));
                 tracing::info!(%reason, ?back_off, "delegation waits for its target");
                 self.store
@@ -510,36 +534,42 @@ impl App {
         }
     }
 
-    /// Run `work` while renewing the delegation's lease; also whether it is still held.
-    async fn delivering<T>(
+    /// Run `work` while renewing its lease with `renew` (given the new end; `false` when
+    /// it is no longer held); also whether it is still held.
+    pub(super) async fn delivering<T, R, F>(
         &self,
-        row_id: &str,
-        owner: &str,
+        renew: R,
         work: impl Future<Output = T>,
-    ) -> (T, bool) {
+    ) -> (T, bool)
+    where
+        R: Fn(i64) -> F,
+        F: Future<Output = Result<bool, hatchery_store::StoreError>>,
+    {
         let every = (self.supervision.job_lease / 3).max(Duration::from_millis(10));
         let mut work = std::pin::pin!(work);
-        let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         let mut held = true;
         loop {
             tokio::select! {
                 done = &mut work => return (done, held),
-                _ = renew.tick(), if held => {
+                _ = tick.tick(), if held => {
                     let until = self
                         .store
                         .now()
                         .saturating_add(micros(self.supervision.job_lease));
                     // A database that cannot answer leaves it held: the outcome's write
                     // finds out.
-                    held = self
-                        .store
-                        .delegation_renew(row_id, owner, until)
-                        .await
-                        .unwrap_or(true);
+                    held = renew(until).await.unwrap_or(true);
                 }
             }
         }
     }
+}
+
+/// How long a delivery that found its target not up waits before its next try, after
+/// `attempts` tries: 1 s, doubling, at most [`MAX_BACK_OFF`].
+pub(super) fn back_off(attempts: i64) -> Duration {
+    Duration::from_secs(1 << u32::try_from(attempts.clamp(1, 7) - 1).unwrap_or(0)).min(MAX_BACK_OFF)
 }
 
 /// The body's `target_id`: present and a workspace id.
@@ -583,7 +613,7 @@ fn delegation_not_found(id: &str) -> Error {
 }
 
 /// How the agent's JSON-RPC answer ends a delegation: its text, or its error.
-fn ending_of(name: &str, body: &[u8]) -> Ending {
+pub(super) fn ending_of(name: &str, body: &[u8]) -> Ending {
     let answer: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     if let Some(error) = answer.get("error") {
         let message = error
@@ -633,7 +663,7 @@ fn answer_text(answer: &Value) -> String {
 
 /// Why a delivery failed, in words: the error's message, with what happened where there
 /// is more to say (an agent's fault); internal context stays in the log.
-fn reason(error: &Error) -> String {
+pub(super) fn reason(error: &Error) -> String {
     match error {
         Error::Agent {
             fault: AgentFault::Unreachable(detail) | AgentFault::BadAnswer(detail),
@@ -648,7 +678,7 @@ fn reason(error: &Error) -> String {
 }
 
 /// `text` cut to at most `limit` bytes, at a character boundary.
-fn cut(mut text: String, limit: usize) -> String {
+pub(super) fn cut(mut text: String, limit: usize) -> String {
     if text.len() > limit {
         let mut end = limit;
         while !text.is_char_boundary(end) {

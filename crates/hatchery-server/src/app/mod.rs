@@ -3,6 +3,7 @@
 //! transaction; handlers only extract and convert.
 
 pub mod a2a;
+pub mod a2a_queue;
 pub mod access;
 pub mod activity;
 pub mod agents;

@@ -9,13 +9,15 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use axum::Json;
-use hatchery_api::a2a::Notify;
+use hatchery_api::a2a::{Notify, QUEUE_HEADER, QUEUED_MESSAGE, Queued, QueuedMessageView};
+use hatchery_store::QueuedMessageRow;
 
 use super::gate::{Admin, AgentCaller, WorkspaceCaller, WorkspacePath};
-use super::views::StatusAnswer;
+use super::views::{StatusAnswer, timestamp};
 use super::workspaces::WorkspaceId;
 use super::{AppState, json_body, read_body};
 use crate::app::a2a::{A2aAnswer, A2aCall, Caller};
+use crate::app::a2a_queue::A2aOutcome;
 use crate::app::workspaces::parse_workspace_id;
 use crate::error::{ApiError, ErrorBody};
 
@@ -23,6 +25,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(send))
         .routes(routes!(notify))
+        .routes(routes!(queue_list))
 }
 
 /// Send a message to the workspace's agent and relay its answer. Without `X-Workspace-ID`
@@ -31,14 +34,21 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 /// parent, children, siblings, ancestors; spec §6). A body without `jsonrpc` is wrapped
 /// into a JSON-RPC 2.0 request (`method` defaults to `message/send`); a message without
 /// `messageId` gets one. The agent never sees the caller's headers.
+///
+/// With `X-Hatchery-Queue: true`, a `message/send` the target cannot take now (503, 429,
+/// or its agent unreachable, 502) is queued instead (202) and delivered, in order, when it
+/// can (at least once; within 24 hours, else it fails `expired`); its answer goes to the
+/// activity log. The same `messageId` queued again answers the same `queue_id`.
 #[utoipa::path(post, operation_id = "workspace_a2a", path = "/workspaces/{id}/a2a", tag = "a2a",
     security(("admin" = []), ("workspace" = [])),
-    params(WorkspaceId, ("X-Workspace-ID" = Option<String>, Header, description = "The calling workspace; absent, the caller is the operator.")),
+    params(WorkspaceId, ("X-Workspace-ID" = Option<String>, Header, description = "The calling workspace; absent, the caller is the operator."),
+        ("X-Hatchery-Queue" = Option<bool>, Header, description = "`true`: queue a `message/send` the target cannot take now (not up, busy, unreachable), or that would overtake messages already queued for it, and answer 202; only `message/send` can be queued.")),
     request_body(content = Object, description = "A JSON-RPC 2.0 request (`message/send`, `message/stream`), or `{\"method\", \"params\"}`, which is wrapped.", content_type = "application/json"),
     responses(
         (status = 200, description = "The agent's JSON-RPC response (a result or a JSON-RPC error, passed through untouched), or for `message/stream` its Server-Sent Events, relayed as they come; a stream that goes silent ends with a JSON-RPC error event.",
             content((Object = "application/json"), (String = "text/event-stream"))),
-        (status = 400, description = "`invalid JSON` (not a JSON object), or an id is not a UUID.", body = ErrorBody),
+        (status = 202, body = Queued, description = "With `X-Hatchery-Queue: true`: `{\"queued\": true, \"queue_id\", \"queue_depth\", \"message\"}`; the message is stored and delivered when the target can take it (see `GET /workspaces/{id}/a2a/queue`)."),
+        (status = 400, description = "`invalid JSON` (not a JSON object), an id is not a UUID, or `X-Hatchery-Queue` on a method other than `message/send` (`not_queueable`, naming the header).", body = ErrorBody),
         (status = 401, description = "No credential, or not the caller's own (`admin_auth_required`, `invalid_workspace_token`, …).", body = ErrorBody),
         (status = 403, description = "`access denied: workspaces cannot communicate per hierarchy rules` (`not_reachable`).", body = ErrorBody),
         (status = 404, description = "`workspace not found`: unknown or removed.", body = ErrorBody),
@@ -60,15 +70,28 @@ async fn send(
         Admin::check(&state, &headers)?;
         Caller::Operator
     };
+    let queue = headers
+        .get(QUEUE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
     let body = read_body(body, "invalid JSON").await?;
-    let answer = state
-        .app
-        .a2a_call(A2aCall {
-            target,
-            caller,
-            body,
-        })
-        .await?;
+    let call = A2aCall {
+        target,
+        caller,
+        body,
+    };
+    let answer = match state.app.a2a_send(call, queue).await? {
+        A2aOutcome::Answer(answer) => answer,
+        A2aOutcome::Queued(enqueued) => {
+            let queued = Queued {
+                queued: true,
+                queue_id: enqueued.row.id,
+                queue_depth: enqueued.depth,
+                message: QUEUED_MESSAGE.to_owned(),
+            };
+            return Ok((StatusCode::ACCEPTED, Json(queued)).into_response());
+        }
+    };
     Ok(match answer {
         A2aAnswer::Json { status, body } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -111,6 +134,37 @@ async fn notify(
     let notice: Notify = json_body(body, "message is required").await?;
     state.app.notify(&id, notice).await?;
     Ok(Json(StatusAnswer { status: "sent" }))
+}
+
+/// The messages queued for the workspace (with `X-Hatchery-Queue`), newest first (at
+/// most 50): queued, being delivered, delivered or failed (with the reason). Agents'
+/// answers are in its activity log.
+#[utoipa::path(get, operation_id = "workspace_a2a_queue", path = "/workspaces/{id}/a2a/queue", tag = "a2a",
+    security(("admin" = []), ("workspace" = [])), params(WorkspaceId),
+    responses(
+        (status = 200, body = Vec<QueuedMessageView>),
+        (status = 404, description = "`workspace not found`.", body = ErrorBody),
+    ))]
+async fn queue_list(
+    State(state): State<AppState>,
+    WorkspaceCaller { id, .. }: WorkspaceCaller,
+) -> Result<Json<Vec<QueuedMessageView>>, ApiError> {
+    let rows = state.app.a2a_queue_list(&id).await?;
+    Ok(Json(rows.iter().map(queued_view).collect()))
+}
+
+fn queued_view(row: &QueuedMessageRow) -> QueuedMessageView {
+    QueuedMessageView {
+        id: row.id.clone(),
+        caller: row.caller.clone(),
+        method: row.method.clone(),
+        message_id: row.message_id.clone(),
+        status: row.status,
+        attempts: row.attempts,
+        error: row.error.clone(),
+        created_at: timestamp(row.created_at),
+        updated_at: timestamp(row.updated_at),
+    }
 }
 
 /// The workspace named by `X-Workspace-ID`, if the header is there.
