@@ -7,7 +7,7 @@
 use hatchery_core::lifecycle::{Decision, EventKind, Move, Refusal, Transition, WorkspaceStatus};
 use sqlx::{Any, Transaction};
 
-use crate::events::{NewEvent, insert_event};
+use crate::events::{NewEvent, commit_with_event, insert_event};
 use crate::tokens::{NewToken, TokenKind, insert_token, live_count};
 use crate::{IntFlag, Store, StoreError, bool_column};
 
@@ -368,13 +368,7 @@ impl Store {
             return Ok(false);
         }
         write_snapshot(&mut tx, id, snapshot).await?;
-        insert_event(
-            &mut tx,
-            &NewEvent::about(transition.event, id, payload),
-            now,
-        )
-        .await?;
-        tx.commit().await?;
+        commit_with_event(tx, &NewEvent::about(transition.event, id, payload), now).await?;
         Ok(true)
     }
 
@@ -552,13 +546,7 @@ impl Store {
         }
         crate::jobs::cancel_pending(&mut tx, id, now).await?;
         let payload = serde_json::json!({"error": reason}).to_string();
-        insert_event(
-            &mut tx,
-            &NewEvent::about(transition.event, id, payload),
-            now,
-        )
-        .await?;
-        tx.commit().await?;
+        commit_with_event(tx, &NewEvent::about(transition.event, id, payload), now).await?;
         Ok(true)
     }
 
@@ -669,8 +657,7 @@ impl Store {
         crate::tokens::revoke_all(&mut tx, id, now).await?;
         crate::jobs::queue_if_launched(&mut tx, id, "restart", now).await?;
         let event = NewEvent::about(transition.event, id, provisioning_payload(&member));
-        insert_event(&mut tx, &event, now).await?;
-        tx.commit().await?;
+        commit_with_event(tx, &event, now).await?;
         Ok(LifecycleOutcome::Applied(()))
     }
 }

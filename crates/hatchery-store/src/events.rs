@@ -104,6 +104,18 @@ pub(crate) async fn insert_event(
     Ok(())
 }
 
+/// Write `event`, the record of what `tx` did, and commit `tx`: the event stands if and
+/// only if the change does.
+pub(crate) async fn commit_with_event(
+    mut tx: Transaction<'_, Any>,
+    event: &NewEvent,
+    now: i64,
+) -> Result<(), StoreError> {
+    insert_event(&mut tx, event, now).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// The highest seq that must go for at most `keep` events to stay (`i64::MIN` for none).
 /// Seqs are not dense (Postgres draws two per event, and a rolled-back insert leaves a
 /// gap), so the count is counted, not computed from seqs: an index walk of `keep` entries,
