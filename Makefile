@@ -31,3 +31,4 @@ bench:
 	$(CARGO) run --release --locked -p hatchery-cli -- bench heartbeats
 	$(CARGO) run --release --locked -p hatchery-cli -- bench events
 	$(CARGO) run --release --locked -p hatchery-cli -- bench create-online
+	$(CARGO) run --release --locked -p hatchery-cli -- bench a2a

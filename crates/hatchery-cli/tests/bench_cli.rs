@@ -117,3 +117,47 @@ fn bench_create_online_starts_sandboxed_agents_and_reports() {
         "{stdout}"
     );
 }
+
+#[test]
+fn bench_a2a_measures_both_paths_and_streams() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hatchery"))
+        .args([
+            "bench",
+            "a2a",
+            "--messages",
+            "200",
+            "--connections",
+            "4",
+            "--rounds",
+            "2",
+            "--streams",
+            "20",
+            "--stream-words",
+            "5",
+        ])
+        .output()
+        .expect("run hatchery bench a2a");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for path in ["agent's socket, direct (baseline)", "through the proxy"] {
+        let row = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("| {path} | 200 |")))
+            .unwrap_or_else(|| panic!("no message row for {path} in:\n{stdout}"));
+        assert_eq!(row.split('|').map(str::trim).nth(7), Some("0"), "{row}");
+        let streams = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("| {path} | 20 |")))
+            .unwrap_or_else(|| panic!("no stream row for {path} in:\n{stdout}"));
+        assert_eq!(
+            streams.split('|').map(str::trim).nth(3),
+            Some("0"),
+            "{streams}"
+        );
+    }
+    assert!(stdout.contains("proxy overhead: p50 "), "{stdout}");
+}

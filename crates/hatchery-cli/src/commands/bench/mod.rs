@@ -9,6 +9,7 @@
 //! client, percentiles) and `load` is the closed-loop request runner of `api` and
 //! `heartbeats`.
 
+mod a2a;
 mod api;
 mod create_online;
 mod events;
@@ -36,6 +37,9 @@ pub enum BenchCommand {
     /// Create → online with the local backend (sandboxed agents), against a bare
     /// `bwrap … true` as the baseline; then a burst of concurrent creates.
     CreateOnline(create_online::CreateOnlineArgs),
+    /// Messages through the A2A proxy to a running sandboxed agent, against the same agent
+    /// called directly on its socket; then many `message/stream` calls held open at once.
+    A2a(a2a::A2aArgs),
     /// Plan and import a generated org tree (1,000 workspaces by default); one create is
     /// the baseline.
     OrgImport(org::OrgImportArgs),
@@ -59,6 +63,7 @@ pub fn run(command: BenchCommand) -> ExitCode {
             BenchCommand::Events(args) => events::bench_events(args).await,
             BenchCommand::CreateOnline(args) => create_online::bench_create_online(args).await,
             BenchCommand::OrgImport(args) => org::bench_org_import(args).await,
+            BenchCommand::A2a(args) => a2a::bench_a2a(args).await,
         }
     });
     match result {
