@@ -72,10 +72,35 @@ async fn a_team_of_sandboxed_agents_answers_the_operator_and_each_other() {
         server.until_status(id, "online").await;
     }
 
+    operator_talks_through_the_api_and_the_cli(&server, &pm, &writer).await;
+    peers_follow_the_tree(&server, &writer, &researcher, &loner).await;
+
+    // A paused agent is explained, by the CLI too.
+    let (status, _) = server
+        .call(
+            reqwest::Method::POST,
+            &format!("/workspaces/{pm}/pause"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (code, _, stderr) = chat(&server, &[&pm, "are you there?"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("workspace not available"), "{stderr}");
+    assert!(stderr.contains("hatchery ws resume"), "{stderr}");
+}
+
+/// The operator, through the API and the CLI: answers in a conversation, streams in
+/// pieces.
+async fn operator_talks_through_the_api_and_the_cli(
+    server: &common::Server,
+    pm: &str,
+    writer: &str,
+) {
     // The operator, through the API: the sandboxed agent answers, in its conversation.
     let response = send(
-        &server,
-        &pm,
+        server,
+        pm,
         None,
         &message("message/send", "plan the launch", None),
     )
@@ -92,8 +117,8 @@ async fn a_team_of_sandboxed_agents_answers_the_operator_and_each_other() {
     );
     let context = answer["result"]["contextId"].as_str().unwrap().to_owned();
     let again: Value = send(
-        &server,
-        &pm,
+        server,
+        pm,
         None,
         &message("message/send", "and then?", Some(&context)),
     )
@@ -110,23 +135,23 @@ async fn a_team_of_sandboxed_agents_answers_the_operator_and_each_other() {
     );
 
     // Through the CLI: one message, and its JSON for scripts.
-    let (code, stdout, stderr) = chat(&server, &[&pm, "hello from the CLI"]);
+    let (code, stdout, stderr) = chat(server, &[pm, "hello from the CLI"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("hello from the CLI"), "{stdout}");
-    let (code, stdout, stderr) = chat(&server, &[&pm, "as JSON", "--json"]);
+    let (code, stdout, stderr) = chat(server, &[pm, "as JSON", "--json"]);
     assert_eq!(code, 0, "{stderr}");
     let json: Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(json["result"]["kind"], "message", "{json}");
     // Streamed: the answer arrives in chunks, and the CLI prints it whole.
-    let (code, stdout, stderr) = chat(&server, &[&pm, "stream this answer", "--stream"]);
+    let (code, stdout, stderr) = chat(server, &[pm, "stream this answer", "--stream"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("stream this answer"), "{stdout}");
 
     // `message/stream` delivers its first chunk before its end.
     let started = Instant::now();
     let mut response = send(
-        &server,
-        &writer,
+        server,
+        writer,
         None,
         &message("message/stream", "one two three four five", None),
     )
@@ -144,7 +169,16 @@ async fn a_team_of_sandboxed_agents_answers_the_operator_and_each_other() {
         "the first event came {first_at:?} in, the end {:?}: gathered, not streamed",
         started.elapsed()
     );
+}
 
+/// A workspace reaches its sibling with its own token; another team's may not; both
+/// sides of a call are traced.
+async fn peers_follow_the_tree(
+    server: &common::Server,
+    writer: &str,
+    researcher: &str,
+    loner: &str,
+) {
     // A workspace reaches its sibling with its own token; another team's may not.
     let token = |id: String| {
         let server = &server;
@@ -160,21 +194,21 @@ async fn a_team_of_sandboxed_agents_answers_the_operator_and_each_other() {
             body["auth_token"].as_str().unwrap().to_owned()
         }
     };
-    let researcher_token = token(researcher.clone()).await;
-    let loner_token = token(loner.clone()).await;
+    let researcher_token = token(researcher.to_owned()).await;
+    let loner_token = token(loner.to_owned()).await;
     let response = send(
-        &server,
-        &writer,
-        Some((&researcher, &researcher_token)),
+        server,
+        writer,
+        Some((researcher, &researcher_token)),
         &message("message/send", "a draft?", None),
     )
     .await;
     assert_eq!(response.status(), 200);
     let (status, body) = {
         let response = send(
-            &server,
-            &writer,
-            Some((&loner, &loner_token)),
+            server,
+            writer,
+            Some((loner, &loner_token)),
             &message("message/send", "let me in", None),
         )
         .await;
@@ -189,9 +223,9 @@ async fn a_team_of_sandboxed_agents_answers_the_operator_and_each_other() {
         "{body}"
     );
     let forged = send(
-        &server,
-        &writer,
-        Some((&researcher, &loner_token)),
+        server,
+        writer,
+        Some((researcher, &loner_token)),
         &message("message/send", "forged", None),
     )
     .await;
@@ -206,19 +240,5 @@ async fn a_team_of_sandboxed_agents_answers_the_operator_and_each_other() {
         )
         .await;
     assert_eq!(received.as_array().map(Vec::len), Some(1), "{received}");
-    assert_eq!(received[0]["source_id"], researcher.as_str());
-
-    // A paused agent is explained, by the CLI too.
-    let (status, _) = server
-        .call(
-            reqwest::Method::POST,
-            &format!("/workspaces/{pm}/pause"),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200);
-    let (code, _, stderr) = chat(&server, &[&pm, "are you there?"]);
-    assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("workspace not available"), "{stderr}");
-    assert!(stderr.contains("hatchery ws resume"), "{stderr}");
+    assert_eq!(received[0]["source_id"], researcher);
 }
