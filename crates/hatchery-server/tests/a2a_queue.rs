@@ -296,6 +296,23 @@ async fn refusals_and_streams_are_not_queued(db: Db) {
     assert_eq!(body["field"], "X-Hatchery-Queue");
     let (status, body) = send(&server, &y, None, true, &json!("not an object")).await;
     assert_eq!(status, 400, "{body}");
+    // A header that says neither yes nor no is refused, not read as "no".
+    let response = server
+        .client
+        .post(format!("{}/workspaces/{y}/a2a", server.base))
+        .bearer_auth(TOKEN)
+        .header("x-hatchery-queue", "null")
+        .json(&message("hi", "m-3"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        (body["code"].as_str(), body["field"].as_str()),
+        (Some("invalid_header"), Some("X-Hatchery-Queue")),
+        "{body}"
+    );
     assert!(queue(&server, &y).await.is_empty());
     // A target that can take it answers at once, as without the header.
     let (status, body) = send(&server, &a, None, true, &message("now", "m-3")).await;

@@ -404,7 +404,7 @@ impl App {
                 started,
                 tail: SseTail::default(),
                 done: false,
-                _slot: slot,
+                slot: Some(slot),
             };
             return Ok(A2aAnswer::Stream(Self::relay(response, trace, idle)));
         }
@@ -528,8 +528,15 @@ impl App {
             .send();
         match tokio::time::timeout(idle, sent).await {
             Err(_) => Err(AgentFault::Silent(idle)),
-            Ok(Err(error)) => Err(AgentFault::Unreachable(format!(
+            // Only a failed connect says the message never reached the agent (and may be
+            // queued or sent again); once it was written, the agent may have acted on it.
+            Ok(Err(error)) if error.is_connect() => Err(AgentFault::Unreachable(format!(
                 "{} ({})",
+                where_it_is(route, &target.id),
+                error_chain(&error)
+            ))),
+            Ok(Err(error)) => Err(AgentFault::BadAnswer(format!(
+                "no answer from {}: {}",
                 where_it_is(route, &target.id),
                 error_chain(&error)
             ))),
@@ -813,7 +820,7 @@ async fn read_answer(mut response: reqwest::Response, idle: Duration) -> Result<
         match tokio::time::timeout(idle, response.chunk()).await {
             Err(_) => return Err(AgentFault::Silent(idle)),
             Ok(Err(error)) => {
-                return Err(AgentFault::Unreachable(format!(
+                return Err(AgentFault::BadAnswer(format!(
                     "the answer broke off: {}",
                     error_chain(&error)
                 )));
@@ -867,8 +874,9 @@ struct StreamTrace {
     started: Instant,
     tail: SseTail,
     done: bool,
-    /// Held until the stream ends or is abandoned.
-    _slot: Slot,
+    /// Held until the stream's trace is written: a caller cannot pile up unwritten
+    /// traces past its cap.
+    slot: Option<Slot>,
 }
 
 impl StreamTrace {
@@ -887,11 +895,16 @@ impl StreamTrace {
         let target = self.target.clone();
         let request = self.request.clone();
         let started = self.started;
-        // The stream's poll cannot wait for the database: the trace is written beside it.
-        tokio::spawn(async move {
-            app.a2a_trace(&call, &target, &request, started, outcome)
-                .await;
-        });
+        let slot = self.slot.take();
+        // The stream's poll cannot wait for the database: the trace is written beside it
+        // (not at all when no runtime is left: the process is ending).
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                app.a2a_trace(&call, &target, &request, started, outcome)
+                    .await;
+                drop(slot);
+            });
+        }
     }
 }
 

@@ -226,7 +226,7 @@ impl App {
                 Step::Wait(format!("the workspace is not available ({status})"))
             }
             Err(Error::Busy { message }) => Step::Wait(message),
-            // Nothing reached the agent: it may be restarting.
+            // The connect failed, so nothing reached the agent: it may be restarting.
             Err(
                 error @ Error::Agent {
                     fault: AgentFault::Unreachable(_),

@@ -48,7 +48,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         (status = 200, description = "The agent's JSON-RPC response (a result or a JSON-RPC error, passed through untouched), or for `message/stream` its Server-Sent Events, relayed as they come; a stream that goes silent ends with a JSON-RPC error event.",
             content((Object = "application/json"), (String = "text/event-stream"))),
         (status = 202, body = Queued, description = "With `X-Hatchery-Queue: true`: `{\"queued\": true, \"queue_id\", \"queue_depth\", \"message\"}`; the message is stored and delivered when the target can take it (see `GET /workspaces/{id}/a2a/queue`)."),
-        (status = 400, description = "`invalid JSON` (not a JSON object), an id is not a UUID, or `X-Hatchery-Queue` on a method other than `message/send` (`not_queueable`, naming the header).", body = ErrorBody),
+        (status = 400, description = "`invalid JSON` (not a JSON object), an id is not a UUID, `X-Hatchery-Queue` neither `true` nor `false` (`invalid_header`), or on a method other than `message/send` (`not_queueable`, naming the header).", body = ErrorBody),
         (status = 401, description = "No credential, or not the caller's own (`admin_auth_required`, `invalid_workspace_token`, …).", body = ErrorBody),
         (status = 403, description = "`access denied: workspaces cannot communicate per hierarchy rules` (`not_reachable`).", body = ErrorBody),
         (status = 404, description = "`workspace not found`: unknown or removed.", body = ErrorBody),
@@ -70,10 +70,7 @@ async fn send(
         Admin::check(&state, &headers)?;
         Caller::Operator
     };
-    let queue = headers
-        .get(QUEUE_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    let queue = queue_asked(&headers)?;
     let body = read_body(body, "invalid JSON").await?;
     let call = A2aCall {
         target,
@@ -164,6 +161,24 @@ fn queued_view(row: &QueuedMessageRow) -> QueuedMessageView {
         error: row.error.clone(),
         created_at: timestamp(row.created_at),
         updated_at: timestamp(row.updated_at),
+    }
+}
+
+/// Whether `X-Hatchery-Queue` asks for queueing: `true` or `false`; anything else is
+/// refused, naming the header, rather than read as "no".
+fn queue_asked(headers: &HeaderMap) -> Result<bool, ApiError> {
+    let Some(value) = headers.get(QUEUE_HEADER) else {
+        return Ok(false);
+    };
+    match value.to_str().map(str::trim) {
+        Ok(text) if text.eq_ignore_ascii_case("true") => Ok(true),
+        Ok(text) if text.eq_ignore_ascii_case("false") => Ok(false),
+        _ => Err(ApiError::bad_request(
+            "invalid request header",
+            "invalid_header",
+            Some("X-Hatchery-Queue"),
+            "X-Hatchery-Queue must be true or false",
+        )),
     }
 }
 
