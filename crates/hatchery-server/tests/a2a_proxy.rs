@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::fake_agent::{Agent, Behaviour};
+use common::fake_agent::{Agent, Behaviour, online, register};
 use common::{Db, Env, Running, TOKEN, spawn};
 use hatchery_server::ServerConfig;
 use serde_json::{Value, json};
@@ -25,37 +25,6 @@ fn config(env: &Env) -> ServerConfig {
     let mut config = env.config();
     config.supervision.a2a_idle_timeout = Duration::from_millis(600);
     config
-}
-
-/// A workspace named `name` (under `parent`) whose agent registered at `agent`'s URL; its
-/// id and its workspace token.
-async fn online(
-    server: &Running,
-    name: &str,
-    parent: Option<&str>,
-    agent: &Agent,
-) -> (String, String) {
-    let created = server
-        .create(&json!({"name": name, "parent_id": parent}))
-        .await;
-    let id = created["id"].as_str().unwrap().to_owned();
-    let (status, bootstrap) = server
-        .post(
-            &format!("/admin/workspaces/{id}/bootstrap-token"),
-            &json!({}),
-        )
-        .await;
-    assert_eq!(status, 201, "{bootstrap}");
-    let (status, registered) = server
-        .post_as(
-            "/registry/register",
-            &json!({"id": id, "url": agent.url, "agent_card": {"name": name}}),
-            bootstrap["bootstrap_token"].as_str(),
-        )
-        .await;
-    assert_eq!(status, 200, "{registered}");
-    let token = registered["auth_token"].as_str().unwrap().to_owned();
-    (id, token)
 }
 
 /// `POST /workspaces/{target}/a2a` with `body`, as `caller` (with `token`), or as the
@@ -750,21 +719,7 @@ async fn a_busy_agent_or_a_flooding_caller_is_told_to_wait() {
         .create(&json!({"name": "Roomy", "max_concurrent_tasks": 100}))
         .await;
     let roomy = created["id"].as_str().unwrap().to_owned();
-    let (status, bootstrap) = server
-        .post(
-            &format!("/admin/workspaces/{roomy}/bootstrap-token"),
-            &json!({}),
-        )
-        .await;
-    assert_eq!(status, 201);
-    let (status, _) = server
-        .post_as(
-            "/registry/register",
-            &json!({"id": roomy, "url": slow.url, "agent_card": {"name": "Roomy"}}),
-            bootstrap["bootstrap_token"].as_str(),
-        )
-        .await;
-    assert_eq!(status, 200);
+    register(&server, &roomy, "Roomy", &slow).await;
     let (caller, caller_token) = online(&server, "Flooder", None, &slow).await;
     let calls = (0..=hatchery_server::app::a2a::MAX_IN_FLIGHT_PER_CALLER).map(|_| async {
         send(

@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::fake_agent::{Agent, Behaviour};
+use common::fake_agent::{Agent, Behaviour, online, register};
 use common::{Db, Env, Running, TOKEN, spawn};
 use serde_json::{Value, json};
 
@@ -19,43 +19,6 @@ hatchery_testkit::both_databases!(
     refusals_and_streams_are_not_queued,
     a_queued_message_survives_a_restart,
 );
-
-/// Register `id`'s agent at `agent`'s URL with a fresh bootstrap token; its workspace
-/// token.
-async fn register(server: &Running, id: &str, name: &str, agent: &Agent) -> String {
-    let (status, bootstrap) = server
-        .post(
-            &format!("/admin/workspaces/{id}/bootstrap-token"),
-            &json!({}),
-        )
-        .await;
-    assert_eq!(status, 201, "{bootstrap}");
-    let (status, registered) = server
-        .post_as(
-            "/registry/register",
-            &json!({"id": id, "url": agent.url, "agent_card": {"name": name}}),
-            bootstrap["bootstrap_token"].as_str(),
-        )
-        .await;
-    assert_eq!(status, 200, "{registered}");
-    registered["auth_token"].as_str().unwrap().to_owned()
-}
-
-/// A workspace named `name` (under `parent`) whose agent registered at `agent`'s URL; its
-/// id and its workspace token.
-async fn online(
-    server: &Running,
-    name: &str,
-    parent: Option<&str>,
-    agent: &Agent,
-) -> (String, String) {
-    let created = server
-        .create(&json!({"name": name, "parent_id": parent}))
-        .await;
-    let id = created["id"].as_str().unwrap().to_owned();
-    let token = register(server, &id, name, agent).await;
-    (id, token)
-}
 
 /// `POST /workspaces/{target}/a2a` with `body`, as `caller` with `token` (the operator
 /// when no caller is named), asking for queueing when `queue`.

@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::fake_agent::{Agent, Behaviour};
+use common::fake_agent::{Agent, Behaviour, online, register};
 use common::{Db, Env, Running, TOKEN, spawn};
 use serde_json::{Value, json};
 
@@ -24,43 +24,6 @@ hatchery_testkit::both_databases!(
     a_pending_delegation_is_delivered_after_a_restart,
     a_delivery_cut_short_by_a_restart_is_made_again,
 );
-
-/// Register `id`'s agent at `agent`'s URL with a fresh bootstrap token; its workspace
-/// token.
-async fn register(server: &Running, id: &str, name: &str, agent: &Agent) -> String {
-    let (status, bootstrap) = server
-        .post(
-            &format!("/admin/workspaces/{id}/bootstrap-token"),
-            &json!({}),
-        )
-        .await;
-    assert_eq!(status, 201, "{bootstrap}");
-    let (status, registered) = server
-        .post_as(
-            "/registry/register",
-            &json!({"id": id, "url": agent.url, "agent_card": {"name": name}}),
-            bootstrap["bootstrap_token"].as_str(),
-        )
-        .await;
-    assert_eq!(status, 200, "{registered}");
-    registered["auth_token"].as_str().unwrap().to_owned()
-}
-
-/// A workspace named `name` (under `parent`) whose agent registered at `agent`'s URL; its
-/// id and its workspace token.
-async fn online(
-    server: &Running,
-    name: &str,
-    parent: Option<&str>,
-    agent: &Agent,
-) -> (String, String) {
-    let created = server
-        .create(&json!({"name": name, "parent_id": parent}))
-        .await;
-    let id = created["id"].as_str().unwrap().to_owned();
-    let token = register(server, &id, name, agent).await;
-    (id, token)
-}
 
 /// `POST /workspaces/{source}/delegate` with `token`.
 async fn delegate(server: &Running, source: &str, token: &str, body: &Value) -> (u16, Value) {

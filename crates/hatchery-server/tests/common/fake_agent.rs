@@ -12,6 +12,45 @@ use axum::response::IntoResponse;
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 
+use super::Running;
+
+/// Register `id`'s agent at `agent`'s URL with a fresh bootstrap token; its workspace
+/// token.
+pub async fn register(server: &Running, id: &str, name: &str, agent: &Agent) -> String {
+    let (status, bootstrap) = server
+        .post(
+            &format!("/admin/workspaces/{id}/bootstrap-token"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 201, "{bootstrap}");
+    let (status, registered) = server
+        .post_as(
+            "/registry/register",
+            &json!({"id": id, "url": agent.url, "agent_card": {"name": name}}),
+            bootstrap["bootstrap_token"].as_str(),
+        )
+        .await;
+    assert_eq!(status, 200, "{registered}");
+    registered["auth_token"].as_str().unwrap().to_owned()
+}
+
+/// A workspace named `name` (under `parent`) whose agent registered at `agent`'s URL; its
+/// id and its workspace token.
+pub async fn online(
+    server: &Running,
+    name: &str,
+    parent: Option<&str>,
+    agent: &Agent,
+) -> (String, String) {
+    let created = server
+        .create(&json!({"name": name, "parent_id": parent}))
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let token = register(server, &id, name, agent).await;
+    (id, token)
+}
+
 /// What a test agent does with a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Behaviour {
