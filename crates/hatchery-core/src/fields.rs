@@ -201,37 +201,47 @@ mod tests {
         assert!(check("Ünïcode ✓", "", "", "").is_ok());
     }
 
+    /// Each `[name, role, model, runtime]` is refused with its message.
+    fn assert_refused(cases: &[([&str; 4], &str)]) {
+        for &([name, role, model, runtime], expected) in cases {
+            assert_eq!(
+                message(check(name, role, model, runtime)),
+                expected,
+                "{name:?} {role:?} {model:?} {runtime:?}"
+            );
+        }
+    }
+
     #[test]
     fn newlines_are_checked_first_in_field_order() {
-        assert_eq!(
-            message(check("a\nb", "x{", "", "")),
-            "name must not contain newline characters"
-        );
-        assert_eq!(
-            message(check("ok", "r\r", "", "")),
-            "role must not contain newline characters"
-        );
-        assert_eq!(
-            message(check("ok", "", "m\n", "")),
-            "model must not contain newline characters"
-        );
-        assert_eq!(
-            message(check("ok", "", "", "\nrt")),
-            "runtime must not contain newline characters"
-        );
+        assert_refused(&[
+            (
+                ["a\nb", "x{", "", ""],
+                "name must not contain newline characters",
+            ),
+            (
+                ["ok", "r\r", "", ""],
+                "role must not contain newline characters",
+            ),
+            (
+                ["ok", "", "m\n", ""],
+                "model must not contain newline characters",
+            ),
+            (
+                ["ok", "", "", "\nrt"],
+                "runtime must not contain newline characters",
+            ),
+        ]);
     }
 
     #[test]
     fn yaml_metacharacters_are_refused_in_names_and_roles_only() {
         for c in FORBIDDEN_IN_NAMES {
-            assert_eq!(
-                message(check(&format!("a{c}"), "", "", "")),
-                "name contains invalid characters"
-            );
-            assert_eq!(
-                message(check("a", &format!("{c}"), "", "")),
-                "role contains invalid characters"
-            );
+            let (name, role) = (format!("a{c}"), c.to_string());
+            assert_refused(&[
+                ([&name, "", "", ""], "name contains invalid characters"),
+                (["a", &role, "", ""], "role contains invalid characters"),
+            ]);
         }
         assert!(check("a", "", "vendor/model[1]", "").is_ok());
     }
@@ -239,40 +249,38 @@ mod tests {
     #[test]
     fn lengths_are_utf8_bytes_with_the_spec_limits() {
         assert!(check(&"a".repeat(255), "", "", "").is_ok());
-        assert_eq!(
-            message(check(&"a".repeat(256), "", "", "")),
-            "name must be at most 255 characters"
-        );
-        assert_eq!(
-            message(check(&"é".repeat(128), "", "", "")),
-            "name must be at most 255 characters"
-        );
-        assert_eq!(
-            message(check("a", &"r".repeat(1001), "", "")),
-            "role must be at most 1000 characters"
-        );
-        assert_eq!(
-            message(check("a", "", &"m".repeat(101), "")),
-            "model must be at most 100 characters"
-        );
-        assert_eq!(
-            message(check("a", "", "", &"r".repeat(101))),
-            "runtime must be at most 100 characters"
-        );
+        let (long, wide) = ("a".repeat(256), "é".repeat(128));
+        let (role, model) = ("r".repeat(1001), "m".repeat(101));
+        let runtime = "r".repeat(101);
+        assert_refused(&[
+            ([&long, "", "", ""], "name must be at most 255 characters"),
+            ([&wide, "", "", ""], "name must be at most 255 characters"),
+            (["a", &role, "", ""], "role must be at most 1000 characters"),
+            (
+                ["a", "", &model, ""],
+                "model must be at most 100 characters",
+            ),
+            (
+                ["a", "", "", &runtime],
+                "runtime must be at most 100 characters",
+            ),
+        ]);
     }
 
     #[test]
     fn stricter_than_molecule_names_exist_and_hold_no_control_characters() {
-        assert_eq!(message(check("", "", "", "")), "name must not be empty");
-        assert_eq!(message(check("  ", "", "", "")), "name must not be empty");
-        assert_eq!(
-            message(check("a\tb", "", "", "")),
-            "name must not contain control characters"
-        );
-        assert_eq!(
-            message(check("a", "", "m\u{7}", "")),
-            "model must not contain control characters"
-        );
+        assert_refused(&[
+            (["", "", "", ""], "name must not be empty"),
+            (["  ", "", "", ""], "name must not be empty"),
+            (
+                ["a\tb", "", "", ""],
+                "name must not contain control characters",
+            ),
+            (
+                ["a", "", "m\u{7}", ""],
+                "model must not contain control characters",
+            ),
+        ]);
         let patch = TextFields {
             role: Some("r"),
             ..TextFields::default()
