@@ -8,7 +8,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -93,26 +93,30 @@ impl Default for Metrics {
             scrape: Arc::default(),
         };
         let registry = &mut metrics.registry;
-        registry.register(
-            "hatchery_workspaces_created",
-            "Workspaces created since start.",
-            metrics.workspaces_created.clone(),
-        );
-        registry.register(
-            "hatchery_heartbeats",
-            "Heartbeats accepted since start.",
-            metrics.heartbeats.clone(),
-        );
-        registry.register(
-            "hatchery_liveness_expired",
-            "Workspaces marked offline by this replica for missing heartbeats.",
-            metrics.expired.clone(),
-        );
-        registry.register(
-            "hatchery_provisioning_failed",
-            "Workspaces this replica failed while provisioning (deadline passed, agent died, backend refused).",
-            metrics.provisioning_failed.clone(),
-        );
+        for (name, help, counter) in [
+            (
+                "hatchery_workspaces_created",
+                "Workspaces created since start.",
+                &metrics.workspaces_created,
+            ),
+            (
+                "hatchery_heartbeats",
+                "Heartbeats accepted since start.",
+                &metrics.heartbeats,
+            ),
+            (
+                "hatchery_liveness_expired",
+                "Workspaces marked offline by this replica for missing heartbeats.",
+                &metrics.expired,
+            ),
+            (
+                "hatchery_provisioning_failed",
+                "Workspaces this replica failed while provisioning (deadline passed, agent died, backend refused).",
+                &metrics.provisioning_failed,
+            ),
+        ] {
+            registry.register(name, help, counter.clone());
+        }
         registry.register(
             "hatchery_derive_outcomes",
             "Provider decisions of creates and runtime changes, by outcome (the provider's source, or the refusal's code).",
@@ -202,6 +206,16 @@ fn age_seconds(now: i64, then: Option<i64>) -> f64 {
     then.map_or(0.0, |then| now.saturating_sub(then).max(0) as f64 / 1e6)
 }
 
+/// One metric without labels, under `name`.
+fn encode_one(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric: &impl EncodeMetric,
+) -> Result<(), std::fmt::Error> {
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
 impl prometheus_client::collector::Collector for ScrapeCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let scrape = self
@@ -209,74 +223,65 @@ impl prometheus_client::collector::Collector for ScrapeCollector {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
-        let counter = |encoder: &mut DescriptorEncoder, name, help, value: u64| {
-            let metric = ConstCounter::new(value);
-            metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
-        };
-        let gauge = |encoder: &mut DescriptorEncoder, name, help, value: i64| {
-            let metric = ConstGauge::new(value);
-            metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
-        };
-        let seconds = |encoder: &mut DescriptorEncoder, name, help, value: f64| {
-            let metric = ConstGauge::new(value);
-            metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
-        };
         let (reloads, failures) = scrape.registry_reloads;
-        counter(
-            &mut encoder,
-            "hatchery_registry_reloads",
-            "Registry reloads attempted since start.",
-            reloads,
-        )?;
-        counter(
-            &mut encoder,
-            "hatchery_registry_reload_failures",
-            "Registry reloads refused since start (the last good snapshot stayed in force).",
-            failures,
-        )?;
-        gauge(
-            &mut encoder,
-            "hatchery_registry_available",
-            "1 when a registry snapshot is in force.",
-            i64::from(scrape.registry_available),
-        )?;
+        for (name, help, value) in [
+            (
+                "hatchery_registry_reloads",
+                "Registry reloads attempted since start.",
+                reloads,
+            ),
+            (
+                "hatchery_registry_reload_failures",
+                "Registry reloads refused since start (the last good snapshot stayed in force).",
+                failures,
+            ),
+        ] {
+            encode_one(&mut encoder, name, help, &ConstCounter::new(value))?;
+        }
         let as_gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-        gauge(
-            &mut encoder,
-            "hatchery_event_subscribers",
-            "Live event stream subscribers (SSE and WebSocket).",
-            as_gauge(scrape.subscribers),
-        )?;
-        gauge(
-            &mut encoder,
-            "hatchery_event_buffer_bytes",
-            "Estimated memory of the recent event batches kept for stream subscribers.",
-            as_gauge(scrape.event_buffer_bytes),
-        )?;
-        gauge(
-            &mut encoder,
-            "hatchery_buffered_heartbeats",
-            "Heartbeats waiting for the next write.",
-            as_gauge(scrape.buffered_heartbeats),
-        )?;
-        gauge(
-            &mut encoder,
-            "hatchery_provision_jobs_pending",
-            "Provision jobs waiting to be claimed.",
-            scrape.stats.jobs_pending,
-        )?;
-        seconds(
-            &mut encoder,
-            "hatchery_provision_job_oldest_pending_seconds",
-            "Age of the oldest provision job waiting to be claimed (0 when none waits).",
-            age_seconds(scrape.now, scrape.stats.oldest_pending_job),
-        )?;
-        seconds(
-            &mut encoder,
-            "hatchery_heartbeat_stalest_seconds",
-            "Time since the stalest last heartbeat of an online or degraded workspace (0 when none).",
-            age_seconds(scrape.now, scrape.stats.stalest_heartbeat),
-        )?;
+        for (name, help, value) in [
+            (
+                "hatchery_registry_available",
+                "1 when a registry snapshot is in force.",
+                i64::from(scrape.registry_available),
+            ),
+            (
+                "hatchery_event_subscribers",
+                "Live event stream subscribers (SSE and WebSocket).",
+                as_gauge(scrape.subscribers),
+            ),
+            (
+                "hatchery_event_buffer_bytes",
+                "Estimated memory of the recent event batches kept for stream subscribers.",
+                as_gauge(scrape.event_buffer_bytes),
+            ),
+            (
+                "hatchery_buffered_heartbeats",
+                "Heartbeats waiting for the next write.",
+                as_gauge(scrape.buffered_heartbeats),
+            ),
+            (
+                "hatchery_provision_jobs_pending",
+                "Provision jobs waiting to be claimed.",
+                scrape.stats.jobs_pending,
+            ),
+        ] {
+            encode_one(&mut encoder, name, help, &ConstGauge::new(value))?;
+        }
+        for (name, help, value) in [
+            (
+                "hatchery_provision_job_oldest_pending_seconds",
+                "Age of the oldest provision job waiting to be claimed (0 when none waits).",
+                age_seconds(scrape.now, scrape.stats.oldest_pending_job),
+            ),
+            (
+                "hatchery_heartbeat_stalest_seconds",
+                "Time since the stalest last heartbeat of an online or degraded workspace (0 when none).",
+                age_seconds(scrape.now, scrape.stats.stalest_heartbeat),
+            ),
+        ] {
+            encode_one(&mut encoder, name, help, &ConstGauge::new(value))?;
+        }
         let mut family = encoder.encode_descriptor(
             "hatchery_workspaces",
             "Workspaces by status and backend (external: agents hatchery does not run).",
