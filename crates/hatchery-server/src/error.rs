@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use hatchery_core::ProviderError;
 use serde_json::{Value, json};
 
+use crate::app::org::OrgRefusal;
 use crate::app::{self, AgentFault, Cursor, Resource, Service, TokenFault};
 
 /// What a request can fail with.
@@ -162,21 +163,10 @@ pub enum ApiError {
     /// answered 503 with `Retry-After`; the context goes to the log.
     #[error("platform datastore unavailable — retry shortly")]
     PlatformUnavailable(String),
-    /// An org template that cannot be imported (template-level problems, or any problem
-    /// in strict mode): nothing was written; `plan` says why, node by node.
-    #[error("org template cannot be imported")]
-    OrgRefused {
-        /// The plan, with every node's problems.
-        plan: Value,
-    },
-    /// Required environment variables of an org template are not global secrets.
-    #[error("missing required environment variables")]
-    MissingEnv {
-        /// The requirements no global secret meets.
-        missing: Vec<String>,
-        /// The template's name.
-        template: String,
-    },
+    /// An org template that cannot be imported: 422 with the plan, or 412 naming the
+    /// missing environment variables.
+    #[error(transparent)]
+    OrgRefused(OrgRefusal),
     /// Something failed inside; `message` is what the client sees, `context` goes to the log.
     #[error("{message}")]
     Internal {
@@ -297,8 +287,7 @@ impl From<app::Error> for ApiError {
             app::Error::SecretsUndecryptable { names } => {
                 Self::SecretsUndecryptable { failed_keys: names }
             }
-            app::Error::OrgRefused { plan } => Self::OrgRefused { plan },
-            app::Error::MissingEnv { missing, template } => Self::MissingEnv { missing, template },
+            app::Error::OrgRefused(refusal) => Self::OrgRefused(refusal),
             app::Error::Internal { message, context } => Self::Internal { message, context },
         }
     }
@@ -356,8 +345,12 @@ impl ApiError {
             Self::PlatformUnavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "platform_unavailable")
             }
-            Self::OrgRefused { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "org_import_refused"),
-            Self::MissingEnv { .. } => (StatusCode::PRECONDITION_FAILED, "missing_required_env"),
+            Self::OrgRefused(OrgRefusal::Plan { .. }) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "org_import_refused")
+            }
+            Self::OrgRefused(OrgRefusal::MissingEnv { .. }) => {
+                (StatusCode::PRECONDITION_FAILED, "missing_required_env")
+            }
             Self::Internal { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -430,8 +423,8 @@ impl IntoResponse for ApiError {
                     body["detail"] = json!(detail);
                 }
             }
-            Self::OrgRefused { plan } => body["plan"] = plan,
-            Self::MissingEnv { missing, template } => {
+            Self::OrgRefused(OrgRefusal::Plan { plan }) => body["plan"] = plan,
+            Self::OrgRefused(OrgRefusal::MissingEnv { missing, template }) => {
                 body["missing_env"] = json!(missing);
                 body["required_env"] = json!(missing);
                 body["template"] = json!(template);
@@ -514,6 +507,7 @@ mod tests {
     use serde_json::json;
 
     use super::ApiError;
+    use crate::app::org::OrgRefusal;
     use crate::app::{self, AgentFault, Cursor, Resource, Service, TokenFault};
 
     /// Clients match on the message: the edge answers with the app error's own, whatever
@@ -578,11 +572,12 @@ mod tests {
             app::Error::SecretsUndecryptable {
                 names: vec!["KEY".to_owned()],
             },
-            app::Error::OrgRefused { plan: json!({}) },
-            app::Error::MissingEnv {
+            OrgRefusal::Plan { plan: json!({}) }.into(),
+            OrgRefusal::MissingEnv {
                 missing: vec!["KEY".to_owned()],
                 template: "team".to_owned(),
-            },
+            }
+            .into(),
             app::Error::internal("failed to save secret", "no such column"),
         ];
         for error in errors {

@@ -8,9 +8,9 @@
 //! context (a database error, say) is kept apart, for the log.
 
 use hatchery_core::{ProviderError, WorkspaceStatus};
-use serde_json::Value;
 
 use super::access::MAX_LIVE_TOKENS;
+use super::org::OrgRefusal;
 use crate::registry_source::RegistryUnavailable;
 
 /// Why an application function refused or failed.
@@ -106,21 +106,9 @@ pub enum Error {
         /// The names that failed.
         names: Vec<String>,
     },
-    /// An org template that cannot be imported (template-level problems, or any problem
-    /// in strict mode): nothing was written.
-    #[error("org template cannot be imported")]
-    OrgRefused {
-        /// The plan, with every node's problems.
-        plan: Value,
-    },
-    /// Required environment variables of an org template are not global secrets.
-    #[error("missing required environment variables")]
-    MissingEnv {
-        /// The requirements no global secret meets.
-        missing: Vec<String>,
-        /// The template's name.
-        template: String,
-    },
+    /// An org template that cannot be imported: nothing was written.
+    #[error(transparent)]
+    OrgRefused(#[from] OrgRefusal),
     /// Something failed inside: `message` is what the client reads, `context` what the
     /// log needs.
     #[error("{message}")]

@@ -56,6 +56,26 @@ pub struct ImportedNode {
 
 /// Why a failed node's subtree failed.
 const PARENT_FAILED: &str = "parent failed";
+
+/// Why a template was not imported at all: nothing was written. The app error and the
+/// API error both carry it as it is, so its messages are said once.
+#[derive(Debug, thiserror::Error)]
+pub enum OrgRefusal {
+    /// Template-level problems, or any problem in strict mode.
+    #[error("org template cannot be imported")]
+    Plan {
+        /// The plan, with every node's problems.
+        plan: serde_json::Value,
+    },
+    /// Required environment variables of the template are not global secrets.
+    #[error("missing required environment variables")]
+    MissingEnv {
+        /// The requirements no global secret meets.
+        missing: Vec<String>,
+        /// The template's name.
+        template: String,
+    },
+}
 impl App {
     /// Plan the import of `template` on the registry in force, with the global secrets
     /// as the keys every node will hold. Changes nothing.
@@ -166,15 +186,17 @@ impl App {
         let (plan, resolved, files) = self.org_plan_read(template, base).await?;
         let template = &resolved;
         if !plan.problems.is_empty() || (options.strict && !plan.is_clean()) {
-            return Err(Error::OrgRefused {
+            return Err(OrgRefusal::Plan {
                 plan: serde_json::to_value(&plan).unwrap_or_default(),
-            });
+            }
+            .into());
         }
         if !plan.missing_env.is_empty() && !options.force {
-            return Err(Error::MissingEnv {
+            return Err(OrgRefusal::MissingEnv {
                 missing: plan.missing_env.clone(),
                 template: template.name.clone(),
-            });
+            }
+            .into());
         }
         let nodes = flatten(&template.workspaces);
         let mut ids: HashMap<&str, String> = HashMap::new();
@@ -232,9 +254,10 @@ impl App {
                 plan,
                 failed: Some(failed),
             };
-            return Err(Error::OrgRefused {
+            return Err(OrgRefusal::Plan {
                 plan: serde_json::to_value(&plan).unwrap_or_default(),
-            });
+            }
+            .into());
         }
         self.write_import(template, options, &items).await?;
         if items.iter().any(|i| i.provision) {
