@@ -178,27 +178,20 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    /// A 400 with the spec's message and a detail naming the field.
+    /// A 400 with the spec's message and a detail naming the field: the app's refusal
+    /// ([`app::Error::invalid`]) as the API answers it.
     pub(crate) fn bad_request(
         message: &'static str,
         code: &'static str,
         field: Option<&'static str>,
         detail: impl Into<String>,
     ) -> Self {
-        Self::BadRequest {
-            message: message.to_owned(),
-            code,
-            field,
-            detail: Some(detail.into()),
-        }
+        app::Error::invalid(message, code, field, detail).into()
     }
 
-    /// A 500 whose detail only the log sees.
+    /// A 500 whose detail only the log sees ([`app::Error::internal`]).
     pub(crate) fn internal(message: &'static str, context: impl std::fmt::Display) -> Self {
-        Self::Internal {
-            message,
-            context: context.to_string(),
-        }
+        app::Error::internal(message, context).into()
     }
 }
 
