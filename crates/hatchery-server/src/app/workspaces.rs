@@ -333,26 +333,16 @@ impl App {
     #[tracing::instrument(skip_all, fields(name = request.name.as_deref().unwrap_or("")))]
     pub async fn workspace_create(&self, request: CreateWorkspace) -> Result<Created, Error> {
         let id = uuid::Uuid::new_v4().hyphenated().to_string();
-        let WorkspaceToStore {
-            workspace,
-            files,
-            sealed,
-            events,
-            provision,
-            token,
-            config,
-            access,
-            status,
-        } = self.build_workspace(request, id.clone()).await?;
+        let built = self.build_workspace(request, id.clone()).await?;
         let outcome = self
             .store
             .workspace_create(
-                &workspace,
-                &files,
-                &sealed,
-                &events,
-                provision,
-                token.as_ref().map(|t| &t.stored),
+                &built.workspace,
+                &built.files,
+                &built.sealed,
+                &built.events,
+                built.provision,
+                built.token.as_ref().map(|t| &t.stored),
             )
             .await
             .map_err(store_error("failed to create workspace"))?;
@@ -366,21 +356,21 @@ impl App {
         }
         self.crash_point("created");
         self.hub.poke();
-        if provision {
+        if built.provision {
             self.wake_provisioner();
         }
         tracing::info!(
             workspace_id = %id,
-            provider = config.provider.as_deref().unwrap_or("-"),
-            provider_source = config.source.as_str(),
+            provider = built.config.provider.as_deref().unwrap_or("-"),
+            provider_source = built.config.source.as_str(),
             "workspace created"
         );
         Ok(Created {
             id,
-            status,
-            workspace_access: access,
-            config,
-            external_token: token.map(|t| t.plaintext),
+            status: built.status,
+            workspace_access: built.access,
+            config: built.config,
+            external_token: built.token.map(|t| t.plaintext),
         })
     }
 
